@@ -1,0 +1,1 @@
+"""CLI commands (local tooling; not deployed to Azure)."""

@@ -1,0 +1,1 @@
+"""Local stand-ins for Azure and AWS that the real SDK clients talk to. Never deployed."""

@@ -1,0 +1,1 @@
+"""Pieces every sandbox service shares: the request log and the latency/fault profiles."""
