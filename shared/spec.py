@@ -9,9 +9,10 @@ rules per cloud, DTDL references, event conditions) live in `shared.validation`,
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 Provider = Literal["aws", "azure", "gcp"]
 PROVIDERS: tuple[Provider, ...] = ("aws", "azure", "gcp")
@@ -26,7 +27,12 @@ def _normalise_provider(value: Any) -> Any:
     return value
 
 
-ProviderName = Annotated[Provider, BeforeValidator(_normalise_provider)]
+ProviderName = Annotated[
+    Provider,
+    BeforeValidator(_normalise_provider),
+    # The schema describes what a document may say, so it lists the accepted alias too.
+    WithJsonSchema({"type": "string", "enum": ["aws", "azure", "gcp", "google"], "description": "google means gcp"}),
+]
 
 # TwinMaker data types, as used by config_iot_devices.json.
 DataType = Literal["DOUBLE", "INTEGER", "LONG", "BOOLEAN", "STRING"]
@@ -250,3 +256,17 @@ class TwinSpec(_Strict):
         """Clouds that host at least one layer, in a fixed order."""
         used = set(self.providers.model_dump().values())
         return [p for p in PROVIDERS if p in used]
+
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the spec document (what `docs/spec.schema.json` holds)."""
+    schema = TwinSpec.model_json_schema(by_alias=True, mode="validation")
+    return {"$schema": JSON_SCHEMA_DIALECT, "title": "Twin deployment spec", **{k: v for k, v in schema.items() if k != "title"}}
+
+
+def render_json_schema() -> str:
+    """The schema as committed: stable key order and a trailing newline, so diffs stay small."""
+    return json.dumps(spec_json_schema(), indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,427 @@
+"""Loading a deployment spec: from a dict (the HTTP body), a JSON file, or the original project's
+folder layout. Every loader raises `SpecError` listing every problem at once, and nothing else.
+
+Structural errors from pydantic are rewritten into plain sentences with readable JSON paths;
+semantic checks come from `shared.validation.validate_spec`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from shared.spec import TwinSpec
+from shared.validation import Problem, SpecError, validate_spec
+
+__all__ = ["load_spec", "spec_from_dict", "spec_problems", "json_path", "LEGACY_FILES"]
+
+# ---------------------------------------------------------------------------------------------
+# Paths and messages
+# ---------------------------------------------------------------------------------------------
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_$@][A-Za-z0-9_$@-]*")
+
+
+def json_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """`("devices", 2, "id")` -> `devices[2].id`; odd keys are quoted: `models[0]["my key"]`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int) and not isinstance(part, bool):
+            out += f"[{part}]"
+        else:
+            key = str(part)
+            if _PLAIN_KEY.fullmatch(key):
+                out += f".{key}" if out else key
+            else:
+                out += f"[{json.dumps(key)}]"
+    return out
+
+
+# Keys that name a credential. Secrets never come in a spec: credentials come from the environment.
+_SECRET_KEY = re.compile(
+    r"secret|password|passwd|token|connection_?string|access_?key|api_?key|private_?key|credential|sas_?key|sas_?token",
+    re.IGNORECASE,
+)
+_CREDENTIALS_HINT = (
+    "credentials never go in a spec: remove it. The control plane takes credentials from its environment "
+    "(managed identity / DefaultAzureCredential on Azure, the AWS credential chain or clouds.aws.role_arn on AWS)"
+)
+
+
+def _secret_paths(clouds: Any) -> list[tuple[Any, ...]]:
+    found: list[tuple[Any, ...]] = []
+    stack: list[tuple[tuple[Any, ...], Any]] = [(("clouds",), clouds)]
+    while stack:
+        loc, node = stack.pop()
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if isinstance(key, str) and _SECRET_KEY.search(key):
+                    found.append((*loc, key))
+                else:
+                    stack.append(((*loc, key), value))
+        elif isinstance(node, list):
+            stack.extend(((*loc, i), v) for i, v in enumerate(node))
+    return sorted(found, key=lambda loc: json_path(loc))
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Reach the model class inside Optional[...], list[...], Annotated[...]."""
+    seen = 0
+    while seen < 10:
+        seen += 1
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = args[0] if len(args) == 1 else annotation
+            if len(args) != 1:
+                return annotation
+        elif origin is list:
+            annotation = typing.get_args(annotation)[0]
+        else:
+            return annotation
+    return annotation
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class that validates the object at `loc` (None if it is not a model)."""
+    current: Any = TwinSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue  # list items: the annotation was unwrapped to the item type already
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = next(
+            (f for name, f in current.model_fields.items() if part in (name, f.alias)),
+            None,
+        )
+        if field is None:
+            return None
+        current = _unwrap(field.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return current
+    return None
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _short(value: Any) -> str | None:
+    """A short, safe rendering of a rejected value for a message, or None."""
+    if isinstance(value, str) and len(value) <= 40 and value.isprintable():
+        return repr(value)
+    if isinstance(value, bool | int | float) or value is None:
+        return json.dumps(value) if not isinstance(value, float) or value == value else "NaN"
+    return None
+
+
+_TYPE_NAMES = {
+    list: "a list",
+    dict: "a JSON object",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true or false",
+    type(None): "null",
+}
+
+
+def _kind(value: Any) -> str:
+    for t, name in _TYPE_NAMES.items():
+        if type(value) is t:
+            return name
+    return "a " + type(value).__name__
+
+
+def _message(error: Mapping[str, Any], under_clouds: bool) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    loc = tuple(error["loc"])
+    value = error.get("input")
+    shown = None if under_clouds else _short(value)
+    got = f", not {shown}" if shown is not None else ""
+    if kind == "missing":
+        what = "section" if len(loc) == 1 else "field"
+        return f"required {what} {str(loc[-1])!r} is missing" if loc else "required value is missing"
+    if kind == "extra_forbidden":
+        key = str(loc[-1]) if loc else ""
+        model = _model_at(loc[:-1])
+        hint = ""
+        if model is not None:
+            names = _field_names(model)
+            close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; allowed: {', '.join(names)}"
+        return f"unknown field {key!r}{hint}"
+    if kind == "literal_error":
+        expected = str(ctx.get("expected", "")).replace("'", "")
+        expected = expected.replace(" or ", ", ")
+        if loc and str(loc[-1]).endswith("_provider"):
+            return f"must be one of aws, azure, gcp (google is accepted for gcp){got}"
+        return f"must be one of {expected}{got}"
+    if kind.startswith("int_"):
+        return f"must be a whole number{got}"
+    if kind.startswith("float_"):
+        return f"must be a number{got}"
+    if kind.startswith("bool_"):
+        return f"must be true or false{got}"
+    if kind.startswith("string_"):
+        if kind == "string_too_short":
+            return "must not be empty"
+        return f"must be a string, not {_kind(value)}"
+    if kind in ("list_type", "tuple_type", "iterable_type"):
+        return f"must be a list, not {_kind(value)}"
+    if kind in ("dict_type", "model_type", "model_attributes_type", "mapping_type"):
+        return f"must be a JSON object, not {_kind(value)}"
+    if kind == "too_short":
+        n = ctx.get("min_length", 1)
+        return f"must have at least {n} {'entry' if n == 1 else 'entries'}"
+    if kind == "too_long":
+        return f"must have at most {ctx.get('max_length')} entries"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')}{got}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx.get('le')}{got}"
+    if kind == "greater_than":
+        return f"must be more than {ctx.get('gt')}{got}"
+    if kind == "less_than":
+        return f"must be less than {ctx.get('lt')}{got}"
+    if kind in ("recursion_loop", "recursion_depth_exceeded"):
+        return "nests too deeply (the tree is deeper than the loader accepts)"
+    # Anything else: pydantic's own sentence, which is plain enough for the rare cases left.
+    msg = str(error.get("msg", "is invalid"))
+    return msg[:1].lower() + msg[1:]
+
+
+def _structural_problems(exc: ValidationError, skip: set[tuple[Any, ...]]) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[Problem] = set()
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        if loc in skip:
+            continue
+        under_clouds = bool(loc) and loc[0] == "clouds"
+        problem = Problem(json_path(loc), _message(error, under_clouds))
+        if problem not in seen:
+            seen.add(problem)
+            problems.append(problem)
+    return problems
+
+
+def spec_problems(data: object) -> tuple[TwinSpec | None, list[Problem]]:
+    """Validate `data` (structure, then semantics). Returns the spec when there is no problem."""
+    if not isinstance(data, Mapping):
+        return None, [Problem("", f"the spec must be a JSON object with twin, providers and devices, not {_kind(data)}")]
+    problems: list[Problem] = []
+    secrets = _secret_paths(data.get("clouds")) if isinstance(data.get("clouds"), Mapping) else []
+    problems += [Problem(json_path(loc), f"{str(loc[-1])!r} looks like a credential; {_CREDENTIALS_HINT}") for loc in secrets]
+    non_str_keys = [k for k in data if not isinstance(k, str)]
+    if non_str_keys:
+        problems.append(Problem("", f"keys must be strings; found {_kind(non_str_keys[0])[2:]} key(s)"))
+        return None, problems
+    try:
+        spec = TwinSpec.model_validate(dict(data))
+    except ValidationError as exc:
+        problems += _structural_problems(exc, set(secrets))
+        return None, problems or [Problem("", "the spec is invalid")]
+    except RecursionError:
+        return None, [*problems, Problem("", "the document nests too deeply")]
+    if problems:
+        return None, problems
+    problems = validate_spec(spec)
+    return (None, problems) if problems else (spec, [])
+
+
+def spec_from_dict(data: object) -> TwinSpec:
+    """The spec in `data` (e.g. an HTTP body). Raises `SpecError` with every problem."""
+    spec, problems = spec_problems(data)
+    if spec is None:
+        raise SpecError(problems)
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _read_json(path: Path, label: str) -> tuple[Any, list[Problem]]:
+    """Parse a JSON file. `label` is the path prefix for problems ("" for a single spec file)."""
+    shown = label or path.name
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, [Problem(label, f"file {shown} does not exist")]
+    except OSError as exc:
+        return None, [Problem(label, f"cannot read {shown}: {exc.strerror or exc.__class__.__name__}")]
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return None, [Problem(label, f"{shown} is not UTF-8 text (bad byte at offset {exc.start})")]
+    try:
+        return json.loads(text, parse_constant=_reject_constant), []
+    except json.JSONDecodeError as exc:
+        return None, [Problem(label, f"{shown} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")]
+    except ValueError as exc:
+        return None, [Problem(label, f"{shown}: {exc}")]
+    except RecursionError:
+        return None, [Problem(label, f"{shown} nests too deeply")]
+
+
+# The original layout. config_credentials.json is never read (secrets never come in a spec) and
+# config_inter_cloud.json is ignored (the control plane computes and wires those values itself).
+LEGACY_FILES = {
+    "config": "config.json",
+    "providers": "config_providers.json",
+    "devices": "config_iot_devices.json",
+    "events": "config_events.json",
+    "optimization": "config_optimization.json",
+    "azure_hierarchy": "twin_hierarchy/azure_hierarchy.json",
+    "aws_hierarchy": "twin_hierarchy/aws_hierarchy.json",
+}
+_CONFIG_KEYS = {
+    "digital_twin_name": "name",
+    "hot_storage_size_in_days": "hot_storage_days",
+    "cold_storage_size_in_days": "cold_storage_days",
+    "mode": "mode",
+}
+_OPTIMIZATION_FLAGS = {
+    "useEventChecking": "use_event_checking",
+    "triggerNotificationWorkflow": "trigger_notification_workflow",
+    "returnFeedbackToDevice": "return_feedback_to_device",
+    "integrateErrorHandling": "integrate_error_handling",
+}
+_OPTIMIZATION_PREFIX = "result.inputParamsUsed"
+
+
+def _legacy_path(path: str) -> str:
+    """Map a spec path to the file (and key) of the original layout it came from."""
+
+    def split(prefix: str) -> str | None:
+        if path == prefix:
+            return ""
+        if path.startswith(prefix + ".") or path.startswith(prefix + "["):
+            rest = path[len(prefix) :]
+            return rest[1:] if rest.startswith(".") else rest
+        return None
+
+    rest = split("twin")
+    if rest is not None:
+        reverse = {v: k for k, v in _CONFIG_KEYS.items()}
+        return f"{LEGACY_FILES['config']}:{reverse.get(rest, rest)}" if rest else LEGACY_FILES["config"]
+    simple = (
+        ("providers", "providers"),
+        ("devices", "devices"),
+        ("events", "events"),
+        ("hierarchy.azure", "azure_hierarchy"),
+        ("hierarchy.aws", "aws_hierarchy"),
+    )
+    for prefix, key in simple:
+        rest = split(prefix)
+        if rest is not None:
+            return f"{LEGACY_FILES[key]}:{rest}" if rest else LEGACY_FILES[key]
+    rest = split("options")
+    if rest is not None:
+        reverse = {v: k for k, v in _OPTIMIZATION_FLAGS.items()}
+        file = LEGACY_FILES["optimization"]
+        return f"{file}:{_OPTIMIZATION_PREFIX}.{reverse.get(rest, rest)}" if rest else file
+    return path
+
+
+def _legacy_dict(folder: Path) -> tuple[dict[str, Any], list[Problem]]:
+    problems: list[Problem] = []
+    data: dict[str, Any] = {}
+
+    def read(key: str, required: bool) -> Any:
+        name = LEGACY_FILES[key]
+        file = folder / name
+        if not file.exists():
+            if required:
+                problems.append(
+                    Problem(name, f"{name} is missing; an original-layout folder needs config.json, "
+                            "config_providers.json and config_iot_devices.json")
+                )
+            return None
+        value, found = _read_json(file, name)
+        problems.extend(found)
+        return value
+
+    config = read("config", True)
+    if config is not None:
+        if isinstance(config, dict):
+            data["twin"] = {_CONFIG_KEYS.get(k, k): v for k, v in config.items()}
+        else:
+            problems.append(Problem(LEGACY_FILES["config"], f"must be a JSON object, not {_kind(config)}"))
+    for key, section, required in (("providers", "providers", True), ("devices", "devices", True), ("events", "events", False)):
+        value = read(key, required)
+        if value is not None:
+            data[section] = value
+    hierarchy: dict[str, Any] = {}
+    for key, section in (("azure_hierarchy", "azure"), ("aws_hierarchy", "aws")):
+        value = read(key, False)
+        if value is not None:
+            hierarchy[section] = value
+    if hierarchy:
+        data["hierarchy"] = hierarchy
+    optimization = read("optimization", False)
+    if optimization is not None:
+        flags = optimization.get("result", {}) if isinstance(optimization, dict) else None
+        flags = flags.get("inputParamsUsed") if isinstance(flags, dict) else None
+        if not isinstance(flags, dict):
+            problems.append(
+                Problem(LEGACY_FILES["optimization"], f"expected the flags as an object under {_OPTIMIZATION_PREFIX}")
+            )
+        else:
+            # Only the flags we act on; the optimizer writes others (needs3DModel, ...) we ignore.
+            data["options"] = {snake: flags[camel] for camel, snake in _OPTIMIZATION_FLAGS.items() if camel in flags}
+    return data, problems
+
+
+def load_spec(path: str | Path) -> TwinSpec:
+    """Load a spec from a JSON file, or from a folder in the original layout (a folder holding a
+    `twin.json` loads that file). Raises `SpecError` with every problem."""
+    try:
+        target = Path(path)
+        is_dir = target.is_dir()
+        is_file = target.is_file()
+    except (OSError, ValueError) as exc:
+        raise SpecError([Problem("", f"cannot use {str(path)!r} as a spec path: {exc}")]) from None
+    if is_dir and (target / "twin.json").is_file():
+        target, is_dir, is_file = target / "twin.json", False, True
+    if is_file:
+        data, problems = _read_json(target, "")
+        if problems:
+            raise SpecError(problems)
+        return spec_from_dict(data)
+    if is_dir:
+        data, read_problems = _legacy_dict(target)
+        spec, problems = spec_problems(data)
+        if spec is not None and not read_problems:
+            return spec
+        # A file that could not be read shows up as a missing section too: say it once.
+        broken = {p.path.split(":", 1)[0] for p in read_problems}
+        relabelled = [p for p in _relabel(problems) if p.path.split(":", 1)[0] not in broken]
+        raise SpecError([*read_problems, *relabelled])
+    raise SpecError([Problem("", f"no spec at {str(path)!r}: expected a JSON file or an original-layout folder")])
+
+
+def _relabel(problems: list[Problem]) -> Iterator[Problem]:
+    for p in problems:
+        # Problems from reading files already name their file.
+        if p.path.split(":", 1)[0] in LEGACY_FILES.values():
+            yield p
+        else:
+            yield Problem(_legacy_path(p.path), p.message)
