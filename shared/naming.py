@@ -128,8 +128,17 @@ class AzureNaming:
     def grafana(self) -> str:
         return f"{self.twin}-grafana"
 
+    def iot_device(self, device_id: str) -> str:
+        """IoT Hub registry id of a device."""
+        return f"{self.twin}-{device_id}"
+
+    def logic_app(self) -> str:
+        return f"{self.twin}-notification-workflow"
+
+    GRAFANA_DATASOURCE = "Hot-Reader-Data"
+
     def all_names(self) -> list[tuple[str, NameRule]]:
-        layers = ("L0", "L1", "L2", "L3_hot", "L4")
+        layers = ("L0", "L1", "L2", "L3_hot", "L3_cold", "L4")
         names: list[tuple[str, NameRule]] = [
             (self.resource_group(), AZ_RESOURCE_GROUP),
             (self.identity(), AZ_IDENTITY),
@@ -198,6 +207,12 @@ class AwsNaming:
     def grafana_workspace(self) -> str:
         return f"{self.twin}-grafana"
 
+    def state_machine(self) -> str:
+        return f"{self.twin}-lambda-chain"
+
+    def event_action(self, function_name: str) -> str:
+        return f"{self.twin}-{function_name}"
+
     def all_names(self, device_ids: list[str] | tuple[str, ...] = ()) -> list[tuple[str, NameRule]]:
         # The longest function names decide whether the twin name fits the Lambda/IAM limits.
         functions = ("hot-reader-last-entry", "cold-to-archive-mover", "hot-to-cold-mover", "event-checker")
@@ -237,6 +252,24 @@ class GcpNaming:
 
     def archive_bucket(self) -> str:
         return f"{self.twin.lower()}-archive"
+
+    def service_account(self) -> str:
+        return f"{self.twin.lower()}-sa"
+
+    def functions_bucket(self) -> str:
+        return f"{self.twin.lower()}-functions"
+
+    def firestore_database(self) -> str:
+        return self.twin.lower()
+
+    def hot_collection(self) -> str:
+        return f"{self.twin}-hot-data"
+
+    def schedule(self, mover: str) -> str:
+        return f"{self.twin.lower()}-{mover}"
+
+    def workflow(self) -> str:
+        return f"{self.twin.lower()}-event-workflow"
 
     def all_names(self) -> list[tuple[str, NameRule]]:
         functions = ("cold-to-archive-mover", "hot-reader-last-entry")
