@@ -164,6 +164,25 @@ class Setting(StrEnum):
     """Role assignment: the principal that gets the role."""
 
 
+LATE_BOUND_SETTINGS: frozenset[Setting] = frozenset(
+    {
+        Setting.REMOTE_INGESTION_URL,
+        Setting.REMOTE_WRITER_URL,
+        Setting.REMOTE_COLD_WRITER_URL,
+        Setting.REMOTE_ARCHIVE_WRITER_URL,
+        Setting.REMOTE_READER_URL,
+        Setting.REMOTE_READER_LAST_ENTRY_URL,
+        Setting.REMOTE_ADT_PUSHER_URL,
+        Setting.ADT_INSTANCE_URL,
+        Setting.DATASOURCE_URL,
+    }
+)
+"""Settings a function needs only when it runs, not to be created. Their wires do not order the
+consumer after the producer: the consumer is deployed without them (it answers 503 until wired)
+and output propagation writes them when the producer has them. So a slow producer (a Digital
+Twins instance takes minutes) does not hold up its consumers on other clouds."""
+
+
 SECRET_SETTINGS: frozenset[Setting] = frozenset(
     {
         Setting.INTER_CLOUD_TOKEN,

@@ -25,6 +25,7 @@ from shared.contracts import (
     CONTROL,
     COSMOS_PARTITION_KEY_PATH,
     FUNCTIONS,
+    LATE_BOUND_SETTINGS,
     LAYER_SLOTS,
     LAYERS,
     PULL_TWIN_PROVIDERS,
@@ -147,8 +148,11 @@ class Wire:
     producer: str
     consumer: str
     setting: str
+    late: bool = False
+    """Late-bound (`LATE_BOUND_SETTINGS`): filled in by propagation, not a creation dependency."""
 
     def to_json(self) -> dict[str, str]:
+        # Exactly the documented `--json` shape; lateness follows from the setting name.
         return {"output": self.output, "producer": self.producer, "consumer": self.consumer, "setting": self.setting}
 
 
@@ -344,8 +348,9 @@ class Plan:
         }
 
     def to_mermaid(self) -> str:
-        """A Mermaid flowchart: resources grouped by provider, edges from what is needed to
-        what needs it, labelled with the settings a wire fills in."""
+        """A Mermaid flowchart: resources grouped by provider, solid edges from what is needed to
+        what needs it, dotted edges for late-bound wires (filled in by propagation), each labelled
+        with the settings a wire fills in."""
         node = {r.id: f"r{i}" for i, r in enumerate(self.resources)}
         lines = ["flowchart LR"]
         for provider in ("control", "aws", "azure", "gcp"):
@@ -358,9 +363,10 @@ class Plan:
                 lines.append(f'    {node[r.id]}["{label}"]')
             lines.append("  end")
         labels: dict[tuple[str, str], list[str]] = {}
+        late: dict[tuple[str, str], list[str]] = {}
         for w in self.wires:
             text = w.output if w.output == w.setting else f"{w.output} as {w.setting}"
-            labels.setdefault((w.producer, w.consumer), []).append(text)
+            (late if w.late else labels).setdefault((w.producer, w.consumer), []).append(text)
         for r in self.resources:
             for need in r.needs:
                 texts = labels.get((need, r.id))
@@ -368,6 +374,8 @@ class Plan:
                     lines.append(f'  {node[need]} -->|"{_mermaid_text(", ".join(texts))}"| {node[r.id]}')
                 else:
                     lines.append(f"  {node[need]} --> {node[r.id]}")
+        for (producer, consumer), texts in late.items():
+            lines.append(f'  {node[producer]} -.->|"{_mermaid_text(", ".join(texts))}"| {node[consumer]}')
         return "\n".join(lines) + "\n"
 
 
@@ -665,7 +673,6 @@ class _Builder:
             self.wire_store(host, "archive", provider)
         elif fn == Function.ADT_PUSHER:
             self.wire(Output.ADT_INSTANCE_URL, host, Setting.ADT_INSTANCE_URL)
-            self.drafts[host].needs.append("azure/L4/adt-role-assignment")
 
     def wire_processor(self, provider: str, consumer: str) -> None:
         """Let `consumer` call the L2 processor on its own cloud (AWS invokes it by name)."""
@@ -782,7 +789,6 @@ class _Builder:
             self.wire_token(persister, receiver=False)
         elif self.path == TwinUpdatePath.PERSISTER_DIRECT:
             self.wire(Output.ADT_INSTANCE_URL, persister, Setting.ADT_INSTANCE_URL)
-            self.drafts[persister].needs.append("azure/L4/adt-role-assignment")
         # Event checking, workflows, feedback, event actions
         if opts.use_event_checking:
             rules = json.dumps([e.model_dump(by_alias=True, exclude_none=True) for e in self.spec.events],
@@ -797,7 +803,6 @@ class _Builder:
                 self.wire(Output.TWINMAKER_WORKSPACE_NAME, checker, Setting.TWINMAKER_WORKSPACE_NAME)
             elif l4 == p == "azure":
                 self.wire(Output.ADT_INSTANCE_URL, checker, Setting.ADT_INSTANCE_URL)
-                self.drafts[checker].needs.append("azure/L4/adt-role-assignment")
             elif l4 != p:
                 self.notes.append(
                     f"the event checker on {p} cannot read live twin values from {l4}; conditions on twin "
@@ -1074,8 +1079,9 @@ class _Builder:
         for output, consumer, setting in self.wires:
             if output not in producer:
                 raise RuntimeError(f"{consumer} consumes {output}, which no planned resource produces")
-            wires.append(Wire(output, producer[output], consumer, setting))
-            if producer[output] != consumer:
+            late = setting in LATE_BOUND_SETTINGS
+            wires.append(Wire(output, producer[output], consumer, setting, late))
+            if producer[output] != consumer and not late:
                 self.drafts[consumer].needs.append(producer[output])
         resources = []
         for d in self.drafts.values():

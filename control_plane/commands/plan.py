@@ -77,7 +77,8 @@ def render_text(plan: Plan) -> str:
     if not cross:
         lines.append("  none")
     for w in cross:
-        lines.append(f"  {w.output} ({w.producer}) -> {w.consumer} as {w.setting}")
+        late = "  (late-bound: written by propagation once the producer has it)" if w.late else ""
+        lines.append(f"  {w.output} ({w.producer}) -> {w.consumer} as {w.setting}{late}")
 
     lines += ["", "Boundaries"]
     for b in plan.boundaries:

@@ -11,6 +11,7 @@ from plan_specs import SLOTS, make_spec, spec_dict
 
 from shared.contracts import (
     FUNCTIONS,
+    LATE_BOUND_SETTINGS,
     SECRET_OUTPUTS,
     SECRET_SETTINGS,
     Function,
@@ -98,8 +99,10 @@ def test_wires_connect_existing_resources_and_imply_needs(spec: TwinSpec) -> Non
     for w in plan.wires:
         assert w.producer in ids and w.consumer in ids
         assert w.output in plan.resource(w.producer).produces
-        if w.producer != w.consumer:
+        if w.producer != w.consumer and not w.late:
             assert w.producer in plan.resource(w.consumer).needs
+        # Late-bound wires carry runtime-only settings (URLs); propagation fills them in.
+        assert w.late == (w.setting in LATE_BOUND_SETTINGS)
     keys = [(w.output, w.consumer, w.setting) for w in plan.wires]
     assert len(keys) == len(set(keys)), "no duplicate wires"
     # One consumer setting is fed by exactly one output.
