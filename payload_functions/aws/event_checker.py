@@ -1,0 +1,58 @@
+"""L2 event checker (async invoke from the persister): evaluate the rules; fire Lambda actions,
+the Step Functions chain and device feedback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from payload_functions.aws.runtime import client, direct, invoke_async, naming
+from payload_functions.common.errors import UpstreamError
+from payload_functions.common.settings import Settings
+from payload_functions.core.events import Ref, check
+from shared.contracts import Function, Setting, Telemetry
+
+FUNCTION = Function.EVENT_CHECKER
+READS = frozenset({Setting.DIGITAL_TWIN_INFO, Setting.EVENT_RULES, Setting.USE_FEEDBACK,
+                   Setting.LAMBDA_CHAIN_STATE_MACHINE_ARN, Setting.TWINMAKER_WORKSPACE_NAME})
+
+
+def handler(event: Any, context: Any = None) -> Any:
+    settings = Settings(READS)
+
+    def live_value(ref: Ref) -> Any:
+        workspace = settings.optional(Setting.TWINMAKER_WORKSPACE_NAME)
+        if workspace is None:
+            return None
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            found = client("iottwinmaker").get_property_value(
+                workspaceId=workspace, entityId=ref.entity, componentName=ref.component,
+                selectedProperties=[ref.property])
+        except (ClientError, BotoCoreError):
+            return None
+        value = ((found.get("propertyValues") or {}).get(ref.property) or {}).get("propertyValue") or {}
+        return next((v for v in value.values() if v is not None), None)
+
+    def fire(rule: Mapping[str, Any], reading: dict[str, Any]) -> None:
+        action = rule.get("action") or {}
+        names = naming(settings)
+        kind = action.get("type")
+        if kind in ("lambda", "function") and action.get("functionName"):
+            invoke_async(names.event_action(str(action["functionName"])), {"e": dict(rule), "reading": reading})
+        arn = settings.optional(Setting.LAMBDA_CHAIN_STATE_MACHINE_ARN)
+        if kind == "step_function" and arn:
+            try:
+                client("stepfunctions").start_execution(
+                    stateMachineArn=arn, input=json.dumps({"event": dict(rule), "reading": reading}, default=str))
+            except Exception as exc:  # boto errors: name the type, never the input
+                raise UpstreamError(f"starting the notification workflow failed: {type(exc).__name__}") from None
+        feedback = action.get("feedback")
+        if feedback and settings.flag(Setting.USE_FEEDBACK):
+            invoke_async(names.function(str(Function.EVENT_FEEDBACK)), {"detail": {
+                "digitalTwinName": names.twin, "iotDeviceId": feedback.get("iotDeviceId", reading[Telemetry.DEVICE_ID]),
+                "payload": feedback.get("payload")}})
+
+    return direct(str(FUNCTION), event, lambda e: check(e, settings, live_value, fire))

@@ -1,0 +1,1 @@
+"""Azure Function App blueprints, one module per payload function, plus their Azure stores."""

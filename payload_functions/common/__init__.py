@@ -1,0 +1,1 @@
+"""Pure runtime helpers shared by every payload function (standard library only)."""

@@ -1,0 +1,77 @@
+"""Settings (environment variables / app settings), read lazily and only when declared.
+
+Nothing reads the environment at import time: one missing variable would otherwise hide every
+function of a Function App. Each function declares the settings it reads (`Settings(reads)`);
+reading an undeclared one is a programming error, and the contract tests compare the
+declarations with `shared.contracts.settings_read`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+
+from payload_functions.common.errors import PayloadError
+from shared.contracts import DigitalTwinInfo, Setting
+
+TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
+
+
+class MissingSetting(PayloadError):
+    """A required setting is absent or empty: 500 naming the setting, never a value."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(500, f"setting {name} is not configured")
+        self.name = name
+
+
+class InvalidSetting(PayloadError):
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(500, f"setting {name} is invalid: {problem}")
+        self.name = name
+
+
+class UndeclaredSetting(RuntimeError):
+    """A function read a setting it did not declare (caught by the contract tests)."""
+
+
+class Settings:
+    """Lazy, declared access to a function's settings."""
+
+    def __init__(self, reads: Iterable[Setting], environ: Mapping[str, str] | None = None) -> None:
+        self.reads = frozenset(reads)
+        self._environ = environ
+
+    def _raw(self, name: Setting) -> str | None:
+        if name not in self.reads:
+            raise UndeclaredSetting(f"{name} is read but not declared by this function")
+        env = os.environ if self._environ is None else self._environ
+        value = env.get(str(name))
+        return value if value else None
+
+    def optional(self, name: Setting) -> str | None:
+        return self._raw(name)
+
+    def require(self, name: Setting) -> str:
+        value = self._raw(name)
+        if value is None:
+            raise MissingSetting(str(name))
+        return value
+
+    def flag(self, name: Setting, default: bool = False) -> bool:
+        value = self._raw(name)
+        return default if value is None else value.strip().lower() in TRUE_VALUES
+
+    def twin_info(self) -> DigitalTwinInfo:
+        raw = self.require(Setting.DIGITAL_TWIN_INFO)
+        try:
+            return DigitalTwinInfo.from_json(raw)
+        except ValueError as exc:
+            # contracts' message names the setting and the field, never the whole value.
+            raise InvalidSetting(str(Setting.DIGITAL_TWIN_INFO), str(exc)) from None
+
+    def tokens(self) -> tuple[str, ...]:
+        """The tokens a receiver accepts: current (required) and previous (during rotation)."""
+        current = self.require(Setting.INTER_CLOUD_TOKEN)
+        previous = self.optional(Setting.INTER_CLOUD_TOKEN_PREVIOUS)
+        return (current, previous) if previous else (current,)

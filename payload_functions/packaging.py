@@ -1,0 +1,304 @@
+"""Reproducible deployment packages for the payload functions.
+
+- One zip per Azure Function App (`build_azure_app_package`): a generated root `function_app.py`
+  registering exactly the blueprints the app hosts, `host.json` (extension bundle
+  `[4.*, 5.0.0)`), `requirements.txt` with only what those functions import, and the first-party
+  modules they import (the import closure, computed from the source with `ast`). Never one zip per
+  function: each zip deploy replaces the whole app.
+- One zip per Lambda (`build_lambda_package`): `lambda_function.py` re-exporting the function's
+  handler, so the entry point is always `lambda_function.handler`, plus the import closure. boto3
+  is provided by the Lambda runtime and is not vendored.
+
+The same input gives byte-identical output: entries sorted, fixed timestamps (1980-01-01),
+fixed permissions (0644), fixed compression. `Package.sha256` is the base64 SHA-256 of the zip,
+the same form as Lambda's `CodeSha256`, so providers compare it with what is deployed.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import functools
+import hashlib
+import io
+import json
+import sys
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.contracts import ROUTE_PREFIX, Function
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+FIRST_PARTY = ("payload_functions", "shared")
+EXTENSION_BUNDLE = {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"}
+LAMBDA_ENTRY_MODULE = "lambda_function"
+LAMBDA_HANDLER = f"{LAMBDA_ENTRY_MODULE}.handler"
+USER_PROCESSOR_FILE = "user_processor.py"
+FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+FILE_MODE = 0o100644
+
+# Import name prefix -> requirement line (kept in step with pyproject.toml).
+REQUIREMENTS: dict[str, str] = {
+    "azure.functions": "azure-functions>=1.24,<2",
+    "azure.core": "azure-core>=1.30",
+    "azure.identity": "azure-identity>=1.17",
+    "azure.digitaltwins": "azure-digitaltwins-core>=1.3",
+    "azure.cosmos": "azure-cosmos>=4.7",
+    "azure.storage.blob": "azure-storage-blob>=12.20",
+    "boto3": "boto3>=1.35",
+    "botocore": "boto3>=1.35",
+}
+LAMBDA_RUNTIME_PROVIDES = frozenset({"boto3>=1.35"})
+
+
+class PackagingError(ValueError):
+    """The package cannot be built; the message says which function or module and why."""
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    data: bytes = field(repr=False)
+    sha256: str
+    """Base64 SHA-256 of `data` (Lambda's `CodeSha256` form)."""
+    files: tuple[str, ...]
+    functions: tuple[str, ...]
+    requirements: tuple[str, ...]
+    entry_point: str | None = None
+
+    @property
+    def sha256_hex(self) -> str:
+        return base64.b64decode(self.sha256).hex()
+
+    def manifest(self) -> dict[str, Any]:
+        return {"name": self.name, "sha256": self.sha256, "size": len(self.data), "files": list(self.files),
+                "functions": list(self.functions), "requirements": list(self.requirements),
+                "entry_point": self.entry_point}
+
+
+def module_name(provider: str, function: Function | str) -> str:
+    return f"payload_functions.{provider}.{str(Function(function)).replace('-', '_')}"
+
+
+def _module_file(dotted: str, root: Path = SOURCE_ROOT) -> Path | None:
+    base = root.joinpath(*dotted.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def supported_functions(provider: str) -> tuple[Function, ...]:
+    """The functions that have an implementation on `provider` (`aws` or `azure`)."""
+    return tuple(f for f in Function if _module_file(module_name(provider, f)) is not None)
+
+
+def _function(value: Function | str, provider: str) -> Function:
+    try:
+        fn = Function(value)
+    except ValueError:
+        known = ", ".join(str(f) for f in supported_functions(provider))
+        raise PackagingError(f"unknown payload function {value!r}; known on {provider}: {known}") from None
+    if fn not in supported_functions(provider):
+        known = ", ".join(str(f) for f in supported_functions(provider))
+        raise PackagingError(f"payload function {fn} has no {provider} implementation; available: {known}")
+    return fn
+
+
+@dataclass
+class Closure:
+    files: dict[str, Path] = field(default_factory=dict)
+    """Archive path -> source file."""
+    third_party: set[str] = field(default_factory=set)
+    """Dotted import names outside the standard library and first-party packages."""
+
+
+def _imports(tree: ast.AST, package: str) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(tree):  # includes imports inside functions (the lazy SDK imports)
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            names.append(base)
+            # `from pkg import module` imports a module, not an attribute.
+            names.extend(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+    return names
+
+
+@functools.lru_cache(maxsize=512)
+def _file_imports(path: str, mtime_ns: int, package: str, root: str) -> tuple[str, ...]:
+    """Imports of one source file (cached per modification time: plans build many packages)."""
+    try:
+        tree = ast.parse(Path(path).read_bytes(), filename=path)
+    except SyntaxError as exc:
+        raise PackagingError(f"{Path(path).relative_to(root)} line {exc.lineno}: {exc.msg}") from None
+    return tuple(_imports(tree, package))
+
+
+def import_closure(entries: Iterable[str], root: Path = SOURCE_ROOT, extra_sources: Mapping[str, bytes] = {}) -> Closure:
+    """First-party modules reachable from `entries` (dotted names), with their packages'
+    `__init__.py`, and the third-party imports on the way."""
+    closure = Closure()
+    todo = list(entries)
+    seen: set[str] = set()
+    for source in extra_sources.values():
+        todo.extend(_imports(ast.parse(source), ""))
+    while todo:
+        name = todo.pop()
+        if name in seen or not name:
+            continue
+        seen.add(name)
+        top = name.split(".")[0]
+        if top in FIRST_PARTY:
+            path = _module_file(name, root)
+            if path is None:
+                continue  # `from pkg import attribute`: the attribute is not a module
+            parts = name.split(".")
+            for i in range(1, len(parts)):
+                init = _module_file(".".join(parts[:i]), root)
+                if init is not None:
+                    closure.files[init.relative_to(root).as_posix()] = init
+                    todo.append(".".join(parts[:i]))
+            closure.files[path.relative_to(root).as_posix()] = path
+            package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+            todo.extend(_file_imports(str(path), path.stat().st_mtime_ns, package, str(root)))
+        elif top not in sys.stdlib_module_names and top != "__future__":
+            closure.third_party.add(name)
+    return closure
+
+
+def requirements_for(third_party: Iterable[str], what: str) -> tuple[str, ...]:
+    lines: set[str] = set()
+    for name in third_party:
+        match = max((p for p in REQUIREMENTS if name == p or name.startswith(p + ".")), key=len, default=None)
+        if match is None:
+            if name in ("azure", "azure.storage", "azure.digitaltwins"):  # namespace packages
+                continue
+            raise PackagingError(f"{what} imports {name!r}, which has no entry in packaging.REQUIREMENTS")
+        lines.add(REQUIREMENTS[match])
+    return tuple(sorted(lines))
+
+
+def deterministic_zip(files: Mapping[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=FIXED_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3  # unix, so external_attr carries the mode
+            info.external_attr = FILE_MODE << 16
+            archive.writestr(info, files[name], compresslevel=9)
+    return buffer.getvalue()
+
+
+def _package(name: str, files: Mapping[str, bytes], functions: Iterable[str], requirements: Iterable[str],
+             entry_point: str | None = None) -> Package:
+    data = deterministic_zip(files)
+    digest = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+    return Package(name, data, digest, tuple(sorted(files)), tuple(functions), tuple(requirements), entry_point)
+
+
+def host_json() -> bytes:
+    doc = {
+        "version": "2.0",
+        "extensionBundle": EXTENSION_BUNDLE,
+        "extensions": {"http": {"routePrefix": ROUTE_PREFIX}},
+        "logging": {"logLevel": {"default": "Information"}},
+    }
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def function_app_source(functions: Iterable[Function]) -> str:
+    lines = [
+        '"""Generated by payload_functions.packaging: registers exactly the blueprints of this app."""',
+        "",
+        "import azure.functions as func",
+        "",
+    ]
+    aliases = []
+    for fn in functions:
+        alias = f"{str(fn).replace('-', '_')}_bp"
+        aliases.append(alias)
+        lines.append(f"from {module_name('azure', fn)} import bp as {alias}")
+    lines += ["", "app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)"]
+    lines += [f"app.register_functions({alias})" for alias in aliases]
+    return "\n".join(lines) + "\n"
+
+
+def _user_code(user_processor: bytes | None, functions: Iterable[Function], what: str) -> dict[str, bytes]:
+    if user_processor is None:
+        return {}
+    if Function.PROCESSOR not in set(functions):
+        raise PackagingError(f"{what}: user processor code is only packaged with the {Function.PROCESSOR} function")
+    try:
+        ast.parse(user_processor, filename=USER_PROCESSOR_FILE)
+    except SyntaxError as exc:
+        raise PackagingError(f"{what}: {USER_PROCESSOR_FILE} line {exc.lineno}: {exc.msg}") from None
+    return {USER_PROCESSOR_FILE: user_processor}
+
+
+def build_azure_app_package(
+    app_name: str, functions: Iterable[Function | str], *, user_processor: bytes | None = None
+) -> Package:
+    """One zip for a whole Function App hosting `functions` (names from `shared.contracts.Function`)."""
+    chosen = sorted({_function(f, "azure") for f in functions}, key=str)
+    if not chosen:
+        raise PackagingError(f"Function App {app_name}: no functions to package")
+    user = _user_code(user_processor, chosen, f"Function App {app_name}")
+    closure = import_closure([module_name("azure", f) for f in chosen], extra_sources=user)
+    third = closure.third_party | {"azure.functions"}
+    if user:
+        # The user's own imports must be installable too; unknown ones are refused by name.
+        third |= import_closure([], extra_sources=user).third_party
+    requirements = requirements_for(third, f"Function App {app_name}")
+    files: dict[str, bytes] = {path: src.read_bytes() for path, src in closure.files.items()}
+    files["function_app.py"] = function_app_source(chosen).encode("utf-8")
+    files["host.json"] = host_json()
+    files["requirements.txt"] = ("\n".join(requirements) + "\n").encode("utf-8")
+    files.update(user)
+    return _package(app_name, files, [str(f) for f in chosen], requirements)
+
+
+def lambda_entry_source(function: Function) -> str:
+    return (
+        f'"""Generated by payload_functions.packaging: the Lambda entry point ({LAMBDA_HANDLER})."""\n\n'
+        f"from {module_name('aws', function)} import handler\n\n"
+        '__all__ = ["handler"]\n'
+    )
+
+
+def build_lambda_package(function: Function | str, *, user_processor: bytes | None = None) -> Package:
+    """One zip for one Lambda; handler `lambda_function.handler`."""
+    fn = _function(function, "aws")
+    user = _user_code(user_processor, [fn], f"Lambda {fn}")
+    closure = import_closure([module_name("aws", fn)], extra_sources=user)
+    requirements = requirements_for(closure.third_party, f"Lambda {fn}")
+    extra = [r for r in requirements if r not in LAMBDA_RUNTIME_PROVIDES]
+    if extra:
+        raise PackagingError(f"Lambda {fn} imports packages the Lambda runtime lacks: {', '.join(extra)}")
+    files: dict[str, bytes] = {path: src.read_bytes() for path, src in closure.files.items()}
+    files[f"{LAMBDA_ENTRY_MODULE}.py"] = lambda_entry_source(fn).encode("utf-8")
+    files.update(user)
+    return _package(str(fn), files, [str(fn)], requirements, LAMBDA_HANDLER)
+
+
+def build_for_resource(kind: str, name: str, config: Mapping[str, Any]) -> Package:
+    """The package of a planned resource (`function-app` or `lambda`), from its plan config."""
+    if kind == "function-app":
+        hosted = config.get("functions") or []
+        packages = [str(h.get("package")) for h in hosted if isinstance(h, Mapping)]
+        unsupported = sorted({p for p in packages if p not in {str(f) for f in supported_functions("azure")}})
+        if unsupported:
+            raise PackagingError(f"Function App {name}: no package for {', '.join(unsupported)}")
+        return build_azure_app_package(name, packages)
+    if kind == "lambda":
+        return build_lambda_package(str(config.get("package")))
+    raise PackagingError(f"resource kind {kind!r} has no payload package (expected function-app or lambda)")

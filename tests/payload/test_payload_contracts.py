@@ -1,0 +1,186 @@
+"""Contracts between the deployer (plan, shared.contracts) and the payload functions."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import itertools
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from payload_functions.packaging import build_azure_app_package, module_name, supported_functions
+from shared.contracts import (
+    BOUNDARIES,
+    FUNCTIONS,
+    RECEIVER_OUTPUTS,
+    ROUTE_PREFIX,
+    DigitalTwinInfo,
+    Function,
+    Layer,
+    Setting,
+    azure_function_url,
+    route,
+    settings_read,
+    url_path,
+)
+from shared.plan import Plan, build_plan
+from shared.spec import TwinSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+PROVIDERS = ("aws", "azure")
+SLOTS = ("layer_1_provider", "layer_2_provider", "layer_3_hot_provider", "layer_3_cold_provider",
+         "layer_3_archive_provider", "layer_4_provider", "layer_5_provider")
+# Read by the Functions host / the Azure SDK, not by our code (no function declares them).
+AZURE_PLATFORM_READS = frozenset({Setting.AZURE_WEBJOBS_STORAGE, Setting.FUNCTIONS_WORKER_RUNTIME,
+                                  Setting.FUNCTIONS_EXTENSION_VERSION, Setting.AZURE_CLIENT_ID,
+                                  Setting.WEBSITE_HOSTNAME})
+PLATFORM_READS = {"aws": frozenset(), "azure": AZURE_PLATFORM_READS}
+# Planned functions that have no implementation here yet (listed in the report).
+NOT_IMPLEMENTED = {Function.EVENT_FEEDBACK}
+USER_PACKAGES = {"event-action"}
+TRIGGER_BINDINGS = {"http": "httpTrigger", "event-grid": "eventGridTrigger", "timer": "timerTrigger"}
+
+IMPLEMENTED = [(p, f) for p in PROVIDERS for f in supported_functions(p)]
+
+
+def _module(provider: str, fn: Function) -> ModuleType:
+    return importlib.import_module(module_name(provider, fn))
+
+
+@pytest.mark.parametrize(("provider", "fn"), IMPLEMENTED, ids=[f"{p}-{f}" for p, f in IMPLEMENTED])
+def test_declared_reads_equal_the_contract(provider: str, fn: Function) -> None:
+    module = _module(provider, fn)
+    contract = settings_read(fn, provider)
+    assert fn == module.FUNCTION
+    undeclared = module.READS - contract
+    unread = contract - module.READS - PLATFORM_READS[provider]
+    assert not undeclared, f"{provider} {fn} reads settings shared.contracts does not declare: {sorted(undeclared)}"
+    assert not unread, f"shared.contracts declares settings {provider} {fn} never reads: {sorted(unread)}"
+
+
+@pytest.mark.parametrize(("provider", "fn"), IMPLEMENTED, ids=[f"{p}-{f}" for p, f in IMPLEMENTED])
+def test_module_source_names_only_declared_settings(provider: str, fn: Function) -> None:
+    module = _module(provider, fn)
+    tree = ast.parse(Path(module.__file__ or "").read_text())
+    named = {Setting[node.attr] for node in ast.walk(tree)
+             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "Setting"}
+    assert named <= module.READS, f"{sorted(named - module.READS)} used but not in READS"
+
+
+def test_every_implemented_azure_function_has_the_contract_trigger_name_route_and_auth() -> None:
+    app = func.FunctionApp()
+    for fn in supported_functions("azure"):
+        app.register_functions(_module("azure", fn).bp)
+    indexed = {str(f.get_function_name()): f.get_bindings_dict()["bindings"][0] for f in app.get_functions()}
+    assert set(indexed) == {str(f) for f in supported_functions("azure")}
+    for name, binding in indexed.items():
+        contract = FUNCTIONS[Function(name)]
+        assert binding["type"] == TRIGGER_BINDINGS[contract.trigger], name
+        if contract.trigger == "http":
+            assert binding["route"] == route(contract.name)
+            assert getattr(binding["authLevel"], "value", binding["authLevel"]) == ("anonymous" if contract.receiver else "function"), name
+
+
+def test_every_route_a_sender_is_given_is_served_by_a_receiver() -> None:
+    package = build_azure_app_package("receivers", [f for f in supported_functions("azure") if FUNCTIONS[f].receiver])
+    import io
+    import zipfile
+
+    host = json.loads(zipfile.ZipFile(io.BytesIO(package.data)).read("host.json"))
+    assert host["extensions"]["http"]["routePrefix"] == ROUTE_PREFIX
+    for boundary in BOUNDARIES:
+        for receiver in boundary.receivers:
+            assert receiver in supported_functions("azure"), f"no Azure {receiver} for {boundary.name}"
+            assert receiver in supported_functions("aws"), f"no AWS {receiver} for {boundary.name}"
+            url = azure_function_url("app.example.net", receiver)
+            assert url.endswith(f"/{ROUTE_PREFIX}/{route(receiver)}") and url_path(receiver) in url
+            assert str(receiver) in package.functions
+        for output, _setting in boundary.url_settings:
+            assert output in RECEIVER_OUTPUTS.values()
+    assert str(Function.ADT_PUSHER) in package.functions
+
+
+def _spec(combo: tuple[str, ...], **options: bool) -> TwinSpec:
+    data = json.loads((ROOT / "examples" / "mixed" / "twin.json").read_text())
+    data["providers"] = dict(zip(SLOTS, combo, strict=True))
+    data["options"] = {**data.get("options", {}), **options}
+    return TwinSpec.model_validate(data)
+
+
+def _plans() -> list[tuple[str, Plan]]:
+    out = []
+    for combo in itertools.product(PROVIDERS, repeat=len(SLOTS)):
+        for checking in (True, False):
+            out.append((f"{'-'.join(combo)}-{'events' if checking else 'noevents'}",
+                        build_plan(_spec(combo, use_event_checking=checking))))
+    return out
+
+
+PLANS = _plans()
+
+
+def _hosted(resource_kind: str, config: Mapping[str, Any]) -> list[str]:
+    if resource_kind == "function-app":
+        return [str(h["package"]) for h in config["functions"]]
+    return [str(config["package"])]
+
+
+@pytest.mark.parametrize(("name", "plan"), PLANS, ids=[n for n, _ in PLANS])
+def test_plan_injects_only_settings_its_functions_read(name: str, plan: Plan) -> None:
+    problems: list[str] = []
+    for resource in plan.resources:
+        if resource.kind not in ("lambda", "function-app"):
+            continue
+        provider = "azure" if resource.kind == "function-app" else "aws"
+        packages = [p for p in _hosted(resource.kind, resource.config) if p not in USER_PACKAGES]
+        functions = [Function(p) for p in packages]
+        missing = [f for f in functions if f not in supported_functions(provider) and f not in NOT_IMPLEMENTED]
+        if missing:
+            problems.append(f"{resource.id}: no {provider} implementation of {missing}")
+        reads: set[str] = set(PLATFORM_READS[provider])
+        for fn in functions:
+            if fn in supported_functions(provider):
+                reads |= _module(provider, fn).READS
+            else:
+                reads |= settings_read(fn, provider)
+        injected = set(plan.settings_of(resource.id))
+        injected |= set(resource.config.get("environment") or {}) | set(resource.config.get("app_settings") or {})
+        unread = sorted(injected - reads)
+        if unread:
+            problems.append(f"{resource.id} gets {unread}, which none of {packages} reads")
+        info_text = (resource.config.get("environment") or resource.config.get("app_settings") or {}).get(
+            str(Setting.DIGITAL_TWIN_INFO))
+        info = DigitalTwinInfo.from_json(str(info_text))
+        assert {str(layer) for layer in (Layer.L1, Layer.L2, Layer.L3_HOT, Layer.L3_COLD, Layer.L3_ARCHIVE,
+                                         Layer.L4)} <= set(info.providers)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(("name", "plan"), PLANS[::2], ids=[n for n, _ in PLANS[::2]])
+def test_plan_wires_what_the_persister_and_senders_require(name: str, plan: Plan) -> None:
+    """The settings the runtime requires in a placement are wired by the plan in that placement."""
+    from shared.contracts import TwinUpdatePath, twin_update_path
+
+    info = next(DigitalTwinInfo.from_json(r.config.get("environment", r.config.get("app_settings", {}))
+                                          [str(Setting.DIGITAL_TWIN_INFO)])
+                for r in plan.resources if r.kind in ("lambda", "function-app"))
+    p = info.providers
+    l2 = p[str(Layer.L2)]
+    persister = "azure/L2/function-app" if l2 == "azure" else f"aws/L2/{Function.PERSISTER}"
+    wired = set(plan.settings_of(persister))
+    if p[str(Layer.L3_HOT)] != l2:
+        assert {Setting.REMOTE_WRITER_URL, Setting.INTER_CLOUD_TOKEN} <= wired
+    path = twin_update_path(p["L1"], l2, p["L4"])
+    if path == TwinUpdatePath.REMOTE_ADT_PUSHER:
+        assert Setting.REMOTE_ADT_PUSHER_URL in wired
+    if path == TwinUpdatePath.PERSISTER_DIRECT:
+        assert Setting.ADT_INSTANCE_URL in wired
+    if p["L1"] != l2:
+        connector = "azure/L1/function-app" if p["L1"] == "azure" else f"aws/L1/{Function.CONNECTOR}"
+        assert {Setting.REMOTE_INGESTION_URL, Setting.INTER_CLOUD_TOKEN} <= set(plan.settings_of(connector))
