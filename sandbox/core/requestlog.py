@@ -6,10 +6,29 @@ mutating calls, e.g. "a second deploy makes zero PUT/POST/PATCH/DELETE calls".
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import asdict, dataclass
+from urllib.parse import urlsplit
 
 MUTATING_METHODS = frozenset({"PUT", "POST", "PATCH", "DELETE"})
+
+# Azure actions that are POSTs but only read: listing keys, settings, credentials, and queries.
+_AZURE_READ_ONLY_POST = re.compile(
+    r"/(listkeys|list|listsecrets|listconnectionstrings|query|listfunctionkeys|getpublishingprofile)$",
+    re.IGNORECASE,
+)
+
+
+def is_mutating(method: str, url: str) -> bool:
+    """Whether an HTTP call changes state, by method, with Azure's read-only POST actions excepted.
+
+    Services whose protocol uses POST for reads (AWS JSON/query APIs) pass `mutating=` explicitly.
+    """
+    method = method.upper()
+    if method not in MUTATING_METHODS:
+        return False
+    return not (method == "POST" and _AZURE_READ_ONLY_POST.search(urlsplit(url).path.rstrip("/")))
 
 
 @dataclass(frozen=True)
@@ -20,6 +39,8 @@ class RequestRecord:
     url: str
     status: int
     ms: float
+    operation: str | None = None  # e.g. "lambda:GetFunctionConfiguration", where the service names one
+    mutating: bool = False
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -33,9 +54,23 @@ class RequestLog:
         self._records: list[RequestRecord] = []
         self._next_seq = 1
 
-    def record(self, cloud: str, method: str, url: str, status: int, ms: float) -> RequestRecord:
+    def record(
+        self,
+        cloud: str,
+        method: str,
+        url: str,
+        status: int,
+        ms: float,
+        *,
+        operation: str | None = None,
+        mutating: bool | None = None,
+    ) -> RequestRecord:
+        """Append one call. `mutating` defaults to `is_mutating(method, url)`."""
+        changes = is_mutating(method, url) if mutating is None else bool(mutating)
         with self._lock:
-            rec = RequestRecord(self._next_seq, cloud, method.upper(), url, int(status), round(float(ms), 3))
+            rec = RequestRecord(
+                self._next_seq, cloud, method.upper(), url, int(status), round(float(ms), 3), operation, changes
+            )
             self._next_seq += 1
             self._records.append(rec)
             return rec

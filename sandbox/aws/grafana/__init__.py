@@ -1,0 +1,1 @@
+"""Amazon Managed Grafana stand-in (moto has no backend for it)."""

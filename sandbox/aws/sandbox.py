@@ -1,0 +1,143 @@
+"""`AwsSandbox`: moto's server in-process plus our proxy in front of it (contract 6/7)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import urllib.request
+from typing import Any
+
+from moto.server import ThreadedMotoServer
+
+from sandbox.aws.grafana.models import GrafanaBackends
+from sandbox.aws.inventory import moto_resources
+from sandbox.aws.lifecycle import Lifecycle
+from sandbox.aws.protocol import ACCOUNT_ID
+from sandbox.aws.proxy import ThreadedAppServer, create_app
+from sandbox.aws.twinmaker.models import TwinMakerBackends
+from sandbox.core.context import SandboxContext
+
+DEFAULT_REGION = "eu-central-1"
+_START_TIMEOUT_SECONDS = 30
+# Never through an HTTP(S)_PROXY from the environment: moto listens on 127.0.0.1.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class AwsSandbox:
+    """The AWS side of the sandbox.
+
+    moto keeps its state in module globals, so all AwsSandbox objects in one process share one
+    moto state, and `start()` and `reset()` empty it for all of them (a new sandbox begins
+    empty). TwinMaker, Grafana and the request log are per object.
+    Clients need `endpoint_url` (all services share it), any access key, and for TwinMaker
+    `botocore.config.Config(inject_host_prefix=False)` (botocore would otherwise send TwinMaker
+    calls to `api.127.0.0.1`, which does not resolve).
+    """
+
+    def __init__(self, ctx: SandboxContext, region: str = DEFAULT_REGION) -> None:
+        self.ctx = ctx
+        self.region = region
+        self.twinmaker = TwinMakerBackends(ctx.faults)
+        self.grafana = GrafanaBackends(ctx.faults)
+        self.lifecycle = Lifecycle(ctx.faults)
+        self._moto: ThreadedMotoServer | None = None
+        self._moto_url = ""
+        self._server: ThreadedAppServer | None = None
+        self.endpoint_url = ""
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> dict[str, Any]:
+        if self._moto is not None:
+            raise RuntimeError("AwsSandbox is already started")
+        # Read by moto when it builds the IAM backend; needed to attach AWS managed policies.
+        os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+        # moto's werkzeug server logs every request to stderr; the request log already has them.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self._moto_url = f"http://{host}:{port}"
+        try:
+            # Lambda without Docker: the "simple" backend, which must be chosen before any
+            # function is created (it keeps its own store).
+            self._moto_api("POST", "/moto-api/config", {"lambda": {"use_docker": False}})
+            self._moto_api("POST", "/moto-api/reset", None)
+            self._start_proxy()
+        except BaseException:
+            self.stop()
+            raise
+        return self.endpoints
+
+    @property
+    def endpoints(self) -> dict[str, Any]:
+        return {
+            "endpoint_url": self.endpoint_url,
+            "region": self.region,
+            "account_id": ACCOUNT_ID,
+            # Same proxy: it routes by the SigV4 signing name, so TwinMaker and Grafana
+            # (both under /workspaces) never collide.
+            "twinmaker_endpoint_url": self.endpoint_url,
+            "grafana_endpoint_url": self.endpoint_url,
+        }
+
+    def _start_proxy(self) -> None:
+        app = create_app(self.ctx, self._moto_url, self.twinmaker, self.grafana, self.lifecycle)
+        self._server = ThreadedAppServer(app, "sandbox-aws-proxy")
+        port = self._server.start(_START_TIMEOUT_SECONDS)
+        self.endpoint_url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        """Stop the proxy and moto; safe to call twice or after a failed start."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop(_START_TIMEOUT_SECONDS)
+        moto, self._moto = self._moto, None
+        if moto is not None:
+            moto.stop()
+            # ThreadedMotoServer.stop() ends serve_forever but leaves the listening socket open.
+            inner = getattr(moto, "_server", None)
+            if inner is not None:
+                inner.server_close()
+        self.endpoint_url = ""
+        self._moto_url = ""
+
+    def __enter__(self) -> AwsSandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- control -------------------------------------------------------------------------
+
+    def list_resources(self) -> list[dict[str, str]]:
+        """Every AWS resource that exists now: moto's and our TwinMaker/Grafana ones."""
+        return moto_resources() + self.twinmaker.resources() + self.grafana.resources()
+
+    def reset(self) -> None:
+        """Forget every AWS resource (moto's and ours); Lambda stays on the simple backend."""
+        self._moto_api("POST", "/moto-api/reset", None)
+        self._moto_api("POST", "/moto-api/config", {"lambda": {"use_docker": False}})
+        self.twinmaker.reset()
+        self.grafana.reset()
+        self.lifecycle.reset()
+
+    def set_lambda_results(self, results: list[str], region: str | None = None) -> None:
+        """Queue canned Lambda invoke results (moto's simple backend answers these in order)."""
+        self._moto_api(
+            "POST",
+            "/moto-api/static/lambda-simple/response",
+            {"results": results, "region": region or self.region},
+        )
+
+    def _moto_api(self, method: str, path: str, body: dict[str, Any] | None) -> bytes:
+        """Talk to moto directly (not through the proxy: these are not cloud calls)."""
+        if not self._moto_url:
+            raise RuntimeError("AwsSandbox is not started")
+        data = json.dumps(body).encode() if body is not None else b""
+        req = urllib.request.Request(self._moto_url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        with _DIRECT.open(req, timeout=_START_TIMEOUT_SECONDS) as resp:
+            return bytes(resp.read())

@@ -1,0 +1,1 @@
+"""AWS IoT TwinMaker stand-in (moto has no backend for it)."""
