@@ -13,23 +13,31 @@ import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from sandbox.aws.execution import Execution
 from sandbox.aws.grafana import urls as grafana_urls
 from sandbox.aws.grafana.models import GrafanaBackends
 from sandbox.aws.grafana.responses import GrafanaResponse
 from sandbox.aws.lifecycle import Lifecycle
+from sandbox.aws.operations import request_labels
 from sandbox.aws.protocol import describe_request, error_response, fault_response
 from sandbox.aws.routing import RouteTable
 from sandbox.aws.twinmaker import urls as twinmaker_urls
 from sandbox.aws.twinmaker.models import TwinMakerBackends
 from sandbox.aws.twinmaker.responses import TwinMakerResponse
 from sandbox.core.context import SandboxContext
-from sandbox.core.http import FAULT_EXEMPT_PREDICATE_KEY, sandbox_middleware
+from sandbox.core.http import (
+    FAULT_EXEMPT_PREDICATE_KEY,
+    REQUEST_CLASSIFIER_KEY,
+    label_request,
+    sandbox_middleware,
+)
 
 log = logging.getLogger("sandbox.aws")
 
@@ -58,8 +66,10 @@ def create_app(
     twinmaker: TwinMakerBackends,
     grafana: GrafanaBackends,
     lifecycle: Lifecycle,
+    execution: Execution | None = None,
 ) -> web.Application:
-    """The proxy application; `moto_url` like `http://127.0.0.1:PORT` (moto's own server)."""
+    """The proxy application; `moto_url` like `http://127.0.0.1:PORT` (moto's own server).
+    With `execution`, Lambda invokes, function URLs and IoT rules run the deployed code."""
     own = {
         twinmaker_urls.SIGNING_NAME: RouteTable(
             twinmaker_urls.url_paths, TwinMakerResponse(twinmaker), twinmaker_urls.SERVICE_NAME
@@ -75,6 +85,9 @@ def create_app(
     # moto's own API (reset, config, canned Lambda results) is test instrumentation, not AWS
     # traffic: never refuse it.
     app[FAULT_EXEMPT_PREDICATE_KEY] = _is_moto_api
+    # The request log names each call's operation; from the path and headers here (also for
+    # calls refused by an injected fault), refined below once the body has been read.
+    app[REQUEST_CLASSIFIER_KEY] = request_labels
 
     async def session_ctx(app: web.Application) -> AsyncIterator[None]:
         app[SESSION_KEY] = passthrough_session()
@@ -82,6 +95,12 @@ def create_app(
         await app[SESSION_KEY].close()
 
     app.cleanup_ctx.append(session_ctx)
+    if execution is not None:
+
+        async def close_runner(app: web.Application) -> None:
+            await execution.runner.close()  # no worker process outlives the proxy
+
+        app.on_cleanup.append(close_runner)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         info = describe_request(request)
@@ -89,12 +108,25 @@ def create_app(
         try:
             if table is not None:
                 return await table.dispatch(request, info)
+            if execution is not None and execution.is_function_url(request):
+                return await execution.function_url(request)
             body = await request.read()
+            operation, mutating = request_labels(request, body)
+            label_request(request, operation, mutating)
             refused = lifecycle.refuse(request, info, body)
             if refused is not None:
                 return refused
+            if execution is not None and info.service == "lambda":
+                ran = await execution.invoke(request, info, body)
+                if ran is not None:
+                    return ran
             response = await _forward(request)
             lifecycle.observe(request, info, body, response)
+            if execution is not None:
+                if info.service == "lambda":
+                    execution.rewrite_url_config(request, response)
+                elif execution.is_publish(request, info) and response.status < 300:
+                    execution.after_publish(request, info, body)
             return response
         except Exception as exc:
             log.exception("AWS sandbox failed on %s %s", request.method, request.path)
@@ -177,6 +209,13 @@ class ThreadedAppServer:
 
         self.port = asyncio.run_coroutine_threadsafe(serve(), loop).result(timeout)
         return self.port
+
+    def call(self, coro: Any, timeout: float = 30.0) -> Any:
+        """Run `coro` on the server's loop (objects bound to that loop, e.g. Lambda workers)."""
+        if self._loop is None:
+            coro.close()
+            raise RuntimeError(f"{self._name} is not running")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
         loop, thread, runner = self._loop, self._thread, self._runner

@@ -10,6 +10,7 @@ from typing import Any
 
 from moto.server import ThreadedMotoServer
 
+from sandbox.aws.execution import Execution
 from sandbox.aws.grafana.models import GrafanaBackends
 from sandbox.aws.inventory import moto_resources
 from sandbox.aws.lifecycle import Lifecycle
@@ -17,6 +18,7 @@ from sandbox.aws.protocol import ACCOUNT_ID
 from sandbox.aws.proxy import ThreadedAppServer, create_app
 from sandbox.aws.twinmaker.models import TwinMakerBackends
 from sandbox.core.context import SandboxContext
+from sandbox.runtime.lambdas import LambdaRunner
 
 DEFAULT_REGION = "eu-central-1"
 _START_TIMEOUT_SECONDS = 30
@@ -41,6 +43,8 @@ class AwsSandbox:
         self.twinmaker = TwinMakerBackends(ctx.faults)
         self.grafana = GrafanaBackends(ctx.faults)
         self.lifecycle = Lifecycle(ctx.faults)
+        # Runs deployed Lambda zips (invoke, function URLs, IoT rules); a new one per proxy start.
+        self.execution: Execution | None = None
         self._moto: ThreadedMotoServer | None = None
         self._moto_url = ""
         self._server: ThreadedAppServer | None = None
@@ -83,10 +87,13 @@ class AwsSandbox:
         }
 
     def _start_proxy(self) -> None:
-        app = create_app(self.ctx, self._moto_url, self.twinmaker, self.grafana, self.lifecycle)
+        runner = LambdaRunner(self.ctx.state_dir, str(self.ctx.state_dir / "ca.pem"))
+        self.execution = Execution(runner)
+        app = create_app(self.ctx, self._moto_url, self.twinmaker, self.grafana, self.lifecycle, self.execution)
         self._server = ThreadedAppServer(app, "sandbox-aws-proxy")
         port = self._server.start(_START_TIMEOUT_SECONDS)
         self.endpoint_url = f"http://127.0.0.1:{port}"
+        runner.endpoint_url = self.endpoint_url
 
     def stop(self) -> None:
         """Stop the proxy and moto; safe to call twice or after a failed start."""
@@ -120,6 +127,9 @@ class AwsSandbox:
         """Forget every AWS resource (moto's and ours); Lambda stays on the simple backend."""
         self._moto_api("POST", "/moto-api/reset", None)
         self._moto_api("POST", "/moto-api/config", {"lambda": {"use_docker": False}})
+        if self._server is not None and self.execution is not None:
+            # The functions are gone: so are their warm workers (and queued async invocations).
+            self._server.call(self.execution.runner.close())
         self.twinmaker.reset()
         self.grafana.reset()
         self.lifecycle.reset()
