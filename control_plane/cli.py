@@ -12,10 +12,14 @@ import sys
 
 # Order is the order of `--help`.
 COMMAND_MODULES = (
-    "control_plane.commands.demo",
+    "control_plane.commands.deploy",
+    "control_plane.commands.status",
+    "control_plane.commands.destroy",
+    "control_plane.commands.rotate_token",
     "control_plane.commands.plan",
-    "control_plane.commands.schema",
     "control_plane.commands.serve",
+    "control_plane.commands.schema",
+    "control_plane.commands.demo",
 )
 
 

@@ -35,7 +35,7 @@ def _provider_lookup() -> Callable[[str, str], bool] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from control_plane.commands.plan import print_human_plan
+    from control_plane.commands.plan import render_text
     from shared.loaders import load_spec
     from shared.plan import build_plan
     from shared.validation import SpecError
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     plan = build_plan(spec)
     console.rule(f"Plan for twin {spec.twin.name!r} ({args.spec})")
-    print_human_plan(plan, console)
+    console.print(render_text(plan), highlight=False, markup=False)
 
     has = _provider_lookup()
     kinds = sorted({(r.provider, r.kind) for r in plan.resources})

@@ -1,0 +1,130 @@
+"""The credentials seam: the one place that builds cloud SDK clients from configuration.
+
+- Real clouds: Azure clients with `DefaultAzureCredential` (managed identity on Azure), AWS
+  clients from boto3's default credential chain.
+- Sandbox: when the app setting `TWIN_SANDBOX_DIR` names a folder holding the sandbox's
+  `endpoints.json`, every client points at the local endpoints (ARM base URL, the sandbox CA,
+  a static sandbox token; moto's endpoint with dummy AWS keys).
+
+Providers never construct clients themselves, so nothing in `activities/` knows where it runs.
+SDK modules are imported lazily: the Function App must start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from activities.errors import PermanentError
+
+SANDBOX_DIR_SETTING = "TWIN_SANDBOX_DIR"
+AZURE_SUBSCRIPTION_SETTING = "AZURE_SUBSCRIPTION_ID"
+AWS_REGION_SETTING = "AWS_REGION"
+ARM_SCOPE = "https://management.azure.com/.default"
+
+
+@dataclass(frozen=True)
+class Clouds:
+    """Client factory for one configuration (real or sandbox)."""
+
+    endpoints: dict[str, Any] = field(default_factory=dict)
+    environ: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_sandbox(self) -> bool:
+        return bool(self.endpoints)
+
+    # --- Azure ---------------------------------------------------------------------------
+
+    def azure_credential(self) -> Any:
+        if self.is_sandbox:
+            from sandbox.core.auth import SandboxCredential
+
+            return SandboxCredential(str(self._azure("deployer_principal_id")))
+        from azure.identity import DefaultAzureCredential
+
+        return DefaultAzureCredential()
+
+    def azure_subscription_id(self) -> str:
+        if self.is_sandbox:
+            return str(self._azure("subscription_id"))
+        value = self.environ.get(AZURE_SUBSCRIPTION_SETTING, "")
+        if not value:
+            raise PermanentError(f"app setting {AZURE_SUBSCRIPTION_SETTING} is not set")
+        return value
+
+    def azure_client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for any azure-core client: sandbox CA (and ARM base URL for mgmt clients)."""
+        if not self.is_sandbox:
+            return {}
+        return {"connection_verify": str(self._azure("ca_file"))}
+
+    def azure_mgmt_client(self, client_cls: type, subscription_id: str | None = None) -> Any:
+        """An azure-mgmt-* client (e.g. `ResourceManagementClient`) for the configured cloud."""
+        kwargs = self.azure_client_kwargs()
+        if self.is_sandbox:
+            kwargs["base_url"] = str(self._azure("arm"))
+            kwargs["credential_scopes"] = [ARM_SCOPE]
+        return client_cls(self.azure_credential(), subscription_id or self.azure_subscription_id(), **kwargs)
+
+    # --- AWS -----------------------------------------------------------------------------
+
+    def aws_client(self, service: str, region: str | None = None) -> Any:
+        import boto3
+
+        if not self.is_sandbox:
+            return boto3.client(service, region_name=region or self.environ.get(AWS_REGION_SETTING) or None)
+        aws = self.endpoints.get("aws") or {}
+        if not aws:
+            raise PermanentError("the sandbox has no AWS endpoint (endpoints.json lacks 'aws')")
+        endpoint = {"iottwinmaker": aws.get("twinmaker_endpoint_url"), "grafana": aws.get("grafana_endpoint_url")}.get(
+            service
+        ) or aws.get("endpoint_url")
+        return boto3.client(
+            service,
+            region_name=region or aws.get("region") or "us-east-1",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            verify=self.endpoints.get("azure", {}).get("ca_file") if str(endpoint).startswith("https") else None,
+        )
+
+    # --- Event Grid ----------------------------------------------------------------------
+
+    def event_grid_publisher(self, endpoint: str, key: str | None) -> Any:
+        """`EventGridPublisherClient` for a topic endpoint: an access key if given, else the identity."""
+        from azure.core.credentials import AzureKeyCredential
+        from azure.eventgrid import EventGridPublisherClient
+
+        if not key and endpoint.startswith("http://"):
+            # A local webhook (this app on the local host): bearer tokens are refused over plain
+            # HTTP by azure-core, and the webhook authenticates by its `code` query parameter.
+            key = "local-webhook"
+        credential: Any = AzureKeyCredential(key) if key else self.azure_credential()
+        kwargs = self.azure_client_kwargs() if endpoint.startswith("https") else {}
+        return EventGridPublisherClient(endpoint, credential, **kwargs)
+
+    def _azure(self, key: str) -> Any:
+        azure = self.endpoints.get("azure") or {}
+        if key not in azure:
+            raise PermanentError(f"the sandbox's endpoints.json lacks azure.{key}")
+        return azure[key]
+
+
+def clouds_from_environ(environ: dict[str, str] | None = None) -> Clouds:
+    """The seam for the current process: sandbox if `TWIN_SANDBOX_DIR` is set, else the real clouds."""
+    env = dict(os.environ if environ is None else environ)
+    sandbox_dir = env.get(SANDBOX_DIR_SETTING, "").strip()
+    if not sandbox_dir:
+        return Clouds(environ=env)
+    path = Path(sandbox_dir) / "endpoints.json"
+    try:
+        endpoints = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise PermanentError(f"{SANDBOX_DIR_SETTING}: cannot read {path}: {exc}") from exc
+    if not isinstance(endpoints, dict):
+        raise PermanentError(f"{SANDBOX_DIR_SETTING}: {path} is not a JSON object")
+    return Clouds(endpoints=endpoints, environ=env)

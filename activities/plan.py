@@ -1,0 +1,89 @@
+"""The engine's view of a plan: plain JSON the orchestrators walk.
+
+`shared.plan.build_plan(spec)` is the single source of the resource graph; this module turns its
+result into `{"twin", "resources", "outputs", "wires", "problems"}` (problems: why the plan cannot
+be deployed, e.g. GCP layers, which have no provider yet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from activities.errors import PermanentError
+
+
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-only data (enums to their values, tuples to lists, models to dicts)."""
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_plain(v) for v in value]
+        return sorted(items) if isinstance(value, set | frozenset) else items
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def deploy_problems(plan: Any) -> list[str]:
+    """Why this plan cannot be deployed (empty when it can)."""
+    for attr in ("deploy_problems", "deployable", "undeployable_reasons"):
+        method = getattr(plan, attr, None)
+        if callable(method):
+            result = method()
+            if isinstance(result, bool):
+                return [] if result else ["the plan is not deployable"]
+            return [str(_get(p, "message", p)) for p in (result or [])]
+    gcp = sorted({str(_get(r, "layer")) for r in _get(plan, "resources", []) if str(_get(r, "provider")) == "gcp"})
+    return [f"no GCP provider yet: layers {', '.join(gcp)} are placed on gcp"] if gcp else []
+
+
+def plan_to_engine(plan: Any) -> dict[str, Any]:
+    resources = [
+        {
+            "id": str(_get(r, "id")),
+            "layer": str(_get(r, "layer")),
+            "provider": str(_get(r, "provider")),
+            "kind": str(_get(r, "kind")),
+            "needs": [str(n) for n in _get(r, "needs", ()) or ()],
+            "produces": [str(n) for n in _get(r, "produces", ()) or ()],
+            "config": _plain(_get(r, "config", {}) or {}),
+        }
+        for r in _get(plan, "resources", [])
+    ]
+    outputs = [
+        {"name": str(_get(o, "name")), "producer": str(_get(o, "producer")), "secret": bool(_get(o, "secret", False))}
+        for o in _get(plan, "outputs", [])
+    ]
+    wires = [
+        {
+            "output": str(_get(w, "output")),
+            "producer": str(_get(w, "producer", "")),
+            "consumer": str(_get(w, "consumer")),
+            "setting": str(_get(w, "setting")),
+        }
+        for w in _get(plan, "wires", [])
+    ]
+    twin = _get(plan, "twin")
+    twin_name = str(_get(twin, "name", twin))
+    return {"twin": twin_name, "resources": resources, "outputs": outputs, "wires": wires,
+            "problems": deploy_problems(plan)}
+
+
+def engine_plan(spec_data: Any) -> dict[str, Any]:
+    """Validate the spec and build its plan; an invalid spec is a permanent error with every path."""
+    from shared.loaders import spec_problems
+    from shared.plan import build_plan
+
+    spec, problems = spec_problems(spec_data)
+    if spec is None or problems:
+        raise PermanentError("invalid spec: " + "; ".join(f"{p.path}: {p.message}" for p in problems))
+    return plan_to_engine(build_plan(spec))

@@ -1,0 +1,49 @@
+"""Resources the control plane produces itself: generated secrets such as the inter-cloud token."""
+
+from __future__ import annotations
+
+import secrets
+
+from activities.registry import Provider, register
+from activities.types import Action, EnsureResult, ReadResult, ResourceCall
+
+TOKEN_BYTES = 32
+PREVIOUS_SUFFIX = "_PREVIOUS"
+
+
+def new_secret() -> str:
+    """A URL-safe random secret (256 bits), fit for an HTTP header."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+@register("control", "secret")
+class GeneratedSecret(Provider):
+    """Each produced output is a random secret; an existing value is kept (reconcile, not rotate).
+
+    Rotation is a separate, phased operation (`rotate_token`), never a side effect of a re-deploy.
+    """
+
+    def ensure(self, call: ResourceCall) -> EnsureResult:
+        outputs: dict[str, str] = {}
+        generated = 0
+        for name in call.resource.produces:
+            current = call.current.get(name)
+            if name.endswith(PREVIOUS_SUFFIX):
+                # The previous token exists only during a rotation; at rest it is empty.
+                outputs[name] = current or ""
+            elif current:
+                outputs[name] = current
+            else:
+                outputs[name] = new_secret()
+                generated += 1
+        fresh = sum(1 for n in call.resource.produces if not n.endswith(PREVIOUS_SUFFIX))
+        action: Action = "unchanged" if not generated else ("created" if generated == fresh else "updated")
+        return EnsureResult(action=action, outputs=outputs)
+
+    def read(self, call: ResourceCall) -> ReadResult:
+        present = all(call.current.get(name) for name in call.resource.produces)
+        return ReadResult(exists=present, outputs={k: v for k, v in call.current.items() if k in call.resource.produces})
+
+    def delete(self, call: ResourceCall) -> EnsureResult:
+        # The value lives only in the twin's state, which destroy clears.
+        return EnsureResult(action="deleted" if call.current else "absent")

@@ -1,0 +1,103 @@
+"""`destroy_twin`: delete every recorded resource in reverse dependency order, then clear the state.
+
+A resource is deleted once every resource that needs it is gone; independent deletions run in
+parallel (bounded). A resource already gone counts as success (`absent`). On a failure the
+state keeps what still exists, so running destroy again continues where it stopped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from activities import names
+from activities.errors import decode
+from orchestrators.common import (
+    Batching,
+    Gen,
+    OperationFailed,
+    Options,
+    acquire,
+    child_id,
+    resource_call,
+    state_entity,
+    walk,
+)
+from orchestrators.progress import Progress
+
+bp = df.Blueprint()
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=names.DESTROY_TWIN)
+def destroy_twin(context: df.DurableOrchestrationContext) -> Gen:
+    """Input {"twin": name, "options": {...}, "replace": stale lock holder | None}."""
+    data = context.get_input()
+    twin, opts = data["twin"], Options.from_dict(data.get("options"))
+    yield from acquire(context, twin, "destroy", opts, data.get("replace"))
+    failure: tuple[str, str] | None = None
+    progress: Progress | None = None
+    try:
+        state = yield context.call_entity(state_entity(twin), "get")
+        resources: dict[str, dict[str, Any]] = state.get("resources", {})
+        order = list(reversed(list(resources)))
+        entries = [resources[rid] | {"id": rid} for rid in order]
+        entries_by_id = {e["id"]: e for e in entries}
+        progress = Progress.for_resources("destroy", twin, entries)
+        progress.step = "deleting"
+        context.set_custom_status(progress.status())
+        # Reverse edges: a resource waits for everything that needs it.
+        waits_for: dict[str, set[str]] = {rid: set() for rid in order}
+        for rid, entry in resources.items():
+            for need in entry.get("needs") or ():
+                if need in waits_for:
+                    waits_for[need].add(rid)
+
+        def call_for(rid: str) -> dict[str, Any]:
+            assert progress is not None
+            progress.started(rid)
+            return resource_call(twin, state, resources[rid] | {"id": rid}, {})
+
+        def start(rid: str) -> Any:
+            return context.call_sub_orchestrator(
+                names.RESOURCE_REMOVE, {"call": call_for(rid), "options": opts.to_dict()},
+                child_id(context.instance_id, rid),
+            )
+
+        def start_batch(rids: list[str], slots: int) -> Any:
+            return context.call_sub_orchestrator(
+                names.RESOURCES_BATCH,
+                {"operation": names.RESOURCE_REMOVE, "calls": [call_for(rid) for rid in rids],
+                 "options": opts.to_dict() | {"max_parallel": slots}},
+                child_id(context.instance_id, "batch", rids[0]),
+            )
+
+        def finish(rid: str, result: dict[str, Any] | None, error: str | None) -> None:
+            assert progress is not None
+            if result is None:
+                progress.finished(rid, None)
+                progress.fail(rid, error or "failed")
+                context.signal_entity(state_entity(twin), "record_resource",
+                                      {"id": rid, "state": "delete-failed", "error": error, "op": context.instance_id})
+            else:
+                progress.finished(rid, "deleted" if result.get("action") != "absent" else "absent")
+                context.signal_entity(state_entity(twin), "forget_resource", {"id": rid})
+            context.set_custom_status(progress.status())
+
+        failure = yield from walk(context, order, waits_for, start, finish, opts.max_parallel,
+                                  batching=Batching.by_kind(entries_by_id, start_batch, opts))
+        if failure is None:
+            yield context.call_entity(state_entity(twin), "clear")
+    except Exception as exc:
+        failure = failure or ("", decode(str(exc)).message)
+    # Pending output changes are moot for a twin being torn down: unlock without applying them.
+    yield context.call_entity(state_entity(twin), "release", {"instance": context.instance_id, "force": True})
+    if progress is not None:
+        progress.step = "failed" if failure else "completed"
+        context.set_custom_status(progress.status())
+    if failure is not None:
+        rid, message = failure
+        raise OperationFailed(f"[permanent] {message}" if not rid or message.startswith(rid) else f"[permanent] {rid}: {message}")
+    actions = progress.actions if progress is not None else {}
+    return {"twin": twin, "operation": "destroy",
+            "summary": {"deleted": actions.get("deleted", 0), "absent": actions.get("absent", 0)}}

@@ -1,0 +1,200 @@
+"""Pure parts of the engine: error classification, the state entity's operations, settings
+computation, the custom status size, and the plan adapter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from azure.core.exceptions import HttpResponseError, ServiceRequestError
+from botocore.exceptions import ClientError
+
+from activities import errors, registry
+from activities.plan import engine_plan
+from activities.providers.control import GeneratedSecret
+from activities.types import EnsureResult, Pending, Resource, ResourceCall
+from orchestrators import twin_state
+from orchestrators.common import Options, child_id, desired_settings
+from orchestrators.progress import Progress
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+class _Resp:
+    def __init__(self, status: int) -> None:
+        self.status_code = status
+        self.reason = "x"
+        self.headers: dict[str, str] = {}
+
+    def text(self) -> str:
+        return ""
+
+
+def _http(status: int, message: str = "boom") -> HttpResponseError:
+    exc = HttpResponseError(message=message)
+    exc.status_code = status
+    return exc
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_http_throttling_and_outages_are_transient(status: int) -> None:
+    assert errors.classify(_http(status)).kind == errors.TRANSIENT
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_http_client_errors_are_permanent_with_hints(status: int) -> None:
+    error = errors.classify(_http(status))
+    assert error.kind == errors.PERMANENT
+    if status in (401, 403, 404):
+        assert "(" in str(error)  # an actionable hint
+
+
+def test_conflicts_retry_except_taken_names() -> None:
+    assert errors.classify(_http(409, "AnotherOperationInProgress")).kind == errors.TRANSIENT
+    assert errors.classify(_http(409, "StorageAccountAlreadyTaken")).kind == errors.PERMANENT
+
+
+def test_aws_codes() -> None:
+    throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"},
+                             "ResponseMetadata": {"HTTPStatusCode": 400}}, "CreateTable")
+    denied = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"},
+                          "ResponseMetadata": {"HTTPStatusCode": 403}}, "CreateTable")
+    assert errors.classify(throttled).kind == errors.TRANSIENT
+    assert errors.classify(denied).kind == errors.PERMANENT
+    assert "permission" in str(errors.classify(denied))
+
+
+def test_connection_problems_are_transient() -> None:
+    assert errors.classify(ServiceRequestError("connection reset")).kind == errors.TRANSIENT
+    assert errors.classify(TimeoutError()).kind == errors.TRANSIENT
+    assert errors.classify(ValueError("bad")).kind == errors.PERMANENT
+
+
+def test_classification_survives_the_host_reason_text() -> None:
+    text = errors.encode(errors.TransientError("HTTP 503: busy"), "azure/L4/adt")
+    reason = f"Activity function 'resource_ensure' failed: RuntimeError: {text} \n Traceback (most recent call last): ..."
+    failure = errors.decode(reason)
+    assert failure.transient and failure.message == "azure/L4/adt: HTTP 503: busy"
+    assert not errors.decode("Activity function 'x' failed: KeyError: 'boom'").transient
+
+
+def test_secrets_are_redacted_from_error_text() -> None:
+    secret = "s3cr3t-value-123456"
+    text = errors.encode(errors.PermanentError(f"failed calling https://x/api?code=abc123 with {secret} "
+                                               "AccountKey=zzz; Bearer eyJhbGciOi"), "r", [secret])
+    assert secret not in text and "abc123" not in text and "zzz" not in text and "eyJhbGciOi" not in text
+
+
+def test_types_round_trip() -> None:
+    call = ResourceCall("t", Resource("a/L1/x", "L1", "a", "k", ("n",), ("O",), {"c": 1}), {"S": "v"}, {"O": "o"},
+                        Pending({"op": 1}, 2.5, "d"))
+    assert ResourceCall.from_dict(json.loads(json.dumps(call.to_dict()))) == call
+    result = EnsureResult("created", {"O": "v"}, None)
+    assert EnsureResult.from_dict(result.to_dict()) == result
+
+
+def test_registry_reports_missing_provider_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Other tests in this process may have loaded the catch-all fake provider; leave it out here.
+    monkeypatch.setattr(registry, "_registry", {k: v for k, v in registry._registry.items() if k[0] != registry.ANY})
+    with pytest.raises(errors.PermanentError, match="no provider implements nocloud/nokind"):
+        registry.provider_for("nocloud", "nokind")
+
+
+def test_registry_rejects_unimportable_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(registry.PROVIDER_MODULES_SETTING, "no_such_provider_module_xyz")
+    with pytest.raises(errors.PermanentError, match="cannot be imported"):
+        registry.load_providers()
+
+
+def test_generated_secret_is_kept_and_previous_starts_empty() -> None:
+    res = Resource("control/setup/inter-cloud-token", "setup", "control", "secret", (),
+                   ("INTER_CLOUD_TOKEN", "INTER_CLOUD_TOKEN_PREVIOUS"))
+    first = GeneratedSecret().ensure(ResourceCall("t", res))
+    assert first.action == "created" and len(first.outputs["INTER_CLOUD_TOKEN"]) >= 40
+    assert first.outputs["INTER_CLOUD_TOKEN_PREVIOUS"] == ""
+    again = GeneratedSecret().ensure(ResourceCall("t", res, current=dict(first.outputs)))
+    assert again.action == "unchanged" and again.outputs == first.outputs
+
+
+def _apply(state: dict, op: str, data: dict | None = None) -> object:
+    return twin_state.OPERATIONS[op](state, data or {})
+
+
+def test_state_versions_move_only_on_change() -> None:
+    state = twin_state.empty_state()
+    out = _apply(state, "record_resource", {"id": "p", "outputs": {"A": {"value": "1", "secret": False}}})
+    assert out == {"outputs": {"A": {"version": 1, "changed": True}}}
+    out = _apply(state, "record_resource", {"id": "p", "outputs": {"A": {"value": "1", "secret": False}}})
+    assert out == {"outputs": {"A": {"version": 1, "changed": False}}}
+    out = _apply(state, "record_resource", {"id": "p", "outputs": {"A": {"value": "2", "secret": False}}})
+    assert out == {"outputs": {"A": {"version": 2, "changed": True}}}
+
+
+def test_lock_defers_changes_to_the_holder() -> None:
+    state = twin_state.empty_state()
+    assert _apply(state, "acquire", {"instance": "deploy-1", "operation": "deploy"}) == {"acquired": True}
+    refused = _apply(state, "acquire", {"instance": "prop-1", "operation": "propagate", "defer": True,
+                                        "changes": ["A"]})
+    assert refused == {"acquired": False, "holder": "deploy-1", "operation": "deploy"}
+    _apply(state, "acquire", {"instance": "prop-2", "operation": "propagate", "defer": True, "changes": ["B", "A"]})
+    assert _apply(state, "release", {"instance": "deploy-1"}) == {"released": False, "pending": ["A", "B"],
+                                                                   "all": False}
+    assert _apply(state, "release", {"instance": "deploy-1"})["released"] is True
+    assert state["lock"] is None
+    assert _apply(state, "acquire", {"instance": "x", "operation": "deploy"}) == {"acquired": True}
+    assert _apply(state, "acquire", {"instance": "y", "operation": "deploy", "replace": "x"}) == {"acquired": True}
+
+
+def test_desired_settings_are_level_triggered() -> None:
+    state = twin_state.empty_state()
+    state["wires"] = [
+        {"output": "A", "consumer": "c1", "setting": "S_A"},
+        {"output": "B", "consumer": "c1", "setting": "S_B"},
+        {"output": "B", "consumer": "c2", "setting": "S_B"},
+        {"output": "A", "consumer": "gone", "setting": "S_A"},
+    ]
+    state["resources"] = {"c1": {"state": "deployed"}, "c2": {"state": "deployed"}}
+    state["outputs"] = {"A": {"value": "a", "version": 3}, "B": {"value": "b", "version": 1}}
+    only_a = desired_settings(state, ["A"])
+    assert only_a == {"c1": {"settings": {"S_A": "a", "S_B": "b"}, "versions": {"S_A": 3, "S_B": 1}}}
+    assert set(desired_settings(state, None)) == {"c1", "c2"}
+
+
+def test_custom_status_stays_small_for_ten_thousand_devices() -> None:
+    resources = [{"id": f"azure/L1/device-{i}", "layer": "L1", "provider": "azure"} for i in range(10_000)]
+    resources += [{"id": f"aws/L2/fn-{i}", "layer": "L2", "provider": "aws"} for i in range(50)]
+    progress = Progress.for_resources("deploy", "big", resources, 10_050)
+    for r in resources[:5000]:
+        progress.started(r["id"])
+    for r in resources[:2500]:
+        progress.finished(r["id"], "created")
+    progress.fail("azure/L1/device-7", "x" * 5000)
+    size = len(json.dumps(progress.status()).encode("utf-16-le"))
+    assert size < 4 * 1024, size
+
+
+def test_options_and_child_ids() -> None:
+    assert Options.from_dict({"max_parallel": 3.0, "retry_first_seconds": 1, "bogus": 1}).max_parallel == 3
+    assert Options.from_dict({"max_parallel": True}).max_parallel == 8
+    assert "/" not in child_id("twin:t:deploy:1", "azure/L4/adt")
+
+
+@pytest.mark.parametrize("example", ["aws-only", "aws-to-azure", "azure-only"])
+def test_engine_plan_of_examples(example: str) -> None:
+    plan = engine_plan(json.loads((EXAMPLES / example / "twin.json").read_text()))
+    ids = {r["id"] for r in plan["resources"]}
+    assert plan["problems"] == []
+    assert all(n in ids for r in plan["resources"] for n in r["needs"])
+    assert all(w["consumer"] in ids for w in plan["wires"])
+    json.dumps(plan)
+
+
+def test_engine_plan_refuses_gcp_layers() -> None:
+    plan = engine_plan(json.loads((EXAMPLES / "mixed" / "twin.json").read_text()))
+    assert plan["problems"] and "GCP" in plan["problems"][0]
+
+
+def test_engine_plan_invalid_spec_is_permanent_with_paths() -> None:
+    with pytest.raises(errors.PermanentError, match="invalid spec: .*twin"):
+        engine_plan({"twin": {}})
