@@ -83,10 +83,14 @@ class Clouds:
         endpoint = {"iottwinmaker": aws.get("twinmaker_endpoint_url"), "grafana": aws.get("grafana_endpoint_url")}.get(
             service
         ) or aws.get("endpoint_url")
+        from botocore.config import Config
+
         return boto3.client(
             service,
             region_name=region or aws.get("region") or "us-east-1",
             endpoint_url=endpoint,
+            # botocore prefixes some hosts (TwinMaker's `api.`); 127.0.0.1 has no such subdomain.
+            config=Config(inject_host_prefix=False),
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
             verify=self.endpoints.get("azure", {}).get("ca_file") if str(endpoint).startswith("https") else None,
@@ -106,6 +110,13 @@ class Clouds:
         credential: Any = AzureKeyCredential(key) if key else self.azure_credential()
         kwargs = self.azure_client_kwargs() if endpoint.startswith("https") else {}
         return EventGridPublisherClient(endpoint, credential, **kwargs)
+
+    def per_call_kwargs(self, url: str) -> dict[str, Any]:
+        """Per-request options for clients that drop client-level transport options: azure-eventgrid
+        4.x ignores `connection_verify` given to `EventGridPublisherClient`, so it goes on `send`."""
+        if self.is_sandbox and url.startswith("https"):
+            return {"connection_verify": str(self._azure("ca_file"))}
+        return {}
 
     def _azure(self, key: str) -> Any:
         azure = self.endpoints.get("azure") or {}

@@ -54,7 +54,7 @@ def publish(events: Iterable[TwinEvent]) -> int:
     for endpoint in endpoints:
         client = clouds.event_grid_publisher(endpoint, key)
         try:
-            client.send(batch)
+            client.send(batch, **clouds.per_call_kwargs(endpoint))
         finally:
             client.close()
     return len(batch)

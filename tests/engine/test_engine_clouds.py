@@ -38,3 +38,32 @@ def test_arm_client_reaches_the_sandbox(tmp_path: Path) -> None:
         client = clouds.azure_mgmt_client(ResourceManagementClient)
         client.resource_groups.create_or_update("rg-seam", {"location": "westeurope"})
         assert "rg-seam" in [g.name for g in client.resource_groups.list()]
+
+
+@pytest.mark.slow
+def test_twin_events_reach_a_sandbox_topic_over_https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """azure-eventgrid drops client-level `connection_verify`; the seam passes it per send."""
+    from azure.mgmt.eventgrid import EventGridManagementClient
+    from azure.mgmt.eventgrid.models import Topic
+    from azure.mgmt.resource.resources import ResourceManagementClient
+
+    from activities import events
+    from activities.types import TwinEvent
+    from sandbox.server import Sandbox
+
+    with Sandbox(tmp_path / "sb", with_blob=False, with_aws=False):
+        clouds = clouds_from_environ({"TWIN_SANDBOX_DIR": str(tmp_path / "sb")})
+        clouds.azure_mgmt_client(ResourceManagementClient).resource_groups.create_or_update(
+            "rg-events", {"location": "westeurope"}
+        )
+        grid = clouds.azure_mgmt_client(EventGridManagementClient)
+        topic = grid.topics.begin_create_or_update(
+            "rg-events", "twin-events", Topic(location="westeurope", input_schema="CloudEventSchemaV1_0"),
+            polling_interval=0,
+        ).result()
+        key = grid.topics.list_shared_access_keys("rg-events", "twin-events").key1
+        monkeypatch.setenv("TWIN_SANDBOX_DIR", str(tmp_path / "sb"))
+        monkeypatch.setenv(events.EVENTS_ENDPOINT_SETTING, topic.endpoint)
+        monkeypatch.setenv(events.EVENTS_KEY_SETTING, key)
+        sent = events.publish([TwinEvent(type="twin.deployment.completed", twin="t1", id="e-1", data={"ok": True})])
+        assert sent == 1
