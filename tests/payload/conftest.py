@@ -11,10 +11,10 @@ from typing import Any
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+from payload_helpers import REGION
 
-from shared.contracts import DigitalTwinInfo, Setting, StorageKey
+from shared.contracts import DigitalTwinInfo, Setting
 
-REGION = "eu-central-1"
 ALL_LAYERS = ("L1", "L2", "L3_hot", "L3_cold", "L3_archive", "L4", "L5")
 
 
@@ -74,17 +74,3 @@ def set_twin(monkeypatch: pytest.MonkeyPatch, twin_name: str) -> Callable[..., D
         return info
 
     return make
-
-
-def create_table(client: Callable[[str], Any], name: str) -> None:
-    client("dynamodb").create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": str(StorageKey.PARTITION), "AttributeType": "S"},
-                              {"AttributeName": str(StorageKey.SORT), "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": str(StorageKey.PARTITION), "KeyType": "HASH"},
-                   {"AttributeName": str(StorageKey.SORT), "KeyType": "RANGE"}],
-    )
-
-
-def create_bucket(client: Callable[[str], Any], name: str) -> None:
-    client("s3").create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})

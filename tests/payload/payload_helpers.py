@@ -25,6 +25,8 @@ from urllib.parse import unquote
 import azure.functions as func
 from aiohttp import web
 
+from shared.contracts import StorageKey
+
 IDENTITY_HEADER_VALUE = "identity-secret"
 
 
@@ -290,3 +292,20 @@ def fake_cosmos_app(state: FakeCosmos) -> web.Application:
     app.router.add_post("/dbs/{db}/colls/{coll}/docs/", docs)
     app.router.add_delete("/dbs/{db}/colls/{coll}/docs/{id}/", delete)
     return app
+
+
+REGION = "eu-central-1"
+
+
+def create_table(client: Callable[[str], Any], name: str) -> None:
+    client("dynamodb").create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": str(StorageKey.PARTITION), "AttributeType": "S"},
+                              {"AttributeName": str(StorageKey.SORT), "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": str(StorageKey.PARTITION), "KeyType": "HASH"},
+                   {"AttributeName": str(StorageKey.SORT), "KeyType": "RANGE"}],
+    )
+
+
+def create_bucket(client: Callable[[str], Any], name: str) -> None:
+    client("s3").create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})

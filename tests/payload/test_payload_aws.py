@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import create_bucket, create_table
-from payload_helpers import ThreadedServer, function_url_app
+from payload_helpers import ThreadedServer, create_bucket, create_table, function_url_app
 
 from payload_functions.aws import (
     archive_writer,

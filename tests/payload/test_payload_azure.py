@@ -18,13 +18,13 @@ import pytest
 import trustme
 from aiohttp import web
 from azure.functions.timer import TimerRequest
-from conftest import create_table
 from payload_helpers import (
     IDENTITY_HEADER_VALUE,
     FakeCosmos,
     FakeTwins,
     ThreadedServer,
     azure_host_app,
+    create_table,
     fake_cosmos_app,
     fake_digital_twins_app,
     function_url_app,
