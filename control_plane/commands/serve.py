@@ -1,0 +1,75 @@
+"""`python -m control_plane serve`: run a function app on the local host until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "serve", help="run a function app (HTTP, Durable, Event Grid) on 127.0.0.1",
+        description="Load a v2 Python function app and serve it on 127.0.0.1. One app per process.")
+    parser.add_argument("--app", type=Path, default=None,
+                        help="folder holding function_app.py (default: the control plane itself)")
+    parser.add_argument("--port", type=int, default=7071, help="port to listen on (0 picks a free one)")
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="folder for the SQLite state (default: a temporary folder, deleted on exit)")
+    parser.add_argument("--function-key", default=None,
+                        help="key for FUNCTION-level routes (default: env FUNCTIONS_HOST_KEY, else generated)")
+    parser.add_argument("--activity-concurrency", type=int, default=8,
+                        help="concurrent activity functions (maxConcurrentActivityFunctions)")
+    parser.add_argument("--fast-replay", action="store_true",
+                        help="memoise the SDK's history timestamp parsing (faster long histories; "
+                             "see control_plane/host/durable/fast_replay.py)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from control_plane.host import AppLoadError, HostError, LocalHost
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.port < 0 or args.port > 65535:
+        print(f"error: --port: {args.port} is not a valid port")
+        return 2
+    if args.app is not None and not (args.app / "function_app.py").is_file():
+        print(f"error: --app: {args.app / 'function_app.py'} does not exist")
+        return 2
+    host = LocalHost(app_dir=args.app, state_dir=args.state_dir, port=args.port,
+                     function_key=args.function_key, activity_concurrency=args.activity_concurrency,
+                     fast_replay=args.fast_replay)
+    try:
+        host.start()
+    except (AppLoadError, HostError) as exc:
+        print(f"error: {exc}")
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    assert host.registry is not None
+    print(f"Serving {host.app_dir} on {host.base_url}", flush=True)
+    if host.key_generated:
+        print(f"Function key (generated): {host.function_key}", flush=True)
+    print("Functions:", flush=True)
+    for line in host.registry.summary():
+        print(line, flush=True)
+    print(f"READY {host.base_url}", flush=True)
+    try:
+        stop.wait()
+    finally:
+        host.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="python -m control_plane.commands.serve")
+    register(_parser.add_subparsers(dest="command"))
+    raise SystemExit(run(_parser.parse_args(["serve", *__import__("sys").argv[1:]])))

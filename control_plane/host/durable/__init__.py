@@ -1,0 +1,1 @@
+"""Durable Functions emulation: history/ID rules (`history`), persistence (`store`), engine (`scheduler`)."""

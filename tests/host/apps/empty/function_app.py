@@ -1,0 +1,3 @@
+"""A function_app.py without an app object."""
+
+VALUE = 1
