@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="folder for the SQLite state (default: a temporary folder, deleted on exit)")
     parser.add_argument("--function-key", default=None,
                         help="key for FUNCTION-level routes (default: env FUNCTIONS_HOST_KEY, else generated)")
+    parser.add_argument("--sandbox", type=Path, default=None, metavar="DIR",
+                        help="point every cloud client at the running sandbox described by DIR/endpoints.json "
+                             "(default: the real clouds, credentials from the environment)")
     parser.add_argument("--activity-concurrency", type=int, default=8,
                         help="concurrent activity functions (maxConcurrentActivityFunctions)")
     parser.add_argument("--fast-replay", action="store_true",
@@ -39,9 +42,17 @@ def run(args: argparse.Namespace) -> int:
     if args.app is not None and not (args.app / "function_app.py").is_file():
         print(f"error: --app: {args.app / 'function_app.py'} does not exist")
         return 2
+    environ: dict[str, str] = {}
+    if args.sandbox is not None:
+        if not (args.sandbox / "endpoints.json").is_file():
+            print(f"error: --sandbox: {args.sandbox / 'endpoints.json'} does not exist "
+                  "(is `python -m sandbox serve` running?)")
+            return 2
+        # The same app setting the deployed app would get; activities/clouds.py reads it.
+        environ["TWIN_SANDBOX_DIR"] = str(args.sandbox.resolve())
     host = LocalHost(app_dir=args.app, state_dir=args.state_dir, port=args.port,
                      function_key=args.function_key, activity_concurrency=args.activity_concurrency,
-                     fast_replay=args.fast_replay)
+                     fast_replay=args.fast_replay, environ=environ)
     try:
         host.start()
     except (AppLoadError, HostError) as exc:
