@@ -1002,7 +1002,9 @@ class _Builder:
             self.wire(Output.AZURE_IDENTITY_PRINCIPAL_ID, role.id, Setting.PRINCIPAL_ID)
             hierarchy = self.spec.hierarchy.azure
             models = self.add("azure", "L4", "dtdl-models", "dtdl-models", adt.name,
-                              {"models": list(hierarchy.models) if hierarchy else []}, needs=[adt.id])
+                              {"models": list(hierarchy.models) if hierarchy else []},
+                              # The deployer writes through the data plane: its role must exist first.
+                              needs=[adt.id, role.id])
             self.add("azure", "L4", "twin-graph", "twin-graph", adt.name,
                      {"twins": [t.model_dump(by_alias=True, exclude_none=True) for t in hierarchy.twins]
                       if hierarchy else [],
