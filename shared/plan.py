@@ -324,11 +324,21 @@ class Plan:
 
     def deployable(self) -> list[str]:
         """Why this plan cannot be deployed yet; empty when it can."""
+        blockers: list[str] = []
         gcp_layers = [layer for layer, provider in self.placement.items() if provider == "gcp"]
         if gcp_layers:
             listed = ", ".join(f"{layer} (gcp)" for layer in gcp_layers)
-            return [f"no GCP provider yet: layers {listed} are planned but cannot be deployed"]
-        return []
+            blockers.append(f"no GCP provider yet: layers {listed} are planned but cannot be deployed")
+        # A spec is one JSON document: it cannot carry the code of an event action's function.
+        actions = [r.name for r in self.resources if r.config.get("package") == "event-action"]
+        actions += [f["user_function"] for r in self.resources for f in r.config.get("functions", [])
+                    if f.get("package") == "event-action"]
+        if actions:
+            blockers.append(
+                f"event actions with autoDeploy need their code, which a spec cannot carry yet: "
+                f"{', '.join(sorted(actions))}; deploy those functions yourself and set autoDeploy to false"
+            )
+        return blockers
 
     # -- rendering -------------------------------------------------------------------------
 

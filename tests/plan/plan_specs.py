@@ -62,7 +62,7 @@ BASE: dict[str, Any] = {
     "events": [
         {
             "condition": "room-1.temperature-sensor-1.temperature > DOUBLE(30)",
-            "action": {"type": "lambda", "functionName": "high-temperature", "autoDeploy": True},
+            "action": {"type": "lambda", "functionName": "high-temperature", "autoDeploy": False},
         }
     ],
 }

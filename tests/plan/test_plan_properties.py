@@ -316,3 +316,18 @@ def test_event_action_name_clashing_with_a_twin_function_is_a_spec_problem() -> 
         raise AssertionError("a clashing event action name must be refused")
     # On Azure the same names are fine: event actions live under their own prefix in the L2 app.
     build_plan(make_spec(tuple("azure" for _ in SLOTS), events=events))
+
+
+def test_auto_deployed_event_actions_are_planned_but_block_deployment() -> None:
+    data = spec_dict()
+    data["events"][0]["action"]["autoDeploy"] = True
+    data["options"] = {**data.get("options", {}), "use_event_checking": True}
+    plan = build_plan(TwinSpec.model_validate({**data, "providers": {k: "aws" for k in data["providers"]}}))
+    assert plan.has("aws/L2/event-action-high-temperature")
+    [blocker] = plan.deployable()
+    assert "autoDeploy" in blocker and "high-temperature" in blocker
+    assert plan.to_json()["deployable"] is False
+    # On Azure the action is a function inside the L2 app; it blocks the same way.
+    data["events"][0]["action"]["type"] = "function"
+    [blocker] = build_plan(TwinSpec.model_validate(data)).deployable()
+    assert "high-temperature" in blocker
