@@ -52,18 +52,22 @@ class Sandbox:
         seed: int = 0,
         with_blob: bool = True,
         with_aws: bool = True,
+        with_function_apps: bool = True,
     ) -> None:
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; known: {', '.join(sorted(PROFILES))}")
         self.state_dir = Path(state_dir).resolve()
         self.with_blob = with_blob
         self.with_aws = with_aws
+        self.with_function_apps = with_function_apps
         self.ctx = SandboxContext(
             state_dir=self.state_dir, faults=Faults(profile=PROFILES[profile], seed=seed)
         )
         self.endpoints: dict[str, Any] = {}
         self.aws: Any = None
         self.blob: Any = None
+        # Runs each Function App's deployed package in its own local host process.
+        self.function_apps: Any = None
         self._tls: SandboxTls | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -80,6 +84,11 @@ class Sandbox:
         try:
             self._start_loop()
             azure_url, control_url = self._call(self._start_servers())
+            if self.with_function_apps:
+                from sandbox.runtime import FunctionAppRuntime
+
+                self.function_apps = FunctionAppRuntime(self.ctx)
+                self.function_apps.start()
             self.endpoints = {
                 "azure": {
                     "arm": azure_url,
@@ -110,13 +119,13 @@ class Sandbox:
     def stop(self) -> None:
         """Stop everything this sandbox started; safe to call twice and after a failed start."""
         errors: list[BaseException] = []
-        for part in (self.blob, self.aws):
+        for part in (self.function_apps, self.blob, self.aws):
             if part is not None:
                 try:
                     part.stop()
                 except Exception as exc:  # keep stopping the rest; report after
                     errors.append(exc)
-        self.blob = self.aws = None
+        self.function_apps = self.blob = self.aws = None
         if self._loop is not None and self._thread is not None:
             try:
                 if self._runners:

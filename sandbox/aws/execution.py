@@ -28,6 +28,7 @@ from sandbox.runtime.lambdas import (
     LambdaRunner,
     function_url_event,
     function_url_response,
+    log_tail,
     lookup_function,
     lookup_function_url,
 )
@@ -77,6 +78,8 @@ class Execution:
         headers["x-amzn-RequestId"] = result.request_id
         if not result.ok:
             headers["X-Amz-Function-Error"] = "Unhandled"
+        if request.headers.get("X-Amz-Log-Type", "None") == "Tail":
+            headers["X-Amz-Log-Result"] = log_tail(result.log)
         return web.Response(status=200, body=result.payload, headers=headers, content_type="application/json")
 
     # --- function URLs -----------------------------------------------------------------------

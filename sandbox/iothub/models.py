@@ -40,9 +40,12 @@ ENTRA_AUDIENCES = frozenset({"https://iothubs.azure.net", "https://iothubs.azure
 DATA_CONTRIBUTOR_ROLE = "4fc6c259-987e-4a07-842e-c321cc9d413f"
 REGISTRY_CONTRIBUTOR_ROLE = "4ea46cd5-c1b2-4a8e-910b-273211f9ce47"
 DATA_READER_ROLE = "b447c946-2db7-41ec-983d-d8bf3b1c77e3"
+TWIN_CONTRIBUTOR_ROLE = "494bdba2-168f-4f31-a0a1-191d2f7c028c"
 ROLES_FOR_RIGHT = {
     "RegistryRead": {DATA_CONTRIBUTOR_ROLE, REGISTRY_CONTRIBUTOR_ROLE, DATA_READER_ROLE},
     "RegistryWrite": {DATA_CONTRIBUTOR_ROLE, REGISTRY_CONTRIBUTOR_ROLE},
+    # Twin reads and updates are ServiceConnect operations (what the `service` policy grants).
+    "ServiceConnect": {DATA_CONTRIBUTOR_ROLE, TWIN_CONTRIBUTOR_ROLE},
 }
 
 # Rights of the built-in shared access policies (ARM's IoT Hub keys).
@@ -95,10 +98,36 @@ def _valid_key(value: Any) -> bool:
     return 16 <= len(raw) <= 64
 
 
+# Device twin limits (learn.microsoft.com "Understand and use device twins in IoT Hub").
+MAX_DESIRED_BYTES = 32 * 1024
+MAX_TAGS_BYTES = 32 * 1024
+MAX_TWIN_DEPTH = 10
+FORBIDDEN_KEY_CHARS = frozenset(". $")
+
+
+@dataclass
+class TwinState:
+    """The service-side half of a device twin: tags and desired properties (reported ones are the
+    device's, which the sandbox's HTTPS device API does not write)."""
+
+    tags: dict[str, Any] = field(default_factory=dict)
+    desired: dict[str, Any] = field(default_factory=dict)
+    desired_metadata: dict[str, Any] = field(default_factory=dict)
+    desired_version: int = 1
+    version: int = 1
+    etag_counter: int = 1
+    created: str = field(default_factory=now_iso)
+
+    @property
+    def etag(self) -> str:
+        return base64.b64encode(self.etag_counter.to_bytes(8, "big")).decode()
+
+
 @dataclass
 class Device:
     doc: dict[str, Any]
     messages_sent: int = 0
+    twin: TwinState = field(default_factory=TwinState)
 
     @property
     def keys(self) -> list[str]:
@@ -197,7 +226,9 @@ class Hub:
                 },
                 "capabilities": {"iotEdge": bool((body.get("capabilities") or {}).get("iotEdge", False))},
             }
-            self.devices[device_id] = Device(doc, existing.messages_sent if existing else 0)
+            self.devices[device_id] = Device(
+                doc, existing.messages_sent if existing else 0, existing.twin if existing else TwinState()
+            )
             return copy.deepcopy(doc), existing is None
 
     def delete_device(self, device_id: str, if_match: str | None) -> None:
@@ -214,6 +245,69 @@ class Hub:
                     412, "PreconditionFailed", f"Precondition failed: the device '{device_id}' has etag {device.doc['etag']}."
                 )
             del self.devices[device_id]
+
+    # --- device twins ----------------------------------------------------------------------------
+
+    def get_twin(self, device_id: str) -> dict[str, Any]:
+        with self.lock:
+            device = self.devices.get(device_id)
+            if device is None:
+                raise device_not_found(device_id, self.name)
+            return twin_document(device)
+
+    def patch_twin(self, device_id: str, body: Any, if_match: str | None) -> dict[str, Any]:
+        """`PATCH /twins/{id}`: JSON merge of `tags` and `properties.desired` (null removes a key);
+        bumps the twin `version`, the desired `$version` and the etag."""
+        if not isinstance(body, dict):
+            raise IotHubError(400, "ArgumentInvalid", "The request body must be a JSON twin patch object.")
+        unknown = sorted(set(body) - {"tags", "properties", "deviceId", "etag"})
+        if unknown:
+            raise IotHubError(400, "ArgumentInvalid", f"A twin patch may change tags and properties.desired only, not {unknown}.")
+        if body.get("deviceId") not in (None, device_id):
+            raise IotHubError(400, "ArgumentInvalid", f"deviceId in the body ({body.get('deviceId')!r}) differs from the URL ({device_id!r}).")
+        tags = body.get("tags")
+        props = body.get("properties")
+        if props is not None and not isinstance(props, dict):
+            raise IotHubError(400, "ArgumentInvalid", "properties: must be an object with a 'desired' object.")
+        props = props or {}
+        if "reported" in props:
+            raise IotHubError(400, "ArgumentInvalid", "properties.reported: reported properties are written by the device only.")
+        if set(props) - {"desired"}:
+            raise IotHubError(400, "ArgumentInvalid", f"properties: unknown section(s) {sorted(set(props) - {'desired'})}.")
+        desired = props.get("desired")
+        for name, section in (("tags", tags), ("properties.desired", desired)):
+            if section is not None:
+                if not isinstance(section, dict):
+                    raise IotHubError(400, "ArgumentInvalid", f"{name}: must be a JSON object.")
+                check_twin_section(section, name)
+        with self.lock:
+            device = self.devices.get(device_id)
+            if device is None:
+                raise device_not_found(device_id, self.name)
+            twin = device.twin
+            if if_match and if_match.strip().strip('"') not in ("*", twin.etag):
+                raise IotHubError(
+                    412, "PreconditionFailed", f"Precondition failed: the twin of '{device_id}' has etag {twin.etag}, not {if_match}."
+                )
+            new_tags = merge_patch(twin.tags, tags) if tags is not None else twin.tags
+            new_desired = merge_patch(twin.desired, desired) if desired is not None else twin.desired
+            for name, section, limit in (("tags", new_tags, MAX_TAGS_BYTES), ("properties.desired", new_desired, MAX_DESIRED_BYTES)):
+                size = len(json.dumps(section, separators=(",", ":")).encode())
+                if size > limit:
+                    raise IotHubError(400, "ArgumentInvalid", f"{name}: {size} bytes after the patch; at most {limit} are allowed.")
+            now = now_iso()
+            twin.tags = new_tags
+            if desired is not None:
+                twin.desired_version += 1
+                twin.desired = new_desired
+                for key, value in desired.items():
+                    if value is None:
+                        twin.desired_metadata.pop(key, None)
+                    else:
+                        twin.desired_metadata[key] = {"$lastUpdated": now, "$lastUpdatedVersion": twin.desired_version}
+            twin.version += 1
+            twin.etag_counter += 1
+            return twin_document(device)
 
     # --- device-to-cloud -------------------------------------------------------------------------
 
@@ -271,6 +365,61 @@ def telemetry_event_data(
         except (UnicodeDecodeError, ValueError):
             payload = base64.b64encode(body).decode()
     return {"properties": dict(app), "systemProperties": sys_props, "body": payload}
+
+
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7396 JSON merge patch, as IoT Hub applies twin patches: objects merge, null removes."""
+    out = copy.deepcopy(target)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict):
+            current = out.get(key)
+            out[key] = merge_patch(current if isinstance(current, dict) else {}, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def check_twin_section(section: dict[str, Any], path: str, depth: int = 1) -> None:
+    """Key names without `.`, `$` or spaces, at most 1 KB each; nesting at most MAX_TWIN_DEPTH."""
+    if depth > MAX_TWIN_DEPTH:
+        raise IotHubError(400, "ArgumentInvalid", f"{path}: nested deeper than {MAX_TWIN_DEPTH} levels.")
+    for key, value in section.items():
+        if not key or len(key.encode()) > 1024 or any(c in FORBIDDEN_KEY_CHARS or ord(c) < 32 for c in key):
+            raise IotHubError(400, "ArgumentInvalid", f"{path}: key {key!r} is not allowed (no '.', '$', spaces or control characters; 1-1024 bytes).")
+        if isinstance(value, dict):
+            check_twin_section(value, f"{path}.{key}", depth + 1)
+
+
+def twin_document(device: Device) -> dict[str, Any]:
+    """The twin as `GET /twins/{id}` answers it."""
+    doc, twin = device.doc, device.twin
+    desired_meta = {"$lastUpdated": twin.created, **copy.deepcopy(twin.desired_metadata)}
+    if twin.desired_metadata:
+        desired_meta["$lastUpdated"] = max(m["$lastUpdated"] for m in twin.desired_metadata.values())
+    out: dict[str, Any] = {
+        "deviceId": doc["deviceId"],
+        "etag": twin.etag,
+        "deviceEtag": doc["etag"],
+        "status": doc["status"],
+        "statusUpdateTime": doc["statusUpdatedTime"],
+        "connectionState": doc["connectionState"],
+        "lastActivityTime": doc["lastActivityTime"],
+        "cloudToDeviceMessageCount": doc["cloudToDeviceMessageCount"],
+        "authenticationType": "sas",
+        "x509Thumbprint": {"primaryThumbprint": None, "secondaryThumbprint": None},
+        "modelId": "",
+        "version": twin.version,
+        "properties": {
+            "desired": {**copy.deepcopy(twin.desired), "$metadata": desired_meta, "$version": twin.desired_version},
+            "reported": {"$metadata": {"$lastUpdated": twin.created}, "$version": 1},
+        },
+        "capabilities": copy.deepcopy(doc["capabilities"]),
+    }
+    if twin.tags:
+        out["tags"] = copy.deepcopy(twin.tags)
+    return out
 
 
 def device_not_found(device_id: str, hub: str) -> IotHubError:
@@ -415,7 +564,7 @@ class IotHubBackend:
     def authorize_service(
         self, hub: Hub, header: str | None, right: str, target: str, principal: str | None, audience: str | None
     ) -> None:
-        """A registry call: a policy token (`skn`) whose policy has `right`, or an Entra bearer token
+        """A service call (registry, twins): a policy token (`skn`) whose policy has `right`, or an Entra bearer token
         (`principal`, `audience` read from it) whose principal holds a role granting `right`."""
         if header is not None and header.strip().lower().startswith("bearer "):
             if principal is None:
@@ -431,7 +580,7 @@ class IotHubBackend:
             return
         token = parse_sas(header)
         if token.key_name is None:
-            raise unauthorized(f"registry operations need a shared access policy token (skn) with {right}.")
+            raise unauthorized(f"service operations need a shared access policy token (skn) with {right}.")
         keys = self.policy_keys(hub, right).get(token.key_name.lower())
         if not keys:
             raise unauthorized(f"the policy '{token.key_name}' does not exist or lacks the {right} permission.")

@@ -1,7 +1,9 @@
-"""HTTP side of the IoT Hub data plane: the registry (`/devices/{id}`) and device-to-cloud
-telemetry over HTTPS (`POST /devices/{id}/messages/events`). Registry calls take a shared access
-policy SAS token or an Entra token (audience https://iothubs.azure.net, with an IoT Hub data role);
-telemetry takes the device's SAS token or a policy with DeviceConnect.
+"""HTTP side of the IoT Hub data plane: the registry (`/devices/{id}`), device twins
+(`GET`/`PATCH /twins/{id}`, the service side: tags and desired properties) and device-to-cloud
+telemetry over HTTPS (`POST /devices/{id}/messages/events`). Registry and twin calls take a shared
+access policy SAS token (registry: RegistryRead/Write; twins: ServiceConnect) or an Entra token
+(audience https://iothubs.azure.net, with an IoT Hub data role); telemetry takes the device's SAS
+token or a policy with DeviceConnect.
 
 Message headers as IoT Hub's HTTPS device API takes them: `iothub-contenttype`,
 `iothub-contentencoding`, `iothub-messageid`, `iothub-correlationid`, and each application
@@ -132,6 +134,32 @@ async def delete_device(request: web.Request, hub: Hub) -> web.StreamResponse:
     hub.delete_device(device_id, request.headers.get("If-Match"))
     _lifecycle_event(request, hub, "DeviceDeleted", doc)
     return web.Response(status=204)
+
+
+def _twin_target(request: web.Request, hub: Hub, device_id: str) -> str:
+    return f"{request.app[BACKEND_KEY].host_name(hub.name)}/twins/{device_id}".lower()
+
+
+@hub_handler
+async def get_twin(request: web.Request, hub: Hub) -> web.StreamResponse:
+    device_id = request.match_info["device"]
+    _authorize(request, hub, "ServiceConnect", _twin_target(request, hub, device_id))
+    doc = hub.get_twin(device_id)
+    return json_ok(doc, headers=_etag_header(doc))
+
+
+@hub_handler
+async def patch_twin(request: web.Request, hub: Hub) -> web.StreamResponse:
+    """Update tags / desired properties (the service side of a twin; `ServiceConnect`)."""
+    device_id = request.match_info["device"]
+    _authorize(request, hub, "ServiceConnect", _twin_target(request, hub, device_id))
+    raw = await request.read()
+    try:
+        body = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IotHubError(400, "ArgumentInvalid", f"The request body is not valid JSON: {exc}.") from exc
+    doc = hub.patch_twin(device_id, body, request.headers.get("If-Match"))
+    return json_ok(doc, headers=_etag_header(doc))
 
 
 def _lifecycle_event(request: web.Request, hub: Hub, op: str, doc: dict[str, Any]) -> None:

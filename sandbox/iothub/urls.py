@@ -37,4 +37,6 @@ def create_app(ctx: SandboxContext) -> web.Application:
     app.router.add_put(base + "/{device}", r.put_device)
     app.router.add_delete(base + "/{device}", r.delete_device)
     app.router.add_post(base + "/{device}/messages/events", r.send_event)
+    app.router.add_get("/{hub}/twins/{device}", r.get_twin)
+    app.router.add_patch("/{hub}/twins/{device}", r.patch_twin)
     return app

@@ -41,6 +41,9 @@ READY_PREFIX = "READY "
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
 RECONCILE_INTERVAL_SECONDS = 0.5
+# A host that exits on its own is started again (App Service restarts a crashed worker), at most
+# this often, so an app that dies at once does not spin.
+CRASH_RESTART_SECONDS = 5.0
 # Environment a site process inherits from the sandbox's own (everything else comes from ARM).
 INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "HOME", "TZ")
 
@@ -212,7 +215,13 @@ class FunctionAppRuntime:
             current = dict(self._sites)
         for key, sp in current.items():
             want = desired.get(key)
-            if want is None or want.fingerprint != sp.desired.fingerprint:
+            crashed = (sp.state == "running" and sp.proc is not None and sp.proc.poll() is not None
+                       and time.time() - sp.started_at >= CRASH_RESTART_SECONDS)
+            if crashed:
+                log.warning("Function App %s: host pid %s exited (code %s); restarting it",
+                            sp.desired.site_name, sp.proc.pid if sp.proc else None,
+                            sp.proc.returncode if sp.proc else None)
+            if want is None or want.fingerprint != sp.desired.fingerprint or crashed:
                 self._stop_site(key)
         for key, want in desired.items():
             if self._stopping.is_set():

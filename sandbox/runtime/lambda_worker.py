@@ -56,6 +56,10 @@ def main() -> int:
     sys.stdout = sys.stderr
     os.chdir(code_dir)
     sys.path.insert(0, code_dir)
+    # An editable install of this project would let the function import first-party modules its
+    # zip lacks; Lambda has only the zip (and boto3), so a packaging gap must fail here too.
+    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+    sys.path[:] = [p for p in sys.path if not p.startswith("__editable__")]
 
     def send(doc: dict[str, Any]) -> None:
         channel.write(json.dumps(doc) + "\n")

@@ -124,6 +124,7 @@ class InvokeResult:
     error_type: str | None = None  # set when the function failed (X-Amz-Function-Error: Unhandled)
     duration_ms: float = 0.0
     request_id: str = ""
+    log: str = ""  # what the function wrote during this invocation (Lambda's `LogType=Tail`)
 
     @property
     def ok(self) -> bool:
@@ -366,6 +367,7 @@ class LambdaRunner:
             "log_stream_name": f"sandbox/[$LATEST]{pool.spec.fingerprint[:32]}",
             "deadline_ms": int((time.time() + spec.timeout) * 1000),
         }
+        log_start = _size(worker.log_path)
         try:
             outcome = await worker.call(event, context, spec.timeout)
         except TimeoutError:
@@ -374,7 +376,9 @@ class LambdaRunner:
                                                  f"Task timed out after {spec.timeout:.2f} seconds"}}
         finally:
             await pool.release(worker)
-        return self._finish(spec, how, request_id, started, outcome)
+        result = self._finish(spec, how, request_id, started, outcome)
+        result.log = _log_excerpt(worker.log_path, log_start, request_id, result.duration_ms)
+        return result
 
     def _finish(self, spec: LambdaSpec, how: str, request_id: str, started: float,
                 outcome: dict[str, Any]) -> InvokeResult:
@@ -425,6 +429,34 @@ class LambdaRunner:
         pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             await pool.close()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+LOG_TAIL_BYTES = 4096
+
+
+def _log_excerpt(path: Path, start: int, request_id: str, duration_ms: float) -> str:
+    """This invocation's log lines framed as Lambda frames them (START / END / REPORT). Workers of
+    one function share a log file, so concurrent invocations may show each other's lines."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        text = ""
+    return (f"START RequestId: {request_id} Version: $LATEST\n{text}END RequestId: {request_id}\n"
+            f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\n")
+
+
+def log_tail(log: str) -> str:
+    """`X-Amz-Log-Result`: base64 of the last 4 KB of the invocation's log."""
+    return base64.b64encode(log.encode("utf-8")[-LOG_TAIL_BYTES:]).decode("ascii")
 
 
 def function_url_event(url_id: str, region: str, method: str, raw_path: str, raw_query: str,

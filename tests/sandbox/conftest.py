@@ -27,7 +27,9 @@ _counter = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    sb = Sandbox(tmp_path_factory.mktemp("sandbox-session"), profile="instant", seed=0, with_blob=False)
+    # The services alone: deployed Function App packages are not run here (tests/runtime does that).
+    sb = Sandbox(tmp_path_factory.mktemp("sandbox-session"), profile="instant", seed=0, with_blob=False,
+                 with_function_apps=False)
     sb.start()
     try:
         yield sb
@@ -40,7 +42,8 @@ def sandbox_factory(tmp_path: Path) -> Iterator[Callable[..., Sandbox]]:
     started: list[Sandbox] = []
 
     def make(
-        profile: str = "instant", seed: int = 0, with_blob: bool = False, with_aws: bool = False
+        profile: str = "instant", seed: int = 0, with_blob: bool = False, with_aws: bool = False,
+        with_function_apps: bool = False,
     ) -> Sandbox:
         sb = Sandbox(
             tmp_path / f"sandbox-{len(started) + 1}",
@@ -48,6 +51,7 @@ def sandbox_factory(tmp_path: Path) -> Iterator[Callable[..., Sandbox]]:
             seed=seed,
             with_blob=with_blob,
             with_aws=with_aws,
+            with_function_apps=with_function_apps,
         )
         sb.start()
         started.append(sb)

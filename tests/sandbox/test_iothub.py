@@ -383,3 +383,124 @@ def test_hub_deleted_through_arm_is_gone(env: Env) -> None:
     client.iot_hub_resource.begin_delete(env.rg, name).result()
     r = requests.get(f"https://{host}/devices/d?api-version={API}", headers=auth, verify=env.sb.ca_file, timeout=10)
     assert r.status_code == 404 and r.headers["iothub-errorcode"] == "IotHubNotFound"
+
+
+DATA_CONTRIBUTOR = "4fc6c259-987e-4a07-842e-c321cc9d413f"
+
+
+def _service(env: Env) -> dict[str, str]:
+    return {"Authorization": sas(env.host, env.service_key, "service")}
+
+
+def test_twin_get_and_patch_merge_desired_properties_with_versions_and_etags(env: Env) -> None:
+    env.create_device("twin-a")
+    got = env.call("GET", "/twins/twin-a", headers=_service(env))
+    assert got.status_code == 200, got.text
+    twin = got.json()
+    assert twin["deviceId"] == "twin-a" and twin["version"] == 1 and got.headers["ETag"] == f'"{twin["etag"]}"'
+    assert twin["properties"]["desired"]["$version"] == 1 and twin["properties"]["reported"]["$version"] == 1
+    assert "tags" not in twin
+
+    patch = {"properties": {"desired": {"feedback": {"payload": "open", "detail": {"level": 2}}, "mode": "eco"}}}
+    first = env.call("PATCH", "/twins/twin-a", headers=_service(env), json=patch)
+    assert first.status_code == 200, first.text
+    desired = first.json()["properties"]["desired"]
+    assert desired["feedback"] == {"payload": "open", "detail": {"level": 2}} and desired["mode"] == "eco"
+    assert desired["$version"] == 2 and first.json()["version"] == 2 and first.json()["etag"] != twin["etag"]
+    assert desired["$metadata"]["feedback"]["$lastUpdatedVersion"] == 2
+
+    # A merge patch: nested objects merge, null removes, untouched keys stay.
+    second = env.call("PATCH", "/twins/twin-a", headers=_service(env),
+                      json={"properties": {"desired": {"feedback": {"detail": None, "payload": "close"}, "mode": None}}})
+    desired = second.json()["properties"]["desired"]
+    assert desired["feedback"] == {"payload": "close"} and "mode" not in desired and "mode" not in desired["$metadata"]
+    assert desired["$version"] == 3
+
+    # Tags bump the twin version only; the helper tests use reads the same twin.
+    tagged = env.call("PATCH", "/twins/twin-a", headers=_service(env), json={"tags": {"site": "north"}})
+    assert tagged.json()["tags"] == {"site": "north"} and tagged.json()["version"] == 4
+    assert tagged.json()["properties"]["desired"]["$version"] == 3
+    assert iothub.device_twin(env.sb.ctx, env.hub, "twin-a") == tagged.json()
+    assert iothub.device_twin(env.sb.ctx, env.hub, "nobody") is None
+    assert iothub.device_twin(env.sb.ctx, "no-such-hub", "twin-a") is None
+
+    # Optimistic concurrency with the twin's etag.
+    stale = env.call("PATCH", "/twins/twin-a", headers={**_service(env), "If-Match": f'"{twin["etag"]}"'},
+                     json={"tags": {"site": "south"}})
+    assert stale.status_code == 412 and stale.headers["iothub-errorcode"] == "PreconditionFailed"
+    fresh = env.call("PATCH", "/twins/twin-a", headers={**_service(env), "If-Match": tagged.headers["ETag"]},
+                     json={"tags": {"site": "south"}})
+    assert fresh.status_code == 200 and fresh.json()["tags"] == {"site": "south"}
+
+    # Updating the device identity keeps its twin; deleting the device removes it.
+    device = env.call("GET", "/devices/twin-a").json()
+    env.call("PUT", "/devices/twin-a", headers={"If-Match": f'"{device["etag"]}"'}, json={"deviceId": "twin-a", "status": "disabled"})
+    kept = env.call("GET", "/twins/twin-a", headers=_service(env)).json()
+    assert kept["status"] == "disabled" and kept["properties"]["desired"]["feedback"] == {"payload": "close"}
+    assert env.call("DELETE", "/devices/twin-a", headers={"If-Match": "*"}).status_code == 204
+    gone = env.call("GET", "/twins/twin-a", headers=_service(env))
+    assert gone.status_code == 404 and gone.headers["iothub-errorcode"] == "DeviceNotFound"
+
+
+def test_twin_patch_errors(env: Env) -> None:
+    env.create_device("twin-b")
+
+    def patch(body: Any, device: str = "twin-b", headers: dict[str, str] | None = None) -> requests.Response:
+        return env.call("PATCH", f"/twins/{device}", headers=headers or _service(env), json=body)
+
+    missing = patch({"properties": {"desired": {"a": 1}}}, device="ghost")
+    assert missing.status_code == 404 and missing.headers["iothub-errorcode"] == "DeviceNotFound"
+    for body, fragment in (
+        ({"properties": {"reported": {"a": 1}}}, "reported properties are written by the device"),
+        ({"properties": {"desired": {"a.b": 1}}}, "key 'a.b' is not allowed"),
+        ({"properties": {"desired": {"$version": 7}}}, "key '$version' is not allowed"),
+        ({"properties": {"desired": "x"}}, "properties.desired: must be a JSON object"),
+        ({"status": "disabled"}, "tags and properties.desired only"),
+        ([1, 2], "must be a JSON twin patch object"),
+        ({"properties": {"desired": {"big": "x" * (33 * 1024)}}}, "at most 32768"),
+    ):
+        r = patch(body)
+        assert r.status_code == 400, (body, r.text)
+        assert fragment in r.json()["Message"], r.json()["Message"]
+    deep: dict[str, Any] = {"v": 1}
+    for _ in range(11):
+        deep = {"n": deep}
+    assert "nested deeper than 10" in patch({"properties": {"desired": deep}}).json()["Message"]
+    bad_json = requests.patch(env.url("/twins/twin-b"), data=b"{nope", headers=_service(env), verify=env.sb.ca_file, timeout=10)
+    assert bad_json.status_code == 400
+    # Nothing above changed the twin.
+    assert env.call("GET", "/twins/twin-b", headers=_service(env)).json()["properties"]["desired"]["$version"] == 1
+
+
+def test_twin_calls_need_service_connect(env: Env) -> None:
+    env.create_device("twin-c")
+    body = {"properties": {"desired": {"feedback": "x"}}}
+    # registryReadWrite has no ServiceConnect; a device's own key is not a service credential.
+    registry = {"Authorization": sas(env.host, env.registry_key, "registryReadWrite")}
+    r = env.call("PATCH", "/twins/twin-c", headers=registry, json=body)
+    assert r.status_code == 401 and "ServiceConnect" in r.json()["Message"]
+    device_key = env.call("GET", "/devices/twin-c").json()["authentication"]["symmetricKey"]["primaryKey"]
+    as_device = {"Authorization": sas(f"{env.host}/devices/twin-c", device_key)}
+    assert env.call("GET", "/twins/twin-c", headers=as_device).status_code == 401
+    expired = {"Authorization": sas(env.host, env.service_key, "service", expiry=int(time.time()) - 5)}
+    assert env.call("PATCH", "/twins/twin-c", headers=expired, json=body).status_code == 401
+    assert env.call("PATCH", "/twins/twin-c", headers=_service(env), json=body).status_code == 200
+    # iothubowner holds ServiceConnect too.
+    assert env.call("GET", "/twins/twin-c").status_code == 200
+
+    # Entra: IoT Hub Data Contributor grants twin access.
+    principal = str(uuid.uuid4())
+    bearer = {"Authorization": f"Bearer {make_token(principal, 'https://iothubs.azure.net/.default')}"}
+    assert requests.get(env.url("/twins/twin-c"), headers=bearer, verify=env.sb.ca_file, timeout=10).status_code == 401
+    sub = env.sb.endpoints["azure"]["subscription_id"]
+    mgmt(env.sb, AuthorizationManagementClient).role_assignments.create(
+        env.hub_id,
+        str(uuid.uuid4()),
+        RoleAssignmentCreateParameters(  # type: ignore[call-arg]
+            role_definition_id=f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{DATA_CONTRIBUTOR}",
+            principal_id=principal,
+            principal_type="ServicePrincipal",
+        ),
+    )
+    ok = requests.get(env.url("/twins/twin-c"), headers=bearer, verify=env.sb.ca_file, timeout=10)
+    assert ok.status_code == 200 and ok.json()["properties"]["desired"]["feedback"] == "x"
