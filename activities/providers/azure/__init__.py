@@ -1,0 +1,26 @@
+"""The Azure provider: one module per resource kind (create/reconcile, poll, read, delete and
+settings of a kind live together). Importing this package registers every kind.
+
+`preflight.check_plan(plan)` validates regions and hosting plans before anything is created.
+"""
+
+from activities.providers.azure import (  # noqa: F401  (each module registers its kinds on import)
+    app_service_plan,
+    blob_container,
+    cosmos_account,
+    cosmos_container,
+    digital_twins,
+    dtdl_models,
+    event_subscription,
+    eventgrid_system_topic,
+    function_app,
+    grafana,
+    grafana_datasource,
+    identity,
+    iot_device,
+    iot_hub,
+    resource_group,
+    role_assignment,
+    storage_account,
+    twin_graph,
+)

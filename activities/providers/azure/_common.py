@@ -1,0 +1,324 @@
+"""What every Azure resource module shares: clients from the credentials seam, ARM ids, and the
+monitor-style lifecycle of an ARM resource (`ArmResource`).
+
+Long-running operations are started with `polling=False` (one request, no polling thread) and
+then observed by GETting the resource: its `provisioningState` says whether the operation is
+still running, has failed (the PUT is issued again: a reconcile) or is done. So no activity
+blocks on a slow cloud operation and the same code serves all three ARM LRO styles.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from activities.clouds import ARM_SCOPE, SANDBOX_DIR_SETTING, Clouds, clouds_from_environ
+from activities.errors import PermanentError, TransientError
+from activities.registry import Provider
+from activities.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
+from shared.naming import AzureNaming
+
+T = TypeVar("T")
+
+SUCCEEDED = "succeeded"
+FAILED = {"failed", "canceled", "cancelled"}
+# After this many failed LRO attempts on one resource, stop retrying: a person must look.
+MAX_LRO_ATTEMPTS = 4
+REAL_POLL_SECONDS = 15.0
+SANDBOX_POLL_SECONDS = 0.2
+
+
+def clouds() -> Clouds:
+    return clouds_from_environ()
+
+
+_client_cache: dict[tuple[str, str, str], Any] = {}
+_client_lock = threading.Lock()
+
+
+def mgmt(client_cls: type[T], cl: Clouds | None = None) -> T:
+    """An azure-mgmt client from the seam, cached per process and configuration."""
+    cl = cl or clouds()
+    key = (os.environ.get(SANDBOX_DIR_SETTING, ""), cl.environ.get("AZURE_SUBSCRIPTION_ID", ""), client_cls.__name__)
+    with _client_lock:
+        client = _client_cache.get(key)
+        if client is None:
+            client = cl.azure_mgmt_client(client_cls)
+            _client_cache[key] = client
+    return client  # type: ignore[no-any-return]
+
+
+def poll_seconds(cl: Clouds | None = None) -> float:
+    return SANDBOX_POLL_SECONDS if (cl or clouds()).is_sandbox else REAL_POLL_SECONDS
+
+
+def subscription_id(call: ResourceCall | None = None) -> str:
+    configured = (call.resource.config.get("subscription_id") if call is not None else None) or ""
+    return str(configured) or clouds().azure_subscription_id()
+
+
+def naming(call: ResourceCall) -> AzureNaming:
+    return AzureNaming(call.twin)
+
+
+def resource_group(call: ResourceCall) -> str:
+    return str(call.resource.config.get("resource_group") or naming(call).resource_group())
+
+
+def name_of(call: ResourceCall) -> str:
+    name = call.resource.config.get("name")
+    if not isinstance(name, str) or not name:
+        raise PermanentError(f"{call.resource.id}: config.name is missing")
+    return name
+
+
+def cfg(call: ResourceCall, key: str, default: Any = None) -> Any:
+    value = call.resource.config.get(key, default)
+    if value is None and default is None:
+        raise PermanentError(f"{call.resource.id}: config.{key} is missing")
+    return value
+
+
+def location(call: ResourceCall) -> str:
+    return str(cfg(call, "location"))
+
+
+def rg_id(sub: str, rg: str) -> str:
+    return f"/subscriptions/{sub}/resourceGroups/{rg}"
+
+
+def arm_id(sub: str, rg: str, provider_type: str, name: str) -> str:
+    """`/subscriptions/../resourceGroups/../providers/{Namespace/type}/{name}`."""
+    return f"{rg_id(sub, rg)}/providers/{provider_type}/{name}"
+
+
+# Resource kinds of the plan that other resources point at (`{"kind", "name"}` references).
+SCOPE_TYPES = {
+    "iot-hub": "Microsoft.Devices/IotHubs",
+    "digital-twins": "Microsoft.DigitalTwins/digitalTwinsInstances",
+    "storage-account": "Microsoft.Storage/storageAccounts",
+    "function-app": "Microsoft.Web/sites",
+    "grafana": "Microsoft.Dashboard/grafana",
+    "cosmos-account": "Microsoft.DocumentDB/databaseAccounts",
+}
+
+
+def ref_id(call: ResourceCall, ref: Any, what: str) -> str:
+    """The ARM id of a `{"kind", "name"}` reference in a resource's config."""
+    if not isinstance(ref, dict) or ref.get("kind") not in SCOPE_TYPES or not ref.get("name"):
+        raise PermanentError(
+            f"{call.resource.id}: config.{what} must be {{kind, name}} with kind one of {', '.join(sorted(SCOPE_TYPES))}"
+        )
+    return arm_id(subscription_id(), resource_group(call), SCOPE_TYPES[str(ref["kind"])], str(ref["name"]))
+
+
+def get_or_none(fn: Callable[[], T]) -> T | None:
+    """`fn()` (an SDK GET), or None when the resource (or its parent) does not exist."""
+    try:
+        return fn()
+    except ResourceNotFoundError:
+        return None
+    except HttpResponseError as exc:
+        if exc.status_code == 404:
+            return None
+        raise
+
+
+def enum_str(value: Any) -> str:
+    """An SDK enum's wire value (`str()` of some SDK enums is 'Type.MEMBER'), or str(value)."""
+    return "" if value is None else str(getattr(value, "value", value))
+
+
+def state_of(model: Any) -> str:
+    """`provisioningState` of a deserialized ARM model, lower case ('' when absent)."""
+    for holder in (model, getattr(model, "properties", None)):
+        value = getattr(holder, "provisioning_state", None) if holder is not None else None
+        if value:
+            # Some SDKs give an enum (str() is 'ProvisioningState.SUCCEEDED'), others a string.
+            return enum_str(value).lower()
+    return ""
+
+
+def deterministic_guid(*parts: str) -> str:
+    """A stable GUID for names that must be GUIDs (role assignments): same inputs, same name."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "twin-control-plane:" + "|".join(p.lower() for p in parts)))
+
+
+def principal_from_token(token: str) -> str:
+    """The `oid` claim of a bearer token (the calling principal), without verifying it."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        oid = claims.get("oid")
+    except (IndexError, ValueError, AttributeError) as exc:
+        raise PermanentError("the deployer's ARM token carries no readable 'oid' claim") from exc
+    if not isinstance(oid, str) or not oid:
+        raise PermanentError("the deployer's ARM token carries no 'oid' claim (object id of the principal)")
+    return oid
+
+
+def deployer_principal_id(cl: Clouds | None = None) -> str:
+    """The object id of the principal the control plane acts as (it needs data-plane roles too)."""
+    cl = cl or clouds()
+    token = cl.azure_credential().get_token(ARM_SCOPE).token
+    return principal_from_token(token)
+
+
+class Throttle:
+    """Keeps writes to one key (a twin id) under a rate: Digital Twins allows 10 per second."""
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, key: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            due = self._last.get(key, 0.0) + self.interval
+            delay = max(0.0, due - now)
+            self._last[key] = max(now, due)
+        if delay:
+            time.sleep(delay)
+
+
+class ArmResource(Provider):
+    """The lifecycle of one ARM resource, monitor style. Subclasses fill in the specifics."""
+
+    #: what a person reads in progress and errors
+    label = "resource"
+
+    # --- the specifics ---------------------------------------------------------------------
+
+    def get(self, call: ResourceCall) -> Any:
+        """The current resource (a deserialized SDK model) or None."""
+        raise PermanentError(f"{type(self).__name__} does not define get")
+
+    def put(self, call: ResourceCall, current: Any) -> None:
+        """Start the create/update (one request; LROs with `polling=False`)."""
+        raise PermanentError(f"{type(self).__name__} does not define put")
+
+    def remove(self, call: ResourceCall, current: Any) -> None:
+        """Start the delete (one request)."""
+        raise PermanentError(f"{type(self).__name__} does not define remove")
+
+    def differs(self, call: ResourceCall, current: Any) -> list[str]:
+        """The fields whose current value differs from the desired configuration."""
+        return []
+
+    def outputs(self, call: ResourceCall, current: Any) -> dict[str, str]:
+        return {}
+
+    def details(self, current: Any) -> dict[str, Any]:
+        return {"id": getattr(current, "id", None), "provisioningState": state_of(current)}
+
+    def ready(self, current: Any) -> bool:
+        """Done provisioning (some types have a second state, e.g. IoT Hub `Active`)."""
+        return state_of(current) in ("", SUCCEEDED)
+
+    # --- the lifecycle ---------------------------------------------------------------------
+
+    def ensure(self, call: ResourceCall) -> EnsureResult:
+        current = self.get(call)
+        if current is not None and self._running(current):
+            # Another operation (ours from an earlier attempt, or someone else's) is under way.
+            return self._pending(call, "updated", 0)
+        if current is not None and state_of(current) not in FAILED:
+            changed = self.differs(call, current)
+            if not changed:
+                return EnsureResult("unchanged", self.outputs(call, current))
+        action: Action = "created" if current is None else "updated"
+        self.put(call, current)
+        return self._settle(call, action, 1)
+
+    def poll(self, call: ResourceCall) -> EnsureResult:
+        token = call.pending.token if call.pending is not None else {}
+        op = token.get("op", "put")
+        attempts = int(token.get("attempts", 1))
+        if op == "delete":
+            return self._poll_delete(call, attempts)
+        action: Action = token.get("action", "updated")
+        current = self.get(call)
+        if current is None or state_of(current) in FAILED:
+            if attempts >= MAX_LRO_ATTEMPTS:
+                raise PermanentError(
+                    f"{self.label} {name_of(call)}: provisioning failed {attempts} times; see the Azure activity log"
+                )
+            self.put(call, current)
+            return self._settle(call, action, attempts + 1)
+        if self._running(current) or not self.ready(current):
+            return self._pending(call, action, attempts)
+        return EnsureResult(action, self.outputs(call, current))
+
+    def read(self, call: ResourceCall) -> ReadResult:
+        current = self.get(call)
+        if current is None:
+            return ReadResult(False)
+        outputs = self.outputs(call, current) if not self._running(current) and self.ready(current) else {}
+        return ReadResult(True, outputs, self.details(current))
+
+    def delete(self, call: ResourceCall) -> EnsureResult:
+        current = self.get(call)
+        if current is None:
+            return EnsureResult("absent")
+        if state_of(current) != "deleting":
+            self.remove(call, current)
+        if self.get(call) is None:
+            return EnsureResult("deleted")
+        return EnsureResult("deleted", pending=self._pending_token(call, {"op": "delete", "attempts": 1}))
+
+    def _poll_delete(self, call: ResourceCall, attempts: int) -> EnsureResult:
+        current = self.get(call)
+        if current is None:
+            return EnsureResult("deleted")
+        if state_of(current) != "deleting":
+            # The delete failed (or was cancelled): start it again.
+            if attempts >= MAX_LRO_ATTEMPTS:
+                raise PermanentError(f"{self.label} {name_of(call)}: deleting failed {attempts} times")
+            self.remove(call, current)
+            attempts += 1
+        return EnsureResult("deleted", pending=self._pending_token(call, {"op": "delete", "attempts": attempts}))
+
+    def _settle(self, call: ResourceCall, action: Action, attempts: int) -> EnsureResult:
+        current = self.get(call)
+        if current is not None and not self._running(current) and state_of(current) not in FAILED and self.ready(current):
+            return EnsureResult(action, self.outputs(call, current))
+        return self._pending(call, action, attempts)
+
+    def _pending(self, call: ResourceCall, action: Action, attempts: int) -> EnsureResult:
+        return EnsureResult(action, pending=self._pending_token(call, {"op": "put", "action": action, "attempts": attempts}))
+
+    def _pending_token(self, call: ResourceCall, token: dict[str, Any]) -> Pending:
+        return Pending(token=token, poll_after_seconds=poll_seconds(), description=f"{self.label} {name_of(call)}")
+
+    @staticmethod
+    def _running(current: Any) -> bool:
+        state = state_of(current)
+        return bool(state) and state != SUCCEEDED and state not in FAILED
+
+
+def transient_on(statuses: set[int], message: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Decorator: HTTP errors with one of `statuses` become a TransientError with `message`."""
+
+    def wrap(fn: Callable[..., T]) -> Callable[..., T]:
+        def inner(*args: Any, **kwargs: Any) -> T:
+            try:
+                return fn(*args, **kwargs)
+            except HttpResponseError as exc:
+                if exc.status_code in statuses:
+                    raise TransientError(f"{message} (HTTP {exc.status_code})") from exc
+                raise
+
+        inner.__name__ = fn.__name__
+        inner.__doc__ = fn.__doc__
+        return inner
+
+    return wrap

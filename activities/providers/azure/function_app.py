@@ -1,0 +1,449 @@
+"""A Function App (Python 3.11 on Linux, the twin's identity) with its settings and its code.
+
+One converging walk, resumable through `Pending` stages:
+1. site: create or reconcile the site (plan, identity, runtime; Flex gets its package container);
+2. settings: read-modify-write of the app settings (platform + plan config + wired settings;
+   settings set by others are kept; nothing is written when all are current);
+3. code: the app's one package (from `payload_functions.packaging`) is deployed only when its
+   content hash differs from the hash recorded in the site tag `twin-package-sha256`: Flex
+   Consumption through Kudu `/api/publish`, Consumption / Premium through `/api/zipdeploy?isAsync=true`;
+4. index: after a deployment, sync triggers and wait until every expected function is listed
+   (subscriptions to a function must only be created once it is indexed).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolicy
+from azure.core.rest import HttpRequest
+from azure.mgmt.storage import StorageManagementClient
+from azure.mgmt.storage.models import BlobContainer, ContainerProperties
+from azure.mgmt.web import WebSiteManagementClient
+from azure.mgmt.web.models import (
+    FunctionAppConfig,
+    FunctionsDeployment,
+    FunctionsDeploymentStorage,
+    FunctionsDeploymentStorageAuthentication,
+    FunctionsRuntime,
+    FunctionsScaleAndConcurrency,
+    ManagedServiceIdentity,
+    NameValuePair,
+    Site,
+    SiteConfig,
+    SiteProperties,
+    StringDictionary,
+    UserAssignedIdentity,
+)
+
+from activities.clouds import ARM_SCOPE
+from activities.errors import PermanentError, TransientError
+from activities.providers.azure._common import (
+    ArmResource,
+    arm_id,
+    cfg,
+    clouds,
+    enum_str,
+    get_or_none,
+    location,
+    mgmt,
+    name_of,
+    naming,
+    poll_seconds,
+    resource_group,
+    subscription_id,
+)
+from activities.providers.azure.app_service_plan import is_flex
+from activities.registry import register
+from activities.types import Action, EnsureResult, Pending, ResourceCall
+from shared.contracts import RECEIVER_OUTPUTS, Function, Output, azure_function_url
+
+PACKAGE_TAG = "twin-package-sha256"
+DEPLOYMENT_STORAGE_SETTING = "DEPLOYMENT_STORAGE_CONNECTION_STRING"
+HOST_STORAGE_SETTING = "AzureWebJobsStorage"
+# Outputs that name a function's URL, besides the cross-cloud receivers.
+URL_OUTPUTS: dict[str, str] = {
+    **{str(o): str(f) for f, o in RECEIVER_OUTPUTS.items()},
+    Output.PROCESSOR_URL: Function.PROCESSOR,
+    Output.LOCAL_HOT_READER_URL: Function.HOT_READER,
+    Output.PERSISTER_URL: Function.PERSISTER,
+    Output.EVENT_CHECKER_URL: Function.EVENT_CHECKER,
+    Output.CONNECTOR_URL: Function.CONNECTOR,
+}
+KEY_OUTPUTS = {Output.PROCESSOR_KEY}
+# Kudu DeployStatus: 3 Failed, 4 Success (projectkudu DeployStatus.cs).
+KUDU_FAILED, KUDU_SUCCESS = 3, 4
+MAX_DEPLOY_ATTEMPTS = 2
+# Index polls before triggers are synced again, and before giving up.
+RESYNC_EVERY, MAX_INDEX_POLLS = 10, 120
+
+
+def site_id(call: ResourceCall, app: str | None = None) -> str:
+    return arm_id(subscription_id(), resource_group(call), "Microsoft.Web/sites", app or name_of(call))
+
+
+def function_id(call: ResourceCall, app: str, function: str) -> str:
+    return f"{site_id(call, app)}/functions/{function}"
+
+
+def _plan_sku(call: ResourceCall) -> str:
+    plan = mgmt(WebSiteManagementClient).app_service_plans.get(resource_group(call), str(cfg(call, "plan")))
+    return str(plan.sku.name if plan.sku is not None else "")
+
+
+def _identity_id(call: ResourceCall) -> str:
+    return arm_id(subscription_id(), resource_group(call), "Microsoft.ManagedIdentity/userAssignedIdentities",
+                  str(cfg(call, "identity")))
+
+
+def _package_container(app: str) -> str:
+    return f"pkg-{app}".lower()[:63].rstrip("-")
+
+
+def _expected_functions(call: ResourceCall) -> list[str]:
+    return [str(f["name"]) for f in cfg(call, "functions", []) if isinstance(f, dict) and f.get("name")]
+
+
+def _runtime(call: ResourceCall) -> tuple[str, str]:
+    rt = cfg(call, "runtime", {"name": "python", "version": "3.11"})
+    return str(rt.get("name", "python")), str(rt.get("version", "3.11"))
+
+
+_package_lock = threading.Lock()
+_package_cache: dict[str, Any] = {}
+
+
+def build_package(call: ResourceCall) -> Any:
+    """The app's package (one zip for the whole app), built reproducibly from the plan config.
+
+    Built once per process and configuration, under a lock: building parses source with `ast`,
+    and CPython 3.11's `ast` is not safe to use from several threads at once (gh-106905: it fails
+    with "AST constructor recursion depth mismatch"), which parallel activities would do."""
+    from payload_functions.packaging import PackagingError, build_for_resource
+
+    key = json.dumps([name_of(call), call.resource.config.get("functions")], sort_keys=True, default=str)
+    with _package_lock:
+        if key in _package_cache:
+            return _package_cache[key]
+        try:
+            package = build_for_resource("function-app", name_of(call), call.resource.config)
+        except PackagingError as exc:
+            raise PermanentError(f"Function App {name_of(call)}: cannot build its package: {exc}") from exc
+        except SystemError as exc:
+            if "recursion depth mismatch" in str(exc):
+                # The same CPython bug, triggered by another thread parsing at the same moment.
+                raise TransientError(f"Function App {name_of(call)}: packaging hit a CPython ast race; retry") from exc
+            raise
+        _package_cache[key] = package
+        return package
+
+
+def platform_settings(call: ResourceCall, flex: bool) -> dict[str, str]:
+    if flex:
+        # Flex takes runtime and version from functionAppConfig and rejects the build settings.
+        storage = call.settings.get(HOST_STORAGE_SETTING)
+        return {DEPLOYMENT_STORAGE_SETTING: storage} if storage else {}
+    return {
+        "FUNCTIONS_EXTENSION_VERSION": "~4",
+        "FUNCTIONS_WORKER_RUNTIME": _runtime(call)[0],
+        # Remote build installs requirements.txt; run-from-package would skip it.
+        "SCM_DO_BUILD_DURING_DEPLOYMENT": "true",
+        "ENABLE_ORYX_BUILD": "true",
+    }
+
+
+def merge_settings(current: dict[str, str], wanted: dict[str, str | None]) -> dict[str, str] | None:
+    """`current` with `wanted` applied (None removes), or None when nothing would change."""
+    merged = dict(current)
+    for key, value in wanted.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return None if merged == current else merged
+
+
+def kudu_client(scm_base: str) -> Any:
+    from azure.core import PipelineClient
+
+    cl = clouds()
+    return PipelineClient(
+        scm_base,
+        policies=[RetryPolicy(), BearerTokenCredentialPolicy(cl.azure_credential(), ARM_SCOPE)],
+        **cl.azure_client_kwargs(),
+    )
+
+
+@register("azure", "function-app")
+class FunctionApp(ArmResource):
+    label = "Function App"
+
+    # --- ARM resource specifics ---------------------------------------------------------------
+
+    def get(self, call: ResourceCall) -> Any:
+        client = mgmt(WebSiteManagementClient)
+        return get_or_none(lambda: client.web_apps.get(resource_group(call), name_of(call)))
+
+    def differs(self, call: ResourceCall, current: Any) -> list[str]:
+        out = []
+        farm = arm_id(subscription_id(), resource_group(call), "Microsoft.Web/serverfarms", str(cfg(call, "plan")))
+        if str(current.server_farm_id or "").lower() != farm.lower():
+            out.append("plan")
+        uai = {k.lower() for k in ((current.identity.user_assigned_identities or {}) if current.identity else {})}
+        if _identity_id(call).lower() not in uai:
+            out.append("identity")
+        if not current.https_only:
+            out.append("https_only")
+        name, version = _runtime(call)
+        fac = current.function_app_config
+        if fac is not None and fac.runtime is not None:
+            if (enum_str(fac.runtime.name).lower(), str(fac.runtime.version)) != (name, version):
+                out.append("runtime")
+        else:
+            fx = str((current.site_config.linux_fx_version if current.site_config else "") or "")
+            if fx.lower() != f"{name}|{version}".lower():
+                out.append("runtime")
+        return out
+
+    def put(self, call: ResourceCall, current: Any) -> None:
+        rg, app = resource_group(call), name_of(call)
+        flex = is_flex(_plan_sku(call))
+        farm = arm_id(subscription_id(), rg, "Microsoft.Web/serverfarms", str(cfg(call, "plan")))
+        identities = {_identity_id(call): UserAssignedIdentity()}
+        if current is not None and current.identity is not None:
+            # Keep identities attached by others.
+            identities = {**{k: UserAssignedIdentity() for k in (current.identity.user_assigned_identities or {})},
+                          **identities}
+        rt_name, rt_version = _runtime(call)
+        props = SiteProperties(reserved=True, https_only=True, server_farm_id=farm)
+        site = Site(
+            location=location(call),
+            kind="functionapp,linux",
+            properties=props,
+            identity=ManagedServiceIdentity(type="UserAssigned", user_assigned_identities=identities),
+            tags=dict(current.tags or {}) if current is not None else {},
+        )
+        if flex:
+            props.function_app_config = FunctionAppConfig(
+                deployment=FunctionsDeployment(storage=FunctionsDeploymentStorage(
+                    type="blobContainer",
+                    value=self._package_container_url(call),
+                    authentication=FunctionsDeploymentStorageAuthentication(
+                        type="StorageAccountConnectionString",
+                        storage_account_connection_string_name=DEPLOYMENT_STORAGE_SETTING,
+                    ),
+                )),
+                runtime=FunctionsRuntime(name=rt_name, version=rt_version),
+                scale_and_concurrency=FunctionsScaleAndConcurrency(maximum_instance_count=40, instance_memory_mb=2048),
+            )
+            props.site_config = SiteConfig(min_tls_version="1.2", ftps_state="Disabled")
+        else:
+            props.site_config = SiteConfig(linux_fx_version=f"{rt_name.upper()}|{rt_version}", min_tls_version="1.2",
+                                          ftps_state="Disabled")
+        if current is None:
+            # A new site starts with the platform settings (Flex validates that the setting naming
+            # its package storage exists); every other setting is read-modify-written afterwards,
+            # and an update never sends settings (a PUT with appSettings would replace them all).
+            first = {**platform_settings(call, flex)}
+            storage = call.settings.get(HOST_STORAGE_SETTING)
+            if storage:
+                first[HOST_STORAGE_SETTING] = storage
+            props.site_config.app_settings = [NameValuePair(name=k, value=v) for k, v in sorted(first.items())]
+        mgmt(WebSiteManagementClient).web_apps.begin_create_or_update(rg, app, site, polling=False)
+
+    def _package_container_url(self, call: ResourceCall) -> str:
+        """Create (if missing) the Flex package container in the setup storage account; its URL."""
+        storage = mgmt(StorageManagementClient)
+        rg, account, container = resource_group(call), naming(call).storage_account(), _package_container(name_of(call))
+        if get_or_none(lambda: storage.blob_containers.get(rg, account, container)) is None:
+            storage.blob_containers.create(
+                rg, account, container, BlobContainer(container_properties=ContainerProperties(public_access="None")))
+        props = storage.storage_accounts.get_properties(rg, account)
+        blob = str(props.primary_endpoints.blob if props.primary_endpoints else f"https://{account}.blob.core.windows.net/")
+        return blob.rstrip("/") + "/" + container
+
+    def remove(self, call: ResourceCall, current: Any) -> None:
+        mgmt(WebSiteManagementClient).web_apps.delete(resource_group(call), name_of(call))
+
+    def outputs(self, call: ResourceCall, current: Any) -> dict[str, str]:
+        host = str(current.default_host_name)
+        out: dict[str, str] = {}
+        for name in call.resource.produces:
+            if name in URL_OUTPUTS:
+                out[name] = azure_function_url(host, URL_OUTPUTS[name])
+            elif name in KEY_OUTPUTS:
+                keys = mgmt(WebSiteManagementClient).web_apps.list_host_keys(resource_group(call), name_of(call))
+                key = (keys.function_keys or {}).get("default")
+                if not key:
+                    raise TransientError(f"Function App {name_of(call)}: the host has no default function key yet")
+                out[name] = str(key)
+            else:
+                raise PermanentError(f"Function App {name_of(call)}: does not know how to produce output {name}")
+        return out
+
+    def details(self, current: Any) -> dict[str, Any]:
+        return {"id": current.id, "defaultHostName": current.default_host_name, "state": current.state,
+                "packageSha256": (current.tags or {}).get(PACKAGE_TAG)}
+
+    # --- the converging walk ----------------------------------------------------------------
+
+    def ensure(self, call: ResourceCall) -> EnsureResult:
+        return self._converge(call, None)
+
+    def poll(self, call: ResourceCall) -> EnsureResult:
+        token = dict(call.pending.token) if call.pending is not None else {}
+        if token.get("op") == "delete":
+            return super().poll(call)
+        action: Action = token.get("action", "updated")
+        stage = token.get("stage")
+        if stage == "deploy":
+            return self._poll_deploy(call, token, action)
+        if stage == "index":
+            return self._poll_index(call, token, action)
+        return self._converge(call, action)
+
+    def _converge(self, call: ResourceCall, action: Action | None) -> EnsureResult:
+        rg, app = resource_group(call), name_of(call)
+        web = mgmt(WebSiteManagementClient).web_apps
+        current = self.get(call)
+        if current is None or self.differs(call, current):
+            self.put(call, current)
+            action = action or ("created" if current is None else "updated")
+            current = self.get(call)
+            if current is None or self._running(current):
+                return self._stage(call, "site", action, {})
+        flex = is_flex(_plan_sku(call)) or current.function_app_config is not None
+        wanted: dict[str, str | None] = {
+            **platform_settings(call, flex),
+            **{str(k): str(v) for k, v in (cfg(call, "app_settings", {}) or {}).items()},
+            **call.settings,
+        }
+        if self._write_settings(rg, app, wanted):
+            action = action or "updated"
+        package = build_package(call)
+        if (current.tags or {}).get(PACKAGE_TAG) != package.sha256_hex:
+            return self._deploy(call, current, package, action or "updated", flex, attempts=1)
+        missing = self._missing_functions(call)
+        if missing:
+            # The code is current but the host does not list it (e.g. a trigger sync was lost).
+            web.sync_function_triggers(rg, app)
+            return self._stage(call, "index", action or "updated", {"polls": 0})
+        return EnsureResult(action or "unchanged", self.outputs(call, current))
+
+    def _write_settings(self, rg: str, app: str, wanted: dict[str, str | None]) -> bool:
+        web = mgmt(WebSiteManagementClient).web_apps
+        current = dict(web.list_application_settings(rg, app).properties or {})
+        merged = merge_settings(current, wanted)
+        if merged is None:
+            return False
+        web.update_application_settings(rg, app, StringDictionary(properties=merged))
+        return True
+
+    def _scm_base(self, current: Any) -> str:
+        for state in current.host_name_ssl_states or []:
+            if enum_str(state.host_type).lower() == "repository" and state.name:
+                return f"https://{state.name}"
+        for host in current.enabled_host_names or []:
+            if ".scm." in host:
+                return f"https://{host}"
+        raise TransientError(f"Function App {current.name}: no SCM (Kudu) host name is listed yet")
+
+    def _deploy(self, call: ResourceCall, current: Any, package: Any, action: Action, flex: bool,
+                attempts: int) -> EnsureResult:
+        scm = self._scm_base(current)
+        if flex:
+            request = HttpRequest("POST", f"{scm}/api/publish", params={"RemoteBuild": "true", "Deployer": "twin"},
+                                  content=package.data, headers={"Content-Type": "application/zip"})
+        else:
+            request = HttpRequest("POST", f"{scm}/api/zipdeploy", params={"isAsync": "true"}, content=package.data,
+                                  headers={"Content-Type": "application/zip"})
+        response = kudu_client(scm).send_request(request)
+        if response.status_code == 409:
+            raise TransientError(f"Function App {name_of(call)}: another deployment is in progress")
+        if response.status_code not in (200, 202):
+            raise _kudu_error(name_of(call), "deploy", response)
+        location_url = response.headers.get("Location") or f"{scm}/api/deployments/latest"
+        return self._stage(call, "deploy", action, {"location": location_url, "scm": scm, "sha": package.sha256_hex,
+                                                    "attempts": attempts, "flex": flex})
+
+    def _poll_deploy(self, call: ResourceCall, token: dict[str, Any], action: Action) -> EnsureResult:
+        scm = str(token["scm"])
+        response = kudu_client(scm).send_request(HttpRequest("GET", str(token["location"])))
+        if response.status_code not in (200, 202):
+            raise _kudu_error(name_of(call), "read the deployment of", response)
+        body = response.json()
+        status = body.get("status")
+        if not body.get("complete") and status not in (KUDU_FAILED, KUDU_SUCCESS):
+            return self._stage(call, "deploy", action, token)
+        if status == KUDU_FAILED:
+            if int(token.get("attempts", 1)) < MAX_DEPLOY_ATTEMPTS:
+                current = self.get(call)
+                if current is None:
+                    raise TransientError(f"Function App {name_of(call)} disappeared during its deployment")
+                return self._deploy(call, current, build_package(call), action, bool(token.get("flex")),
+                                    int(token.get("attempts", 1)) + 1)
+            raise PermanentError(
+                f"Function App {name_of(call)}: the deployment failed: {body.get('status_text') or 'see the Kudu log'}"
+            )
+        rg, app = resource_group(call), name_of(call)
+        web = mgmt(WebSiteManagementClient).web_apps
+        web.sync_function_triggers(rg, app)
+        # Record what is deployed, so an unchanged package is never deployed again.
+        current = self.get(call)
+        tags = {**dict((current.tags if current is not None else None) or {}), PACKAGE_TAG: str(token["sha"])}
+        # The SDK's SitePatchResource has no `tags`; ARM's PATCH of a site takes them as JSON.
+        web.update(rg, app, {"tags": tags})  # type: ignore[call-overload]
+        return self._stage(call, "index", action, {"polls": 0})
+
+    def _poll_index(self, call: ResourceCall, token: dict[str, Any], action: Action) -> EnsureResult:
+        missing = self._missing_functions(call)
+        if not missing:
+            current = self.get(call)
+            if current is None:
+                raise TransientError(f"Function App {name_of(call)} disappeared while its functions were indexed")
+            return EnsureResult(action, self.outputs(call, current))
+        polls = int(token.get("polls", 0)) + 1
+        if polls >= MAX_INDEX_POLLS:
+            raise PermanentError(
+                f"Function App {name_of(call)}: functions {', '.join(missing)} were deployed but never indexed; "
+                "check the app's logs for an import error"
+            )
+        if polls % RESYNC_EVERY == 0:
+            mgmt(WebSiteManagementClient).web_apps.sync_function_triggers(resource_group(call), name_of(call))
+        return self._stage(call, "index", action, {"polls": polls})
+
+    def _missing_functions(self, call: ResourceCall) -> list[str]:
+        web = mgmt(WebSiteManagementClient)
+        listed = {str(f.name).rsplit("/", 1)[-1].lower() for f in web.web_apps.list_functions(resource_group(call),
+                                                                                             name_of(call))}
+        return [f for f in _expected_functions(call) if f.lower() not in listed]
+
+    def _stage(self, call: ResourceCall, stage: str, action: Action, extra: dict[str, Any]) -> EnsureResult:
+        token = {**extra, "op": "put", "stage": stage, "action": action}
+        return EnsureResult(action, pending=Pending(token=token, poll_after_seconds=poll_seconds(),
+                                                    description=f"Function App {name_of(call)}: {stage}"))
+
+    # --- settings wired from other resources ------------------------------------------------
+
+    def apply_settings(self, call: ResourceCall) -> bool:
+        if not call.settings:
+            return False
+        return self._write_settings(resource_group(call), name_of(call), dict(call.settings))
+
+
+def _kudu_error(app: str, what: str, response: Any) -> Exception:
+    status = int(response.status_code)
+    try:
+        message = response.json().get("Message") or response.text()
+    except ValueError:
+        message = response.text()
+    text = f"Function App {app}: Kudu could not {what} the package (HTTP {status}): {str(message)[:300]}"
+    if status in (429, 500, 502, 503, 504, 401):
+        # 401 right after creation: the SCM site has not picked up the identity's access yet.
+        return TransientError(text)
+    return PermanentError(text)
+
+
+__all__ = ["FunctionApp", "function_id", "merge_settings", "site_id"]

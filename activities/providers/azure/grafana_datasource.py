@@ -1,0 +1,147 @@
+"""L5: the hot-reader datasource in Managed Grafana (JSON API plugin, proxy access), calling the
+hot reader with the inter-cloud token in the `X-Inter-Cloud-Token` header, kept in
+`secureJsonData` (Grafana never returns it). Through Grafana's HTTP API with an Entra token for
+the Grafana application (`ce34e7e5-.../.default`, not `https://grafana.azure.com`).
+
+Reconcile: the datasource is looked up by name and created or updated; because the secure header
+value cannot be read back, it is rewritten only when the token changed (a hash of it is kept in
+`jsonData.tokenSha256`). Its URL is a late-bound setting: the datasource is created with what is
+known, and `apply_settings` (propagation) fills the URL in once the reader is deployed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.parse
+from typing import Any
+
+from azure.core import PipelineClient
+from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolicy
+from azure.core.rest import HttpRequest
+from azure.mgmt.dashboard import DashboardManagementClient
+
+from activities.errors import PermanentError, TransientError
+from activities.providers.azure._common import (
+    cfg,
+    clouds,
+    deployer_principal_id,
+    get_or_none,
+    mgmt,
+    name_of,
+    resource_group,
+)
+from activities.providers.azure.role_assignment import assign
+from activities.registry import Provider, register
+from activities.types import EnsureResult, ReadResult, ResourceCall
+
+GRAFANA_SCOPE = "ce34e7e5-485f-4d76-964f-b3d2b16d1e4f/.default"
+GRAFANA_ADMIN_ROLE = "22926164-76b3-42b3-bc55-97df8dab3e41"
+TOKEN_HEADER = "X-Inter-Cloud-Token"
+URL_SETTING, TOKEN_SETTING = "DATASOURCE_URL", "DATASOURCE_TOKEN"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def datasource_body(name: str, url: str | None, token: str | None, kind: str, access: str,
+                    current: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The datasource as wanted from what is known now. The URL is late-bound (propagation sets it
+    when the reader is deployed); what is not known yet keeps its current value."""
+    have = current or {}
+    json_data = {**dict(have.get("jsonData") or {}), "httpHeaderName1": TOKEN_HEADER}
+    body: dict[str, Any] = {"name": name, "type": kind, "access": access, "isDefault": False,
+                            "url": url if url is not None else str(have.get("url") or "")}
+    if token:
+        json_data["tokenSha256"] = token_hash(token)
+        # Grafana keeps a secure field it is not sent: only a new token is written.
+        body["secureJsonData"] = {"httpHeaderValue1": token}
+    body["jsonData"] = json_data
+    return body
+
+
+def needs_write(current: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
+    if current is None:
+        return True
+    if any(current.get(key) != wanted[key] for key in ("type", "access", "url")):
+        return True
+    have = current.get("jsonData") or {}
+    return any(have.get(k) != v for k, v in wanted["jsonData"].items())
+
+
+class GrafanaApi:
+    def __init__(self, call: ResourceCall) -> None:
+        graf = get_or_none(lambda: mgmt(DashboardManagementClient).grafana.get(resource_group(call),
+                                                                                 str(cfg(call, "grafana"))))
+        if graf is None:
+            raise PermanentError(f"Managed Grafana {cfg(call, 'grafana')} does not exist: deploy L5's Grafana first")
+        endpoint = graf.properties.endpoint if graf.properties else None
+        if not endpoint:
+            raise TransientError(f"Managed Grafana {cfg(call, 'grafana')}: no endpoint yet")
+        cl = clouds()
+        host = urllib.parse.urlparse(str(endpoint)).hostname or ""
+        if cl.is_sandbox and host not in ("127.0.0.1", "localhost"):
+            raise PermanentError(
+                f"the sandbox does not serve the Managed Grafana data plane ({endpoint}/api/datasources); "
+                "the datasource cannot be created locally"
+            )
+        self.endpoint = str(endpoint).rstrip("/")
+        self.workspace_id = str(graf.id)
+        self.client = PipelineClient(self.endpoint, policies=[
+            RetryPolicy(), BearerTokenCredentialPolicy(cl.azure_credential(), GRAFANA_SCOPE)], **cl.azure_client_kwargs())
+
+    def send(self, method: str, path: str, body: Any = None) -> Any:
+        response = self.client.send_request(HttpRequest(method, self.endpoint + path, json=body))
+        if response.status_code in (429, 500, 502, 503, 504):
+            raise TransientError(f"Grafana {method} {path}: HTTP {response.status_code}")
+        if response.status_code == 403:
+            raise TransientError(f"Grafana {method} {path}: 403, the Grafana Admin role is not effective yet")
+        return response
+
+    def find(self, name: str) -> dict[str, Any] | None:
+        response = self.send("GET", f"/api/datasources/name/{urllib.parse.quote(name, safe='')}")
+        if response.status_code == 404:
+            return None
+        _check(response, "read the datasource")
+        return dict(response.json())
+
+
+def _check(response: Any, what: str) -> None:
+    if not 200 <= response.status_code < 300:
+        raise PermanentError(f"Grafana could not {what} (HTTP {response.status_code})")
+
+
+@register("azure", "grafana-datasource")
+class GrafanaDatasource(Provider):
+    def ensure(self, call: ResourceCall) -> EnsureResult:
+        url, token = call.settings.get(URL_SETTING), call.settings.get(TOKEN_SETTING)
+        api = GrafanaApi(call)
+        # Grafana's API needs the deployer to be a Grafana Admin of the workspace.
+        assign(api.workspace_id, GRAFANA_ADMIN_ROLE, deployer_principal_id())
+        current = api.find(name_of(call))
+        wanted = datasource_body(name_of(call), url, token, str(cfg(call, "type")), str(cfg(call, "access")), current)
+        if not needs_write(current, wanted):
+            return EnsureResult("unchanged")
+        if current is None:
+            _check(api.send("POST", "/api/datasources", wanted), "create the datasource")
+            return EnsureResult("created")
+        _check(api.send("PUT", f"/api/datasources/uid/{current.get('uid')}", wanted), "update the datasource")
+        return EnsureResult("updated")
+
+    def apply_settings(self, call: ResourceCall) -> bool:
+        return self.ensure(call).action != "unchanged"
+
+    def read(self, call: ResourceCall) -> ReadResult:
+        current = GrafanaApi(call).find(name_of(call))
+        return ReadResult(current is not None, details={"uid": (current or {}).get("uid")})
+
+    def delete(self, call: ResourceCall) -> EnsureResult:
+        try:
+            api = GrafanaApi(call)
+        except (TransientError, PermanentError):
+            return EnsureResult("absent")  # no Grafana (or none reachable here): nothing to delete
+        current = api.find(name_of(call))
+        if current is None:
+            return EnsureResult("absent")
+        _check(api.send("DELETE", f"/api/datasources/uid/{current.get('uid')}"), "delete the datasource")
+        return EnsureResult("deleted")

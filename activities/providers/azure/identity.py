@@ -1,0 +1,48 @@
+"""Setup: the user-assigned managed identity the twin's Function Apps run as."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azure.mgmt.msi import ManagedServiceIdentityClient
+
+from activities.providers.azure._common import (
+    ArmResource,
+    get_or_none,
+    location,
+    mgmt,
+    name_of,
+    resource_group,
+)
+from activities.registry import register
+from activities.types import ResourceCall
+from shared.contracts import Output
+
+
+@register("azure", "identity")
+class Identity(ArmResource):
+    label = "managed identity"
+
+    def get(self, call: ResourceCall) -> Any:
+        client = mgmt(ManagedServiceIdentityClient)
+        return get_or_none(lambda: client.user_assigned_identities.get(resource_group(call), name_of(call)))
+
+    def differs(self, call: ResourceCall, current: Any) -> list[str]:
+        return []  # location cannot change; nothing else is configured
+
+    def put(self, call: ResourceCall, current: Any) -> None:
+        mgmt(ManagedServiceIdentityClient).user_assigned_identities.create_or_update(
+            resource_group(call), name_of(call), {"location": location(call)}
+        )
+
+    def remove(self, call: ResourceCall, current: Any) -> None:
+        mgmt(ManagedServiceIdentityClient).user_assigned_identities.delete(resource_group(call), name_of(call))
+
+    def outputs(self, call: ResourceCall, current: Any) -> dict[str, str]:
+        return {
+            Output.AZURE_IDENTITY_CLIENT_ID: str(current.client_id),
+            Output.AZURE_IDENTITY_PRINCIPAL_ID: str(current.principal_id),
+        }
+
+    def details(self, current: Any) -> dict[str, Any]:
+        return {"id": current.id, "clientId": current.client_id, "principalId": current.principal_id}

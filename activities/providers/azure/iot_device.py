@@ -1,0 +1,126 @@
+"""L1: one device identity in the IoT Hub registry, through the registry REST API
+(`https://{hub hostName}/devices/{id}?api-version=2021-04-12`) with a SAS token computed here
+from the hub's `registryReadWrite` policy key; no azure-iot-hub / AMQP dependency.
+Output: the device's connection string (secret)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+import urllib.parse
+from typing import Any
+
+from azure.core import PipelineClient
+from azure.core.exceptions import ResourceNotFoundError
+from azure.core.pipeline.policies import RetryPolicy
+from azure.core.rest import HttpRequest
+
+from activities.errors import PermanentError, TransientError
+from activities.providers.azure._common import cfg, clouds, name_of, resource_group
+from activities.providers.azure.iot_hub import REGISTRY_POLICY, hub_host, hub_policy_key
+from activities.registry import Provider, register
+from activities.types import Action, EnsureResult, ReadResult, ResourceCall
+
+REGISTRY_API_VERSION = "2021-04-12"
+SAS_LIFETIME_SECONDS = 3600
+
+
+def sas_token(host: str, policy: str, key: str, expiry: int | None = None) -> str:
+    """`SharedAccessSignature sr=..&sig=..&se=..&skn=..` for the hub `host` (IoT Hub's SAS format)."""
+    se = int(expiry if expiry is not None else time.time() + SAS_LIFETIME_SECONDS)
+    resource = urllib.parse.quote(host.lower(), safe="")
+    digest = hmac.new(base64.b64decode(key), f"{resource}\n{se}".encode(), hashlib.sha256).digest()
+    sig = urllib.parse.quote(base64.b64encode(digest).decode(), safe="")
+    return f"SharedAccessSignature sr={resource}&sig={sig}&se={se}&skn={policy}"
+
+
+class Registry:
+    """The hub's device registry over REST."""
+
+    def __init__(self, call: ResourceCall) -> None:
+        rg, hub = resource_group(call), str(cfg(call, "hub"))
+        self.host = hub_host(rg, hub)
+        self.key = hub_policy_key(rg, hub, REGISTRY_POLICY)
+        self.client = PipelineClient(f"https://{self.host}", policies=[RetryPolicy()], **clouds().azure_client_kwargs())
+
+    def _send(self, method: str, device: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        request = HttpRequest(
+            method, f"https://{self.host}/devices/{urllib.parse.quote(device, safe='')}",
+            params={"api-version": REGISTRY_API_VERSION}, json=body,
+            headers={"Authorization": sas_token(self.host, REGISTRY_POLICY, self.key), **(headers or {})},
+        )
+        try:
+            return self.client.send_request(request)
+        except Exception as exc:  # connection-level failures: the hub may still be starting
+            raise TransientError(f"IoT Hub registry {self.host}: {type(exc).__name__}") from exc
+
+    def get(self, device: str) -> dict[str, Any] | None:
+        response = self._send("GET", device)
+        if response.status_code == 404:
+            return None
+        _check(response, f"read device {device}")
+        return dict(response.json())
+
+    def put(self, device: str, etag: str | None) -> dict[str, Any]:
+        body = {"deviceId": device, "status": "enabled", "authentication": {"type": "sas"}}
+        response = self._send("PUT", device, body, {"If-Match": f'"{etag}"'} if etag else None)
+        _check(response, f"create device {device}")
+        return dict(response.json())
+
+    def delete(self, device: str) -> bool:
+        response = self._send("DELETE", device, headers={"If-Match": "*"})
+        if response.status_code == 404:
+            return False
+        _check(response, f"delete device {device}")
+        return True
+
+
+def _check(response: Any, what: str) -> None:
+    if 200 <= response.status_code < 300:
+        return
+    text = f"IoT Hub registry could not {what} (HTTP {response.status_code})"
+    if response.status_code in (408, 429, 500, 502, 503, 504, 401):
+        raise TransientError(text)  # 401 right after the hub appears: its keys are still propagating
+    raise PermanentError(text)
+
+
+def _connection_string(host: str, device: dict[str, Any]) -> str:
+    keys = ((device.get("authentication") or {}).get("symmetricKey") or {})
+    key = keys.get("primaryKey")
+    if not key:
+        raise TransientError(f"IoT Hub device {device.get('deviceId')}: no SAS key yet")
+    return f"HostName={host};DeviceId={device['deviceId']};SharedAccessKey={key}"
+
+
+@register("azure", "iot-device")
+class IotDevice(Provider):
+    def ensure(self, call: ResourceCall) -> EnsureResult:
+        registry = Registry(call)
+        device = registry.get(name_of(call))
+        action: Action = "unchanged"
+        if device is None:
+            device = registry.put(name_of(call), None)
+            action = "created"
+        elif str(device.get("status", "enabled")).lower() != "enabled" or (
+            (device.get("authentication") or {}).get("type") != "sas"
+        ):
+            device = registry.put(name_of(call), str(device.get("etag") or "") or None)
+            action = "updated"
+        return EnsureResult(action, {p: _connection_string(registry.host, device) for p in call.resource.produces})
+
+    def read(self, call: ResourceCall) -> ReadResult:
+        registry = Registry(call)
+        device = registry.get(name_of(call))
+        if device is None:
+            return ReadResult(False)
+        return ReadResult(True, {p: _connection_string(registry.host, device) for p in call.resource.produces},
+                          {"deviceId": device.get("deviceId"), "status": device.get("status")})
+
+    def delete(self, call: ResourceCall) -> EnsureResult:
+        try:
+            registry = Registry(call)
+        except ResourceNotFoundError:
+            return EnsureResult("absent")  # the hub itself is gone: so are its devices
+        return EnsureResult("deleted" if registry.delete(name_of(call)) else "absent")

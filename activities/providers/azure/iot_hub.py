@@ -1,0 +1,101 @@
+"""L1: the IoT Hub (in its own region, `clouds.azure.region_iothub`). Ready once provisioning
+succeeded and the hub is `Active`. Output: the `service` policy connection string (C2D feedback)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azure.mgmt.iothub import IotHubClient
+from azure.mgmt.iothub.models import IotHubDescription, IotHubSkuInfo
+
+from activities.errors import PermanentError, TransientError
+from activities.providers.azure._common import (
+    ArmResource,
+    cfg,
+    enum_str,
+    get_or_none,
+    location,
+    mgmt,
+    name_of,
+    resource_group,
+)
+from activities.registry import register
+from activities.types import ResourceCall
+from shared.contracts import Output
+
+SERVICE_POLICY = "service"
+REGISTRY_POLICY = "registryReadWrite"
+
+
+def hub_connection_string(host: str, policy: str, key: str) -> str:
+    return f"HostName={host};SharedAccessKeyName={policy};SharedAccessKey={key}"
+
+
+def hub_policy_key(rg: str, hub: str, policy: str) -> str:
+    rule = mgmt(IotHubClient).iot_hub_resource.get_keys_for_key_name(rg, hub, policy)
+    if not rule.primary_key:
+        raise TransientError(f"IoT Hub {hub}: policy {policy} has no key yet")
+    return str(rule.primary_key)
+
+
+def hub_host(rg: str, hub: str) -> str:
+    desc = mgmt(IotHubClient).iot_hub_resource.get(rg, hub)
+    host = desc.properties.host_name if desc.properties is not None else None
+    if not host:
+        raise TransientError(f"IoT Hub {hub}: no hostName yet")
+    return str(host)
+
+
+@register("azure", "iot-hub")
+class IotHub(ArmResource):
+    label = "IoT Hub"
+
+    def get(self, call: ResourceCall) -> Any:
+        return get_or_none(lambda: mgmt(IotHubClient).iot_hub_resource.get(resource_group(call), name_of(call)))
+
+    def ready(self, current: Any) -> bool:
+        state = enum_str(current.properties.state if current.properties is not None else "").lower()
+        return super().ready(current) and state in ("", "active")
+
+    def differs(self, call: ResourceCall, current: Any) -> list[str]:
+        out = []
+        if current.location.replace(" ", "").lower() != location(call).replace(" ", "").lower():
+            raise PermanentError(
+                f"IoT Hub {name_of(call)} exists in {current.location}, not {location(call)}: a hub cannot move; "
+                "destroy L1 or set clouds.azure.region_iothub to its region"
+            )
+        if enum_str(current.sku.name) != cfg(call, "sku", "S1") or int(current.sku.capacity or 1) != int(
+            cfg(call, "capacity", 1)
+        ):
+            out.append("sku")
+        return out
+
+    def put(self, call: ResourceCall, current: Any) -> None:
+        desc = IotHubDescription(
+            location=location(call),
+            sku=IotHubSkuInfo(name=cfg(call, "sku", "S1"), capacity=int(cfg(call, "capacity", 1))),
+            tags=dict((current.tags or {}) if current is not None else {}),
+        )
+        if current is not None:
+            # An update must carry the hub's etag and existing properties (routes, endpoints).
+            desc.properties = current.properties
+            desc.etag = current.etag
+        mgmt(IotHubClient).iot_hub_resource.begin_create_or_update(
+            resource_group(call), name_of(call), desc, polling=False
+        )
+
+    def remove(self, call: ResourceCall, current: Any) -> None:
+        mgmt(IotHubClient).iot_hub_resource.begin_delete(resource_group(call), name_of(call), polling=False)
+
+    def outputs(self, call: ResourceCall, current: Any) -> dict[str, str]:
+        if Output.IOT_HUB_SERVICE_CONNECTION_STRING not in call.resource.produces:
+            return {}
+        host = str(current.properties.host_name)
+        key = hub_policy_key(resource_group(call), name_of(call), SERVICE_POLICY)
+        return {Output.IOT_HUB_SERVICE_CONNECTION_STRING: hub_connection_string(host, SERVICE_POLICY, key)}
+
+    def details(self, current: Any) -> dict[str, Any]:
+        props = current.properties
+        return {"id": current.id, "hostName": props.host_name if props else None,
+                "state": enum_str(props.state) if props else None, "provisioningState": enum_str(
+                    props.provisioning_state) if props else None}

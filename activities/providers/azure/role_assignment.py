@@ -1,0 +1,132 @@
+"""RBAC: built-in roles for a principal on a resource scope (IoT Hub data roles, "Azure Digital
+Twins Data Owner"). The identity's principal comes from the wired `PRINCIPAL_ID` setting; on a
+Digital Twins scope the deployer's own principal gets the data roles too (it uploads the models
+and twins). Assignment names are deterministic GUIDs, so a re-run finds its own assignments; a 409
+`RoleAssignmentExists` (same role, principal and scope under another name) counts as present."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azure.core.exceptions import HttpResponseError
+from azure.mgmt.authorization import AuthorizationManagementClient
+from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
+
+from activities.errors import PermanentError, TransientError
+from activities.providers.azure._common import (
+    cfg,
+    deployer_principal_id,
+    deterministic_guid,
+    get_or_none,
+    mgmt,
+    ref_id,
+    subscription_id,
+)
+from activities.registry import Provider, register
+from activities.types import Action, EnsureResult, ReadResult, ResourceCall
+
+PRINCIPAL_SETTING = "PRINCIPAL_ID"
+DEPLOYER_TOO = {"digital-twins"}
+
+
+def role_definition_id(role: str) -> str:
+    return f"/subscriptions/{subscription_id()}/providers/Microsoft.Authorization/roleDefinitions/{role}"
+
+
+def _wanted(call: ResourceCall) -> list[tuple[str, str, str]]:
+    """(scope, role guid, principal) for every assignment the resource stands for."""
+    principal = call.settings.get(PRINCIPAL_SETTING)
+    if not principal:
+        raise PermanentError(
+            f"{call.resource.id}: the principal to assign (setting {PRINCIPAL_SETTING}) is not known yet; "
+            "the identity must be deployed first"
+        )
+    scope_ref = cfg(call, "scope")
+    scope = ref_id(call, scope_ref, "scope")
+    principals = [str(principal)]
+    if scope_ref.get("kind") in DEPLOYER_TOO:
+        deployer = deployer_principal_id()
+        if deployer not in principals:
+            principals.append(deployer)
+    roles = [str(r) for r in cfg(call, "role_definition_ids")]
+    return [(scope, role, p) for role in roles for p in principals]
+
+
+def _name(scope: str, role: str, principal: str) -> str:
+    return deterministic_guid(scope, role, principal)
+
+
+def _matches(assignment: Any, role: str, principal: str) -> bool:
+    return (str(assignment.role_definition_id).lower().endswith("/" + role.lower())
+            and str(assignment.principal_id).lower() == principal.lower())
+
+
+def _find(scope: str, role: str, principal: str) -> Any:
+    client = mgmt(AuthorizationManagementClient).role_assignments
+    own = get_or_none(lambda: client.get(scope, _name(scope, role, principal)))
+    if own is not None and _matches(own, role, principal):
+        return own
+    for assignment in client.list_for_scope(scope, filter=f"principalId eq '{principal}'"):
+        if _matches(assignment, role, principal) and str(assignment.scope).lower() == scope.lower():
+            return assignment
+    return None
+
+
+def assign(scope: str, role: str, principal: str, principal_type: str | None = None) -> bool:
+    """Make sure `principal` holds `role` on `scope`; True if an assignment was created."""
+    if _find(scope, role, principal) is not None:
+        return False
+    client = mgmt(AuthorizationManagementClient).role_assignments
+    # The runtime model (API 2022-04-01) is flat; the package's type hints describe a nested one.
+    params = RoleAssignmentCreateParameters(  # type: ignore[call-arg]
+        role_definition_id=role_definition_id(role), principal_id=principal, principal_type=principal_type,
+    )
+    try:
+        client.create(scope, _name(scope, role, principal), params)
+        return True
+    except HttpResponseError as exc:
+        code = getattr(exc.error, "code", "") if exc.error is not None else ""
+        if exc.status_code == 409 and "RoleAssignmentExists" in (code or str(exc)):
+            return False  # the same role for the same principal, under another name: present
+        if exc.status_code == 400 and "PrincipalNotFound" in (code or str(exc)):
+            raise TransientError(f"principal {principal} is not visible to Azure RBAC yet (a new identity)") from exc
+        raise
+
+
+@register("azure", "role-assignment")
+class RoleAssignment(Provider):
+    def ensure(self, call: ResourceCall) -> EnsureResult:
+        created = 0
+        wanted = _wanted(call)
+        for scope, role, principal in wanted:
+            # The identity is a service principal; the deployer may be a user, so its type is left to RBAC.
+            kind = cfg(call, "principal_type", "ServicePrincipal") if principal == wanted[0][2] else None
+            created += assign(scope, role, principal, kind)
+        action: Action = "unchanged" if not created else ("created" if created == len(wanted) else "updated")
+        return EnsureResult(action)
+
+    def apply_settings(self, call: ResourceCall) -> bool:
+        """A new principal (the identity was re-created) gets its assignments; True if any was made."""
+        return self.ensure(call).action != "unchanged"
+
+    def read(self, call: ResourceCall) -> ReadResult:
+        found = {f"{role}:{principal}": _find(scope, role, principal) is not None
+                 for scope, role, principal in _wanted(call)}
+        return ReadResult(all(found.values()), details={"assignments": found})
+
+    def delete(self, call: ResourceCall) -> EnsureResult:
+        if not call.settings.get(PRINCIPAL_SETTING):
+            return EnsureResult("absent")
+        client = mgmt(AuthorizationManagementClient).role_assignments
+        deleted = 0
+        for scope, role, principal in _wanted(call):
+            found = _find(scope, role, principal)
+            if found is None:
+                continue
+            try:
+                client.delete(scope, str(found.name))
+                deleted += 1
+            except HttpResponseError as exc:
+                if exc.status_code != 404:
+                    raise
+        return EnsureResult("deleted" if deleted else "absent")
