@@ -393,6 +393,24 @@ class ArchiveObject(StrEnum):
     SOURCE_CLOUD = "source_cloud"
 
 
+class FeedbackField(StrEnum):
+    """The event checker's call to `event-feedback`: `{"detail": {"digitalTwinName",
+    "iotDeviceId", "payload"}}` (the original project's shape, seed-inventory section 3)."""
+
+    DETAIL = "detail"
+    TWIN = "digitalTwinName"
+    DEVICE_ID = "iotDeviceId"
+    PAYLOAD = "payload"
+    SENT_AT = "sentAt"
+    """Added by `event-feedback` to what reaches the device (UTC ISO-8601)."""
+
+
+FEEDBACK_DESIRED_PROPERTY = "feedback"
+"""Azure: the device twin desired property `event-feedback` writes (`properties.desired.feedback`)."""
+IOT_HUB_SERVICE_API_VERSION = "2021-04-12"
+"""IoT Hub service REST api-version (registry and twins)."""
+
+
 def adt_property_name(telemetry_name: str) -> str:
     """The twin Property a telemetry value is patched into: `temperature` -> `lastTemperature`
     (DTDL v3 needs unique content names, so the Property sits next to the Telemetry)."""

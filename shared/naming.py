@@ -180,6 +180,11 @@ class AwsNaming:
     def iot_topic(self) -> str:
         return f"{self.twin}/iot-data"
 
+    def feedback_topic(self, device_id: str) -> str:
+        """MQTT topic `event-feedback` publishes a device's feedback to (inside the `{twin}/*`
+        topics the feedback Lambda's role may publish to)."""
+        return f"{self.twin}/feedback/{device_id}"
+
     def iot_rule(self) -> str:
         return f"{self.twin}_trigger_dispatcher".replace("-", "_")
 

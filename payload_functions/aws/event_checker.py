@@ -10,8 +10,8 @@ from typing import Any
 from payload_functions.aws.runtime import client, direct, invoke_async, naming
 from payload_functions.common.errors import UpstreamError
 from payload_functions.common.settings import Settings
-from payload_functions.core.events import Ref, check
-from shared.contracts import Function, Setting, Telemetry
+from payload_functions.core.events import Ref, check, feedback_for
+from shared.contracts import Function, Setting
 
 FUNCTION = Function.EVENT_CHECKER
 READS = frozenset({Setting.DIGITAL_TWIN_INFO, Setting.EVENT_RULES, Setting.USE_FEEDBACK,
@@ -49,10 +49,8 @@ def handler(event: Any, context: Any = None) -> Any:
                     stateMachineArn=arn, input=json.dumps({"event": dict(rule), "reading": reading}, default=str))
             except Exception as exc:  # boto errors: name the type, never the input
                 raise UpstreamError(f"starting the notification workflow failed: {type(exc).__name__}") from None
-        feedback = action.get("feedback")
-        if feedback and settings.flag(Setting.USE_FEEDBACK):
-            invoke_async(names.function(str(Function.EVENT_FEEDBACK)), {"detail": {
-                "digitalTwinName": names.twin, "iotDeviceId": feedback.get("iotDeviceId", reading[Telemetry.DEVICE_ID]),
-                "payload": feedback.get("payload")}})
+        feedback = feedback_for(rule, reading, names.twin)
+        if feedback is not None and settings.flag(Setting.USE_FEEDBACK):
+            invoke_async(names.function(str(Function.EVENT_FEEDBACK)), feedback)
 
     return direct(str(FUNCTION), event, lambda e: check(e, settings, live_value, fire))

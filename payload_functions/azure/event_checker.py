@@ -1,6 +1,7 @@
 """L2 event checker: evaluate the rules for a reading (live values from the twin when L4 is
-Azure) and start the notification Logic App for `logic_app` / `workflow` actions. The persister
-in the same app calls `check_reading` in-process."""
+Azure), start the notification Logic App for `logic_app` / `workflow` actions and send a fired
+rule's `feedback` to its device (`event-feedback`, in the same app). The persister in the same
+app calls `check_reading` in-process."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from typing import Any
 import azure.functions as func
 
 from payload_functions.azure.digitaltwins import ADT_READS, TwinPatcher
+from payload_functions.azure.event_feedback import deliver as deliver_feedback
 from payload_functions.azure.runtime import http
 from payload_functions.common.http import post_json
 from payload_functions.common.settings import Settings
-from payload_functions.core.events import Ref, check
+from payload_functions.core.events import Ref, check, feedback_for
 from shared.contracts import Function, Setting, adt_property_name
 
 FUNCTION = Function.EVENT_CHECKER
@@ -28,6 +30,7 @@ def check_reading(reading: Any) -> dict[str, Any]:
     settings = Settings(READS)
     twins = TwinPatcher(settings)
     unsupported: list[str] = []
+    feedback: list[dict[str, Any]] = []
 
     def live_value(ref: Ref) -> Any:
         if settings.optional(Setting.ADT_INSTANCE_URL) is None:
@@ -45,10 +48,17 @@ def check_reading(reading: Any) -> dict[str, Any]:
             post_json(url, {"event": dict(rule), "reading": reading})
         else:
             unsupported.append(str(action.get("type")))
+        if settings.flag(Setting.USE_FEEDBACK):
+            request = feedback_for(rule, reading, settings.twin_info().twin_name)
+            if request is not None:
+                # event-feedback is hosted in this app (the plan puts both in the L2 app): in-process.
+                feedback.append(deliver_feedback(request))
 
     result = check(reading, settings, live_value, fire)
     if unsupported:
         result["not_started"] = sorted(set(unsupported))
+    if feedback:
+        result["feedback"] = feedback
     return result
 
 

@@ -14,9 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from payload_functions.common.errors import BadRequest
 from payload_functions.common.settings import InvalidSetting, Settings
 from payload_functions.common.telemetry import normalise
-from shared.contracts import Setting, Telemetry
+from shared.contracts import FeedbackField, Setting, Telemetry
 
 _REFERENCE = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
 _CONSTANT = re.compile(r"(DOUBLE|INTEGER|STRING)\((.*)\)", re.DOTALL)
@@ -117,3 +118,67 @@ def check(
             fire(rule, reading)
             fired.append(condition)
     return {"fired": fired, "skipped": skipped}
+
+
+# --- device feedback ---------------------------------------------------------------------------
+
+# The spec's device id rule (shared.validation): it becomes part of an MQTT topic and a URL path,
+# so `/`, `+`, `#` and the like must never get through.
+FEEDBACK_DEVICE_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9])?")
+MAX_FEEDBACK_PAYLOAD_BYTES = 16 * 1024
+"""Well under both channels' limits (IoT Core message 128 KB, IoT Hub desired properties 32 KB)."""
+
+
+@dataclass(frozen=True)
+class Feedback:
+    twin: str
+    device_id: str
+    payload: Any
+
+    def message(self, sent_at: str) -> dict[str, Any]:
+        """What reaches the device (the MQTT message / the desired property value)."""
+        return {str(FeedbackField.TWIN): self.twin, str(FeedbackField.DEVICE_ID): self.device_id,
+                str(FeedbackField.PAYLOAD): self.payload, str(FeedbackField.SENT_AT): sent_at}
+
+
+def feedback_request(twin: str, device_id: Any, payload: Any) -> dict[str, Any]:
+    """The body the event checker sends to `event-feedback` (`parse_feedback` reads it)."""
+    return {str(FeedbackField.DETAIL): {str(FeedbackField.TWIN): twin, str(FeedbackField.DEVICE_ID): device_id,
+                                        str(FeedbackField.PAYLOAD): payload}}
+
+
+def feedback_for(rule: Mapping[str, Any], reading: Mapping[str, Any], twin: str) -> dict[str, Any] | None:
+    """The feedback request a fired rule asks for (`action.feedback`), or None. The device
+    defaults to the reading's own device."""
+    action = rule.get("action")
+    feedback = action.get("feedback") if isinstance(action, Mapping) else None
+    if not isinstance(feedback, Mapping):
+        return None
+    device = feedback.get(str(FeedbackField.DEVICE_ID)) or reading.get(Telemetry.DEVICE_ID)
+    return feedback_request(twin, device, feedback.get(str(FeedbackField.PAYLOAD)))
+
+
+def parse_feedback(raw: Any, twin: str) -> Feedback:
+    """Validate an `event-feedback` input: `{"detail": {"digitalTwinName", "iotDeviceId",
+    "payload"}}`. Every problem is a 400 naming the field."""
+    detail_key = str(FeedbackField.DETAIL)
+    if not isinstance(raw, Mapping) or not isinstance(raw.get(detail_key), Mapping):
+        raise BadRequest(f"body.{detail_key}: expected an object with {FeedbackField.DEVICE_ID} and {FeedbackField.PAYLOAD}")
+    detail = raw[detail_key]
+    path = f"body.{detail_key}"
+    named = detail.get(str(FeedbackField.TWIN))
+    if named is not None and named != twin:
+        raise BadRequest(f"{path}.{FeedbackField.TWIN}: feedback for twin {named!r} reached twin {twin!r}")
+    device = detail.get(str(FeedbackField.DEVICE_ID))
+    if not isinstance(device, str) or not device:
+        raise BadRequest(f"{path}.{FeedbackField.DEVICE_ID}: required, the id of the device to send feedback to")
+    if not FEEDBACK_DEVICE_ID.fullmatch(device):
+        raise BadRequest(f"{path}.{FeedbackField.DEVICE_ID}: {device[:80]!r} is not a device id "
+                         "(1-64 letters, digits, - and _, starting and ending with a letter or digit)")
+    payload = detail.get(str(FeedbackField.PAYLOAD))
+    if payload is None or payload == "":
+        raise BadRequest(f"{path}.{FeedbackField.PAYLOAD}: required, what to send to device {device!r}")
+    size = len(json.dumps(payload, separators=(",", ":"), default=str).encode("utf-8"))
+    if size > MAX_FEEDBACK_PAYLOAD_BYTES:
+        raise BadRequest(f"{path}.{FeedbackField.PAYLOAD}: {size} bytes; at most {MAX_FEEDBACK_PAYLOAD_BYTES} are sent")
+    return Feedback(twin, device, payload)

@@ -41,8 +41,8 @@ AZURE_PLATFORM_READS = frozenset({Setting.AZURE_WEBJOBS_STORAGE, Setting.FUNCTIO
                                   Setting.FUNCTIONS_EXTENSION_VERSION, Setting.AZURE_CLIENT_ID,
                                   Setting.WEBSITE_HOSTNAME})
 PLATFORM_READS = {"aws": frozenset(), "azure": AZURE_PLATFORM_READS}
-# Planned functions that have no implementation here yet (listed in the report).
-NOT_IMPLEMENTED = {Function.EVENT_FEEDBACK}
+# Planned functions that have no implementation here yet (none left: event-feedback was the last).
+NOT_IMPLEMENTED: set[Function] = set()
 USER_PACKAGES = {"event-action"}
 TRIGGER_BINDINGS = {"http": "httpTrigger", "event-grid": "eventGridTrigger", "timer": "timerTrigger"}
 
@@ -184,3 +184,72 @@ def test_plan_wires_what_the_persister_and_senders_require(name: str, plan: Plan
     if p["L1"] != l2:
         connector = "azure/L1/function-app" if p["L1"] == "azure" else f"aws/L1/{Function.CONNECTOR}"
         assert {Setting.REMOTE_INGESTION_URL, Setting.INTER_CLOUD_TOKEN} <= set(plan.settings_of(connector))
+
+
+@pytest.mark.parametrize("example", ["azure-only", "aws-only", "mixed"])
+def test_every_planned_payload_package_of_the_examples_builds(example: str) -> None:
+    """With feedback on (as the examples ask), every planned Lambda / Function App packages:
+    `event-feedback` was the last planned function without an implementation."""
+    from payload_functions.packaging import build_for_resource
+
+    spec = TwinSpec.model_validate(json.loads((ROOT / "examples" / example / "twin.json").read_text()))
+    plan = build_plan(spec)
+    built: dict[str, tuple[str, ...]] = {}
+    for r in plan.resources:
+        if r.kind in ("lambda", "function-app") and not set(_hosted(r.kind, r.config)) & USER_PACKAGES:
+            built[r.id] = build_for_resource(r.kind, r.name, r.config).functions
+    feedback = str(Function.EVENT_FEEDBACK)
+    planned = any(feedback in _hosted(r.kind, r.config) for r in plan.resources if r.kind in ("lambda", "function-app"))
+    if example in ("azure-only", "aws-only"):
+        assert planned  # L1 and L2 share a cloud and the examples ask for feedback
+    assert any(feedback in fns for fns in built.values()) == planned
+
+
+@pytest.mark.parametrize("example", ["azure-only", "aws-only", "mixed"])
+def test_event_checker_feedback_requests_are_what_event_feedback_accepts(example: str) -> None:
+    """Each rule's feedback, as both event checkers build it (`feedback_for`), passes
+    `event-feedback`'s validation and names the device the spec names."""
+    from payload_functions.core.events import feedback_for, parse_feedback
+
+    spec = TwinSpec.model_validate(json.loads((ROOT / "examples" / example / "twin.json").read_text()))
+    rules = [e.model_dump(by_alias=True, exclude_none=True) for e in spec.events]  # the plan's EVENT_RULES form
+    with_feedback = [r for r in rules if (r.get("action") or {}).get("feedback")]
+    assert with_feedback, f"{example} has no rule with feedback"
+    for rule in with_feedback:
+        request = feedback_for(rule, {"device_id": "some-device"}, spec.twin.name)
+        assert request is not None
+        parsed = parse_feedback(request, spec.twin.name)
+        assert parsed.device_id == rule["action"]["feedback"]["iotDeviceId"]
+        assert parsed.payload == rule["action"]["feedback"]["payload"]
+
+
+def _mqtt_filter_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT topic filter semantics (`+` one level, `#` the rest)."""
+    want, have = topic_filter.split("/"), topic.split("/")
+    for i, part in enumerate(want):
+        if part == "#":
+            return True
+        if i >= len(have) or (part != "+" and part != have[i]):
+            return False
+    return len(want) == len(have)
+
+
+def test_feedback_topic_is_not_routed_back_into_the_dispatcher() -> None:
+    """The aws-only plan's IoT rule selects the telemetry topic; feedback published to
+    `AwsNaming.feedback_topic` must not loop back into the pipeline as telemetry."""
+    import re
+
+    from shared.naming import AwsNaming
+
+    spec = TwinSpec.model_validate(json.loads((ROOT / "examples" / "aws-only" / "twin.json").read_text()))
+    plan = build_plan(spec)
+    rules = [r for r in plan.resources if r.kind == "iot-topic-rule"]
+    assert rules
+    for rule in rules:
+        match = re.search(r"FROM '([^']+)'", str(rule.config["sql"]))
+        assert match, rule.config["sql"]
+        for device in spec.devices:
+            topic = AwsNaming(spec.twin.name).feedback_topic(device.id)
+            assert topic.startswith(f"{spec.twin.name}/")  # inside the feedback Lambda's iot:Publish grant
+            assert not _mqtt_filter_matches(match.group(1), topic)
+    assert _mqtt_filter_matches("a/+/c", "a/b/c") and _mqtt_filter_matches("a/#", "a/b/c")
