@@ -481,7 +481,7 @@ class Output(StrEnum):
     IOT_ENDPOINT = "IOT_ENDPOINT"
     """AWS IoT Core data endpoint (`describe_endpoint(endpointType="iot:Data-ATS")`)."""
     IOT_HUB_SERVICE_CONNECTION_STRING = "IOT_HUB_SERVICE_CONNECTION_STRING"
-    """IoT Hub `service` policy connection string (cloud-to-device feedback)."""
+    """IoT Hub `service` policy connection string (event feedback through the device twin)."""
     CONNECTOR_URL = "CONNECTOR_URL"
 
     # L2

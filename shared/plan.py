@@ -763,7 +763,7 @@ class _Builder:
         hot = self.placement["L3_hot"]
         devices = self.spec.devices
         # Feedback publishes back through the L1 device channel of its own cloud (IoT Core data
-        # endpoint, IoT Hub cloud-to-device); GCP has no device channel to publish to.
+        # endpoint, IoT Hub device twin); GCP has no device channel to publish to.
         feedback = opts.return_feedback_to_device and self.placement["L1"] == p and p != "gcp"
         if opts.return_feedback_to_device and not feedback:
             self.notes.append("event feedback to devices needs L1 and L2 on the same cloud (aws or azure); "

@@ -1,5 +1,5 @@
 """L1: the IoT Hub (in its own region, `clouds.azure.region_iothub`). Ready once provisioning
-succeeded and the hub is `Active`. Output: the `service` policy connection string (C2D feedback)."""
+succeeded and the hub is `Active`. Output: the `service` policy connection string (event feedback through the device twin)."""
 
 from __future__ import annotations
 
