@@ -2,7 +2,7 @@
 
 A provider module registers its classes at import time with `@register("azure", "function-app")`.
 Which modules are imported comes from the app setting `TWIN_PROVIDER_MODULES` (comma-separated
-module names; default: `activities.providers.all`, every real provider), so tests can
+module names; default: the real providers `control`, `azure` and `aws`), so tests can
 load providers kept under `tests/` without touching the deployed code.
 
 Contract of every operation (all may run more than once; none blocks on a slow cloud operation):
@@ -30,7 +30,7 @@ from activities.errors import PermanentError
 from activities.types import EnsureResult, ReadResult, ResourceCall
 
 PROVIDER_MODULES_SETTING = "TWIN_PROVIDER_MODULES"
-DEFAULT_PROVIDER_MODULES = "activities.providers.all"
+DEFAULT_PROVIDER_MODULES = "activities.providers.control,activities.providers.azure,activities.providers.aws"
 ANY = "*"
 
 
@@ -55,7 +55,10 @@ class Provider:
 
 P = TypeVar("P", bound=type[Provider])
 
-_registry: dict[tuple[str, str], Provider] = {}
+# (provider, kind) -> {defining module: implementation}. Several modules may register the same key
+# in one process (tests load fakes beside the real providers); lookups only consider the modules
+# that the configuration names, so what serves a kind never depends on import order.
+_registry: dict[tuple[str, str], dict[str, Provider]] = {}
 _loaded: set[str] = set()
 _lock = threading.Lock()
 
@@ -64,7 +67,7 @@ def register(provider: str, kind: str) -> Callable[[P], P]:
     """Class decorator: `@register("aws", "lambda")`; `kind="*"` serves every kind of that provider."""
 
     def decorate(cls: P) -> P:
-        _registry[(provider, kind)] = cls()
+        _registry.setdefault((provider, kind), {})[cls.__module__] = cls()
         return cls
 
     return decorate
@@ -92,21 +95,35 @@ def load_providers(environ: dict[str, str] | None = None) -> None:
                 _loaded.add(name)
 
 
+def _configured(module: str, configured: list[str]) -> bool:
+    """A registration counts when its module is a configured module or inside a configured package."""
+    return any(module == name or module.startswith(name + ".") for name in configured)
+
+
+def _lookup(provider: str, kind: str) -> Provider | None:
+    load_providers()
+    configured = configured_modules()
+    for key in ((provider, kind), (provider, ANY), (ANY, ANY)):
+        candidates = [impl for module, impl in _registry.get(key, {}).items() if _configured(module, configured)]
+        if candidates:
+            return candidates[-1]
+    return None
+
+
 def provider_for(provider: str, kind: str) -> Provider:
     """The implementation for (provider, kind); a clear permanent error when there is none."""
-    load_providers()
-    for key in ((provider, kind), (provider, ANY), (ANY, ANY)):
-        impl = _registry.get(key)
-        if impl is not None:
-            return impl
-    known = ", ".join(f"{p}/{k}" for p, k in sorted(_registry)) or "none"
+    impl = _lookup(provider, kind)
+    if impl is not None:
+        return impl
+    configured = configured_modules()
+    known = ", ".join(
+        sorted(f"{p}/{k}" for (p, k), impls in _registry.items() if any(_configured(m, configured) for m in impls))
+    ) or "none"
     raise PermanentError(
-        f"no provider implements {provider}/{kind} (loaded modules: {', '.join(configured_modules())}; "
-        f"registered: {known})"
+        f"no provider implements {provider}/{kind} (loaded modules: {', '.join(configured)}; registered: {known})"
     )
 
 
 def has_provider(provider: str, kind: str) -> bool:
     """True when (provider, kind) has an implementation among the configured modules."""
-    load_providers()
-    return any(key in _registry for key in ((provider, kind), (provider, ANY), (ANY, ANY)))
+    return _lookup(provider, kind) is not None

@@ -95,8 +95,9 @@ def test_types_round_trip() -> None:
 
 
 def test_registry_reports_missing_provider_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Other tests in this process may have loaded the catch-all fake provider; leave it out here.
-    monkeypatch.setattr(registry, "_registry", {k: v for k, v in registry._registry.items() if k[0] != registry.ANY})
+    # Other tests in this process may have loaded the catch-all fake provider; only the modules the
+    # configuration names are consulted, so it does not count here.
+    monkeypatch.setenv(registry.PROVIDER_MODULES_SETTING, "activities.providers.control")
     with pytest.raises(errors.PermanentError, match="no provider implements nocloud/nokind"):
         registry.provider_for("nocloud", "nokind")
 
@@ -198,3 +199,20 @@ def test_engine_plan_refuses_gcp_layers() -> None:
 def test_engine_plan_invalid_spec_is_permanent_with_paths() -> None:
     with pytest.raises(errors.PermanentError, match="invalid spec: .*twin"):
         engine_plan({"twin": {}})
+
+
+def test_the_registry_serves_only_the_configured_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fake registered for every kind must win over real providers imported earlier in the same
+    process when the configuration names only the fake, and lose when it names the real ones."""
+    import activities.providers.azure  # noqa: F401  (registers the real Azure kinds)
+    from activities import registry
+
+    (tmp_path / "registry_probe_fake.py").write_text(
+        "from activities.registry import ANY, Provider, register\n\n"
+        "@register(ANY, ANY)\nclass Everything(Provider):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(registry.PROVIDER_MODULES_SETTING, "registry_probe_fake")
+    assert type(registry.provider_for("azure", "function-app")).__module__ == "registry_probe_fake"
+    monkeypatch.delenv(registry.PROVIDER_MODULES_SETTING)
+    assert type(registry.provider_for("azure", "function-app")).__module__.startswith("activities.providers.azure")
