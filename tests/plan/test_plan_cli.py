@@ -13,7 +13,7 @@ from plan_specs import spec_dict
 from control_plane.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-SEED = Path("/work/shared/reference/seed-template")
+SEED = ROOT.parent / "shared" / "reference" / "seed-template"  # the shared folder beside the repository
 EXAMPLES = ROOT / "examples"
 
 

@@ -13,9 +13,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 EXAMPLE_NAMES = ("azure-only", "aws-only", "aws-to-azure", "mixed")
-TEMPLATE = Path("/work/shared/reference/seed-template")
-if not TEMPLATE.is_dir():
-    TEMPLATE = ROOT.parent / "shared" / "reference" / "seed-template"
+# The team's shared folder sits beside the repository (as in CI's clean clone).
+TEMPLATE = ROOT.parent / "shared" / "reference" / "seed-template"
 MALFORMED = Path(__file__).resolve().parent / "malformed" / "cases.json"
 
 _TOKEN = re.compile(r"\[(\d+)\]|\.?([^.\[\]]+)")

@@ -159,7 +159,7 @@ def test_examples_cover_the_issue() -> None:
     m = specs["mixed"]
     tiers = {m.providers.layer_3_hot_provider, m.providers.layer_3_cold_provider, m.providers.layer_3_archive_provider}
     assert len(tiers) == 3
-    template_devices = json.loads((Path("/work/shared/reference/seed-template") / "config_iot_devices.json").read_text())
+    template_devices = json.loads((TEMPLATE / "config_iot_devices.json").read_text())
     assert [d.model_dump(by_alias=True, exclude_defaults=True) for d in m.devices] == [
         TwinSpec.model_validate({**example_dict("mixed"), "devices": template_devices}).devices[i].model_dump(by_alias=True, exclude_defaults=True)
         for i in range(len(template_devices))
