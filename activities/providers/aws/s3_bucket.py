@@ -1,0 +1,145 @@
+"""L3 cold / L3 archive / L4 TwinMaker (kind `s3-bucket`): a private bucket (public access
+blocked, SSE-S3), tagged, with a lifecycle rule that moves objects to the plan's storage class
+(`STANDARD_IA` for cold, `DEEP_ARCHIVE` for archive) as a safety net: the movers and writers
+already write with that `StorageClass`. Destroy empties the bucket, then deletes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from activities.errors import PermanentError
+from activities.providers.aws._common import cfg, client, error_code, get_or_none, name_of, region, tags
+from activities.registry import Provider, register
+from activities.types import Action, EnsureResult, ReadResult, ResourceCall
+
+RULE_ID = "twin-storage-class"
+# S3 refuses transitions to STANDARD_IA before 30 days; the archive classes accept 0.
+MIN_TRANSITION_DAYS = {"STANDARD_IA": 30, "ONEZONE_IA": 30, "INTELLIGENT_TIERING": 0, "GLACIER_IR": 0,
+                       "GLACIER": 0, "DEEP_ARCHIVE": 0}
+BLOCK_ALL = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
+ENCRYPTION = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+
+
+def wanted_lifecycle(call: ResourceCall) -> list[dict[str, Any]]:
+    storage_class = str(cfg(call, "storage_class", "STANDARD"))
+    rules: list[dict[str, Any]] = [{
+        "ID": "abort-incomplete-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+    }]
+    if storage_class != "STANDARD":
+        if storage_class not in MIN_TRANSITION_DAYS:
+            raise PermanentError(f"{call.resource.id}: unknown S3 storage class {storage_class!r}")
+        rules.append({"ID": RULE_ID, "Status": "Enabled", "Filter": {"Prefix": ""},
+                      "Transitions": [{"Days": MIN_TRANSITION_DAYS[storage_class], "StorageClass": storage_class}]})
+    return rules
+
+
+def _comparable(rules: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    out = []
+    for r in rules:
+        transitions = tuple(sorted((int(t.get("Days", 0)), t.get("StorageClass")) for t in r.get("Transitions") or []))
+        abort = (r.get("AbortIncompleteMultipartUpload") or {}).get("DaysAfterInitiation")
+        prefix = (r.get("Filter") or {}).get("Prefix", r.get("Prefix", ""))
+        out.append((r.get("ID"), r.get("Status"), prefix or "", transitions, abort))
+    return sorted(out, key=repr)
+
+
+def exists(call: ResourceCall) -> bool:
+    try:
+        client("s3", call).head_bucket(Bucket=name_of(call))
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            return False
+        if code in ("403", "AccessDenied"):
+            raise PermanentError(
+                f"S3 bucket {name_of(call)} belongs to another account (names are global): rename the twin"
+            ) from None
+        raise
+    return True
+
+
+@register("aws", "s3-bucket")
+class S3Bucket(Provider):
+    def ensure(self, call: ResourceCall) -> EnsureResult:
+        s3 = client("s3", call)
+        name = name_of(call)
+        action: Action = "unchanged"
+        if not exists(call):
+            kwargs: dict[str, Any] = {"Bucket": name}
+            reg = region(call)
+            if reg != "us-east-1":
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": reg}
+            try:
+                s3.create_bucket(**kwargs)
+            except ClientError as exc:
+                if error_code(exc) == "BucketAlreadyExists":
+                    raise PermanentError(f"S3 bucket name {name} is taken by another account: rename the twin") from None
+                if error_code(exc) != "BucketAlreadyOwnedByYou":
+                    raise
+            action = "created"
+
+        def changed() -> None:
+            nonlocal action
+            if action == "unchanged":
+                action = "updated"
+
+        block = get_or_none(lambda: s3.get_public_access_block(Bucket=name))
+        if block is None or block.get("PublicAccessBlockConfiguration") != BLOCK_ALL:
+            s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=BLOCK_ALL)
+            changed()
+        enc = get_or_none(lambda: s3.get_bucket_encryption(Bucket=name))
+        algos = [((r.get("ApplyServerSideEncryptionByDefault") or {}).get("SSEAlgorithm"))
+                 for r in ((enc or {}).get("ServerSideEncryptionConfiguration") or {}).get("Rules") or []]
+        if not algos or algos[0] not in ("AES256", "aws:kms"):
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=ENCRYPTION)
+            changed()
+        rules = wanted_lifecycle(call)
+        current = get_or_none(lambda: s3.get_bucket_lifecycle_configuration(Bucket=name))
+        if _comparable((current or {}).get("Rules") or []) != _comparable(rules):
+            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
+            changed()
+        tagging = get_or_none(lambda: s3.get_bucket_tagging(Bucket=name))
+        have = {t["Key"]: t["Value"] for t in (tagging or {}).get("TagSet") or []}
+        if any(have.get(k) != v for k, v in tags(call).items()):
+            merged = {**have, **tags(call)}
+            s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(merged.items())]})
+            changed()
+        return EnsureResult(action=action, outputs=self._outputs(call))
+
+    def _outputs(self, call: ResourceCall) -> dict[str, str]:
+        return {o: name_of(call) for o in call.resource.produces if o.endswith("_BUCKET_NAME")}
+
+    def read(self, call: ResourceCall) -> ReadResult:
+        if not exists(call):
+            return ReadResult(exists=False)
+        s3 = client("s3", call)
+        lifecycle = get_or_none(lambda: s3.get_bucket_lifecycle_configuration(Bucket=name_of(call))) or {}
+        classes = sorted({t.get("StorageClass") for r in lifecycle.get("Rules") or [] for t in r.get("Transitions") or []})
+        return ReadResult(exists=True, outputs=self._outputs(call),
+                          details={"bucket": name_of(call), "transitions_to": classes})
+
+    def delete(self, call: ResourceCall) -> EnsureResult:
+        if not exists(call):
+            return EnsureResult(action="absent")
+        s3 = client("s3", call)
+        name = name_of(call)
+        # A bucket must be empty before it can be deleted (versions and delete markers too).
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
+            doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                      for v in (page.get("Versions") or []) + (page.get("DeleteMarkers") or [])]
+            for start in range(0, len(doomed), 1000):
+                s3.delete_objects(Bucket=name, Delete={"Objects": doomed[start:start + 1000], "Quiet": True})
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents") or []]
+            if keys:
+                s3.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+        try:
+            s3.delete_bucket(Bucket=name)
+        except ClientError as exc:
+            if error_code(exc) not in ("NoSuchBucket", "404"):
+                raise
+            return EnsureResult(action="absent")
+        return EnsureResult(action="deleted")

@@ -1,0 +1,204 @@
+"""L4 (kind `twinmaker-entities`): the twin's entity tree in its TwinMaker workspace, from the
+spec's AWS hierarchy. Entities are created parents first (a child waits, through `Pending`,
+until its parent is `ACTIVE`); each `component` node becomes a component on its parent entity,
+bound to the device's component type (`<twin>-<iotDeviceId>` unless it names one). Entities
+of the workspace that the hierarchy no longer has are deleted, so the tree converges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from activities.errors import PermanentError
+from activities.providers.aws._common import (
+    action_from,
+    cfg,
+    client,
+    get_or_none,
+    merge_action,
+    naming,
+    pending,
+)
+from activities.registry import Provider, register
+from activities.types import Action, EnsureResult, ReadResult, ResourceCall
+
+ROOT = "$ROOT"
+
+
+@dataclass
+class WantedEntity:
+    entity_id: str
+    name: str
+    parent: str | None
+    components: dict[str, str] = field(default_factory=dict)
+    """Component name -> component type id."""
+
+
+def _workspace(call: ResourceCall) -> str:
+    return str(cfg(call, "workspace"))
+
+
+def wanted_entities(call: ResourceCall) -> list[WantedEntity]:
+    """The tree flattened parents first, with the path of any malformed node in the error."""
+    n = naming(call)
+    out: list[WantedEntity] = []
+
+    def walk(node: Any, parent: WantedEntity | None, path: str) -> None:
+        if not isinstance(node, dict):
+            raise PermanentError(f"{call.resource.id}: config.{path} is not an object")
+        kind = node.get("type", "entity")
+        if kind == "component":
+            if parent is None:
+                raise PermanentError(f"{call.resource.id}: config.{path} is a component outside any entity")
+            cname = node.get("name") or node.get("iotDeviceId")
+            device = node.get("iotDeviceId")
+            type_id = node.get("componentTypeId") or (n.component_type(str(device)) if device else None)
+            if not cname or not type_id:
+                raise PermanentError(f"{call.resource.id}: config.{path} needs name and iotDeviceId or componentTypeId")
+            parent.components[str(cname)] = str(type_id)
+            return
+        entity_id = node.get("id")
+        if not entity_id:
+            raise PermanentError(f"{call.resource.id}: config.{path}.id is missing")
+        entity = WantedEntity(str(entity_id), str(node.get("name") or entity_id), parent.entity_id if parent else None)
+        out.append(entity)
+        for i, child in enumerate(node.get("children") or []):
+            walk(child, entity, f"{path}.children[{i}]")
+
+    for i, root in enumerate(cfg(call, "entities", []) or []):
+        walk(root, None, f"entities[{i}]")
+    seen: set[str] = set()
+    for e in out:
+        if e.entity_id in seen:
+            raise PermanentError(f"{call.resource.id}: entity id {e.entity_id!r} appears twice in the hierarchy")
+        seen.add(e.entity_id)
+    return out
+
+
+def list_entities(call: ResourceCall) -> list[dict[str, Any]] | None:
+    """Every entity of the workspace, or None when the workspace does not exist."""
+    tm = client("iottwinmaker", call)
+    out: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"workspaceId": _workspace(call), "maxResults": 200}
+        if token:
+            kwargs["nextToken"] = token
+        page = get_or_none(partial(tm.list_entities, **kwargs))
+        if page is None:
+            return None
+        out.extend(page.get("entitySummaries") or [])
+        token = page.get("nextToken")
+        if not token:
+            return out
+
+
+def _state(entity: dict[str, Any]) -> str:
+    return str((entity.get("status") or {}).get("state") or "ACTIVE")
+
+
+@register("aws", "twinmaker-entities")
+class TwinMakerEntities(Provider):
+    def ensure(self, call: ResourceCall) -> EnsureResult:
+        return self._converge(call, "unchanged")
+
+    def poll(self, call: ResourceCall) -> EnsureResult:
+        if call.pending is not None and call.pending.token.get("stage") == "delete":
+            return self.delete(call)
+        return self._converge(call, action_from(call))
+
+    def _converge(self, call: ResourceCall, action: Action) -> EnsureResult:
+        tm = client("iottwinmaker", call)
+        ws = _workspace(call)
+        wanted = wanted_entities(call)
+        existing = list_entities(call)
+        if existing is None:
+            raise PermanentError(f"TwinMaker workspace {ws} does not exist (deploy twinmaker-workspace first)")
+        by_id = {e["entityId"]: e for e in existing}
+        wrote = False
+        for entity in wanted:
+            if entity.parent is not None and (entity.parent not in by_id or _state(by_id[entity.parent]) != "ACTIVE"):
+                return pending(merge_action(action, "updated") if wrote else action,
+                               f"entity {entity.entity_id} waits for its parent {entity.parent}")
+            summary = by_id.get(entity.entity_id)
+            if summary is None:
+                created = tm.create_entity(
+                    workspaceId=ws, entityId=entity.entity_id, entityName=entity.name,
+                    parentEntityId=entity.parent or ROOT,
+                    components={c: {"componentTypeId": t} for c, t in entity.components.items()},
+                    tags={"DigitalTwin": call.twin, "Layer": call.resource.layer},
+                )
+                by_id[entity.entity_id] = {"entityId": entity.entity_id, "parentEntityId": entity.parent or ROOT,
+                                           "status": {"state": created.get("state", "CREATING")}}
+                action = merge_action(action, "created" if action == "unchanged" and not existing else "updated")
+                wrote = True
+                continue
+            if _state(summary) in ("CREATING", "UPDATING"):
+                continue
+            if self._reconcile_one(call, entity, summary):
+                action = merge_action(action, "updated")
+                wrote = True
+        wanted_ids = {e.entity_id for e in wanted}
+        for stale in existing:
+            if stale["entityId"] not in wanted_ids and stale["entityId"] in by_id:
+                tm.delete_entity(workspaceId=ws, entityId=stale["entityId"], isRecursive=True)
+                action = merge_action(action, "updated")
+                wrote = True
+                break  # a recursive delete may remove other stale entities: re-list on the next poll
+        if wrote or any(_state(by_id[e.entity_id]) != "ACTIVE" for e in wanted):
+            return pending(action, "entities are being created or updated")
+        return EnsureResult(action=action)
+
+    def _reconcile_one(self, call: ResourceCall, entity: WantedEntity, summary: dict[str, Any]) -> bool:
+        tm = client("iottwinmaker", call)
+        ws = _workspace(call)
+        body: dict[str, Any] = {}
+        parent = summary.get("parentEntityId") or ROOT
+        if parent != (entity.parent or ROOT):
+            body["parentEntityUpdate"] = (
+                {"updateType": "UPDATE", "parentEntityId": entity.parent} if entity.parent else {"updateType": "DELETE"}
+            )
+        if summary.get("entityName") not in (None, entity.name):
+            body["entityName"] = entity.name
+        full = tm.get_entity(workspaceId=ws, entityId=entity.entity_id)
+        have = {name: c.get("componentTypeId") for name, c in (full.get("components") or {}).items()}
+        updates: dict[str, Any] = {}
+        for cname, type_id in entity.components.items():
+            if cname not in have:
+                updates[cname] = {"updateType": "CREATE", "componentTypeId": type_id}
+            elif have[cname] != type_id:
+                # A component's type cannot change: delete now, re-create on the next converge.
+                updates[cname] = {"updateType": "DELETE"}
+        for cname in have:
+            if cname not in entity.components:
+                updates[cname] = {"updateType": "DELETE"}
+        if updates:
+            body["componentUpdates"] = updates
+        if not body:
+            return False
+        tm.update_entity(workspaceId=ws, entityId=entity.entity_id, **body)
+        return True
+
+    def read(self, call: ResourceCall) -> ReadResult:
+        existing = list_entities(call)
+        if existing is None:
+            return ReadResult(exists=False)
+        wanted = {e.entity_id for e in wanted_entities(call)}
+        have = {e["entityId"] for e in existing}
+        return ReadResult(exists=bool(wanted & have) or (not wanted and not have), details={
+            "entities": sorted(have), "missing": sorted(wanted - have), "extra": sorted(have - wanted)})
+
+    def delete(self, call: ResourceCall) -> EnsureResult:
+        existing = list_entities(call)
+        if existing is None or (not existing and call.pending is None):
+            return EnsureResult(action="absent")
+        if not existing:
+            return EnsureResult(action="deleted")
+        tm = client("iottwinmaker", call)
+        ids = {e["entityId"] for e in existing}
+        for root in [e for e in existing if (e.get("parentEntityId") or ROOT) not in ids]:
+            get_or_none(partial(tm.delete_entity, workspaceId=_workspace(call), entityId=root["entityId"],
+                                isRecursive=True))
+        return pending("deleted", "entities are being deleted", stage="delete")
