@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.contracts import ROUTE_PREFIX, Function
+from shared.pysource import parse_python
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 FIRST_PARTY = ("payload_functions", "shared")
@@ -137,7 +138,7 @@ def _imports(tree: ast.AST, package: str) -> list[str]:
 def _file_imports(path: str, mtime_ns: int, package: str, root: str) -> tuple[str, ...]:
     """Imports of one source file (cached per modification time: plans build many packages)."""
     try:
-        tree = ast.parse(Path(path).read_bytes(), filename=path)
+        tree = parse_python(Path(path).read_bytes(), filename=path)
     except SyntaxError as exc:
         raise PackagingError(f"{Path(path).relative_to(root)} line {exc.lineno}: {exc.msg}") from None
     return tuple(_imports(tree, package))
@@ -150,7 +151,7 @@ def import_closure(entries: Iterable[str], root: Path = SOURCE_ROOT, extra_sourc
     todo = list(entries)
     seen: set[str] = set()
     for source in extra_sources.values():
-        todo.extend(_imports(ast.parse(source), ""))
+        todo.extend(_imports(parse_python(source), ""))
     while todo:
         name = todo.pop()
         if name in seen or not name:
@@ -239,7 +240,7 @@ def _user_code(user_processor: bytes | None, functions: Iterable[Function], what
     if Function.PROCESSOR not in set(functions):
         raise PackagingError(f"{what}: user processor code is only packaged with the {Function.PROCESSOR} function")
     try:
-        ast.parse(user_processor, filename=USER_PROCESSOR_FILE)
+        parse_python(user_processor, filename=USER_PROCESSOR_FILE)
     except SyntaxError as exc:
         raise PackagingError(f"{what}: {USER_PROCESSOR_FILE} line {exc.lineno}: {exc.msg}") from None
     return {USER_PROCESSOR_FILE: user_processor}

@@ -102,6 +102,10 @@ def create_app(
 
         app.on_cleanup.append(close_runner)
 
+    # AWS gives each account one IoT data endpoint per region and type; moto invents a new one per
+    # call, which would make every reconcile see a "changed" IOT_ENDPOINT. Keep the first answer.
+    iot_endpoints: dict[tuple[str, str], bytes] = {}
+
     async def handle(request: web.Request) -> web.StreamResponse:
         info = describe_request(request)
         table = own.get(info.service)
@@ -121,6 +125,10 @@ def create_app(
                 if ran is not None:
                     return ran
             response = await _forward(request)
+            if operation == "iot:DescribeEndpoint" and response.status == 200 and response.body is not None:
+                key = (info.region, request.query.get("endpointType", ""))
+                first = iot_endpoints.setdefault(key, bytes(response.body))  # type: ignore[arg-type]
+                response = web.Response(body=first, status=200, content_type="application/json")
             lifecycle.observe(request, info, body, response)
             if execution is not None:
                 if info.service == "lambda":

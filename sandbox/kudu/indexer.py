@@ -14,6 +14,7 @@ import zipfile
 from dataclasses import dataclass, field
 
 from sandbox.arm.models import FunctionInfo
+from shared.pysource import parse_python
 
 # Decorator method -> binding type of the trigger it declares.
 TRIGGER_DECORATORS = {
@@ -96,7 +97,7 @@ class ZipIndexer:
         except UnicodeDecodeError:
             raise IndexingError(f"{path} is not UTF-8 text") from None
         try:
-            tree = ast.parse(source, filename=path)
+            tree = parse_python(source, filename=path)
         except SyntaxError as exc:
             raise IndexingError(f"SyntaxError in {path} line {exc.lineno}: {exc.msg}") from None
         mod = _Module(path, tree)

@@ -214,6 +214,13 @@ def test_iot_core_thing_certificate_policy_and_rule(aws: AwsSandbox, client: Cli
     assert len(_calls_since(aws, seq)) == 10
 
 
+def test_iot_data_endpoint_is_stable_like_aws(client: ClientFactory) -> None:
+    """AWS has one data endpoint per account, region and type; moto invents one per call."""
+    iot = client("iot")
+    first = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+    assert iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"] == first
+
+
 def test_dynamodb_on_demand_table_ttl_put_query(aws: AwsSandbox, client: ClientFactory) -> None:
     seq = aws.ctx.request_log.last_seq()
     ddb = client("dynamodb")

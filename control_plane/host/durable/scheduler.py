@@ -153,7 +153,12 @@ class DurableEngine:
     async def _timer_loop(self) -> None:
         assert self._timer_wake is not None
         while True:
+            # One `now` for both questions, so that every message is either due (marked here) or
+            # later (waited for): with two readings of the clock, a timer falling between them
+            # would be neither, and the loop would sleep past it.
             now = self.clock()
+            for iid in self.store.instances_with_visible_messages(now):
+                self._mark(iid)
             nxt = self.store.next_visible_at(now)
             delay = 3600.0 if nxt is None else max(0.0, nxt - now)
             # Not asyncio.wait_for: on 3.11 cancelling it while the event fires can leave it hanging.
@@ -163,8 +168,6 @@ class DurableEngine:
             finally:
                 waiter.cancel()
             self._timer_wake.clear()
-            for iid in self.store.instances_with_visible_messages(self.clock()):
-                self._mark(iid)
 
     def _fail_internal(self, iid: str, exc: Exception) -> None:
         """A host bug must not leave an instance Running forever: fail it, and tell its parent."""
