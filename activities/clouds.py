@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from activities.errors import PermanentError
+from shared.contracts import ControlPlaneSetting
 
-SANDBOX_DIR_SETTING = "TWIN_SANDBOX_DIR"
-AZURE_SUBSCRIPTION_SETTING = "AZURE_SUBSCRIPTION_ID"
-AWS_REGION_SETTING = "AWS_REGION"
+# Alias kept for the AWS providers and their tests, which import it by this name.
+SANDBOX_DIR_SETTING = ControlPlaneSetting.SANDBOX_DIR
 ARM_SCOPE = "https://management.azure.com/.default"
 
 
@@ -51,9 +51,9 @@ class Clouds:
     def azure_subscription_id(self) -> str:
         if self.is_sandbox:
             return str(self._azure("subscription_id"))
-        value = self.environ.get(AZURE_SUBSCRIPTION_SETTING, "")
+        value = self.environ.get(ControlPlaneSetting.AZURE_SUBSCRIPTION_ID, "")
         if not value:
-            raise PermanentError(f"app setting {AZURE_SUBSCRIPTION_SETTING} is not set")
+            raise PermanentError(f"app setting {ControlPlaneSetting.AZURE_SUBSCRIPTION_ID} is not set")
         return value
 
     def azure_client_kwargs(self) -> dict[str, Any]:
@@ -76,7 +76,7 @@ class Clouds:
         import boto3
 
         if not self.is_sandbox:
-            return boto3.client(service, region_name=region or self.environ.get(AWS_REGION_SETTING) or None)
+            return boto3.client(service, region_name=region or self.environ.get(ControlPlaneSetting.AWS_REGION) or None)
         aws = self.endpoints.get("aws") or {}
         if not aws:
             raise PermanentError("the sandbox has no AWS endpoint (endpoints.json lacks 'aws')")

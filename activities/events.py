@@ -20,9 +20,7 @@ from collections.abc import Iterable
 from activities.clouds import clouds_from_environ
 from activities.names import event_source
 from activities.types import TwinEvent
-
-EVENTS_ENDPOINT_SETTING = "TWIN_EVENTS_ENDPOINT"
-EVENTS_KEY_SETTING = "TWIN_EVENTS_KEY"
+from shared.contracts import ControlPlaneSetting
 
 log = logging.getLogger("activities.events")
 _warned = False
@@ -30,7 +28,7 @@ _warned = False
 
 def configured_endpoints(environ: dict[str, str] | None = None) -> list[str]:
     env = os.environ if environ is None else environ
-    return [e.strip() for e in (env.get(EVENTS_ENDPOINT_SETTING) or "").split(",") if e.strip()]
+    return [e.strip() for e in (env.get(ControlPlaneSetting.EVENTS_ENDPOINT) or "").split(",") if e.strip()]
 
 
 def publish(events: Iterable[TwinEvent]) -> int:
@@ -46,11 +44,11 @@ def publish(events: Iterable[TwinEvent]) -> int:
     endpoints = configured_endpoints()
     if not endpoints:
         if not _warned:
-            log.warning("%s is not set: twin events are not published", EVENTS_ENDPOINT_SETTING)
+            log.warning("%s is not set: twin events are not published", ControlPlaneSetting.EVENTS_ENDPOINT)
             _warned = True
         return 0
     clouds = clouds_from_environ()
-    key = os.environ.get(EVENTS_KEY_SETTING) or None
+    key = os.environ.get(ControlPlaneSetting.EVENTS_KEY) or None
     for endpoint in endpoints:
         client = clouds.event_grid_publisher(endpoint, key)
         try:

@@ -28,8 +28,10 @@ from typing import TypeVar
 
 from activities.errors import PermanentError
 from activities.types import EnsureResult, ReadResult, ResourceCall
+from shared.contracts import ControlPlaneSetting
 
-PROVIDER_MODULES_SETTING = "TWIN_PROVIDER_MODULES"
+# Alias kept for the AWS provider tests, which import it by this name.
+PROVIDER_MODULES_SETTING = ControlPlaneSetting.PROVIDER_MODULES
 DEFAULT_PROVIDER_MODULES = "activities.providers.control,activities.providers.azure,activities.providers.aws"
 ANY = "*"
 

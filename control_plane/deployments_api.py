@@ -22,6 +22,7 @@ import azure.functions as func
 from activities import names
 from activities.plan import plan_to_engine
 from control_plane import operations as ops
+from shared.contracts import ControlPlaneSetting
 from shared.loaders import spec_problems
 from shared.plan import build_plan
 
@@ -73,7 +74,7 @@ def _options() -> tuple[dict[str, Any], func.HttpResponse | None]:
     try:
         return ops.engine_options(), None
     except ValueError as exc:
-        return {}, _errors(500, (ops.ENGINE_OPTIONS_SETTING, str(exc)))
+        return {}, _errors(500, (str(ControlPlaneSetting.ENGINE_OPTIONS), str(exc)))
 
 
 def _accepted(client: df.DurableOrchestrationClient, req: func.HttpRequest, instance: str) -> func.HttpResponse:

@@ -17,18 +17,16 @@ import azure.durable_functions as df
 
 from activities import names
 from control_plane.operations import engine_options, instance_id
-from shared.contracts import OutputChangedData
+from shared.contracts import EVENT_SOURCE_PREFIX, OutputChangedData
 
 log = logging.getLogger("control_plane.events")
 bp = df.Blueprint()
 
-SOURCE_PREFIX = "/twins/"
-
 
 def twin_of(source: str, data: dict[str, Any]) -> str | None:
     """The twin an event is about: from `source` (`/twins/{twin}`) or the data's `twin`."""
-    if source.startswith(SOURCE_PREFIX) and len(source) > len(SOURCE_PREFIX):
-        return source[len(SOURCE_PREFIX):].split("/", 1)[0]
+    if source.startswith(EVENT_SOURCE_PREFIX) and len(source) > len(EVENT_SOURCE_PREFIX):
+        return source[len(EVENT_SOURCE_PREFIX):].split("/", 1)[0]
     twin = data.get("twin")
     return twin if isinstance(twin, str) and twin else None
 

@@ -18,8 +18,8 @@ from azure.durable_functions.models.OrchestrationRuntimeStatus import Orchestrat
 
 from activities import names
 from activities.errors import REDACTED, redact
+from shared.contracts import ControlPlaneSetting
 
-ENGINE_OPTIONS_SETTING = "TWIN_ENGINE_OPTIONS"
 ACTIVE = [OrchestrationRuntimeStatus.Running, OrchestrationRuntimeStatus.Pending]
 BLOCKING = ("deploy", "destroy", "rotate")
 ACTIONS = ("created", "updated", "unchanged", "deleted", "absent")
@@ -43,13 +43,13 @@ def parse_instance_id(value: str) -> tuple[str, str] | None:
 
 def engine_options(environ: dict[str, str] | None = None) -> dict[str, Any]:
     """Engine knobs from the app setting `TWIN_ENGINE_OPTIONS` (a JSON object), or {}."""
-    raw = (os.environ if environ is None else environ).get(ENGINE_OPTIONS_SETTING, "")
+    raw = (os.environ if environ is None else environ).get(ControlPlaneSetting.ENGINE_OPTIONS, "")
     if not raw.strip():
         return {}
     try:
         value = json.loads(raw)
     except ValueError as exc:
-        raise ValueError(f"app setting {ENGINE_OPTIONS_SETTING} is not JSON: {exc}") from exc
+        raise ValueError(f"app setting {ControlPlaneSetting.ENGINE_OPTIONS} is not JSON: {exc}") from exc
     return value if isinstance(value, dict) else {}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, fields
 from datetime import timedelta
 from typing import Any
@@ -286,6 +286,29 @@ class Batching:
             return None
         return cls(lambda rid: (resources[rid].get("layer"), resources[rid].get("kind")), start,
                    opts.batch_threshold, opts.batch_size)
+
+
+def resource_starters(
+    ctx: df.DurableOrchestrationContext, operation: str, call_for: Callable[[str], dict[str, Any]], opts: Options
+) -> tuple[Callable[[str], Any], Callable[[list[str], int], Any]]:
+    """`walk`'s `start` (one resource) and `Batching`'s `start` (several) for `operation`
+    (`names.RESOURCE_APPLY` or `names.RESOURCE_REMOVE`): sub-orchestrations of the calls
+    `call_for` builds, with ids derived from the parent's so replays find them again."""
+
+    def start(rid: str) -> Any:
+        return ctx.call_sub_orchestrator(
+            operation, {"call": call_for(rid), "options": opts.to_dict()}, child_id(ctx.instance_id, rid),
+        )
+
+    def start_batch(rids: list[str], slots: int) -> Any:
+        return ctx.call_sub_orchestrator(
+            names.RESOURCES_BATCH,
+            {"operation": operation, "calls": [call_for(rid) for rid in rids],
+             "options": opts.to_dict() | {"max_parallel": slots}},
+            child_id(ctx.instance_id, "batch", rids[0]),
+        )
+
+    return start, start_batch
 
 
 def walk(

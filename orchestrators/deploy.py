@@ -26,13 +26,13 @@ from orchestrators.common import (
     OperationFailed,
     Options,
     acquire,
-    child_id,
     output_event,
     propagate_once,
     publish,
     publish_task,
     release_draining,
     resource_call,
+    resource_starters,
     state_entity,
     walk,
 )
@@ -84,19 +84,7 @@ def deploy_twin(context: df.DurableOrchestrationContext) -> Gen:
             progress.started(rid)
             return resource_call(twin, state, resources[rid], settings)
 
-        def start(rid: str) -> Any:
-            return context.call_sub_orchestrator(
-                names.RESOURCE_APPLY, {"call": call_for(rid), "options": opts.to_dict()},
-                child_id(context.instance_id, rid),
-            )
-
-        def start_batch(rids: list[str], slots: int) -> Any:
-            return context.call_sub_orchestrator(
-                names.RESOURCES_BATCH,
-                {"operation": names.RESOURCE_APPLY, "calls": [call_for(rid) for rid in rids],
-                 "options": opts.to_dict() | {"max_parallel": slots}},
-                child_id(context.instance_id, "batch", rids[0]),
-            )
+        start, start_batch = resource_starters(context, names.RESOURCE_APPLY, call_for, opts)
 
         def finish(rid: str, result: dict[str, Any] | None, error: str | None) -> None:
             """Take the result in before dependents start (they read `values`), queue its record

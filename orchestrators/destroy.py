@@ -19,8 +19,8 @@ from orchestrators.common import (
     OperationFailed,
     Options,
     acquire,
-    child_id,
     resource_call,
+    resource_starters,
     state_entity,
     walk,
 )
@@ -58,19 +58,7 @@ def destroy_twin(context: df.DurableOrchestrationContext) -> Gen:
             progress.started(rid)
             return resource_call(twin, state, resources[rid] | {"id": rid}, {})
 
-        def start(rid: str) -> Any:
-            return context.call_sub_orchestrator(
-                names.RESOURCE_REMOVE, {"call": call_for(rid), "options": opts.to_dict()},
-                child_id(context.instance_id, rid),
-            )
-
-        def start_batch(rids: list[str], slots: int) -> Any:
-            return context.call_sub_orchestrator(
-                names.RESOURCES_BATCH,
-                {"operation": names.RESOURCE_REMOVE, "calls": [call_for(rid) for rid in rids],
-                 "options": opts.to_dict() | {"max_parallel": slots}},
-                child_id(context.instance_id, "batch", rids[0]),
-            )
+        start, start_batch = resource_starters(context, names.RESOURCE_REMOVE, call_for, opts)
 
         def finish(rid: str, result: dict[str, Any] | None, error: str | None) -> None:
             assert progress is not None

@@ -7,7 +7,8 @@ section 9, lesson 1), so each name lives here once:
 
 - layers and the spec field that places each one (`Layer`, `LAYER_SLOTS`);
 - environment variables / app settings (`Setting`), which are secret, and which settings each
-  payload function reads on each cloud (`settings_read`);
+  payload function reads on each cloud (`settings_read`); the control plane's own settings
+  (`ControlPlaneSetting`);
 - payload function names, triggers and HTTP routes (`Function`, `FUNCTIONS`, `route`, `url_path`);
 - the inter-cloud header and envelope, telemetry and storage field names;
 - control-plane event types and the CloudEvent `source`;
@@ -128,6 +129,11 @@ class Setting(StrEnum):
     AZURE_WEBJOBS_STORAGE = "AzureWebJobsStorage"
     FUNCTIONS_WORKER_RUNTIME = "FUNCTIONS_WORKER_RUNTIME"
     FUNCTIONS_EXTENSION_VERSION = "FUNCTIONS_EXTENSION_VERSION"
+    SCM_DO_BUILD_DURING_DEPLOYMENT = "SCM_DO_BUILD_DURING_DEPLOYMENT"
+    ENABLE_ORYX_BUILD = "ENABLE_ORYX_BUILD"
+    DEPLOYMENT_STORAGE_CONNECTION_STRING = "DEPLOYMENT_STORAGE_CONNECTION_STRING"
+    """Flex Consumption: `functionAppConfig.deployment.storage` names this setting for the
+    package container's connection string (the deployer copies `AzureWebJobsStorage` into it)."""
     WEBSITE_HOSTNAME = "WEBSITE_HOSTNAME"
     """Set by the platform (the app's own host name). Functions hosted in the same Function App
     call each other in-process (processor -> persister -> event checker), not over HTTP, so no
@@ -164,6 +170,31 @@ class Setting(StrEnum):
     """Role assignment: the principal that gets the role."""
 
 
+class ControlPlaneSetting(StrEnum):
+    """App settings / environment variables of the control plane ITSELF (its Function App, the
+    local host and the CLI), as opposed to `Setting`, which the deployer writes into a twin's
+    functions and resources."""
+
+    PROVIDER_MODULES = "TWIN_PROVIDER_MODULES"
+    """Comma-separated modules whose import registers the resource providers."""
+    SANDBOX_DIR = "TWIN_SANDBOX_DIR"
+    """State folder of a running sandbox: when set, every cloud SDK client targets the sandbox."""
+    AZURE_SUBSCRIPTION_ID = "AZURE_SUBSCRIPTION_ID"
+    """Subscription the Azure providers deploy into."""
+    AWS_REGION = "AWS_REGION"
+    """Default region of the AWS clients."""
+    EVENTS_ENDPOINT = "TWIN_EVENTS_ENDPOINT"
+    """Comma-separated Event Grid topic endpoints that receive the `EventType` events."""
+    EVENTS_KEY = "TWIN_EVENTS_KEY"
+    """Access key of those topics (secret)."""
+    ENGINE_OPTIONS = "TWIN_ENGINE_OPTIONS"
+    """JSON object of engine options (concurrency, retry policy) for new operations."""
+    FUNCTION_KEY = "TWIN_FUNCTION_KEY"
+    """CLI: the function key sent to a remote control plane (`--url`)."""
+    FUNCTIONS_HOST_KEY = "FUNCTIONS_HOST_KEY"
+    """Local host / sandbox Function Apps: the key FUNCTION-level routes require."""
+
+
 LATE_BOUND_SETTINGS: frozenset[Setting] = frozenset(
     {
         Setting.REMOTE_INGESTION_URL,
@@ -193,6 +224,7 @@ SECRET_SETTINGS: frozenset[Setting] = frozenset(
         Setting.AZURE_WEBJOBS_STORAGE,
         Setting.COSMOS_DB_KEY,
         Setting.BLOB_CONNECTION_STRING,
+        Setting.DEPLOYMENT_STORAGE_CONNECTION_STRING,
         Setting.DATASOURCE_TOKEN,
     }
 )
@@ -431,9 +463,12 @@ class EventType(StrEnum):
     DEPLOYMENT_FAILED = "twin.deployment.failed"
 
 
+EVENT_SOURCE_PREFIX = "/twins/"
+
+
 def event_source(twin: str) -> str:
     """CloudEvent `source` of every event about `twin`."""
-    return f"/twins/{twin}"
+    return f"{EVENT_SOURCE_PREFIX}{twin}"
 
 
 class OutputChangedData(StrEnum):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 
 from activities.registry import Provider, register
@@ -9,6 +10,12 @@ from activities.types import Action, EnsureResult, ReadResult, ResourceCall
 
 TOKEN_BYTES = 32
 PREVIOUS_SUFFIX = "_PREVIOUS"
+
+
+def fingerprint(secret: str) -> str:
+    """SHA-256 of a secret: stored where the secret itself cannot be read back (a Grafana secure
+    field), so a reconcile can tell whether the secret changed without keeping it."""
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def new_secret() -> str:

@@ -4,22 +4,10 @@ dependency order) and clear its state. Exit codes: 0 destroyed, 1 failed or not 
 from __future__ import annotations
 
 import argparse
-import sys
 import urllib.parse
 from typing import Any
 
-from rich.console import Console
-
-from control_plane.commands.engine_client import (
-    EXIT_FAILED,
-    EXIT_INVALID,
-    CliError,
-    add_target_arguments,
-    follow,
-    open_target,
-    print_errors,
-    print_outcome,
-)
+from control_plane.commands.engine_client import add_target_arguments, start_and_follow
 
 
 def register(subparsers: Any) -> None:
@@ -30,16 +18,4 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
-    try:
-        with open_target(args, console) as target:
-            status, body = target.call("DELETE", f"twins/{urllib.parse.quote(args.twin)}")
-            if status != 202:
-                print_errors(console, body)
-                return EXIT_INVALID if status == 400 else EXIT_FAILED
-            code, view = follow(target, body["id"], console, args.json)
-    except CliError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_INVALID
-    print_outcome(Console() if not args.json else console, view, args.json)
-    return code
+    return start_and_follow(args, "DELETE", f"twins/{urllib.parse.quote(args.twin)}")

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import socket
+import sys
 import tempfile
 import time
 import urllib.error
@@ -24,6 +25,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from shared.contracts import ControlPlaneSetting
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 TERMINAL = ("Completed", "Failed", "Terminated", "Canceled")
@@ -35,8 +38,8 @@ class CliError(Exception):
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="base URL of a running control plane (default: start one in this process)")
-    parser.add_argument("--key", default=os.environ.get("TWIN_FUNCTION_KEY"),
-                        help="function key for --url (default: env TWIN_FUNCTION_KEY)")
+    parser.add_argument("--key", default=os.environ.get(ControlPlaneSetting.FUNCTION_KEY),
+                        help=f"function key for --url (default: env {ControlPlaneSetting.FUNCTION_KEY})")
     parser.add_argument("--app", default=str(PROJECT_ROOT),
                         help="folder holding the function_app.py to host locally (default: this project)")
     parser.add_argument("--state-dir", help="local host state folder, to keep twins between runs (default: temporary)")
@@ -82,7 +85,7 @@ def open_target(args: argparse.Namespace, console: Console) -> Iterator[Target]:
     """A remote control plane, or a local host (and sandbox) for the duration of the command."""
     if args.url:
         if not args.key:
-            raise CliError("--url needs --key (or env TWIN_FUNCTION_KEY)")
+            raise CliError(f"--url needs --key (or env {ControlPlaneSetting.FUNCTION_KEY})")
         yield Target(args.url.rstrip("/"), args.key)
         return
     from control_plane.host import LocalHost
@@ -95,18 +98,18 @@ def open_target(args: argparse.Namespace, console: Console) -> Iterator[Target]:
         if args.sandbox:
             if not (Path(args.sandbox) / "endpoints.json").is_file():
                 raise CliError(f"--sandbox {args.sandbox}: no endpoints.json there (is the sandbox running?)")
-            environ["TWIN_SANDBOX_DIR"] = str(Path(args.sandbox).resolve())
-        elif not args.no_sandbox and "TWIN_SANDBOX_DIR" not in os.environ:
+            environ[ControlPlaneSetting.SANDBOX_DIR] = str(Path(args.sandbox).resolve())
+        elif not args.no_sandbox and ControlPlaneSetting.SANDBOX_DIR not in os.environ:
             from sandbox.server import Sandbox
 
             sandbox_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="twin-sandbox-"))
             console.print("[dim]starting a local sandbox...[/dim]")
             stack.enter_context(Sandbox(sandbox_dir))
-            environ["TWIN_SANDBOX_DIR"] = sandbox_dir
+            environ[ControlPlaneSetting.SANDBOX_DIR] = sandbox_dir
         port = _free_port()
         key = args.key or "local-cli-key"
         # Events go to this app's own Event Grid webhook, which re-triggers propagation.
-        environ.setdefault("TWIN_EVENTS_ENDPOINT", os.environ.get("TWIN_EVENTS_ENDPOINT") or
+        environ.setdefault(ControlPlaneSetting.EVENTS_ENDPOINT, os.environ.get(ControlPlaneSetting.EVENTS_ENDPOINT) or
                            f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid?functionName=twin_events&code={key}")
         host = LocalHost(app_dir=app_dir, state_dir=Path(args.state_dir) if args.state_dir else None, port=port,
                          function_key=key, environ=environ)
@@ -174,3 +177,21 @@ def print_outcome(console: Console, view: dict[str, Any], as_json: bool) -> None
         console.print(table)
     for error in view.get("errors", []):
         console.print(f"[red]{error.get('resource') or 'error'}[/red]: {error.get('message')}")
+
+
+def start_and_follow(args: argparse.Namespace, method: str, route: str, body: Any = None) -> int:
+    """Start an operation on an existing twin (destroy, rotate-token), follow it to the end and
+    print its outcome. Exit code: 0 completed, 1 failed or refused, 2 invalid input."""
+    console = Console(stderr=True)
+    try:
+        with open_target(args, console) as target:
+            status, answer = target.call(method, route, body)
+            if status != 202:
+                print_errors(console, answer)
+                return EXIT_INVALID if status == 400 else EXIT_FAILED
+            code, view = follow(target, answer["id"], console, args.json)
+    except CliError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INVALID
+    print_outcome(Console() if not args.json else console, view, args.json)
+    return code

@@ -5,22 +5,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import urllib.parse
 from typing import Any
 
-from rich.console import Console
-
-from control_plane.commands.engine_client import (
-    EXIT_FAILED,
-    EXIT_INVALID,
-    CliError,
-    add_target_arguments,
-    follow,
-    open_target,
-    print_errors,
-    print_outcome,
-)
+from control_plane.commands.engine_client import add_target_arguments, start_and_follow
 
 
 def register(subparsers: Any) -> None:
@@ -33,17 +21,5 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
-    body_in = {} if args.grace_seconds is None else {"grace_seconds": args.grace_seconds}
-    try:
-        with open_target(args, console) as target:
-            status, body = target.call("POST", f"twins/{urllib.parse.quote(args.twin)}/tokens/rotate", body_in)
-            if status != 202:
-                print_errors(console, body)
-                return EXIT_INVALID if status == 400 else EXIT_FAILED
-            code, view = follow(target, body["id"], console, args.json)
-    except CliError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_INVALID
-    print_outcome(Console() if not args.json else console, view, args.json)
-    return code
+    body = {} if args.grace_seconds is None else {"grace_seconds": args.grace_seconds}
+    return start_and_follow(args, "POST", f"twins/{urllib.parse.quote(args.twin)}/tokens/rotate", body)

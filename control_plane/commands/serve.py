@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from shared.contracts import ControlPlaneSetting
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
@@ -20,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--state-dir", type=Path, default=None,
                         help="folder for the SQLite state (default: a temporary folder, deleted on exit)")
     parser.add_argument("--function-key", default=None,
-                        help="key for FUNCTION-level routes (default: env FUNCTIONS_HOST_KEY, else generated)")
+                        help=f"key for FUNCTION-level routes (default: env {ControlPlaneSetting.FUNCTIONS_HOST_KEY}, else generated)")
     parser.add_argument("--sandbox", type=Path, default=None, metavar="DIR",
                         help="point every cloud client at the running sandbox described by DIR/endpoints.json "
                              "(default: the real clouds, credentials from the environment)")
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
                   "(is `python -m sandbox serve` running?)")
             return 2
         # The same app setting the deployed app would get; activities/clouds.py reads it.
-        environ["TWIN_SANDBOX_DIR"] = str(args.sandbox.resolve())
+        environ[ControlPlaneSetting.SANDBOX_DIR] = str(args.sandbox.resolve())
     host = LocalHost(app_dir=args.app, state_dir=args.state_dir, port=args.port,
                      function_key=args.function_key, activity_concurrency=args.activity_concurrency,
                      fast_replay=args.fast_replay, environ=environ)

@@ -22,6 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from shared.contracts import ControlPlaneSetting
+
 from .app_loader import FunctionRegistry, load_app
 from .durable import fast_replay
 from .durable.scheduler import DurableEngine
@@ -68,8 +70,8 @@ class LocalHost:
         self._state_dir_given = state_dir
         self.state_dir: Path | None = None
         self.port = port
-        self.function_key = function_key or os.environ.get("FUNCTIONS_HOST_KEY") or secrets.token_urlsafe(24)
-        self.key_generated = not (function_key or os.environ.get("FUNCTIONS_HOST_KEY"))
+        self.function_key = function_key or os.environ.get(ControlPlaneSetting.FUNCTIONS_HOST_KEY) or secrets.token_urlsafe(24)
+        self.key_generated = not (function_key or os.environ.get(ControlPlaneSetting.FUNCTIONS_HOST_KEY))
         self.activity_concurrency = activity_concurrency
         self.environ = dict(environ or {})
         # Opt-in memoised timestamp parsing for the SDK's replay (see durable/fast_replay.py).

@@ -9,7 +9,7 @@ from payload_functions.aws.runtime import either
 from payload_functions.aws.stores import DynamoHotStore
 from payload_functions.common.settings import Settings
 from payload_functions.core.readers import read_range
-from payload_functions.core.receivers import authorise
+from payload_functions.core.receivers import HotRead, hot_reader
 from shared.contracts import Function, Setting
 
 FUNCTION = Function.HOT_READER
@@ -17,15 +17,17 @@ READS = frozenset({Setting.DIGITAL_TWIN_INFO, Setting.INTER_CLOUD_TOKEN, Setting
                    Setting.DYNAMODB_TABLE_NAME})
 
 
-def handler(event: Any, context: Any = None) -> Any:
+def serve(function: Function, read: HotRead, event: Any) -> Any:
+    """Both hot readers (they read the same settings): TwinMaker invokes them directly, remote
+    readers call their Function URL with the inter-cloud token."""
     settings = Settings(READS)
 
-    def read(body: Any) -> Any:
-        store = DynamoHotStore(settings.require(Setting.DYNAMODB_TABLE_NAME))
-        return read_range(body, store, settings.twin_info().twin_name)
+    def store() -> DynamoHotStore:
+        return DynamoHotStore(settings.require(Setting.DYNAMODB_TABLE_NAME))
 
-    def over_http(req: Any) -> Any:
-        authorise(req, settings)
-        return read(req.json())
+    return either(str(function), event, lambda body: read(body, store(), settings.twin_info().twin_name),
+                  lambda req: hot_reader(req, settings, store, read))
 
-    return either(str(FUNCTION), event, read, over_http)
+
+def handler(event: Any, context: Any = None) -> Any:
+    return serve(FUNCTION, read_range, event)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import azure.functions as func
 
 from payload_functions.azure.cosmos_store import hot_store
 from payload_functions.azure.runtime import http
 from payload_functions.common.settings import Settings
-from payload_functions.core.api import Request
 from payload_functions.core.readers import read_range
-from payload_functions.core.receivers import authorise
+from payload_functions.core.receivers import hot_reader
 from shared.contracts import Function, Setting
 
 FUNCTION = Function.HOT_READER
@@ -22,13 +19,8 @@ READS = frozenset({Setting.DIGITAL_TWIN_INFO, Setting.INTER_CLOUD_TOKEN, Setting
 bp = func.Blueprint()
 
 
-def _read(req: Request, settings: Settings) -> Any:
-    authorise(req, settings)
-    return read_range(req.json(), hot_store(settings), settings.twin_info().twin_name)
-
-
 @bp.function_name(name="hot-reader")
 @bp.route(route="hot-reader", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def hot_reader_function(req: func.HttpRequest) -> func.HttpResponse:
     settings = Settings(READS)
-    return http(str(FUNCTION), req, lambda r: _read(r, settings))
+    return http(str(FUNCTION), req, lambda r: hot_reader(r, settings, lambda: hot_store(settings), read_range))

@@ -25,6 +25,16 @@ def authorise(request: Request, settings: Settings) -> None:
     check_token(request.headers, settings.tokens())
 
 
+HotRead = Callable[[Any, HotStore, str], dict[str, Any]]
+"""`readers.read_range` or `readers.read_latest`."""
+
+
+def hot_reader(request: Request, settings: Settings, store: Callable[[], HotStore], read: HotRead) -> dict[str, Any]:
+    """L3_hot->L4/L5: a token-checked read (time range or last entry) for a reader on another cloud."""
+    authorise(request, settings)
+    return read(request.json(), store(), settings.twin_info().twin_name)
+
+
 def ingestion(request: Request, settings: Settings, call_processor: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
     """L1->L2: unwrap, normalise, hand the reading to this cloud's processor."""
     authorise(request, settings)

@@ -90,6 +90,15 @@ def _authorize(request: web.Request, hub: Hub, right: str, target: str) -> None:
     )
 
 
+async def _json_body(request: web.Request) -> Any:
+    """The request's JSON body (None when empty); IoT Hub's 400 when it is not JSON."""
+    raw = await request.read()
+    try:
+        return json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IotHubError(400, "ArgumentInvalid", f"The request body is not valid JSON: {exc}.") from exc
+
+
 def _etag_header(doc: dict[str, Any]) -> dict[str, str]:
     return {"ETag": f'"{doc["etag"]}"'}
 
@@ -115,11 +124,7 @@ async def list_devices(request: web.Request, hub: Hub) -> web.StreamResponse:
 async def put_device(request: web.Request, hub: Hub) -> web.StreamResponse:
     device_id = request.match_info["device"]
     _authorize(request, hub, "RegistryWrite", _target(request, hub, device_id))
-    raw = await request.read()
-    try:
-        body = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IotHubError(400, "ArgumentInvalid", f"The request body is not valid JSON: {exc}.") from exc
+    body = await _json_body(request)
     doc, created = hub.put_device(device_id, body, request.headers.get("If-Match"))
     if created:
         _lifecycle_event(request, hub, "DeviceCreated", doc)
@@ -153,11 +158,7 @@ async def patch_twin(request: web.Request, hub: Hub) -> web.StreamResponse:
     """Update tags / desired properties (the service side of a twin; `ServiceConnect`)."""
     device_id = request.match_info["device"]
     _authorize(request, hub, "ServiceConnect", _twin_target(request, hub, device_id))
-    raw = await request.read()
-    try:
-        body = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IotHubError(400, "ArgumentInvalid", f"The request body is not valid JSON: {exc}.") from exc
+    body = await _json_body(request)
     doc = hub.patch_twin(device_id, body, request.headers.get("If-Match"))
     return json_ok(doc, headers=_etag_header(doc))
 

@@ -32,6 +32,7 @@ from typing import Any
 from sandbox.arm.models import SITE_TYPE, arm_backend
 from sandbox.core.context import FunctionHostRef, SandboxContext
 from sandbox.runtime.identity import TOKEN_PATH, IdentityEndpoint
+from shared.contracts import ControlPlaneSetting
 
 log = logging.getLogger("sandbox.runtime")
 
@@ -297,7 +298,7 @@ class FunctionAppRuntime:
                 "SSL_CERT_FILE": ca,
                 # The host's key for FUNCTION-level routes and webhooks (`serve` reads it when no
                 # --function-key is given): in the environment, not argv, so `ps` never shows it.
-                "FUNCTIONS_HOST_KEY": want.master_key,
+                ControlPlaneSetting.FUNCTIONS_HOST_KEY: want.master_key,
                 "PYTHONPATH": str(REPO_ROOT),
                 "PYTHONUNBUFFERED": "1",
             }

@@ -9,6 +9,7 @@ import pytest
 
 from activities.clouds import clouds_from_environ
 from activities.errors import PermanentError
+from shared.contracts import ControlPlaneSetting
 
 
 def test_real_cloud_mode_without_sandbox_setting() -> None:
@@ -63,7 +64,7 @@ def test_twin_events_reach_a_sandbox_topic_over_https(tmp_path: Path, monkeypatc
         ).result()
         key = grid.topics.list_shared_access_keys("rg-events", "twin-events").key1
         monkeypatch.setenv("TWIN_SANDBOX_DIR", str(tmp_path / "sb"))
-        monkeypatch.setenv(events.EVENTS_ENDPOINT_SETTING, topic.endpoint)
-        monkeypatch.setenv(events.EVENTS_KEY_SETTING, key)
+        monkeypatch.setenv(ControlPlaneSetting.EVENTS_ENDPOINT, topic.endpoint)
+        monkeypatch.setenv(ControlPlaneSetting.EVENTS_KEY, key)
         sent = events.publish([TwinEvent(type="twin.deployment.completed", twin="t1", id="e-1", data={"ok": True})])
         assert sent == 1

@@ -17,6 +17,7 @@ from activities.types import EnsureResult, Pending, Resource, ResourceCall
 from orchestrators import twin_state
 from orchestrators.common import Options, child_id, desired_settings
 from orchestrators.progress import Progress
+from shared.contracts import ControlPlaneSetting
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -97,13 +98,13 @@ def test_types_round_trip() -> None:
 def test_registry_reports_missing_provider_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
     # Other tests in this process may have loaded the catch-all fake provider; only the modules the
     # configuration names are consulted, so it does not count here.
-    monkeypatch.setenv(registry.PROVIDER_MODULES_SETTING, "activities.providers.control")
+    monkeypatch.setenv(ControlPlaneSetting.PROVIDER_MODULES, "activities.providers.control")
     with pytest.raises(errors.PermanentError, match="no provider implements nocloud/nokind"):
         registry.provider_for("nocloud", "nokind")
 
 
 def test_registry_rejects_unimportable_modules(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(registry.PROVIDER_MODULES_SETTING, "no_such_provider_module_xyz")
+    monkeypatch.setenv(ControlPlaneSetting.PROVIDER_MODULES, "no_such_provider_module_xyz")
     with pytest.raises(errors.PermanentError, match="cannot be imported"):
         registry.load_providers()
 
@@ -212,7 +213,7 @@ def test_the_registry_serves_only_the_configured_modules(tmp_path: Path, monkeyp
         "@register(ANY, ANY)\nclass Everything(Provider):\n    pass\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv(registry.PROVIDER_MODULES_SETTING, "registry_probe_fake")
+    monkeypatch.setenv(ControlPlaneSetting.PROVIDER_MODULES, "registry_probe_fake")
     assert type(registry.provider_for("azure", "function-app")).__module__ == "registry_probe_fake"
-    monkeypatch.delenv(registry.PROVIDER_MODULES_SETTING)
+    monkeypatch.delenv(ControlPlaneSetting.PROVIDER_MODULES)
     assert type(registry.provider_for("azure", "function-app")).__module__.startswith("activities.providers.azure")

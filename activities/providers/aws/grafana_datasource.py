@@ -9,7 +9,6 @@ Grafana's own HTTP API is reached with a workspace API key that lives for one ac
 
 from __future__ import annotations
 
-import hashlib
 import json
 import urllib.error
 import urllib.parse
@@ -21,17 +20,15 @@ from typing import Any
 
 from activities.errors import PermanentError, TransientError
 from activities.providers.aws._common import cfg, client, clouds, ignore_missing, name_of
+from activities.providers.control import fingerprint as token_hash
 from activities.registry import Provider, register
 from activities.types import EnsureResult, ReadResult, ResourceCall
+from shared.contracts import INTER_CLOUD_TOKEN_HEADER, Setting
 
-TOKEN_HEADER = "X-Inter-Cloud-Token"
-URL_SETTING, TOKEN_SETTING = "DATASOURCE_URL", "DATASOURCE_TOKEN"
+TOKEN_HEADER = INTER_CLOUD_TOKEN_HEADER
+URL_SETTING, TOKEN_SETTING = Setting.DATASOURCE_URL, Setting.DATASOURCE_TOKEN
 KEY_SECONDS = 300
 HTTP_TIMEOUT_S = 30
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def wanted_body(call: ResourceCall) -> dict[str, Any]:

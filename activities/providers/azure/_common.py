@@ -20,10 +20,11 @@ from typing import Any, TypeVar
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from activities.clouds import ARM_SCOPE, SANDBOX_DIR_SETTING, Clouds, clouds_from_environ
+from activities.clouds import ARM_SCOPE, Clouds, clouds_from_environ
 from activities.errors import PermanentError, TransientError
 from activities.registry import Provider
 from activities.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
+from shared.contracts import ControlPlaneSetting
 from shared.naming import AzureNaming
 
 T = TypeVar("T")
@@ -47,7 +48,7 @@ _client_lock = threading.Lock()
 def mgmt(client_cls: type[T], cl: Clouds | None = None) -> T:
     """An azure-mgmt client from the seam, cached per process and configuration."""
     cl = cl or clouds()
-    key = (os.environ.get(SANDBOX_DIR_SETTING, ""), cl.environ.get("AZURE_SUBSCRIPTION_ID", ""), client_cls.__name__)
+    key = (os.environ.get(ControlPlaneSetting.SANDBOX_DIR, ""), cl.environ.get(ControlPlaneSetting.AZURE_SUBSCRIPTION_ID, ""), client_cls.__name__)
     with _client_lock:
         client = _client_cache.get(key)
         if client is None:

@@ -58,11 +58,9 @@ from activities.providers.azure._common import (
 from activities.providers.azure.app_service_plan import is_flex
 from activities.registry import register
 from activities.types import Action, EnsureResult, Pending, ResourceCall
-from shared.contracts import RECEIVER_OUTPUTS, Function, Output, azure_function_url
+from shared.contracts import RECEIVER_OUTPUTS, Function, Output, Setting, azure_function_url
 
 PACKAGE_TAG = "twin-package-sha256"
-DEPLOYMENT_STORAGE_SETTING = "DEPLOYMENT_STORAGE_CONNECTION_STRING"
-HOST_STORAGE_SETTING = "AzureWebJobsStorage"
 # Outputs that name a function's URL, besides the cross-cloud receivers.
 URL_OUTPUTS: dict[str, str] = {
     **{str(o): str(f) for f, o in RECEIVER_OUTPUTS.items()},
@@ -143,14 +141,14 @@ def build_package(call: ResourceCall) -> Any:
 def platform_settings(call: ResourceCall, flex: bool) -> dict[str, str]:
     if flex:
         # Flex takes runtime and version from functionAppConfig and rejects the build settings.
-        storage = call.settings.get(HOST_STORAGE_SETTING)
-        return {DEPLOYMENT_STORAGE_SETTING: storage} if storage else {}
+        storage = call.settings.get(Setting.AZURE_WEBJOBS_STORAGE)
+        return {Setting.DEPLOYMENT_STORAGE_CONNECTION_STRING: storage} if storage else {}
     return {
-        "FUNCTIONS_EXTENSION_VERSION": "~4",
-        "FUNCTIONS_WORKER_RUNTIME": _runtime(call)[0],
+        Setting.FUNCTIONS_EXTENSION_VERSION: "~4",
+        Setting.FUNCTIONS_WORKER_RUNTIME: _runtime(call)[0],
         # Remote build installs requirements.txt; run-from-package would skip it.
-        "SCM_DO_BUILD_DURING_DEPLOYMENT": "true",
-        "ENABLE_ORYX_BUILD": "true",
+        Setting.SCM_DO_BUILD_DURING_DEPLOYMENT: "true",
+        Setting.ENABLE_ORYX_BUILD: "true",
     }
 
 
@@ -232,7 +230,7 @@ class FunctionApp(ArmResource):
                     value=self._package_container_url(call),
                     authentication=FunctionsDeploymentStorageAuthentication(
                         type="StorageAccountConnectionString",
-                        storage_account_connection_string_name=DEPLOYMENT_STORAGE_SETTING,
+                        storage_account_connection_string_name=Setting.DEPLOYMENT_STORAGE_CONNECTION_STRING,
                     ),
                 )),
                 runtime=FunctionsRuntime(name=rt_name, version=rt_version),
@@ -247,9 +245,9 @@ class FunctionApp(ArmResource):
             # its package storage exists); every other setting is read-modify-written afterwards,
             # and an update never sends settings (a PUT with appSettings would replace them all).
             first = {**platform_settings(call, flex)}
-            storage = call.settings.get(HOST_STORAGE_SETTING)
+            storage = call.settings.get(Setting.AZURE_WEBJOBS_STORAGE)
             if storage:
-                first[HOST_STORAGE_SETTING] = storage
+                first[Setting.AZURE_WEBJOBS_STORAGE] = storage
             props.site_config.app_settings = [NameValuePair(name=k, value=v) for k, v in sorted(first.items())]
         mgmt(WebSiteManagementClient).web_apps.begin_create_or_update(rg, app, site, polling=False)
 

@@ -11,7 +11,6 @@ known, and `apply_settings` (propagation) fills the URL in once the reader is de
 
 from __future__ import annotations
 
-import hashlib
 import urllib.parse
 from typing import Any
 
@@ -31,17 +30,13 @@ from activities.providers.azure._common import (
     resource_group,
 )
 from activities.providers.azure.role_assignment import assign
+from activities.providers.control import fingerprint as token_hash
 from activities.registry import Provider, register
 from activities.types import EnsureResult, ReadResult, ResourceCall
+from shared.contracts import INTER_CLOUD_TOKEN_HEADER, Setting
 
 GRAFANA_SCOPE = "ce34e7e5-485f-4d76-964f-b3d2b16d1e4f/.default"
 GRAFANA_ADMIN_ROLE = "22926164-76b3-42b3-bc55-97df8dab3e41"
-TOKEN_HEADER = "X-Inter-Cloud-Token"
-URL_SETTING, TOKEN_SETTING = "DATASOURCE_URL", "DATASOURCE_TOKEN"
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def datasource_body(name: str, url: str | None, token: str | None, kind: str, access: str,
@@ -49,7 +44,7 @@ def datasource_body(name: str, url: str | None, token: str | None, kind: str, ac
     """The datasource as wanted from what is known now. The URL is late-bound (propagation sets it
     when the reader is deployed); what is not known yet keeps its current value."""
     have = current or {}
-    json_data = {**dict(have.get("jsonData") or {}), "httpHeaderName1": TOKEN_HEADER}
+    json_data = {**dict(have.get("jsonData") or {}), "httpHeaderName1": INTER_CLOUD_TOKEN_HEADER}
     body: dict[str, Any] = {"name": name, "type": kind, "access": access, "isDefault": False,
                             "url": url if url is not None else str(have.get("url") or "")}
     if token:
@@ -114,7 +109,7 @@ def _check(response: Any, what: str) -> None:
 @register("azure", "grafana-datasource")
 class GrafanaDatasource(Provider):
     def ensure(self, call: ResourceCall) -> EnsureResult:
-        url, token = call.settings.get(URL_SETTING), call.settings.get(TOKEN_SETTING)
+        url, token = call.settings.get(Setting.DATASOURCE_URL), call.settings.get(Setting.DATASOURCE_TOKEN)
         api = GrafanaApi(call)
         # Grafana's API needs the deployer to be a Grafana Admin of the workspace.
         assign(api.workspace_id, GRAFANA_ADMIN_ROLE, deployer_principal_id())

@@ -24,8 +24,8 @@ from activities.providers.azure._common import (
 )
 from activities.registry import Provider, register
 from activities.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.contracts import Setting
 
-PRINCIPAL_SETTING = "PRINCIPAL_ID"
 DEPLOYER_TOO = {"digital-twins"}
 
 
@@ -35,10 +35,10 @@ def role_definition_id(role: str) -> str:
 
 def _wanted(call: ResourceCall) -> list[tuple[str, str, str]]:
     """(scope, role guid, principal) for every assignment the resource stands for."""
-    principal = call.settings.get(PRINCIPAL_SETTING)
+    principal = call.settings.get(Setting.PRINCIPAL_ID)
     if not principal:
         raise PermanentError(
-            f"{call.resource.id}: the principal to assign (setting {PRINCIPAL_SETTING}) is not known yet; "
+            f"{call.resource.id}: the principal to assign (setting {Setting.PRINCIPAL_ID}) is not known yet; "
             "the identity must be deployed first"
         )
     scope_ref = cfg(call, "scope")
@@ -115,7 +115,7 @@ class RoleAssignment(Provider):
         return ReadResult(all(found.values()), details={"assignments": found})
 
     def delete(self, call: ResourceCall) -> EnsureResult:
-        if not call.settings.get(PRINCIPAL_SETTING):
+        if not call.settings.get(Setting.PRINCIPAL_ID):
             return EnsureResult("absent")
         client = mgmt(AuthorizationManagementClient).role_assignments
         deleted = 0

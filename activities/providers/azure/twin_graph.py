@@ -16,7 +16,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from activities.errors import PermanentError
 from activities.providers.azure._adt import data_plane
-from activities.providers.azure._common import Throttle, cfg, poll_seconds
+from activities.providers.azure._common import Throttle, cfg, get_or_none, poll_seconds
 from activities.providers.azure.digital_twins import data_client
 from activities.registry import Provider, register
 from activities.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
@@ -35,17 +35,6 @@ def _model(twin: dict[str, Any]) -> str:
     return str((twin.get("$metadata") or {}).get("$model") or "")
 
 
-def _get(fn: Any) -> Any:
-    try:
-        return fn()
-    except ResourceNotFoundError:
-        return None
-    except HttpResponseError as exc:
-        if exc.status_code == 404:
-            return None
-        raise
-
-
 def _items(call: ResourceCall) -> list[tuple[str, dict[str, Any]]]:
     twins = [("twin", dict(t)) for t in cfg(call, "twins", [])]
     rels = [("relationship", dict(r)) for r in cfg(call, "relationships", [])]
@@ -58,7 +47,7 @@ def _items(call: ResourceCall) -> list[tuple[str, dict[str, Any]]]:
 def reconcile_twin(client: Any, twin: dict[str, Any]) -> str:
     """'created', 'updated' or 'unchanged' for one twin."""
     tid = str(twin["$dtId"])
-    current = data_plane(f"read twin {tid}", lambda: _get(lambda: client.get_digital_twin(tid)))
+    current = data_plane(f"read twin {tid}", lambda: get_or_none(lambda: client.get_digital_twin(tid)))
     body = {"$metadata": {"$model": _model(twin)}, **_desired_properties(twin)}
     if current is None or _model(current) != _model(twin):
         _throttle.wait(tid)
@@ -77,7 +66,7 @@ def reconcile_relationship(client: Any, rel: dict[str, Any]) -> str:
     src, rid = str(rel["$dtId"]), str(rel["$relationshipId"])
     body = {k: v for k, v in rel.items() if k != "$dtId"}
     body["$sourceId"] = src
-    current = data_plane(f"read relationship {rid}", lambda: _get(lambda: client.get_relationship(src, rid)))
+    current = data_plane(f"read relationship {rid}", lambda: get_or_none(lambda: client.get_relationship(src, rid)))
     if current is not None and all(current.get(k) == v for k, v in body.items() if k != "$sourceId"):
         return "unchanged"
     _throttle.wait(src)
@@ -117,9 +106,9 @@ class TwinGraph(Provider):
         missing = []
         for kind, item in _items(call):
             if kind == "twin":
-                found = _get(lambda i=item: client.get_digital_twin(i["$dtId"]))  # type: ignore[misc]
+                found = get_or_none(lambda i=item: client.get_digital_twin(i["$dtId"]))  # type: ignore[misc]
             else:
-                found = _get(lambda i=item: client.get_relationship(i["$dtId"], i["$relationshipId"]))  # type: ignore[misc]
+                found = get_or_none(lambda i=item: client.get_relationship(i["$dtId"], i["$relationshipId"]))  # type: ignore[misc]
             if found is None:
                 missing.append(item.get("$relationshipId") or item["$dtId"])
         return ReadResult(not missing, details={"missing": missing})
@@ -133,10 +122,10 @@ class TwinGraph(Provider):
         twins = [str(t["$dtId"]) for t in cfg(call, "twins", [])]
         for tid in twins:
             # Every relationship touching the twin goes before it (ours and anyone else's).
-            for rel in data_plane("list relationships", lambda t=tid: list(_get(
+            for rel in data_plane("list relationships", lambda t=tid: list(get_or_none(
                     lambda: list(client.list_relationships(t))) or [])):  # type: ignore[misc]
                 deleted += self._delete(lambda r=rel: client.delete_relationship(r["$sourceId"], r["$relationshipId"]))
-            for inc in data_plane("list incoming relationships", lambda t=tid: list(_get(
+            for inc in data_plane("list incoming relationships", lambda t=tid: list(get_or_none(
                     lambda: list(client.list_incoming_relationships(t))) or [])):  # type: ignore[misc]
                 deleted += self._delete(lambda r=inc: client.delete_relationship(r.source_id, r.relationship_id))
         for tid in twins:

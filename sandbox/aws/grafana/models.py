@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.aws.backends import ArnTagging, RegionalBackends
 from sandbox.aws.protocol import ACCOUNT_ID
 from sandbox.aws.routing import ConflictException, ResourceNotFoundException, ValidationException
 from sandbox.core.profiles import Faults
@@ -78,7 +79,7 @@ class GrafanaWorkspace:
         return "CREATION_FAILED" if self.failed else "ACTIVE"
 
 
-class GrafanaBackend:
+class GrafanaBackend(ArnTagging):
     def __init__(self, region: str, faults: Faults) -> None:
         self.region = region
         self._faults = faults
@@ -260,52 +261,17 @@ class GrafanaBackend:
             ws.modified = now
             return {"workspace": self._description(ws, now)}
 
-    def _by_arn(self, arn: str) -> GrafanaWorkspace:
+    def _tagged(self, arn: Any) -> GrafanaWorkspace:
         for ws in self.workspaces.values():
             if ws.arn == arn:
                 return ws
         raise ResourceNotFoundException(f"Resource {arn} not found")
-
-    def tag_resource(self, arn: str, tags: Any) -> dict[str, Any]:
-        if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
-            raise ValidationException("tags must be a map of strings")
-        with self._lock:
-            self._by_arn(arn).tags.update(tags)
-            return {}
-
-    def untag_resource(self, arn: str, keys: list[str]) -> dict[str, Any]:
-        with self._lock:
-            ws = self._by_arn(arn)
-            for key in keys:
-                ws.tags.pop(key, None)
-            return {}
-
-    def list_tags(self, arn: str) -> dict[str, Any]:
-        with self._lock:
-            return {"tags": dict(self._by_arn(arn).tags)}
 
     def resources(self) -> list[dict[str, str]]:
         with self._lock:
             return [{"cloud": "aws", "type": "grafana:workspace", "id": w.arn} for w in self.workspaces.values()]
 
 
-class GrafanaBackends:
+class GrafanaBackends(RegionalBackends[GrafanaBackend]):
     def __init__(self, faults: Faults) -> None:
-        self._faults = faults
-        self._lock = threading.Lock()
-        self._by_region: dict[str, GrafanaBackend] = {}
-
-    def __getitem__(self, region: str) -> GrafanaBackend:
-        with self._lock:
-            if region not in self._by_region:
-                self._by_region[region] = GrafanaBackend(region, self._faults)
-            return self._by_region[region]
-
-    def resources(self) -> list[dict[str, str]]:
-        with self._lock:
-            backends = list(self._by_region.values())
-        return [r for b in backends for r in b.resources()]
-
-    def reset(self) -> None:
-        with self._lock:
-            self._by_region.clear()
+        super().__init__(GrafanaBackend, faults)

@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.aws.backends import ArnTagging, RegionalBackends
 from sandbox.aws.protocol import ACCOUNT_ID
 from sandbox.aws.routing import ConflictException, ResourceNotFoundException, ValidationException
 from sandbox.core.profiles import Faults
@@ -187,7 +188,7 @@ def _page(items: list[dict[str, Any]], body: dict[str, Any], key: str) -> dict[s
     return out
 
 
-class TwinMakerBackend:
+class TwinMakerBackend(ArnTagging):
     """One region's TwinMaker state. Thread-safe: the proxy's loop writes while the control
     endpoint lists or resets from another thread."""
 
@@ -784,24 +785,6 @@ class TwinMakerBackend:
                             return item
         raise ResourceNotFoundException(f"Resource {arn} not found")
 
-    def tag_resource(self, arn: Any, tags: Any) -> dict[str, Any]:
-        if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
-            raise ValidationException("tags must be a map of strings")
-        with self._lock:
-            self._tagged(arn).tags.update(tags)
-            return {}
-
-    def untag_resource(self, arn: Any, keys: list[str]) -> dict[str, Any]:
-        with self._lock:
-            target = self._tagged(arn)
-            for key in keys:
-                target.tags.pop(key, None)
-            return {}
-
-    def list_tags(self, arn: Any) -> dict[str, Any]:
-        with self._lock:
-            return {"tags": dict(self._tagged(arn).tags)}
-
     # --- sandbox helpers -------------------------------------------------------------------
 
     def resources(self) -> list[dict[str, str]]:
@@ -907,25 +890,6 @@ def _entity_matches(e: Entity, f: dict[str, Any]) -> bool:
     return True
 
 
-class TwinMakerBackends:
-    """Per-region backends, created on first use (like moto's BackendDict)."""
-
+class TwinMakerBackends(RegionalBackends[TwinMakerBackend]):
     def __init__(self, faults: Faults) -> None:
-        self._faults = faults
-        self._lock = threading.Lock()
-        self._by_region: dict[str, TwinMakerBackend] = {}
-
-    def __getitem__(self, region: str) -> TwinMakerBackend:
-        with self._lock:
-            if region not in self._by_region:
-                self._by_region[region] = TwinMakerBackend(region, self._faults)
-            return self._by_region[region]
-
-    def resources(self) -> list[dict[str, str]]:
-        with self._lock:
-            backends = list(self._by_region.values())
-        return [r for b in backends for r in b.resources()]
-
-    def reset(self) -> None:
-        with self._lock:
-            self._by_region.clear()
+        super().__init__(TwinMakerBackend, faults)
