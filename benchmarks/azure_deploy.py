@@ -7,8 +7,8 @@ Azure part of a spec, then a second (no-op) deploy. Prints:
   modelled provisioning time for its ARM type(s)): how close the deployment is to its floor;
 - the number of ARM calls by verb for both deploys (reads, writes, LRO polls, Kudu).
 
-The Grafana datasource (while the sandbox does not mount its Grafana data plane) and the L2 app
-(its package cannot be built yet) are left out, with everything that needs them.
+Only Azure (and control-plane) resources are deployed; resources on other clouds and anything
+that needs them are left out.
 
     python benchmarks/azure_deploy.py [SPEC] [--profile realistic]
 """
@@ -30,14 +30,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 APP = ROOT / "tests" / "engine" / "app"
-from sandbox.server import AZURE_SERVICES  # noqa: E402  (after the path is set)
 
 KEY = "bench-key"
 OPTIONS = {"retry_first_seconds": 0.2, "retry_max_seconds": 1.0, "poll_timeout_seconds": 300, "grace_seconds": 0.5,
            "lock_wait_seconds": 60}
 # The Grafana data plane is served once the sandbox mounts `sandbox.grafana`.
-UNSERVED_KINDS = set() if any(m == "sandbox.grafana" for m, _ in AZURE_SERVICES) else {"grafana-datasource"}
-UNPACKAGED = {"azure/L2/function-app"}
 # Plan kind -> the sandbox's provisioning-time keys it spends (sandbox.core.profiles).
 KIND_COSTS = {
     "resource-group": ["microsoft.resources/resourcegroups"],
@@ -72,7 +69,7 @@ def _call(method: str, url: str, body: object = None) -> Any:
 
 
 def deployable(plan: dict[str, Any]) -> dict[str, Any]:
-    drop = {r["id"] for r in plan["resources"] if r["kind"] in UNSERVED_KINDS or r["id"] in UNPACKAGED}
+    drop = {r["id"] for r in plan["resources"] if r["provider"] not in ("azure", "control")}
     grew = True
     while grew:
         grew = False
