@@ -193,6 +193,9 @@ class ControlPlaneSetting(StrEnum):
     """CLI: the function key sent to a remote control plane (`--url`)."""
     FUNCTIONS_HOST_KEY = "FUNCTIONS_HOST_KEY"
     """Local host / sandbox Function Apps: the key FUNCTION-level routes require."""
+    FUNCTIONS_FUNCTION_KEYS = "FUNCTIONS_FUNCTION_KEYS"
+    """Comma-separated function keys the local host also accepts on FUNCTION-level routes (as Azure
+    accepts the host's `default` function key next to the master key); webhooks take the master key."""
 
 
 LATE_BOUND_SETTINGS: frozenset[Setting] = frozenset(

@@ -59,10 +59,13 @@ def _body_to_input(raw: bytes) -> str | None:
 
 
 class DurableApi:
-    def __init__(self, engine: DurableEngine, task_hub: str, function_key: str) -> None:
+    def __init__(self, engine: DurableEngine, task_hub: str, function_key: str,
+                 extra_function_keys: tuple[str, ...] = ()) -> None:
         self.engine = engine
         self.task_hub = task_hub
         self.function_key = function_key
+        # Function keys that open FUNCTION-level routes too (not the Durable/Event Grid webhooks).
+        self.extra_function_keys = extra_function_keys
 
     # -- binding ---------------------------------------------------------------------------------
 

@@ -29,9 +29,10 @@ from .eventgrid import EventGridDelivery
 log = logging.getLogger("control_plane.host")
 
 
-def key_matches(request: web.Request, key: str) -> bool:
-    given = request.query.get("code") or request.headers.get("x-functions-key") or ""
-    return hmac.compare_digest(given.encode(), key.encode())
+def key_matches(request: web.Request, *keys: str) -> bool:
+    """The request carries one of `keys` (in `code` or `x-functions-key`), compared in constant time."""
+    given = (request.query.get("code") or request.headers.get("x-functions-key") or "").encode()
+    return any(hmac.compare_digest(given, key.encode()) for key in keys if key)
 
 
 class HttpFunctions:
@@ -60,7 +61,9 @@ class HttpFunctions:
         route, params, method_mismatch = self._find(path.rstrip("/") or "/", request.method)
         if route is None:
             return web.Response(status=405 if method_mismatch else 404)
-        if route.auth_level != "ANONYMOUS" and not key_matches(request, self.durable.function_key):
+        if route.auth_level != "ANONYMOUS" and not key_matches(
+            request, self.durable.function_key, *self.durable.extra_function_keys
+        ):
             return web.Response(status=401)
         body = await request.read()
         req = func.HttpRequest(method=request.method, url=str(request.url), headers=dict(request.headers),

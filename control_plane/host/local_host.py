@@ -72,6 +72,9 @@ class LocalHost:
         self.port = port
         self.function_key = function_key or os.environ.get(ControlPlaneSetting.FUNCTIONS_HOST_KEY) or secrets.token_urlsafe(24)
         self.key_generated = not (function_key or os.environ.get(ControlPlaneSetting.FUNCTIONS_HOST_KEY))
+        self.extra_function_keys = tuple(
+            k.strip() for k in os.environ.get(ControlPlaneSetting.FUNCTIONS_FUNCTION_KEYS, "").split(",") if k.strip()
+        )
         self.activity_concurrency = activity_concurrency
         self.environ = dict(environ or {})
         # Opt-in memoised timestamp parsing for the SDK's replay (see durable/fast_replay.py).
@@ -187,7 +190,7 @@ class LocalHost:
         engine = DurableEngine(self.registry, store, activity_concurrency=self.activity_concurrency)
         self.engine = engine
         pool = ThreadPoolExecutor(8, thread_name_prefix="http-function")
-        durable = DurableApi(engine, _task_hub(self.app_dir), self.function_key)
+        durable = DurableApi(engine, _task_hub(self.app_dir), self.function_key, self.extra_function_keys)
         runner = web.AppRunner(build_app(self.registry, durable, pool), access_log=None)
         await runner.setup()
         try:

@@ -49,6 +49,7 @@ CUSTOM_INPUT_SCHEMA = "CustomInputSchema"
 # Event Grid retries for up to 30 attempts over 24 h; the sandbox keeps the same order and
 # semantics but bounds attempts and waits so tests and demos finish in seconds.
 SANDBOX_MAX_ATTEMPTS = 6
+HOST_START_WAIT_SECONDS = 20.0  # a deployed app's local host starts in about 1-3 s
 BACKOFF_START_SECONDS = 0.02
 BACKOFF_CAP_SECONDS = 0.5
 RETRY_AFTER_CAP_SECONDS = 2.0
@@ -755,6 +756,7 @@ class EventGridBackend:
         reason = ""
         url: str | None = None
         attempt = 0
+        await self._wait_for_starting_host(sub)
         while attempt < sub.max_attempts:
             attempt += 1
             url, reason = self._target(sub)
@@ -794,6 +796,17 @@ class EventGridBackend:
             DeliveryRecord(topic_name, topic_id, sub.name, sub.resource_id, _redact_url(url) if url else "", batch,
                            status, attempt, "dead-lettered", reason, time.time())
         )
+
+    async def _wait_for_starting_host(self, sub: Subscription) -> None:
+        """Event Grid retries a Function destination for hours; the sandbox's retries last about a
+        second. When the sandbox runs deployed apps (a `Microsoft.Web/sites` hook is installed) and
+        the destination's host is not registered yet, it is most likely starting after a deploy:
+        wait for it (bounded) instead of dead-lettering the first events after a deployment."""
+        if sub.endpoint_type != "AzureFunction" or self.ctx.hooks_for("Microsoft.Web/sites") is None:
+            return
+        deadline = time.monotonic() + HOST_START_WAIT_SECONDS
+        while self._target(sub)[0] is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
 
     async def _validate(self, sub: Subscription) -> None:
         """Event Grid's endpoint validation: the SubscriptionValidationEvent handshake for Event Grid

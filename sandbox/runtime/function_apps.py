@@ -59,11 +59,13 @@ class Desired:
     master_key: str
     host_name: str
     identity: str  # JSON of the site's identity block: a change re-issues tokens for new principals
+    function_keys: tuple[str, ...] = ()  # the host's `default` key and per-function keys (ARM listkeys)
 
     @property
     def fingerprint(self) -> str:
         text = json.dumps(
-            [self.deployment_id, self.settings, self.master_key, self.host_name, self.identity], sort_keys=True
+            [self.deployment_id, self.settings, self.master_key, self.host_name, self.identity,
+             self.function_keys], sort_keys=True
         )
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -257,6 +259,7 @@ class FunctionAppRuntime:
                     master_key=state.master_key,
                     host_name=str(props.get("defaultHostName") or ""),
                     identity=json.dumps(res.body.get("identity"), sort_keys=True),
+                    function_keys=(state.default_function_key, *sorted(state.function_keys.values())),
                 )
         return out
 
@@ -299,6 +302,8 @@ class FunctionAppRuntime:
                 # The host's key for FUNCTION-level routes and webhooks (`serve` reads it when no
                 # --function-key is given): in the environment, not argv, so `ps` never shows it.
                 ControlPlaneSetting.FUNCTIONS_HOST_KEY: want.master_key,
+                # Function keys open FUNCTION-level routes too, as on Azure.
+                ControlPlaneSetting.FUNCTIONS_FUNCTION_KEYS: ",".join(want.function_keys),
                 "PYTHONPATH": str(REPO_ROOT),
                 "PYTHONUNBUFFERED": "1",
             }

@@ -117,3 +117,16 @@ def test_fast_replay_is_opt_in_and_restored(host_factory: HostFactory) -> None:
     assert status["output"] == ["flaky-ok fast-a", "Hello b!", "flaky-ok fast-c", "Hello after!"]
     host.stop()
     assert module.dt_parse is parse
+
+
+def test_function_keys_open_function_routes_but_not_webhooks(
+    host_factory: HostFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on Azure: the host's function keys (e.g. `default`) open FUNCTION-level routes; the
+    Durable and Event Grid webhooks need the master key."""
+    monkeypatch.setenv("FUNCTIONS_FUNCTION_KEYS", "fn-key-1, fn-key-2")
+    _, client = host_factory("contract")
+    assert client.request("GET", "/api/hello/ann?code=fn-key-2").status == 200
+    assert client.request("GET", "/api/hello/ann", headers={"x-functions-key": "fn-key-1"}).status == 200
+    assert client.request("GET", "/api/hello/ann?code=fn-key-3").status == 401
+    assert client.request("GET", "/runtime/webhooks/durabletask/instances/x?code=fn-key-1").status == 401
