@@ -1,10 +1,7 @@
 """End to end: the engine (the project's blueprints on the local host, real Durable replay) deploys
-the Azure part of `examples/azure-only` with these providers against the sandbox; a second deploy
-makes zero mutating ARM calls; destroy leaves the sandbox with no resource of the twin.
-
-Left out of the plan, each for a reason outside this provider: the Grafana datasource while the
-sandbox does not mount its Managed Grafana data plane, and the L2 app with what needs it (its
-package cannot be built: `payload_functions.packaging` has no `event-feedback`).
+the whole of `examples/azure-only` with these providers against the sandbox; a second deploy
+makes zero mutating ARM calls; adding one device makes only the calls that device needs; destroy
+leaves the sandbox with no resource of the twin.
 """
 
 from __future__ import annotations
@@ -18,31 +15,16 @@ import pytest
 from providers_kit import ROOT, example_spec, plan_for, unique_twin
 
 from control_plane.host import LocalHost
-from sandbox.server import AZURE_SERVICES
 
 APP = ROOT / "tests" / "engine" / "app"
 KEY = "azure-e2e-key"
 FAST = {"retry_first_seconds": 0.2, "retry_max_seconds": 1.0, "poll_timeout_seconds": 120, "grace_seconds": 0.5,
         "lock_wait_seconds": 30}
 TERMINAL = {"Completed", "Failed", "Terminated", "Canceled"}
-# The Grafana data plane is served once the sandbox mounts `sandbox.grafana`.
-UNSERVED_KINDS = set() if any(m == "sandbox.grafana" for m, _ in AZURE_SERVICES) else {"grafana-datasource"}
-UNPACKAGED = {"azure/L2/function-app"}
 
 
 def deployable_plan(spec: dict[str, Any]) -> dict[str, Any]:
     plan = plan_for(spec).to_json(include_config=True)
-    drop = {r["id"] for r in plan["resources"] if r["kind"] in UNSERVED_KINDS or r["id"] in UNPACKAGED}
-    changed = True
-    while changed:  # and everything that needs a dropped resource
-        changed = False
-        for r in plan["resources"]:
-            if r["id"] not in drop and any(n in drop for n in r["needs"]):
-                drop.add(r["id"])
-                changed = True
-    plan["resources"] = [r for r in plan["resources"] if r["id"] not in drop]
-    plan["outputs"] = [o for o in plan["outputs"] if o["producer"] not in drop]
-    plan["wires"] = [w for w in plan["wires"] if w["producer"] not in drop and w["consumer"] not in drop]
     plan["problems"] = []
     return plan
 
@@ -139,6 +121,19 @@ def test_engine_deploys_redeploys_and_destroys_the_azure_twin(sandbox: Any, tmp_
         h.idle(twin)
         azure = [r for r in sandbox.requests(mark) if r["cloud"] == "azure"]
         assert mutating_calls(azure) == []
+
+        # One more device: only its own resources are written (a registry identity in the IoT
+        # Hub; its twin is not in the hierarchy, so the graph stays as it is).
+        spec = example_spec("azure-only", twin)
+        extra = {**spec["devices"][0], "id": "climate-sensor-9"}
+        spec["devices"].append(extra)
+        grown = deployable_plan(spec)
+        mark = sandbox.seq()
+        third = h.deploy(grown, 3)
+        assert third["runtimeStatus"] == "Completed", json.dumps(third)[:3000]
+        h.idle(twin)
+        writes = mutating_calls([r for r in sandbox.requests(mark) if r["cloud"] == "azure"])
+        assert writes and all("climate-sensor-9" in w for w in writes), writes
 
         status, body = h.api("DELETE", f"twins/{twin}")
         assert status == 202, body
