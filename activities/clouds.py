@@ -111,6 +111,13 @@ class Clouds:
         kwargs = self.azure_client_kwargs() if endpoint.startswith("https") else {}
         return EventGridPublisherClient(endpoint, credential, **kwargs)
 
+    def ssl_context(self) -> Any:
+        """An `ssl.SSLContext` for plain HTTPS clients (urllib): the system's CAs, plus the
+        sandbox's local CA when pointed at the sandbox."""
+        import ssl
+
+        return ssl.create_default_context(cafile=str(self._azure("ca_file")) if self.is_sandbox else None)
+
     def per_call_kwargs(self, url: str) -> dict[str, Any]:
         """Per-request options for clients that drop client-level transport options: azure-eventgrid
         4.x ignores `connection_verify` given to `EventGridPublisherClient`, so it goes on `send`."""

@@ -41,7 +41,9 @@ class AwsSandbox:
         self.ctx = ctx
         self.region = region
         self.twinmaker = TwinMakerBackends(ctx.faults)
-        self.grafana = GrafanaBackends(ctx.faults)
+        # Workspaces' Grafana HTTP API is served by the Azure HTTPS server's Grafana data plane,
+        # once that server runs (a standalone AWS sandbox reports AWS-style endpoints only).
+        self.grafana = GrafanaBackends(ctx.faults, data_plane=self._grafana_data_plane)
         self.lifecycle = Lifecycle(ctx.faults)
         # Runs deployed Lambda zips (invoke, function URLs, IoT rules); a new one per proxy start.
         self.execution: Execution | None = None
@@ -118,6 +120,13 @@ class AwsSandbox:
         self.stop()
 
     # --- control -------------------------------------------------------------------------
+
+    def _grafana_data_plane(self) -> Any:
+        if not self.ctx.azure_base_url:
+            return None
+        from sandbox.grafana import backend
+
+        return backend(self.ctx)
 
     def list_resources(self) -> list[dict[str, str]]:
         """Every AWS resource that exists now: moto's and our TwinMaker/Grafana ones."""

@@ -12,6 +12,7 @@ import copy
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +126,9 @@ def _fields(body: Any) -> tuple[dict[str, Any], dict[str, str], str | None, int 
 class Workspace:
     name: str
     resource_id: str
+    # Amazon Managed Grafana workspaces authenticate with workspace API keys (Bearer <key>)
+    # instead of Entra tokens and roles: the AWS fake registers a checker for them.
+    api_key_valid: Callable[[str], bool] | None = None
     datasources: dict[int, Datasource] = field(default_factory=dict)
     next_id: int = 1
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -230,3 +234,14 @@ class GrafanaBackend:
     def workspace(self, name: str) -> Workspace | None:
         with self.lock:
             return self.workspaces.get(name.lower())
+
+    def add_api_key_workspace(self, name: str, resource_id: str, api_key_valid: Callable[[str], bool]) -> str:
+        """Serve an Amazon Managed Grafana workspace here; returns its endpoint (host and path,
+        no scheme, as AWS reports `endpoint`)."""
+        with self.lock:
+            self.workspaces[name.lower()] = Workspace(name, resource_id, api_key_valid)
+        return self.endpoint(name).split("://", 1)[1]
+
+    def remove_workspace(self, name: str) -> None:
+        with self.lock:
+            self.workspaces.pop(name.lower(), None)

@@ -67,6 +67,11 @@ def grafana_handler(permission: str) -> Callable[[Handler], Callable[[web.Reques
                 ws = request.app[BACKEND_KEY].workspace(request.match_info["workspace"])
                 if ws is None:
                     raise _no_workspace(request)
+                if ws.api_key_valid is not None:  # Amazon Managed Grafana: a workspace API key
+                    auth = request.headers.get("Authorization", "")
+                    if not auth.startswith("Bearer ") or not ws.api_key_valid(auth[len("Bearer "):]):
+                        raise _unauthorized("invalid API key")
+                    return await fn(request, ws)
                 principal = principal_from_request(request)
                 if principal is None:
                     raise _unauthorized("missing, unreadable or expired bearer token")

@@ -89,7 +89,8 @@ def test_grafana_workspace_polls_until_active(walker: Any, ops: Any, sandbox: An
     result = w.ensure_all(upto=rid)[rid]
     assert result.action == "created" and w.polls >= 1
     url = result.outputs["GRAFANA_URL"]
-    assert url.startswith("https://") and ".grafana-workspace.eu-central-1.amazonaws.com" in url
+    # The sandbox serves the workspace's Grafana HTTP API itself (AWS: `g-....grafana-workspace...`).
+    assert url.startswith("https://") and "/grafana/g-" in url
     sandbox.profile("instant")
     mark, seq = ops.mark(), sandbox.seq()
     assert w.ensure(rid).action == "unchanged"
@@ -114,19 +115,15 @@ def test_grafana_creation_failure_is_recreated(walker: Any, sandbox: Any) -> Non
     w.delete(rid)
 
 
-def test_grafana_datasource_reports_the_missing_sandbox_data_plane(walker: Any) -> None:
-    import pytest
-
-    from activities.errors import PermanentError
-
+def test_grafana_datasource_is_created_reconciled_and_deleted(walker: Any) -> None:
     w = walker()
     rid = "aws/L5/grafana-datasource"
     w.ensure_all(upto="aws/L5/grafana")
     w.ensure_all(upto="aws/L3_hot/hot-reader")
-    with pytest.raises(PermanentError, match="does not serve the Managed Grafana data plane"):
-        w.ensure(rid)
-    # No API key is left behind by the refused call.
-    assert not w.read(rid).exists
+    assert w.ensure(rid).action == "created"
+    assert w.ensure(rid).action == "unchanged"
+    found = w.read(rid)
+    assert found.exists and found.details["type"] == "marcusolsson-json-datasource"
+    assert w.delete(rid).action == "deleted"
     assert w.delete(rid).action == "absent"
-    w.delete_all(upto="aws/L5/grafana")
-    w.delete_all(upto="aws/L3_hot/hot-reader")
+    assert not w.read(rid).exists

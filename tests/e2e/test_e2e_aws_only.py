@@ -19,17 +19,6 @@ from shared.naming import AwsNaming
 pytestmark = pytest.mark.slow
 
 DATA_LAYERS = ("setup", "L1", "L2", "L3_hot", "L4")
-GRAFANA_BUG = (
-    "aws-only never completes: aws/L5/grafana-datasource fails 'datasource Hot-Reader-Data: the hot reader URL "
-    "or the token is not known yet (after 6 attempts)'. Its DATASOURCE_URL (LOCAL_HOT_READER_URL) is a late-bound "
-    "setting, so nothing orders it after aws/L3_hot/hot-reader, yet activities/providers/aws/grafana_datasource.py:39 "
-    "(wanted_body) raises TransientError until the URL is set, where the Azure activity "
-    "(activities/providers/azure/grafana_datasource.py:48) creates the datasource with what is known and lets "
-    "propagation fill the URL in. Once the URL is there (a redeploy after propagation), the same resource fails "
-    "permanently with 'the sandbox does not serve the Managed Grafana data plane (https://g-....grafana-workspace."
-    "eu-central-1.amazonaws.com/api/datasources)': the sandbox has no AWS Managed Grafana data plane")
-
-
 @pytest.fixture(scope="module")
 def d(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     with deployment(example("aws-only"), tmp_path_factory.mktemp("aws-only")) as dep:
@@ -44,7 +33,6 @@ def report(d: Deployment) -> dict[str, Any]:
     return d.simulate(count=2, timeout=20)
 
 
-@pytest.mark.xfail(strict=True, reason=GRAFANA_BUG)
 def test_the_deployment_completes(d: Deployment) -> None:
     assert d.view["runtimeStatus"] == "Completed", json.dumps(d.view.get("errors"))[:2000]
 
@@ -87,7 +75,6 @@ def test_twinmaker_reads_stored_telemetry_through_the_hot_reader(d: Deployment, 
 
 
 def test_redeploying_the_unchanged_spec_makes_no_mutating_call(d: Deployment, report: dict[str, Any]) -> None:
-    """Holds for every resource but the Grafana datasource, which fails before any call (GRAFANA_BUG)."""
     mark = d.seq()
     view = d.deploy()
     d.idle()

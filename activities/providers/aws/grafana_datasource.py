@@ -2,14 +2,16 @@
 workspace (JSON API plugin, proxy access), calling the hot reader with the inter-cloud token in
 the `X-Inter-Cloud-Token` header, kept in `secureJsonData` (Grafana never returns it).
 
-Grafana's own HTTP API is reached with a workspace API key that lives for one activity call
-(created, used, deleted). The token cannot be read back, so a SHA-256 of it is kept in
+Grafana's own HTTP API is reached with a short-lived workspace API key (5 minutes), reused
+while it is valid so that a reconcile that changes nothing writes nothing. The token cannot be read back, so a SHA-256 of it is kept in
 `jsonData.tokenSha256` and the datasource is rewritten only when the URL or token changed.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,8 +21,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from activities.errors import PermanentError, TransientError
-from activities.providers.aws._common import cfg, client, clouds, ignore_missing, name_of
-from activities.providers.control import fingerprint as token_hash
+from activities.providers.aws._common import cfg, client, clouds, name_of
+from activities.providers.grafana import datasource_body, needs_write
 from activities.registry import Provider, register
 from activities.types import EnsureResult, ReadResult, ResourceCall
 from shared.contracts import INTER_CLOUD_TOKEN_HEADER, Setting
@@ -31,25 +33,15 @@ KEY_SECONDS = 300
 HTTP_TIMEOUT_S = 30
 
 
-def wanted_body(call: ResourceCall) -> dict[str, Any]:
-    url, token = call.settings.get(URL_SETTING), call.settings.get(TOKEN_SETTING)
-    if not url or not token:
-        raise TransientError(f"datasource {name_of(call)}: the hot reader URL or the token is not known yet")
-    return {
-        "name": name_of(call), "type": str(cfg(call, "type", "marcusolsson-json-datasource")),
-        "access": str(cfg(call, "access", "proxy")), "url": url, "isDefault": False,
-        "jsonData": {"httpHeaderName1": TOKEN_HEADER, "tokenSha256": token_hash(token)},
-        "secureJsonData": {"httpHeaderValue1": token},
-    }
-
-
-def needs_write(current: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
-    if current is None:
-        return True
-    if any(current.get(k) != wanted[k] for k in ("type", "access", "url")):
-        return True
-    have = current.get("jsonData") or {}
-    return any(have.get(k) != v for k, v in wanted["jsonData"].items())
+def wanted_body(call: ResourceCall, current: dict[str, Any] | None) -> dict[str, Any]:
+    """The datasource from what is known now: the hot reader's URL is late-bound (propagation
+    writes it once the reader exists), so until then the datasource exists without one."""
+    token = call.settings.get(TOKEN_SETTING)
+    if not token:
+        raise TransientError(f"datasource {name_of(call)}: the inter-cloud token is not known yet")
+    return datasource_body(name_of(call), call.settings.get(URL_SETTING), token,
+                           str(cfg(call, "type", "marcusolsson-json-datasource")), str(cfg(call, "access", "proxy")),
+                           current)
 
 
 def workspace(call: ResourceCall) -> dict[str, Any] | None:
@@ -77,13 +69,14 @@ class GrafanaApi:
     def __init__(self, endpoint: str, key: str) -> None:
         self.base = f"https://{endpoint}".rstrip("/")
         self._key = key
+        self._tls = clouds().ssl_context()
 
     def send(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base + path, data=data, method=method, headers={
             "Authorization": f"Bearer {self._key}", "Content-Type": "application/json", "Accept": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
+            with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S, context=self._tls) as response:
                 raw = response.read()
                 return response.status, json.loads(raw) if raw else None
         except urllib.error.HTTPError as exc:
@@ -117,24 +110,36 @@ def grafana_api(call: ResourceCall) -> Iterator[GrafanaApi | None]:
             f"the sandbox does not serve the Managed Grafana data plane (https://{endpoint}/api/datasources); "
             "the datasource cannot be created locally"
         )
-    gf = client("grafana", call)
-    key_name = f"twin-control-plane-{uuid.uuid4().hex[:12]}"
-    key = gf.create_workspace_api_key(keyName=key_name, keyRole="ADMIN", secondsToLive=KEY_SECONDS,
-                                      workspaceId=ws["id"])["key"]
-    try:
-        yield GrafanaApi(endpoint, key)
-    finally:
-        ignore_missing(lambda: gf.delete_workspace_api_key(keyName=key_name, workspaceId=ws["id"]))
+    yield GrafanaApi(endpoint, _api_key(call, str(ws["id"]), endpoint))
+
+
+# Workspace API keys by endpoint: (key, expiry). A key is reused for most of its life, so a
+# reconcile that changes nothing makes no write at all (not even a key); it expires by itself.
+_keys: dict[str, tuple[str, float]] = {}
+_keys_lock = threading.Lock()
+KEY_REUSE_MARGIN_SECONDS = 60
+
+
+def _api_key(call: ResourceCall, workspace_id: str, endpoint: str) -> str:
+    with _keys_lock:
+        cached = _keys.get(endpoint)
+        if cached is not None and cached[1] - KEY_REUSE_MARGIN_SECONDS > time.time():
+            return cached[0]
+        key_name = f"twin-control-plane-{uuid.uuid4().hex[:12]}"
+        key = client("grafana", call).create_workspace_api_key(
+            keyName=key_name, keyRole="ADMIN", secondsToLive=KEY_SECONDS, workspaceId=workspace_id)["key"]
+        _keys[endpoint] = (key, time.time() + KEY_SECONDS)
+        return str(key)
 
 
 @register("aws", "grafana-datasource")
 class GrafanaDatasource(Provider):
     def ensure(self, call: ResourceCall) -> EnsureResult:
-        wanted = wanted_body(call)
         with grafana_api(call) as api:
             if api is None:
                 raise TransientError(f"Grafana workspace {cfg(call, 'grafana')} does not exist yet")
             current = api.find(name_of(call))
+            wanted = wanted_body(call, current)
             if not needs_write(current, wanted):
                 return EnsureResult(action="unchanged")
             if current is None:

@@ -30,38 +30,13 @@ from activities.providers.azure._common import (
     resource_group,
 )
 from activities.providers.azure.role_assignment import assign
-from activities.providers.control import fingerprint as token_hash
+from activities.providers.grafana import datasource_body, needs_write
 from activities.registry import Provider, register
 from activities.types import EnsureResult, ReadResult, ResourceCall
-from shared.contracts import INTER_CLOUD_TOKEN_HEADER, Setting
+from shared.contracts import Setting
 
 GRAFANA_SCOPE = "ce34e7e5-485f-4d76-964f-b3d2b16d1e4f/.default"
 GRAFANA_ADMIN_ROLE = "22926164-76b3-42b3-bc55-97df8dab3e41"
-
-
-def datasource_body(name: str, url: str | None, token: str | None, kind: str, access: str,
-                    current: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The datasource as wanted from what is known now. The URL is late-bound (propagation sets it
-    when the reader is deployed); what is not known yet keeps its current value."""
-    have = current or {}
-    json_data = {**dict(have.get("jsonData") or {}), "httpHeaderName1": INTER_CLOUD_TOKEN_HEADER}
-    body: dict[str, Any] = {"name": name, "type": kind, "access": access, "isDefault": False,
-                            "url": url if url is not None else str(have.get("url") or "")}
-    if token:
-        json_data["tokenSha256"] = token_hash(token)
-        # Grafana keeps a secure field it is not sent: only a new token is written.
-        body["secureJsonData"] = {"httpHeaderValue1": token}
-    body["jsonData"] = json_data
-    return body
-
-
-def needs_write(current: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
-    if current is None:
-        return True
-    if any(current.get(key) != wanted[key] for key in ("type", "access", "url")):
-        return True
-    have = current.get("jsonData") or {}
-    return any(have.get(k) != v for k, v in wanted["jsonData"].items())
 
 
 class GrafanaApi:

@@ -10,11 +10,13 @@ workspace. Deleting a workspace answers DELETING and removes it.
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +43,7 @@ class ApiKey:
     name: str
     role: str
     expires_at: float
+    key: str = ""  # the secret handed out once; checked by the workspace's Grafana data plane
 
 
 @dataclass
@@ -64,10 +67,17 @@ class GrafanaWorkspace:
     next_key_id: int = 1
     # The profile made this creation fail (fail-once LRO): CREATION_FAILED instead of ACTIVE.
     failed: bool = False
+    # Where the sandbox serves this workspace's Grafana HTTP API (host and path), if it does.
+    served_at: str = ""
 
     @property
     def endpoint(self) -> str:
-        return f"{self.workspace_id}.grafana-workspace.{self.region}.amazonaws.com"
+        return self.served_at or f"{self.workspace_id}.grafana-workspace.{self.region}.amazonaws.com"
+
+    def api_key_valid(self, presented: str) -> bool:
+        now = time.time()
+        return any(k.expires_at > now and k.key and hmac.compare_digest(k.key, presented)
+                   for k in list(self.api_keys.values()))
 
     @property
     def arn(self) -> str:
@@ -80,9 +90,11 @@ class GrafanaWorkspace:
 
 
 class GrafanaBackend(ArnTagging):
-    def __init__(self, region: str, faults: Faults) -> None:
+    def __init__(self, region: str, faults: Faults, data_plane: Callable[[], Any] | None = None) -> None:
         self.region = region
         self._faults = faults
+        # The sandbox's Grafana HTTP API (`sandbox.grafana`), shared with Azure Managed Grafana.
+        self._data_plane = data_plane
         self._lock = threading.RLock()
         self.workspaces: dict[str, GrafanaWorkspace] = {}
 
@@ -133,6 +145,9 @@ class GrafanaBackend(ArnTagging):
                 ready_at=now + self._faults.provisioning_seconds(WORKSPACE_KIND),
                 failed=self._faults.fail_once(f"{WORKSPACE_KIND}/{self.region}/{name or workspace_id}"),
             )
+            plane = self._data_plane() if self._data_plane is not None else None
+            if plane is not None:
+                ws.served_at = plane.add_api_key_workspace(workspace_id, ws.arn, ws.api_key_valid)
             self.workspaces[workspace_id] = ws
             return {"workspace": self._description(ws, now)}
 
@@ -193,6 +208,8 @@ class GrafanaBackend(ArnTagging):
         with self._lock:
             ws = self._workspace(workspace_id)
             del self.workspaces[workspace_id]
+            if ws.served_at and self._data_plane is not None and (plane := self._data_plane()) is not None:
+                plane.remove_workspace(workspace_id)
             return {"workspace": self._description(ws, time.time(), status="DELETING")}
 
     def create_api_key(self, workspace_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -214,11 +231,11 @@ class GrafanaBackend(ArnTagging):
             if key_name in live:
                 raise ConflictException(f"An API key named {key_name} already exists in {workspace_id}")
             ws.api_keys = live
-            ws.api_keys[key_name] = ApiKey(key_name, role, now + ttl)
             # Grafana's own key format: base64 of {"k": secret, "n": name, "id": org id}.
             raw = json.dumps({"k": secrets.token_urlsafe(24), "n": key_name, "id": ws.next_key_id})
             ws.next_key_id += 1
             key = base64.b64encode(raw.encode()).decode()
+            ws.api_keys[key_name] = ApiKey(key_name, role, now + ttl, key)
             return {"key": key, "keyName": key_name, "workspaceId": workspace_id}
 
     def delete_api_key(self, workspace_id: str, key_name: str) -> dict[str, Any]:
@@ -273,5 +290,5 @@ class GrafanaBackend(ArnTagging):
 
 
 class GrafanaBackends(RegionalBackends[GrafanaBackend]):
-    def __init__(self, faults: Faults) -> None:
-        super().__init__(GrafanaBackend, faults)
+    def __init__(self, faults: Faults, data_plane: Callable[[], Any] | None = None) -> None:
+        super().__init__(lambda region, f: GrafanaBackend(region, f, data_plane), faults)
