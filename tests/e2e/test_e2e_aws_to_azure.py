@@ -61,6 +61,33 @@ def test_aws_persister_pushes_to_the_azure_twin(d: Deployment) -> None:
     assert patches and all(r["status"] in (200, 204) for r in patches), patches
 
 
+def test_the_clouds_hold_each_others_wiring(d: Deployment) -> None:
+    """Read back through boto3 and the Azure SDK: the AWS persister knows the Pusher's URL and the
+    current token, and the Pusher knows the Digital Twins instance's `hostName` URL."""
+    from azure.mgmt.digitaltwins import AzureDigitalTwinsManagementClient
+    from azure.mgmt.web import WebSiteManagementClient
+
+    from shared.contracts import Setting
+    from shared.naming import AwsNaming
+
+    outputs = d.view["outputs"]
+    env = d.aws_client("lambda").get_function_configuration(
+        FunctionName=AwsNaming(d.twin).function("persister"))["Environment"]["Variables"]
+    assert env[Setting.REMOTE_ADT_PUSHER_URL] == outputs["ADT_PUSHER_URL"]["value"]
+    token = env[Setting.INTER_CLOUD_TOKEN]
+    assert token and token != outputs["INTER_CLOUD_TOKEN"]["value"], "the view redacts the token"
+
+    az = d.azure()
+    instance = AzureDigitalTwinsManagementClient(az.cred, az.sub, **az.kw).digital_twins.get(
+        az.rg, az.naming.digital_twins())
+    web = WebSiteManagementClient(az.cred, az.sub, **az.kw)
+    settings = web.web_apps.list_application_settings(az.rg, az.naming.function_app("L0")).properties
+    assert settings[Setting.ADT_INSTANCE_URL] == "https://" + str(instance.host_name)
+    # Sender and receiver hold the same token (compared without printing it).
+    assert hashlib.sha256(settings[Setting.INTER_CLOUD_TOKEN].encode()).digest() == hashlib.sha256(
+        token.encode()).digest()
+
+
 def test_token_rotation_under_continuous_telemetry_loses_nothing_and_refuses_nothing(d: Deployment) -> None:
     from control_plane.cli import main as cli
 
