@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import threading
 import time
@@ -216,17 +215,9 @@ def aws_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHan
     boto3.DEFAULT_SESSION.events.register("before-call", OPERATIONS)
     sb = Sandbox(tmp_path_factory.mktemp("aws-sandbox"), profile="instant", seed=0, with_blob=False, with_aws=True)
     sb.start()
-    saved = {k: os.environ.get(k) for k in (SANDBOX_DIR_SETTING, PROVIDER_MODULES_SETTING)}
-    os.environ[SANDBOX_DIR_SETTING] = str(sb.state_dir)
-    os.environ[PROVIDER_MODULES_SETTING] = "activities.providers.control,activities.providers.aws"
     try:
         yield SandboxHandle(sb)
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         try:
             sb.aws.reset()  # moto's state is process-wide: leave none for later sandboxes
         finally:
@@ -266,3 +257,11 @@ class Specs:
 @pytest.fixture
 def specs() -> Specs:
     return Specs(example_spec, unique_twin)
+
+
+@pytest.fixture(autouse=True)
+def provider_settings(aws_sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app settings the providers read, for each test of this folder only (never for the rest
+    of the session: later folders run their own control planes in this process)."""
+    monkeypatch.setenv(SANDBOX_DIR_SETTING, str(aws_sandbox.sb.state_dir))
+    monkeypatch.setenv(PROVIDER_MODULES_SETTING, "activities.providers.control,activities.providers.aws")

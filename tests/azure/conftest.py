@@ -4,7 +4,6 @@ Helpers live in `providers_kit.py`."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,17 +25,9 @@ def _start_sandbox(path: Path, with_blob: bool = False) -> Sandbox:
 @pytest.fixture(scope="session")
 def azure_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
     sb = _start_sandbox(tmp_path_factory.mktemp("azure-sandbox"))
-    saved = {k: os.environ.get(k) for k in (SANDBOX_DIR_SETTING, PROVIDER_MODULES_SETTING)}
-    os.environ[SANDBOX_DIR_SETTING] = str(sb.state_dir)
-    os.environ[PROVIDER_MODULES_SETTING] = "activities.providers.control,activities.providers.azure"
     try:
         yield SandboxHandle(sb)
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         sb.stop()
 
 
@@ -55,3 +46,11 @@ def walker(sandbox: SandboxHandle) -> Callable[..., Walker]:
         return Walker(plan_for(example_spec(example, unique_twin(), **overrides)))
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def provider_settings(azure_sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app settings the providers read, for each test of this folder only (never for the rest
+    of the session: later folders run their own control planes in this process)."""
+    monkeypatch.setenv(SANDBOX_DIR_SETTING, str(azure_sandbox.sb.state_dir))
+    monkeypatch.setenv(PROVIDER_MODULES_SETTING, "activities.providers.control,activities.providers.azure")
