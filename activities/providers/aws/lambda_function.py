@@ -14,7 +14,6 @@ Lifecycle, Terraform-style, all in this file:
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -172,18 +171,13 @@ def policy_statements(call: ResourceCall) -> list[dict[str, Any]]:
 # --- package and configuration --------------------------------------------------------------
 
 
-# Packaging parses sources with `ast`; CPython 3.11's parser is not safe to run from several
-# threads at once ("AST constructor recursion depth mismatch"), and activities run in parallel.
-_package_lock = threading.Lock()
-
-
 def build_package(call: ResourceCall) -> Any:
     from payload_functions.packaging import PackagingError, build_lambda_package
 
     package = str(cfg(call, "package", ""))
     try:
-        with _package_lock:
-            return build_lambda_package(package)
+        # Packaging serialises its own parsing (shared.pysource), so parallel activities are safe.
+        return build_lambda_package(package)
     except PackagingError as exc:
         raise PermanentError(f"Lambda {name_of(call)}: {exc}") from None
 

@@ -114,11 +114,8 @@ _package_cache: dict[str, Any] = {}
 
 
 def build_package(call: ResourceCall) -> Any:
-    """The app's package (one zip for the whole app), built reproducibly from the plan config.
-
-    Built once per process and configuration, under a lock: building parses source with `ast`,
-    and CPython 3.11's `ast` is not safe to use from several threads at once (gh-106905: it fails
-    with "AST constructor recursion depth mismatch"), which parallel activities would do."""
+    """The app's package (one zip for the whole app), built reproducibly from the plan config,
+    once per process and configuration (parallel activities share the build)."""
     from payload_functions.packaging import PackagingError, build_for_resource
 
     key = json.dumps([name_of(call), call.resource.config.get("functions")], sort_keys=True, default=str)
@@ -129,11 +126,6 @@ def build_package(call: ResourceCall) -> Any:
             package = build_for_resource("function-app", name_of(call), call.resource.config)
         except PackagingError as exc:
             raise PermanentError(f"Function App {name_of(call)}: cannot build its package: {exc}") from exc
-        except SystemError as exc:
-            if "recursion depth mismatch" in str(exc):
-                # The same CPython bug, triggered by another thread parsing at the same moment.
-                raise TransientError(f"Function App {name_of(call)}: packaging hit a CPython ast race; retry") from exc
-            raise
         _package_cache[key] = package
         return package
 
