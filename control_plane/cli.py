@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "control_plane.commands.status",
     "control_plane.commands.destroy",
     "control_plane.commands.rotate_token",
+    "control_plane.commands.refresh",
     "control_plane.commands.simulate",
     "control_plane.commands.plan",
     "control_plane.commands.serve",

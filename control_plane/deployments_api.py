@@ -6,6 +6,8 @@
 - `GET /api/twins/{twin}`: recorded resources and outputs (redacted).
 - `DELETE /api/twins/{twin}`: start `destroy_twin` (202).
 - `POST /api/twins/{twin}/tokens/rotate`: start `rotate_token` (202).
+- `POST /api/twins/{twin}/refresh`: start `refresh_outputs` (202): re-read the producers and
+  propagate outputs changed outside a deployment.
 `POST /api/plan` lives in `control_plane/api.py`; it is documented here with the rest.
 Auth level FUNCTION everywhere; errors are `{"errors": [{"path", "message"}]}`.
 """
@@ -191,6 +193,41 @@ async def tokens_rotate(req: func.HttpRequest, client: df.DurableOrchestrationCl
     instance = ops.instance_id(twin, "rotate")
     await client.start_new(names.ROTATE_TOKEN, instance,
                            {"twin": twin, "options": options, "replace": await ops.stale_holder(client, state)})
+    return _accepted(client, req, instance)
+
+
+@bp.function_name("twins_refresh")
+@bp.route(route="twins/{twin}/refresh", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+async def twins_refresh(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    twin, error = _twin_param(req)
+    if error is not None:
+        return error
+    body, error = _body(req, required=False)
+    if error is not None:
+        return error
+    options, error = _options()
+    if error is not None:
+        return error
+    if not isinstance(body, dict):
+        return _errors(400, ("", "the body, if any, must be a JSON object such as {\"resources\": [\"azure/L4/digital-twins\"]}"))
+    unknown = sorted(set(body) - {"resources"})
+    if unknown:
+        return _errors(400, *((k, "unknown field; only resources is accepted") for k in unknown))
+    state = await ops.read_state(client, twin)
+    if not state or not state.get("resources"):
+        return _errors(404, ("twin", f"twin {twin} has no recorded resources; deploy it first"))
+    resources = body.get("resources")
+    if resources is not None:
+        if not isinstance(resources, list) or not all(isinstance(r, str) for r in resources):
+            return _errors(400, ("resources", "must be a list of resource ids"))
+        problems = [(f"resources[{i}]", f"twin {twin} has no resource {r!r}")
+                    for i, r in enumerate(resources) if r not in state["resources"]]
+        if problems:
+            return _errors(400, *problems)
+    instance = ops.instance_id(twin, "refresh")
+    await client.start_new(names.REFRESH_OUTPUTS, instance,
+                           {"twin": twin, "resources": resources, "reason": "requested", "options": options})
     return _accepted(client, req, instance)
 
 

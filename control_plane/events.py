@@ -1,4 +1,6 @@
-"""Event-triggered propagation: `twin.output.changed` starts `propagate_outputs` for that twin.
+"""Event triggers: the twin's own events, and Azure Resource Manager's.
+
+`twin_events`: `twin.output.changed` starts `propagate_outputs` for that twin.
 
 Level-triggered: the orchestration re-reads the latest outputs, so the event only says *which
 twin* and *which output* to look at; duplicates, late and reordered events converge. If a
@@ -6,6 +8,13 @@ mutating operation holds the twin's lock, `propagate_outputs` notes the change i
 entity and that operation applies it before it unlocks (see `orchestrators/propagate.py`).
 
 Accepts CloudEvents 1.0 (what the control plane publishes) and Event Grid schema events.
+
+`azure_resource_events`: `Microsoft.Resources.ResourceWriteSuccess` / `ResourceDeleteSuccess`
+(an Event Grid system topic on the subscription or a twin's resource group delivers them) for a
+resource that produces a twin's outputs start `refresh_outputs` for that resource: a change made
+outside a deployment (the Digital Twins instance recreated with a new host name) is read,
+recorded and propagated. Our own deployments raise these events too; the refresh then waits for
+the deployment and finds nothing changed.
 """
 
 from __future__ import annotations
@@ -16,8 +25,9 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities import names
-from control_plane.operations import engine_options, instance_id
+from control_plane.operations import engine_options, instance_id, read_state
 from shared.contracts import EVENT_SOURCE_PREFIX, OutputChangedData
+from shared.naming import AzureNaming
 
 log = logging.getLogger("control_plane.events")
 bp = df.Blueprint()
@@ -60,3 +70,63 @@ async def twin_events(event: Any, client: df.DurableOrchestrationClient) -> None
     )
     log.info("output %s of twin %s changed (v%s): propagation %s", output, twin,
              data.get(OutputChangedData.VERSION), instance)
+
+
+RESOURCE_EVENT_TYPES = frozenset({"Microsoft.Resources.ResourceWriteSuccess", "Microsoft.Resources.ResourceDeleteSuccess"})
+
+
+def resource_group_of(resource_id: str) -> tuple[str, list[str]] | None:
+    """(resource group, the path after `providers/`) of an ARM resource id, or None."""
+    parts = resource_id.strip("/").split("/")
+    lower = [p.lower() for p in parts]
+    if len(parts) < 4 or lower[0] != "subscriptions" or lower[2] != "resourcegroups":
+        return None
+    rest = parts[5:] if len(parts) > 4 and lower[4] == "providers" else []
+    return parts[3], rest
+
+
+def twin_of_resource_group(group: str) -> str | None:
+    """The twin whose resource group this is, by the naming rule (`shared.naming`)."""
+    for suffix_len in range(1, len(group)):
+        candidate = group[:-suffix_len]
+        if AzureNaming(candidate).resource_group().lower() == group.lower():
+            return candidate
+    return None
+
+
+def producers_of(state: dict[str, Any], group: str, provider_path: list[str]) -> list[str]:
+    """Recorded Azure producers that are this ARM resource (same resource group and name; the
+    resource itself, not one of its children such as `sites/x/config/appsettings`)."""
+    if len(provider_path) != 3:  # Namespace/type/name: a top-level resource
+        return []
+    name = provider_path[2].lower()
+    return sorted(
+        rid for rid, entry in (state.get("resources") or {}).items()
+        if entry.get("provider") == "azure" and entry.get("produces")
+        and str((entry.get("config") or {}).get("resource_group", "")).lower() == group.lower()
+        and str((entry.get("config") or {}).get("name", "")).lower() == name
+    )
+
+
+@bp.function_name("azure_resource_events")
+@bp.event_grid_trigger(arg_name="event")
+@bp.durable_client_input(client_name="client")
+async def azure_resource_events(event: Any, client: df.DurableOrchestrationClient) -> None:
+    event_type, _, data = _fields(event)
+    subject = str(getattr(event, "subject", None) or data.get("resourceUri") or "")
+    if event_type not in RESOURCE_EVENT_TYPES:
+        return
+    located = resource_group_of(subject)
+    twin = twin_of_resource_group(located[0]) if located else None
+    if located is None or twin is None:
+        return
+    state = await read_state(client, twin)
+    rids = producers_of(state or {}, *located)
+    if not rids:
+        return
+    instance = await client.start_new(
+        names.REFRESH_OUTPUTS,
+        instance_id(twin, "refresh"),
+        {"twin": twin, "resources": rids, "reason": f"{event_type} {subject}", "options": engine_options()},
+    )
+    log.info("%s for %s (twin %s): refresh %s", event_type.rsplit(".", 1)[-1], subject, twin, instance)

@@ -63,6 +63,18 @@ ROUTE_METADATA: dict[str, dict[str, Any]] = {
         },
         "responses": {"202": ACCEPTED, "400": ERRORS, "404": ERRORS, "409": ERRORS},
     },
+    "twins_refresh": {
+        "summary": "Re-read the twin's producers and propagate outputs changed outside a deployment",
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False,
+                "properties": {"resources": {"type": "array", "items": {"type": "string"},
+                                             "description": "only these producers (resource ids); default all"}},
+            }}},
+        },
+        "responses": {"202": ACCEPTED, "400": ERRORS, "404": ERRORS},
+    },
     "openapi": {
         "summary": "This document",
         "responses": {"200": _object("OpenAPI 3.1 document")},

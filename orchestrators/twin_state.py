@@ -96,6 +96,19 @@ def _record_output(state: State, data: dict[str, Any]) -> dict[str, Any]:
     return _record_outputs(state, data["producer"], {data["name"]: data})[data["name"]]
 
 
+def _observe_outputs(state: State, data: dict[str, Any]) -> dict[str, Any]:
+    """A refresh's reading of one producer: record its outputs unless a later observation of the
+    same producer is already recorded (ISO-8601 UTC times compare as strings)."""
+    entry = state["resources"].get(data["producer"])
+    if entry is None:
+        return {"stale": True, "outputs": {}}
+    observed_at = str(data.get("observed_at", ""))
+    if observed_at < str(entry.get("observed_at", "")):
+        return {"stale": True, "outputs": {}}
+    entry["observed_at"] = observed_at
+    return {"stale": False, "outputs": _record_outputs(state, data["producer"], data.get("outputs") or {})}
+
+
 def _record_applied(state: State, data: dict[str, Any]) -> None:
     for consumer, versions in data.get("applied", {}).items():
         entry = state["resources"].get(consumer)
@@ -125,6 +138,7 @@ OPERATIONS: dict[str, Callable[[State, dict[str, Any]], Any]] = {
     "record_resources": _record_resources,
     "record_output": _record_output,
     "record_applied": _record_applied,
+    "observe_outputs": _observe_outputs,
     "forget_resource": _forget_resource,
     "clear": _clear,
 }

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from control_plane.resource_watch import WATCH_FUNCTION, ensure_resource_watch, webhook_url
 from shared.contracts import ControlPlaneSetting
 
 
@@ -31,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--fast-replay", action="store_true",
                         help="memoise the SDK's history timestamp parsing (faster long histories; "
                              "see control_plane/host/durable/fast_replay.py)")
+    parser.add_argument("--no-watch", action="store_true",
+                        help="with --sandbox: do not subscribe this host to the sandbox's Azure Resource Manager "
+                             "events (by default changes made outside a deployment are noticed and propagated)")
     parser.set_defaults(func=run)
 
 
@@ -74,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
     print("Functions:", flush=True)
     for line in host.registry.summary():
         print(line, flush=True)
+    if args.sandbox is not None and not args.no_watch and WATCH_FUNCTION in host.registry.eventgrid:
+        from activities.clouds import clouds_from_environ
+
+        watch = ensure_resource_watch(clouds_from_environ(environ), webhook_url(host.base_url, host.function_key))
+        print(f"Watching Azure Resource Manager events through {watch.topic_id}", flush=True)
     print(f"READY {host.base_url}", flush=True)
     try:
         stop.wait()

@@ -178,6 +178,10 @@ BUILTIN_ROLES: dict[str, tuple[str, str]] = {
 }
 
 ROLE_ASSIGNMENT_TYPE = "microsoft.authorization/roleassignments"
+# Azure Resource Manager's own events (Event Grid system topics of type Resources.Subscriptions /
+# Resources.ResourceGroups carry them).
+RESOURCE_WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
+RESOURCE_DELETE_SUCCESS = "Microsoft.Resources.ResourceDeleteSuccess"
 SITE_TYPE = "microsoft.web/sites"
 FLEX_PLAN_SKUS = frozenset({"fc1"})
 FLEX_REJECTED_SETTINGS = ("SCM_DO_BUILD_DURING_DEPLOYMENT", "ENABLE_ORYX_BUILD")
@@ -388,6 +392,7 @@ class ArmBackend:
             if res is not None:
                 res.body.setdefault("properties", {})["provisioningState"] = "Succeeded"
                 self._settle(res)
+                self.resource_written(res.rid)
         else:
             self.delete_now(op.resource_key)
 
@@ -424,11 +429,19 @@ class ArmBackend:
 
     # --- deletion ---
 
-    def delete_now(self, key: str) -> list[str]:
+    def resource_written(self, rid: ResourceId) -> None:
+        """A write succeeded: Azure raises `Microsoft.Resources.ResourceWriteSuccess` for it."""
+        self.ctx.emit_resource_event(RESOURCE_WRITE_SUCCESS, rid.id, f"{rid.type}/write")
+
+    def delete_now(self, key: str, notify: bool = True) -> list[str]:
         """Remove a resource and everything below it (children, extension resources), calling
-        each type's hooks; returns the removed ids."""
+        each type's hooks; returns the removed ids. `notify`: raise `ResourceDeleteSuccess` for
+        the resource asked for (not for each child, as Azure does)."""
         key = key.lower()
         with self.lock:
+            top = self.resources.get(key)
+            if top is not None and notify:
+                self.ctx.emit_resource_event(RESOURCE_DELETE_SUCCESS, top.rid.id, f"{top.rid.type}/delete")
             doomed = sorted((k for k in self.resources if is_under(k, key)), key=len, reverse=True)
             removed: list[str] = []
             for k in doomed:
@@ -454,7 +467,7 @@ class ArmBackend:
         with self.lock:
             for key in sorted(self.resources, key=len):
                 if key in self.resources:
-                    self.delete_now(key)
+                    self.delete_now(key, notify=False)
             self.operations.clear()
             self.sites.clear()
 

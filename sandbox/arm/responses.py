@@ -654,10 +654,9 @@ class ArmHandler:
         b = self.backend
         b.resources[res.rid.key] = res
         hooks = self.ctx.hooks_for(res.rid.type)
-        if hooks is None:
-            return
         try:
-            hooks.on_put(res.rid.id, res.body)
+            if hooks is not None:
+                hooks.on_put(res.rid.id, res.body)
         except Exception as exc:
             if existing is not None:
                 b.resources[res.rid.key] = existing
@@ -668,6 +667,8 @@ class ArmHandler:
                 message = getattr(exc, "message", None) or str(exc)
                 raise ArmError(status, code, str(message)) from None
             raise
+        if res.body.get("properties", {}).get("provisioningState") == "Succeeded":
+            b.resource_written(res.rid)  # long operations raise it when they finish
 
     # --- DELETE -----------------------------------------------------------------------------
 
@@ -896,6 +897,7 @@ class ArmHandler:
         state = b.site_state(site.rid.key)
         state.app_settings = dict(props)  # replace, not merge: callers read, merge and write
         notify_site_listener(self.ctx, "on_settings_changed", site.rid.key)
+        self.backend.resource_written(rid)
         return json_response(enrich.app_settings_body(site, state))
 
     def _put_site_config(self, rid: ResourceId, body: dict[str, Any], merge: bool) -> web.Response:
@@ -912,6 +914,7 @@ class ArmHandler:
             site_config["appSettings"] = None
             site_props["siteConfig"] = site_config
             site.etag = self.backend.next_etag()
+        self.backend.resource_written(rid)
         return json_response(enrich.site_config_body(site))
 
     def _put_scm_policy(self, rid: ResourceId, body: dict[str, Any]) -> web.Response:
@@ -927,4 +930,5 @@ class ArmHandler:
             state.scm_basic_auth = allow
         else:
             state.ftp_basic_auth = allow
+        self.backend.resource_written(rid)
         return json_response(enrich.scm_policy_body(rid, state))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -95,6 +96,13 @@ class SandboxContext:
     subscription_id: str = "00000000-0000-0000-0000-000000000000"
     tenant_id: str = "11111111-1111-1111-1111-111111111111"
     _hooks: dict[str, ResourceHooks] = field(default_factory=dict)
+    # Called with (event type, resource id, operation name) after an ARM write or delete succeeds:
+    # what Azure raises as `Microsoft.Resources.Resource*Success` (Event Grid listens).
+    resource_event_listeners: list[Callable[[str, str, str], object]] = field(default_factory=list)
+
+    def emit_resource_event(self, event_type: str, resource_id: str, operation: str) -> None:
+        for listener in list(self.resource_event_listeners):
+            listener(event_type, resource_id, operation)
 
     def register_hooks(self, resource_type: str, hooks: ResourceHooks) -> None:
         """`resource_type` like `Microsoft.DigitalTwins/digitalTwinsInstances` (case-insensitive);

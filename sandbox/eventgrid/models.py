@@ -32,6 +32,8 @@ from sandbox.core.context import SandboxContext
 
 TOPIC_TYPE = "Microsoft.EventGrid/topics"
 SYSTEM_TOPIC_TYPE = "Microsoft.EventGrid/systemTopics"
+# System topic types carrying Azure Resource Manager's resource events (lower case).
+RESOURCE_TOPIC_TYPES = frozenset({"microsoft.resources.subscriptions", "microsoft.resources.resourcegroups"})
 # Extension subscriptions on a custom topic, and the nested forms (ARM names both ways).
 SUBSCRIPTION_TYPES = (
     "Microsoft.EventGrid/eventSubscriptions",
@@ -670,6 +672,48 @@ class EventGridBackend:
             if not self._on_loop(self._accept_later(t, [event])):
                 raise RuntimeError("the sandbox's Azure server is not running, so Event Grid cannot deliver")
         return [t.resource_id for t in topics]
+
+    def publish_resource_event(self, event_type: str, resource_id: str, operation: str) -> list[str]:
+        """Azure Resource Manager's `Microsoft.Resources.Resource*Success` for one resource, into the
+        system topics of type Resources.Subscriptions / Resources.ResourceGroups whose scope holds
+        it (shaped as Azure sends it: subject and `data.resourceUri` are the resource id).
+        Callable from any thread; without such topics it does nothing."""
+        rid = resource_id.rstrip("/")
+        lower = rid.lower()
+        with self._lock:
+            topics = [
+                t for t in self.topics.values()
+                if t.kind == "system" and t.topic_type.lower() in RESOURCE_TOPIC_TYPES
+                and (lower == t.source.lower().rstrip("/") or lower.startswith(t.source.lower().rstrip("/") + "/"))
+            ]
+        if not topics:
+            return []
+        parts = rid.split("/")
+        subscription = parts[2] if len(parts) > 2 else ""
+        provider = parts[parts.index("providers") + 1] if "providers" in parts[:-1] else "Microsoft.Resources"
+        reached = []
+        for t in topics:
+            event = {
+                "id": str(uuid.uuid4()),
+                "topic": t.source,
+                "subject": rid,
+                "eventType": event_type,
+                "eventTime": _now_iso(),
+                "data": {
+                    "resourceProvider": provider,
+                    "resourceUri": rid,
+                    "operationName": operation,
+                    "status": "Succeeded",
+                    "subscriptionId": subscription,
+                    "tenantId": self.ctx.tenant_id,
+                    "correlationId": str(uuid.uuid4()),
+                },
+                "dataVersion": "2",
+                "metadataVersion": "1",
+            }
+            if self._on_loop(self._accept_later(t, [event])):
+                reached.append(t.resource_id)
+        return reached
 
     def _accept_later(self, topic: Topic, events: list[dict[str, Any]]) -> Callable[[], None]:
         return lambda: self.accept(topic, events, EVENTGRID_SCHEMA)

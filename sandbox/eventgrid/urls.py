@@ -37,6 +37,7 @@ def install(ctx: SandboxContext) -> None:
     ctx.register_hooks(SYSTEM_TOPIC_TYPE, b.system_topic_hooks)
     for t in SUBSCRIPTION_TYPES:
         ctx.register_hooks(t, b.subscription_hooks)
+    ctx.resource_event_listeners.append(b.publish_resource_event)
 
 
 def create_app(ctx: SandboxContext) -> web.Application:

@@ -558,3 +558,53 @@ def test_control_reset_drops_topics_subscriptions_and_digital_twins_data(sandbox
         client.send([_eg_event()], connection_verify=sb.ca_file)
     with pytest.raises(KeyError):
         eg.backend(sb.ctx).find_topic(topic.id)
+
+
+# --- Azure Resource Manager's own events ---------------------------------------------------------
+
+
+def test_resource_group_topic_carries_arm_write_and_delete_events_of_its_resources(env: Env, receiver: Receiver) -> None:
+    """`Microsoft.Resources.ResourceGroups` system topic: a write (after its long operation ends)
+    and a delete of a resource in the group raise `ResourceWriteSuccess` / `ResourceDeleteSuccess`
+    with the resource id as subject and `data.resourceUri`; another group's resources raise none."""
+    sub_id = env.sb.endpoints["azure"]["subscription_id"]
+    resources = _mgmt(env.sb, ResourceManagementClient)
+    watched, other = _uid("rg-w-"), _uid("rg-o-")
+    for rg in (watched, other):
+        resources.resource_groups.create_or_update(rg, {"location": "westeurope"})
+    st_name = _uid("st-arm-")
+    env.mgmt.system_topics.begin_create_or_update(
+        watched, st_name,
+        SystemTopic(location="global", source=f"/subscriptions/{sub_id}/resourceGroups/{watched}",
+                    topic_type="Microsoft.Resources.ResourceGroups"),
+    ).result()
+    hook = _uid("arm")
+    env.mgmt.system_topic_event_subscriptions.begin_create_or_update(
+        watched, st_name, "arm-events",
+        EventSubscription(destination=WebHookEventSubscriptionDestination(endpoint_url=receiver.url(hook)),
+                          filter=EventSubscriptionFilter(included_event_types=[
+                              "Microsoft.Resources.ResourceWriteSuccess", "Microsoft.Resources.ResourceDeleteSuccess"])),
+    ).result()
+    try:
+        for rg in (other, watched):
+            env.mgmt.topics.begin_create_or_update(rg, "watched-topic", Topic(location="westeurope")).result()
+        env.mgmt.topics.begin_delete(watched, "watched-topic").result()
+        deadline = time.monotonic() + 10
+        while len(receiver.notifications(hook)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # nothing else (the other group's topic) follows
+        events = [c["body"][0] for c in receiver.notifications(hook)]
+        # The event subscription's own creation is a write in the group too (queued until validated).
+        assert events[0]["subject"].endswith(f"/systemTopics/{st_name}/eventSubscriptions/arm-events"), events
+        events = events[1:]
+        topic_id = f"/subscriptions/{sub_id}/resourceGroups/{watched}/providers/Microsoft.EventGrid/topics/watched-topic"
+        assert [(e["eventType"], e["subject"]) for e in events] == [
+            ("Microsoft.Resources.ResourceWriteSuccess", topic_id),
+            ("Microsoft.Resources.ResourceDeleteSuccess", topic_id),
+        ], events
+        assert events[0]["data"]["resourceUri"] == topic_id
+        assert events[0]["data"]["operationName"] == "Microsoft.EventGrid/topics/write"
+        assert events[0]["data"]["status"] == "Succeeded" and events[0]["topic"].endswith(f"/resourceGroups/{watched}")
+    finally:
+        for rg in (watched, other):
+            resources.resource_groups.begin_delete(rg).result()
