@@ -1,7 +1,8 @@
 """HTTP API for twin operations (DESIGN.md section 6), plus `GET /api/openapi.json`.
 
-- `POST /api/deployments`: validate (400 with every problem), refuse while a deploy, destroy or
-  rotation of the twin runs (409), start `deploy_twin`, answer Durable's 202 check-status payload.
+- `POST /api/deployments[?prune=false]`: validate (400 with every problem), refuse while a deploy,
+  destroy or rotation of the twin runs (409), start `deploy_twin`, answer Durable's 202
+  check-status payload. Recorded resources the spec no longer has are deleted unless `prune=false`.
 - `GET /api/deployments/{instanceId}`: the readable deployment view (secrets redacted).
 - `GET /api/twins/{twin}`: recorded resources and outputs (redacted).
 - `DELETE /api/twins/{twin}`: start `destroy_twin` (202).
@@ -94,6 +95,9 @@ async def deployments_start(req: func.HttpRequest, client: df.DurableOrchestrati
     data, error = _body(req)
     if error is not None:
         return error
+    prune_arg = (req.params.get("prune") or "true").lower()
+    if prune_arg not in ("true", "false"):
+        return _errors(400, ("?prune", "must be true or false"))
     spec, problems = spec_problems(data)
     if spec is None or problems:
         return _errors(400, *((p.path, p.message) for p in problems))
@@ -109,7 +113,8 @@ async def deployments_start(req: func.HttpRequest, client: df.DurableOrchestrati
         return error
     replace = await ops.stale_holder(client, await ops.read_state(client, twin))
     instance = ops.instance_id(twin, "deploy")
-    await client.start_new(names.DEPLOY_TWIN, instance, {"spec": data, "options": options, "replace": replace})
+    await client.start_new(names.DEPLOY_TWIN, instance,
+                           {"spec": data, "options": options, "replace": replace, "prune": prune_arg == "true"})
     return _accepted(client, req, instance)
 
 

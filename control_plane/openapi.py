@@ -36,7 +36,10 @@ ROUTE_METADATA: dict[str, dict[str, Any]] = {
         "responses": {"200": _object("The plan document"), "400": ERRORS},
     },
     "deployments_start": {
-        "summary": "Validate a spec and start deploying it",
+        "summary": "Validate a spec and start deploying it (resources no longer in the spec are deleted)",
+        "parameters": [{"name": "prune", "in": "query", "required": False,
+                        "schema": {"type": "boolean", "default": True},
+                        "description": "false keeps recorded resources that the spec no longer has"}],
         "requestBody": SPEC_BODY,
         "responses": {"202": ACCEPTED, "400": ERRORS, "409": ERRORS},
     },
@@ -110,10 +113,10 @@ def document(blueprints: list[Any] | None = None) -> dict[str, Any]:
             continue
         operation: dict[str, Any] = {"operationId": name, **meta}
         params = [seg[1:-1].rstrip("?") for seg in path.split("/") if seg.startswith("{")]
-        if params:
+        if params or meta.get("parameters"):
             operation["parameters"] = [
                 {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params
-            ]
+            ] + list(meta.get("parameters", []))
         paths.setdefault(path, {})[method.lower()] = operation
     return {
         "openapi": "3.1.0",

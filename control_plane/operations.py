@@ -139,6 +139,9 @@ def deployment_view(status: Any, state: dict[str, Any] | None) -> dict[str, Any]
     summary_text = ", ".join(f"{counts[a]} {a}" for a in ("created", "updated", "unchanged"))
     if operation == "destroy":
         summary_text = f"{counts['deleted']} deleted, {counts['absent']} already gone"
+    if operation == "deploy" and runtime == "Completed" and isinstance(status.output, dict):
+        deleted = (status.output.get("summary") or {}).get("deleted", 0)
+        summary_text += f", {deleted} deleted (no longer in the spec)" if deleted else ""
     if operation == "refresh" and runtime == "Completed" and isinstance(status.output, dict):
         summary_text = (f"{len(status.output.get('read', []))} read, {len(status.output.get('changed', []))} "
                         f"output(s) changed, {len(status.output.get('missing', []))} missing")

@@ -8,7 +8,9 @@ Follow one deployment top to bottom:
    are done; every finished resource is recorded with its outputs (versioned) and each changed
    output is announced as `twin.output.changed`;
 4. propagation: every consumer of the produced outputs is re-applied (no write where current);
-5. release, first applying any output change noted meanwhile; `twin.deployment.completed` or
+5. pruning: recorded resources the spec no longer has are deleted, dependents first (unless the
+   input says `"prune": false`);
+6. release, first applying any output change noted meanwhile; `twin.deployment.completed` or
    `twin.deployment.failed`.
 """
 
@@ -36,6 +38,7 @@ from orchestrators.common import (
     state_entity,
     walk,
 )
+from orchestrators.destroy import remove_resources
 from orchestrators.progress import Progress
 
 bp = df.Blueprint()
@@ -43,7 +46,8 @@ bp = df.Blueprint()
 
 @bp.orchestration_trigger(context_name="context", orchestration=names.DEPLOY_TWIN)
 def deploy_twin(context: df.DurableOrchestrationContext) -> Gen:
-    """Input {"spec": {...}} or {"plan": {...}}, plus optional "options" and "replace" (a stale lock holder)."""
+    """Input {"spec": {...}} or {"plan": {...}}, plus optional "options", "replace" (a stale lock
+    holder) and "prune" (default true: delete recorded resources the plan no longer has)."""
     data = context.get_input()
     opts = Options.from_dict(data.get("options"))
     plan = data.get("plan")
@@ -139,6 +143,11 @@ def deploy_twin(context: df.DurableOrchestrationContext) -> Gen:
             progress.step = "wiring consumers"
             context.set_custom_status(progress.status())
             propagation = yield from propagate_once(context, twin, sorted(set(produced)), opts, known=given)
+            pruned = [rid for rid in state.get("resources", {}) if rid not in resources]
+            if pruned and data.get("prune", True):
+                progress.step = f"removing {len(pruned)} resource(s) no longer in the spec"
+                context.set_custom_status(progress.status())
+                failure = yield from remove_resources(context, twin, state, pruned, opts, progress)
     except Exception as exc:
         failure = failure or ("", decode(str(exc)).message)
     progress.step = "releasing the twin's lock"
@@ -148,7 +157,7 @@ def deploy_twin(context: df.DurableOrchestrationContext) -> Gen:
     except Exception as exc:
         failure = failure or ("", decode(str(exc)).message)
 
-    summary = {k: progress.actions.get(k, 0) for k in ("created", "updated", "unchanged")}
+    summary = {k: progress.actions.get(k, 0) for k in ("created", "updated", "unchanged", "deleted")}
     if failure is not None:
         rid, message = failure
         progress.step = "failed"

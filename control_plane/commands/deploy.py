@@ -33,6 +33,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("deploy", help="deploy a twin spec and follow its progress",
                                    description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
     parser.add_argument("spec", metavar="SPEC", help="a twin.json file or an original-layout folder")
+    parser.add_argument("--no-prune", action="store_true",
+                        help="keep recorded resources that the spec no longer has (default: delete them)")
     add_target_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         spec = read_spec(args.spec)
         with open_target(args, console) as target:
-            status, body = target.call("POST", "deployments", spec)
+            status, body = target.call("POST", "deployments?prune=false" if args.no_prune else "deployments", spec)
             if status == 400:
                 print_errors(console, body)
                 return EXIT_INVALID

@@ -228,3 +228,38 @@ def test_a_failing_device_in_a_batch_fails_the_deployment_with_its_id(engine: En
     view = engine.view("twin:badfleet:deploy:1")
     assert view["errors"][0] == {"resource": "azure/L1/device-05",
                                  "message": "azure/L1/device-05: device id rejected by the registry"}
+
+
+def test_resources_dropped_from_the_spec_are_deleted_dependents_first_unless_prune_is_off(engine: Engine) -> None:
+    engine.configure({"default": {"delay": 0.05}})
+    full = plan("prune", [
+        resource("azure/setup/rg"),
+        resource("azure/L1/hub", ["azure/setup/rg"]),
+        resource("azure/L1/device-a", ["azure/L1/hub"], ["DEVICE_CREDENTIALS:a"], kind="iot-device"),
+        resource("azure/L1/device-b", ["azure/L1/hub"], ["DEVICE_CREDENTIALS:b"], kind="iot-device"),
+        resource("azure/L4/adt", ["azure/setup/rg"], ["ADT_INSTANCE_URL"]),
+        resource("azure/L4/models", ["azure/L4/adt"]),
+    ])
+    assert _deploy(engine, full)["runtimeStatus"] == "Completed"
+    engine.wait_idle("prune")
+
+    # Dropping device-b alone, with pruning off: nothing is deleted, the record stays.
+    without_b = plan("prune", [r for r in full["resources"] if r["id"] != "azure/L1/device-b"])
+    kept = engine.wait(engine.start("deploy_twin", "twin:prune:deploy:2",
+                                    {"plan": without_b, "options": FAST, "prune": False}))
+    assert kept["runtimeStatus"] == "Completed" and kept["output"]["summary"]["deleted"] == 0
+    engine.wait_idle("prune")
+    assert [c for c in engine.calls() if c[0].startswith("delete")] == []
+
+    # By default: device-b goes, and the whole L4 (models before the instance it needs).
+    smaller = plan("prune", [r for r in without_b["resources"] if not r["id"].startswith("azure/L4/")])
+    status = _deploy(engine, smaller, n=3)
+    assert status["runtimeStatus"] == "Completed", status
+    assert status["output"]["summary"]["deleted"] == 3 and status["output"]["summary"]["unchanged"] == 3
+    deletes = {rid: (start, end) for op, rid, start, end in engine.calls() if op == "delete"}
+    assert set(deletes) == {"azure/L1/device-b", "azure/L4/models", "azure/L4/adt"}
+    assert deletes["azure/L4/models"][1] <= deletes["azure/L4/adt"][0]
+    engine.wait_idle("prune")
+    twin = engine.api("GET", "twins/prune").json()
+    assert sorted(r["id"] for r in twin["resources"]) == sorted(r["id"] for r in smaller["resources"]), twin
+    assert "ADT_INSTANCE_URL" not in twin["outputs"] and "DEVICE_CREDENTIALS:b" not in twin["outputs"]
