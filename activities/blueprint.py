@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
 
 from activities import events as event_publisher
-from activities import names
+from activities import names, secrets
 from activities.errors import classify, encode
 from activities.plan import engine_plan
 from activities.providers.control import new_secret
@@ -33,10 +34,21 @@ def _secrets(call: ResourceCall) -> list[str]:
 
 
 def _run(operation: str, payload: dict[str, Any], fn: Callable[[Provider, ResourceCall], Any]) -> Any:
-    call = ResourceCall.from_dict(payload)
+    """Run one provider operation. Secrets cross this boundary as Key Vault references when a
+    vault is configured (`activities/secrets.py`): resolved for the provider, stored for history."""
+    call = recorded = ResourceCall.from_dict(payload)
     started = time.monotonic()
     try:
+        store = secrets.configured_store()
+        call = replace(recorded, settings=secrets.resolve(recorded.settings, store),
+                       current=secrets.resolve(recorded.current, store))
         result = fn(provider_for(call.resource.provider, call.resource.kind), call)
+        if isinstance(result, dict) and isinstance(result.get("outputs"), dict):
+            result["outputs"] = secrets.protect(call.twin, result["outputs"], recorded.current, call.current, store)
+        if operation == "delete" and store is not None and isinstance(result, dict) and not result.get("pending"):
+            for name in call.resource.produces:
+                if secrets.is_ref(recorded.current.get(name)):
+                    store.delete(call.twin, name)
     except Exception as exc:
         text = encode(classify(exc), call.resource.id, _secrets(call))
         log.warning("%s %s failed: %s", operation, call.resource.id, text)
@@ -105,5 +117,14 @@ def events_publish(payload: list[dict[str, Any]]) -> int:
 
 @bp.activity_trigger(input_name="payload", activity=names.SECRET_GENERATE)
 def secret_generate(payload: dict[str, Any]) -> str:
-    """A fresh secret (randomness is a side effect: never generated inside an orchestrator)."""
-    return new_secret()
+    """A fresh secret (randomness is a side effect: never generated inside an orchestrator).
+    Input {"twin", "output"}: with a vault configured, the secret is stored there and its
+    reference returned, so the value never enters the orchestration's history."""
+    try:
+        store = secrets.configured_store()
+        value = new_secret()
+        if store is None:
+            return value
+        return store.put(str(payload["twin"]), str(payload.get("output") or names.INTER_CLOUD_TOKEN), value)
+    except Exception as exc:
+        raise RuntimeError(encode(classify(exc), "secret")) from None

@@ -111,6 +111,18 @@ class Clouds:
         kwargs = self.azure_client_kwargs() if endpoint.startswith("https") else {}
         return EventGridPublisherClient(endpoint, credential, **kwargs)
 
+    # --- Key Vault -----------------------------------------------------------------------
+
+    def secret_client(self, vault_url: str) -> Any:
+        """`SecretClient` for the control plane's vault. A sandbox vault lives on 127.0.0.1, whose
+        name cannot match the challenge's `vault.azure.net` resource, so that check is skipped there."""
+        from azure.keyvault.secrets import SecretClient
+
+        kwargs = self.azure_client_kwargs()
+        if self.is_sandbox:
+            kwargs["verify_challenge_resource"] = False
+        return SecretClient(vault_url, self.azure_credential(), **kwargs)
+
     def ssl_context(self) -> Any:
         """An `ssl.SSLContext` for plain HTTPS clients (urllib): the system's CAs, plus the
         sandbox's local CA when pointed at the sandbox."""

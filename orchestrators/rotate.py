@@ -56,7 +56,7 @@ def rotate_token(context: df.DurableOrchestrationContext) -> Gen:
         if token is None:
             raise OperationFailed(f"[permanent] twin {twin} has no {names.INTER_CLOUD_TOKEN}: deploy it first")
         old = token["value"]
-        new = yield context.call_activity(names.SECRET_GENERATE, {"twin": twin})
+        new = yield context.call_activity(names.SECRET_GENERATE, {"twin": twin, "output": names.INTER_CLOUD_TOKEN})
         # Receivers are the consumers wired to the PREVIOUS output (they accept it); the plan has
         # them all in L0, which is the fallback when a plan does not wire PREVIOUS.
         token_wires = [w for w in state.get("wires", []) if w["output"] == names.INTER_CLOUD_TOKEN

@@ -37,6 +37,7 @@ AZURE_SERVICES: tuple[tuple[str, str], ...] = (
     ("sandbox.cosmos", "/cosmos"),
     ("sandbox.iothub", "/iothub"),
     ("sandbox.grafana", "/grafana"),
+    ("sandbox.keyvault", "/keyvault"),
 )
 
 START_TIMEOUT_SECONDS = 60.0

@@ -191,6 +191,9 @@ class ControlPlaneSetting(StrEnum):
     """JSON object of engine options (concurrency, retry policy) for new operations."""
     FUNCTION_KEY = "TWIN_FUNCTION_KEY"
     """CLI: the function key sent to a remote control plane (`--url`)."""
+    KEY_VAULT_URL = "TWIN_KEY_VAULT_URL"
+    """The control plane's Key Vault (`https://<vault>.vault.azure.net/`): secret outputs are kept
+    there and only references travel through Durable state. Unset: they are kept inline."""
     FUNCTIONS_HOST_KEY = "FUNCTIONS_HOST_KEY"
     """Local host / sandbox Function Apps: the key FUNCTION-level routes require."""
     FUNCTIONS_FUNCTION_KEYS = "FUNCTIONS_FUNCTION_KEYS"

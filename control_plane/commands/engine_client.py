@@ -106,6 +106,13 @@ def open_target(args: argparse.Namespace, console: Console) -> Iterator[Target]:
             console.print("[dim]starting a local sandbox...[/dim]")
             stack.enter_context(Sandbox(sandbox_dir))
             environ[ControlPlaneSetting.SANDBOX_DIR] = sandbox_dir
+        sandboxed = environ.get(ControlPlaneSetting.SANDBOX_DIR) or os.environ.get(ControlPlaneSetting.SANDBOX_DIR)
+        if sandboxed and ControlPlaneSetting.KEY_VAULT_URL not in os.environ:
+            # Secret outputs go to the sandbox's vault; Durable's history keeps references only.
+            from activities.clouds import clouds_from_environ
+            from control_plane.secret_vault import ensure_vault
+
+            environ[ControlPlaneSetting.KEY_VAULT_URL] = ensure_vault(clouds_from_environ({**os.environ, **environ}))
         port = _free_port()
         key = args.key or "local-cli-key"
         # Events go to this app's own Event Grid webhook, which re-triggers propagation.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -56,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
             return 2
         # The same app setting the deployed app would get; activities/clouds.py reads it.
         environ[ControlPlaneSetting.SANDBOX_DIR] = str(args.sandbox.resolve())
+        if ControlPlaneSetting.KEY_VAULT_URL not in os.environ:
+            from activities.clouds import clouds_from_environ
+            from control_plane.secret_vault import ensure_vault
+
+            environ[ControlPlaneSetting.KEY_VAULT_URL] = ensure_vault(clouds_from_environ({**os.environ, **environ}))
     host = LocalHost(app_dir=args.app, state_dir=args.state_dir, port=args.port,
                      function_key=args.function_key, activity_concurrency=args.activity_concurrency,
                      fast_replay=args.fast_replay, environ=environ)

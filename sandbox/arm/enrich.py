@@ -141,6 +141,14 @@ def enrich(ctx: SandboxContext, b: ArmBackend, res: Resource, existing: Resource
         props["createdTime"] = existing.body["properties"].get("createdTime") if existing else _iso()
         props["lastUpdatedTime"] = _iso()
         props.setdefault("publicNetworkAccess", "Enabled")
+    elif t == "microsoft.keyvault/vaults":
+        # Served by sandbox/keyvault under a path (see there for the ids this implies).
+        props["vaultUri"] = f"{ctx.azure_base_url}/keyvault/{name}/"
+        props["provisioningState"] = "Succeeded"
+        props.setdefault("tenantId", ctx.tenant_id)
+        props.setdefault("enableSoftDelete", True)
+        props.setdefault("softDeleteRetentionInDays", 90)
+        props.setdefault("enableRbacAuthorization", False)
     if body.get("location") is None and existing is not None and existing.body.get("location"):
         body["location"] = existing.body["location"]
 

@@ -132,6 +132,19 @@ BUILTIN_ROLES: dict[str, tuple[str, str]] = {
         "Azure Digital Twins Data Reader",
         "Read-only access to Azure Digital Twins data-plane",
     ),
+    "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": (
+        "Key Vault Secrets Officer",
+        "Perform any action on the secrets of a key vault, except manage permissions.",
+    ),
+    "4633458b-17de-408a-b874-0445c86b69e6": ("Key Vault Secrets User", "Read secret contents."),
+    "00482a5a-887f-4fb3-b363-3b7fe8e74483": (
+        "Key Vault Administrator",
+        "Perform all data plane operations on a key vault and all objects in it.",
+    ),
+    "21090545-7ca7-4776-b22c-e363652d74d2": (
+        "Key Vault Reader",
+        "Read metadata of key vaults and its certificates, keys, and secrets; cannot read secret values.",
+    ),
     "22926164-76b3-42b3-bc55-97df8dab3e41": ("Grafana Admin", "Built-in Grafana admin role"),
     "a79a5197-3a5c-4973-a920-486035ffd60f": ("Grafana Editor", "Built-in Grafana Editor role"),
     "60921a7e-fef1-4a43-9b16-a26c52ad4769": ("Grafana Viewer", "Built-in Grafana Viewer role"),

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from e2e_kit import Deployment, deployment, example, failed_messages
+from e2e_kit import Deployment, deployment, example, failed_messages, http
 
 from shared.contracts import StorageKey, adt_property_name
 
@@ -136,6 +136,41 @@ def test_token_rotation_under_continuous_telemetry_loses_nothing_and_refuses_not
     assert sender_token() != old_token, "the persister still sends the old token"
     status, twin = d.api("GET", f"twins/{d.twin}")
     assert status == 200 and twin["outputs"]["INTER_CLOUD_TOKEN"]["version"] >= 2, twin
+
+
+def test_no_secret_value_is_in_durable_history_or_state(d: Deployment) -> None:
+    """Secret outputs live in the control plane's Key Vault: Durable's management API (every
+    instance of the twin with input, history and history output, and the state entity) holds
+    references only. Runs after the rotation, so both tokens and the previous-token phase count."""
+    from azure.mgmt.web import WebSiteManagementClient
+
+    from shared.naming import AwsNaming
+
+    env = d.aws_client("lambda").get_function_configuration(
+        FunctionName=AwsNaming(d.twin).function("persister"))["Environment"]["Variables"]
+    az = d.azure()
+    settings = WebSiteManagementClient(az.cred, az.sub, **az.kw).web_apps.list_application_settings(
+        az.rg, az.naming.function_app("L0")).properties
+    secrets = {"the inter-cloud token": env["INTER_CLOUD_TOKEN"],
+               "the storage connection string": settings.get("AzureWebJobsStorage") or settings.get("AZURE_STORAGE_CONNECTION_STRING")}
+    secrets = {what: value for what, value in secrets.items() if value and len(value) >= 16}
+    assert "the inter-cloud token" in secrets
+
+    base = f"{d.target.base}/runtime/webhooks/durabletask"
+    status, instances = http("GET", f"{base}/instances/?instanceIdPrefix=twin:{d.twin}:&showInput=true&code={d.target.key}")
+    assert status == 200 and instances, instances
+    documents = [json.dumps(instances)]
+    for inst in instances:
+        status, full = http("GET", f"{base}/instances/{inst['instanceId']}?showHistory=true&showHistoryOutput=true"
+                                   f"&showInput=true&code={d.target.key}")
+        assert status == 200, full
+        documents.append(json.dumps(full))
+    status, entity = http("GET", f"{base}/entities/twin_state/{d.twin}?code={d.target.key}")
+    assert status == 200, entity
+    documents.append(json.dumps(entity))
+    leaks = [what for what, value in secrets.items() for doc in documents if value in doc]
+    assert leaks == [], sorted(set(leaks))
+    assert "keyvault:" in json.dumps(entity), "secret outputs are recorded as Key Vault references"
 
 
 def test_a_failed_adt_push_keeps_the_message_stored_and_reports_the_failure(d: Deployment) -> None:

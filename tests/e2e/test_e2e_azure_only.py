@@ -61,6 +61,15 @@ def test_redeploying_the_unchanged_spec_makes_no_mutating_call(d: Deployment, re
 
 
 def test_destroy_leaves_no_resource_of_the_twin(d: Deployment, report: dict) -> None:
+    from activities.clouds import clouds_from_environ
+    from activities.secrets import secret_name
+    from control_plane.secret_vault import ensure_vault
+    from shared.contracts import ControlPlaneSetting
+
+    clouds = clouds_from_environ({ControlPlaneSetting.SANDBOX_DIR: str(d.sandbox_dir)})
+    vault = clouds.secret_client(ensure_vault(clouds))
+    ours = secret_name(d.twin, "x")[: len("tw-") + len(d.twin)]
+    assert [p.name for p in vault.list_properties_of_secrets() if p.name.startswith(ours)], "no secret in the vault"
     status, body = d.api("DELETE", f"twins/{d.twin}")
     assert status == 202, body
     done = d.follow(body["id"])
@@ -68,3 +77,6 @@ def test_destroy_leaves_no_resource_of_the_twin(d: Deployment, report: dict) -> 
     assert done["runtimeStatus"] == "Completed", json.dumps(done)[:3000]
     left = {cloud: [r for r in items if d.twin in json.dumps(r)] for cloud, items in d.resources().items()}
     assert left == {cloud: [] for cloud in left}, json.dumps(left)[:3000]
+    # Nor a secret of the twin in the control plane's vault (deleted and purged).
+    assert [p.name for p in vault.list_properties_of_secrets() if p.name.startswith(ours)] == []
+    assert [p.name for p in vault.list_deleted_secrets() if p.name.startswith(ours)] == []
