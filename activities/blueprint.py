@@ -24,6 +24,7 @@ from activities.plan import engine_plan
 from activities.providers.control import new_secret
 from activities.registry import Provider, provider_for
 from activities.types import EnsureResult, ResourceCall, TwinEvent
+from shared.contracts import is_secret_output
 
 log = logging.getLogger("activities")
 bp = df.Blueprint()
@@ -40,6 +41,8 @@ def _run(operation: str, payload: dict[str, Any], fn: Callable[[Provider, Resour
     started = time.monotonic()
     try:
         store = secrets.configured_store()
+        if operation == "ensure" and store is not None:
+            recorded = replace(recorded, current=_kept_secrets(recorded, store))
         call = replace(recorded, settings=secrets.resolve(recorded.settings, store),
                        current=secrets.resolve(recorded.current, store))
         result = fn(provider_for(call.resource.provider, call.resource.kind), call)
@@ -58,6 +61,19 @@ def _run(operation: str, payload: dict[str, Any], fn: Callable[[Provider, Resour
         outcome = "pending"
     log.info("%s %s -> %s (%.0f ms)", operation, call.resource.id, outcome, (time.monotonic() - started) * 1000)
     return result
+
+
+def _kept_secrets(call: ResourceCall, store: secrets.SecretStore) -> dict[str, str]:
+    """The recorded outputs, plus the vault's latest value of each secret output the state has no
+    record of (the control-plane state was lost or recreated): a token the clouds already hold is
+    kept rather than replaced, so a re-run writes nothing."""
+    current = dict(call.current)
+    for name in call.resource.produces:
+        if is_secret_output(name) and not current.get(name):
+            kept = store.latest(call.twin, name)
+            if kept is not None:
+                current[name] = kept[0]
+    return current
 
 
 def _done(result: EnsureResult) -> dict[str, Any]:

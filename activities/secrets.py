@@ -95,6 +95,26 @@ class SecretStore:
         self._remember(ref, value)
         return str(value)
 
+    def latest(self, twin: str, output: str) -> tuple[str, str] | None:
+        """(reference, value) of the latest version kept for a twin's output, or None. Lets a
+        deploy whose control-plane state was lost keep the secrets the clouds already hold."""
+        from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+
+        name = secret_name(twin, output)
+        try:
+            secret = self._client.get_secret(name)
+        except ResourceNotFoundError:
+            return None
+        except HttpResponseError as exc:
+            raise _classify(exc, f"reading secret {name} from Key Vault") from None
+        except AzureError as exc:
+            raise TransientError(f"reading secret {name} from Key Vault: {type(exc).__name__}") from None
+        if secret.value is None:
+            return None
+        ref = f"{REF_PREFIX}{name}/{secret.properties.version}"
+        self._remember(ref, str(secret.value))
+        return ref, str(secret.value)
+
     def delete(self, twin: str, output: str) -> None:
         """Remove every version (destroy); a secret already gone is fine."""
         from azure.core.exceptions import HttpResponseError, ResourceNotFoundError

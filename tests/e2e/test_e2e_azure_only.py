@@ -7,10 +7,13 @@ resource of the twin. One sandbox and deployment for the module, in this order."
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from e2e_kit import Deployment, deployment, example, mutating_calls
+from e2e_kit import ROOT, Deployment, deployment, example, mutating_calls
 
 from shared.contracts import adt_property_name
 
@@ -57,6 +60,21 @@ def test_redeploying_the_unchanged_spec_makes_no_mutating_call(d: Deployment, re
     view = d.deploy()
     d.idle()
     assert view["runtimeStatus"] == "Completed", json.dumps(view)[:3000]
+    assert mutating_calls(d.requests(mark, mutating="true")) == []
+
+
+def test_a_control_plane_that_lost_its_state_redeploys_without_a_write(d: Deployment, tmp_path: Path) -> None:
+    """A new control plane (another process, fresh Durable state) deploying the same spec adopts
+    what exists: the inter-cloud token is found in the vault rather than generated again, so no
+    consumer is rewired."""
+    mark = d.seq()
+    done = subprocess.run(
+        [sys.executable, "-m", "control_plane", "deploy", str(d.spec_file), "--sandbox", str(d.sandbox_dir),
+         "--state-dir", str(tmp_path / "fresh-host"), "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    view = json.loads(done.stdout)
+    assert view["summary"]["counts"]["created"] == 0, view["summary"]
     assert mutating_calls(d.requests(mark, mutating="true")) == []
 
 
