@@ -1,5 +1,7 @@
-"""L0 ADT Pusher: a remote persister's reading (in the envelope) -> one JSON Patch on the
-device's twin, `add` on the `lastX` properties its model declares. 503 until L4 exists."""
+"""L0 ADT Pusher: a remote persister's reading (in the envelope) -> the device's twin, `add` on
+the `lastX` properties its model declares, with the reading's timestamp as their `sourceTime`.
+Concurrent readings for one twin are merged into one paced write, and an older reading never
+overwrites a newer one (see `payload_functions.azure.digitaltwins`). 503 until L4 exists."""
 
 from __future__ import annotations
 
@@ -23,4 +25,4 @@ bp = func.Blueprint()
 def adt_pusher_function(req: func.HttpRequest) -> func.HttpResponse:
     settings = Settings(READS)
     patcher = TwinPatcher(settings)
-    return http(str(FUNCTION), req, lambda r: adt_pusher(r, settings, lambda t, v: patcher.patch(t, v).to_json()))
+    return http(str(FUNCTION), req, lambda r: adt_pusher(r, settings, lambda t, v, w: patcher.patch(t, v, w).to_json()))

@@ -1,4 +1,5 @@
-"""L4 ADT Updater (all-Azure path): IoT Hub telemetry from Event Grid -> one twin patch."""
+"""L4 ADT Updater (all-Azure path): IoT Hub telemetry from Event Grid -> the device's twin, with
+the reading's timestamp as the properties' `sourceTime` (merged and paced per twin, newest wins)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ bp = func.Blueprint()
 
 def update(event: func.EventGridEvent, settings: Settings) -> dict[str, Any]:
     reading = normalise(telemetry_of(event, lambda: settings.twin_info().twin_name), "event.data.body")
-    return TwinPatcher(settings).patch(str(reading[Telemetry.DEVICE_ID]), values_of(reading)).to_json()
+    return TwinPatcher(settings).patch(
+        str(reading[Telemetry.DEVICE_ID]), values_of(reading), str(reading[Telemetry.TIMESTAMP])
+    ).to_json()
 
 
 @bp.function_name(name="adt-updater")

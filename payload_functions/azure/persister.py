@@ -27,7 +27,7 @@ def persist_reading(reading: Any) -> dict[str, Any]:
     settings = Settings(READS)
     patcher = TwinPatcher(settings)
     return persist(reading, settings, PROVIDER, lambda: hot_store(settings),
-                   patch_twin=lambda twin, values: patcher.patch(twin, values).to_json(),
+                   patch_twin=lambda twin, values, when: patcher.patch(twin, values, when).to_json(),
                    check_events=check_reading)
 
 

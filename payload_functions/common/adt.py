@@ -4,13 +4,19 @@ A reading's telemetry `x` goes to the twin Property `lastX` (`shared.contracts.a
 with an `add` op, which works whether or not the property has a value yet. Only properties the
 twin's model (and the models it extends) declares are patched; other telemetry is skipped, so
 one unexpected field never fails the whole update.
+
+`build_timed_patch` adds ADT's per-property `sourceTime` (the reading's timestamp) and leaves out
+properties the twin already holds a newer value for, so an older reading never overwrites a newer
+one, whichever write lands last.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from payload_functions.common.twin_writes import Stamped, is_newer
 from shared.contracts import adt_property_name
 
 
@@ -54,3 +60,44 @@ def build_patch(values: Mapping[str, Any], declared: Iterable[str]) -> tuple[lis
         else:
             skipped.append(name)
     return ops, skipped
+
+
+@dataclass
+class TimedPatch:
+    """What one conditional write does to a twin: the ops, and per telemetry name the outcome."""
+
+    ops: list[dict[str, Any]] = field(default_factory=list)
+    written: dict[str, str] = field(default_factory=dict)
+    """Telemetry name -> the timestamp written as its property's sourceTime."""
+    kept: dict[str, str] = field(default_factory=dict)
+    """Telemetry name -> the twin's sourceTime, at least as new as the incoming one (no op)."""
+    skipped: list[str] = field(default_factory=list)
+    """Telemetry names whose `lastX` property the twin's model does not declare."""
+
+
+def source_time(metadata: Any, prop: str) -> Any:
+    """`$metadata.<prop>.sourceTime` of a twin as served (None when absent)."""
+    entry = metadata.get(prop) if isinstance(metadata, Mapping) else None
+    return entry.get("sourceTime") if isinstance(entry, Mapping) else None
+
+
+def build_timed_patch(batch: Mapping[str, Stamped], declared: Iterable[str], metadata: Any) -> TimedPatch:
+    """Ops for the properties whose incoming timestamp is newer than the twin's `sourceTime`:
+    each value with an `add` on `/lastX` and its time on `/$metadata/lastX/sourceTime` (ADT's
+    per-property source time, settable by patch since api-version 2022-05-31)."""
+    known = set(declared)
+    plan = TimedPatch()
+    for name in sorted(batch):
+        prop = adt_property_name(name)
+        if prop not in known:
+            plan.skipped.append(name)
+            continue
+        incoming = batch[name]
+        held = source_time(metadata, prop)
+        if not is_newer(incoming.timestamp, held):
+            plan.kept[name] = str(held)
+            continue
+        plan.ops.append({"op": "add", "path": f"/{prop}", "value": incoming.value})
+        plan.ops.append({"op": "add", "path": f"/$metadata/{prop}/sourceTime", "value": incoming.timestamp})
+        plan.written[name] = incoming.timestamp
+    return plan

@@ -120,7 +120,7 @@ def persist(
     settings: Settings,
     provider: str,
     store: Callable[[], HotStore],
-    patch_twin: Callable[[str, Mapping[str, Any]], Mapping[str, Any]] | None = None,
+    patch_twin: Callable[[str, Mapping[str, Any], str], Mapping[str, Any]] | None = None,
     check_events: Callable[[dict[str, Any]], Any] | None = None,
 ) -> dict[str, Any]:
     """Store (local hot store, or the remote hot writer), then the twin update this persister owns,
@@ -150,7 +150,9 @@ def persist(
         elif path == TwinUpdatePath.PERSISTER_DIRECT and provider == "azure":
             if patch_twin is None:
                 raise UpstreamError("no twin patcher is available on this cloud")
-            result["twin"] = dict(patch_twin(str(reading[Telemetry.DEVICE_ID]), values_of(reading)))
+            # The reading's time orders writes on the twin (its properties' sourceTime).
+            result["twin"] = dict(patch_twin(str(reading[Telemetry.DEVICE_ID]), values_of(reading),
+                                             str(reading[Telemetry.TIMESTAMP])))
     except PayloadError as exc:
         raise TwinUpdateFailed(key, exc.message) from None
     if check_events is not None and settings.flag(Setting.USE_EVENT_CHECKING):

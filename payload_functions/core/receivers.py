@@ -96,8 +96,9 @@ def archive_writer(request: Request, settings: Settings, store: Callable[[], Obj
     return {"archived": True, "key": key}
 
 
-def adt_push_body(body: Any) -> tuple[str, dict[str, Any]]:
-    """(twin id, telemetry values) from `{device_id, telemetry, timestamp}` or a flat reading."""
+def adt_push_body(body: Any) -> tuple[str, dict[str, Any], str | None]:
+    """(twin id, telemetry values, reading time) from `{device_id, telemetry, timestamp}` or a flat
+    reading. The time (canonical ISO text) orders writes to the twin; None when the body has none."""
     if not isinstance(body, Mapping):
         raise BadRequest("body.payload: expected a JSON object")
     telemetry = body.get(AdtPush.TELEMETRY)
@@ -105,15 +106,21 @@ def adt_push_body(body: Any) -> tuple[str, dict[str, Any]]:
         device_id = body.get(AdtPush.DEVICE_ID)
         if not isinstance(device_id, str) or not device_id:
             raise BadRequest(f"body.payload.{AdtPush.DEVICE_ID}: expected the device id")
-        return device_id, dict(telemetry)
+        stamp = body.get(AdtPush.TIMESTAMP)
+        when = None if stamp in (None, "") else parse_timestamp(stamp, f"body.payload.{AdtPush.TIMESTAMP}")
+        return device_id, dict(telemetry), when
     reading = normalise(body, "body.payload")
-    return str(reading[Telemetry.DEVICE_ID]), values_of(reading)
+    return str(reading[Telemetry.DEVICE_ID]), values_of(reading), str(reading[Telemetry.TIMESTAMP])
 
 
-def adt_pusher(
-    request: Request, settings: Settings, patch: Callable[[str, Mapping[str, Any]], Mapping[str, Any]]
-) -> dict[str, Any]:
-    """Azure L0: a remote persister's reading -> one JSON Patch on the device's twin."""
+TwinPatch = Callable[[str, Mapping[str, Any], str | None], Mapping[str, Any]]
+"""`patch(twin id, values, reading time)` -> the outcome (`patched`, `stale`, `skipped`)."""
+
+
+def adt_pusher(request: Request, settings: Settings, patch: TwinPatch) -> dict[str, Any]:
+    """Azure L0: a remote persister's reading -> the device's twin, unless it already holds newer
+    values (`status` is `unchanged` then). Answers once a write carrying the reading is done."""
     authorise(request, settings)
-    twin_id, values = adt_push_body(unwrap(request.json()).payload)
-    return {"status": "patched", **patch(twin_id, values)}
+    twin_id, values, when = adt_push_body(unwrap(request.json()).payload)
+    outcome = dict(patch(twin_id, values, when))
+    return {"status": "patched" if outcome.get("patched") else "unchanged", **outcome}

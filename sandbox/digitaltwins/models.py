@@ -36,6 +36,7 @@ RELATIONSHIPS_PAGE_SIZE = 100
 # Create/update/delete operations on one twin or its relationships, per second (not adjustable).
 TWIN_WRITES_PER_SECOND = 10
 TELEMETRY_KEPT = 1000
+WRITE_HISTORY_KEPT = 10_000
 
 _DOCS_TWINS = "https://aka.ms/adtv2twins"
 _DOCS_QUERY = "https://aka.ms/adtv2query"
@@ -160,6 +161,9 @@ class Instance:
     relationships: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     telemetry: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=TELEMETRY_KEPT))
     _writes: dict[str, deque[float]] = field(default_factory=dict)
+    # Every write attempt per twin (monotonic time, admitted?), for tests and benchmarks to
+    # measure writes per second as the service saw them.
+    _history: dict[str, deque[tuple[float, bool]]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     # --- throttling ----------------------------------------------------------------------------
@@ -168,8 +172,10 @@ class Instance:
         """Count one create/update/delete on `twin_id` (or its relationships); 429 past 10 per second."""
         now = time.monotonic() if now is None else now
         window = self._writes.setdefault(twin_id, deque())
+        history = self._history.setdefault(twin_id, deque(maxlen=WRITE_HISTORY_KEPT))
         while window and window[0] <= now - 1.0:
             window.popleft()
+        history.append((now, len(window) < TWIN_WRITES_PER_SECOND))
         if len(window) >= TWIN_WRITES_PER_SECOND:
             wait = max(1, math.ceil(window[0] + 1.0 - now))
             raise AdtError(
@@ -181,6 +187,11 @@ class Instance:
                 {"Retry-After": str(wait)},
             )
         window.append(now)
+
+    def write_attempts(self, twin_id: str) -> list[tuple[float, bool]]:
+        """(time.monotonic() at arrival, admitted) of the latest write attempts on one twin."""
+        with self.lock:
+            return list(self._history.get(twin_id, ()))
 
     # --- models --------------------------------------------------------------------------------
 
@@ -360,7 +371,14 @@ class Instance:
                 continue
             touched = changed is None or key in changed or any(c.startswith(key + "/") for c in changed)
             old = prev_meta.get(key) if isinstance(prev_meta, dict) else None
-            meta[key] = {"lastUpdateTime": now} if touched or not isinstance(old, dict) else old
+            if touched or not isinstance(old, dict):
+                fresh: dict[str, Any] = {"lastUpdateTime": now}
+                # ADT keeps a property's sourceTime when only its value is written later.
+                if isinstance(old, dict) and "sourceTime" in old:
+                    fresh["sourceTime"] = old["sourceTime"]
+                meta[key] = fresh
+            else:
+                meta[key] = old
         for key in [k for k in meta if not k.startswith("$") and k not in content]:
             del meta[key]
 
@@ -401,6 +419,7 @@ class Instance:
             _strip_component_metadata(twin)
             self._stamp(twin, None, None, now)
             twin["$metadata"]["$model"] = model_id
+            _source_times_from_body(twin, body)
             self.twins[twin_id] = twin
             return copy.deepcopy(twin)
 
@@ -436,6 +455,8 @@ class Instance:
                 target = work[component]
                 prefix = f"/{component}"
             changed: set[str] = set()
+            # sourceTime ops apply after the values (a patch may list them first) and the stamping.
+            source_times: list[tuple[dict[str, Any], list[str]]] = []
             for op in ops:
                 parts = _pointer(op["path"])
                 if component is None and parts[:2] == ["$metadata", "$model"] and len(parts) == 2:
@@ -443,6 +464,9 @@ class Instance:
                         raise patch_invalid("The model of a twin cannot be removed.")
                     self._model_for_twin(op.get("value"), new=True)
                     work["$metadata"]["$model"] = op["value"]
+                    continue
+                if _is_source_time_path(parts):
+                    source_times.append((op, parts))
                     continue
                 if any(p.startswith("$") for p in parts):
                     raise patch_invalid(f"Could not resolve path {prefix}{op['path']}: system properties cannot be patched.")
@@ -457,6 +481,8 @@ class Instance:
             now = _now_iso()
             _strip_component_metadata(work, keep=True)
             self._stamp(work, twin, changed, now)
+            for op, parts in source_times:
+                _apply_source_time(target, op, parts, prefix)
             work["$metadata"]["$lastUpdateTime"] = now
             work["$etag"] = _new_etag()
             self.twins[twin_id] = work
@@ -698,6 +724,69 @@ def _strip_component_metadata(twin: dict[str, Any], keep: bool = False) -> None:
             continue
         if not keep or not isinstance(value["$metadata"], dict):
             value["$metadata"] = {}
+
+
+def _is_source_time_path(parts: list[str]) -> bool:
+    """`/$metadata/<prop>/sourceTime`, or `/<component>/$metadata/<prop>/sourceTime`."""
+    tail = parts[-3:]
+    return (
+        len(parts) in (3, 4)
+        and tail[0] == "$metadata"
+        and tail[2] == "sourceTime"
+        and not tail[1].startswith("$")
+        and not (len(parts) == 4 and parts[0].startswith("$"))
+    )
+
+
+def _check_source_time(value: Any, where: str) -> str:
+    """ADT requires an ISO 8601 date and time (with its offset) for a property's sourceTime."""
+    text = value if isinstance(value, str) else ""
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        moment = None
+    if moment is None or "T" not in text.upper() or moment.tzinfo is None:
+        raise validation_failed([f"'{where}': {value!r} is not an ISO 8601 date and time with a UTC offset or Z."])
+    return text
+
+
+def _apply_source_time(target: dict[str, Any], op: dict[str, Any], parts: list[str], prefix: str) -> None:
+    """Set (add/replace, whether or not a sourceTime exists yet) or remove `$metadata.<prop>.sourceTime`."""
+    where = prefix + op["path"]
+    container: Any = target
+    if len(parts) == 4:
+        container = target.get(parts[0])
+        if not isinstance(container, dict) or "$metadata" not in container:
+            raise patch_invalid(f"Could not resolve path {where}: {parts[0]} is not a component of the twin.")
+    prop = parts[-2]
+    meta = container.get("$metadata")
+    entry = meta.get(prop) if isinstance(meta, dict) else None
+    if prop not in container or not isinstance(entry, dict):
+        raise patch_invalid(
+            f"Could not resolve path {where}: the property {prop} has no value, so it has no sourceTime to set."
+        )
+    if op["op"] == "remove":
+        if "sourceTime" not in entry:
+            raise patch_invalid(f"sourceTime does not exist on the property {prop}.")
+        del entry["sourceTime"]
+        return
+    entry["sourceTime"] = _check_source_time(op["value"], where)
+
+
+def _source_times_from_body(twin: dict[str, Any], body: dict[str, Any]) -> None:
+    """A created/replaced twin may carry `$metadata.<prop>.sourceTime` (top level and components)."""
+    for container, sent in [(twin, body), *((twin[k], body.get(k)) for k in twin if not k.startswith("$")
+                                             and isinstance(twin[k], dict) and "$metadata" in twin[k])]:
+        sent_meta = sent.get("$metadata") if isinstance(sent, dict) else None
+        if not isinstance(sent_meta, dict):
+            continue
+        for prop, entry in sent_meta.items():
+            if prop.startswith("$") or not isinstance(entry, dict) or "sourceTime" not in entry:
+                continue
+            meta = container["$metadata"].get(prop)
+            if prop not in container or not isinstance(meta, dict):
+                raise validation_failed([f"'/$metadata/{prop}/sourceTime': the property {prop} has no value."])
+            meta["sourceTime"] = _check_source_time(entry["sourceTime"], f"/$metadata/{prop}/sourceTime")
 
 
 def _check_patch_ops(patch: Any) -> list[dict[str, Any]]:

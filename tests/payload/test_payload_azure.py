@@ -173,9 +173,14 @@ def test_adt_pusher_patches_declared_last_properties_once(
     answer = post_json(url, build_envelope(body, "aws", "L4"), token=tokens["new"])
     assert answer.status == 200
     assert answer.body == {"status": "patched", "twin_id": "s1", "patched": ["lastPressure", "lastTemperature"],
-                           "skipped": ["humidity"]}
-    assert twins.state.patches == [("s1", [{"op": "add", "path": "/lastPressure", "value": 3},
-                                           {"op": "add", "path": "/lastTemperature", "value": 28.5}])]
+                           "skipped": ["humidity"], "stale": []}
+    # Each value carries the reading's time as its property's sourceTime (newest wins on the twin).
+    stamp = "2025-01-31T12:00:00.000Z"
+    assert twins.state.patches == [("s1", [
+        {"op": "add", "path": "/lastPressure", "value": 3},
+        {"op": "add", "path": "/$metadata/lastPressure/sourceTime", "value": stamp},
+        {"op": "add", "path": "/lastTemperature", "value": 28.5},
+        {"op": "add", "path": "/$metadata/lastTemperature/sourceTime", "value": stamp}])]
     # The SDK authenticated with the user-assigned identity's token for the ADT resource.
     assert twins.identity_requests and twins.identity_requests[0]["client_id"] == "uami-client-id"
     assert twins.identity_requests[0]["resource"].startswith("https://digitaltwins.azure.net")
@@ -213,7 +218,9 @@ def test_adt_updater_unwraps_iot_hub_events(set_twin: Callable[..., Any], twins:
     update = _function(_app(adt_updater), str(Function.ADT_UPDATER))
     body = base64.b64encode(json.dumps({"temperature": 7, "time": "2025-01-01T00:00:00Z"}).encode()).decode()
     update(_event({"body": body, "systemProperties": {IOT_HUB_DEVICE_ID: AzureNaming(twin_name).iot_device("s1")}}))
-    assert twins.state.patches == [("s1", [{"op": "add", "path": "/lastTemperature", "value": 7}])]
+    assert twins.state.patches == [("s1", [{"op": "add", "path": "/lastTemperature", "value": 7},
+                                           {"op": "add", "path": "/$metadata/lastTemperature/sourceTime",
+                                            "value": "2025-01-01T00:00:00.000Z"}])]
     with pytest.raises(EventFailed, match="no device id"):
         update(_event({"body": {"temperature": 1}, "systemProperties": {}}))
     with pytest.raises(EventFailed, match="not JSON"):
@@ -239,7 +246,9 @@ def test_remote_persister_updates_the_twin_through_the_pusher(
     monkeypatch.setenv(str(Setting.REMOTE_ADT_PUSHER_URL), f"{azure_host.url}/api/{Function.ADT_PUSHER}")
     out = aws_persister.handler({"iotDeviceId": "s1", "time": "2025-01-31T12:00:00Z", "temperature": 30})
     assert out["stored"] == "local" and out["twin"]["patched"] == ["lastTemperature"]
-    assert twins.state.patches == [("s1", [{"op": "add", "path": "/lastTemperature", "value": 30}])]
+    assert twins.state.patches == [("s1", [{"op": "add", "path": "/lastTemperature", "value": 30},
+                                           {"op": "add", "path": "/$metadata/lastTemperature/sourceTime",
+                                            "value": "2025-01-31T12:00:00.000Z"}])]
 
 
 def test_failed_twin_push_fails_the_invocation_with_the_reading_stored(
@@ -275,7 +284,9 @@ def test_azure_processor_and_persister_store_remotely_and_patch_the_twin(
     finally:
         hot.stop()
     assert answer.body["status"] == "processed"
-    assert twins.state.patches == [("s1", [{"op": "add", "path": "/lastTemperature", "value": 12}])]
+    assert twins.state.patches == [("s1", [{"op": "add", "path": "/lastTemperature", "value": 12},
+                                           {"op": "add", "path": "/$metadata/lastTemperature/sourceTime",
+                                            "value": "2025-01-31T12:00:00.000Z"}])]
     assert len(aws("dynamodb").scan(TableName=aws_table)["Items"]) == 1
 
 
@@ -446,7 +457,9 @@ def test_azure_persister_stores_then_patches_and_fails_after_storing(
         post_json(url, {"device_id": "ghost", "timestamp": "2025-01-31T12:00:00Z", "temperature": 4}, retries=0)
     assert err.value.upstream_status == 502 and "ghost@2025-01-31T12:00:00.000Z is stored" in err.value.message
     assert sorted(i["device_id"] for i in _stored(cosmos)) == ["ghost", "s1"]
-    assert twins.state.patches == [("s1", [{"op": "add", "path": "/lastTemperature", "value": 4}])]
+    assert twins.state.patches == [("s1", [{"op": "add", "path": "/lastTemperature", "value": 4},
+                                           {"op": "add", "path": "/$metadata/lastTemperature/sourceTime",
+                                            "value": "2025-01-31T12:00:00.000Z"}])]
 
 
 def test_azure_hot_to_cold_mover_moves_expired_readings_to_blob(
