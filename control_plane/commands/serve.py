@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         # The same app setting the deployed app would get; activities/clouds.py reads it.
         environ[ControlPlaneSetting.SANDBOX_DIR] = str(args.sandbox.resolve())
-        if ControlPlaneSetting.KEY_VAULT_URL not in os.environ:
+        if args.app is None and ControlPlaneSetting.KEY_VAULT_URL not in os.environ:
+            # The control plane keeps secret outputs in the sandbox's vault (another app has no use for it).
             from activities.clouds import clouds_from_environ
             from control_plane.secret_vault import ensure_vault
 
