@@ -2,9 +2,23 @@
 workspace (JSON API plugin, proxy access), calling the hot reader with the inter-cloud token in
 the `X-Inter-Cloud-Token` header, kept in `secureJsonData` (Grafana never returns it).
 
-Grafana's own HTTP API is reached with a short-lived workspace API key (5 minutes), reused
-while it is valid so that a reconcile that changes nothing writes nothing. The token cannot be read back, so a SHA-256 of it is kept in
-`jsonData.tokenSha256` and the datasource is rewritten only when the URL or token changed.
+The token cannot be read back, so a SHA-256 of it is kept in `jsonData.tokenSha256` and the
+datasource is rewritten only when the URL or token changed.
+
+Grafana's own HTTP API is reached with a workspace API key. Creating one is a mutating AWS call
+(`grafana:CreateWorkspaceApiKey`), so a key lives 30 days (the API's maximum) and is kept in AWS
+Secrets Manager, one secret per workspace (`twin-control-plane/{workspace}/grafana-api-key`), with
+its key name, workspace id and expiry. Any process reads it (GetSecretValue, not mutating) and
+reuses it while more than a day of life is left, so a reconcile that changes nothing, even from a
+new process, writes nothing. Only otherwise is a new key (unique name) created, stored with
+PutSecretValue, and the previous one deleted. A key Grafana rejects (401) is replaced once.
+Deleting the datasource deletes the key and the secret. The key is never logged nor put in an
+error message.
+
+AWS permissions this needs: `grafana:ListWorkspaces`, `grafana:CreateWorkspaceApiKey`,
+`grafana:DeleteWorkspaceApiKey`, and on `arn:aws:secretsmanager:*:*:secret:twin-control-plane/*`
+only: `secretsmanager:GetSecretValue`, `CreateSecret`, `PutSecretValue`, `TagResource` (tags on
+create), `DeleteSecret`.
 """
 
 from __future__ import annotations
@@ -16,12 +30,22 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 
 from activities.errors import PermanentError, TransientError
-from activities.providers.aws._common import cfg, client, clouds, name_of
+from activities.providers.aws._common import (
+    cfg,
+    client,
+    clouds,
+    error_code,
+    is_not_found,
+    name_of,
+    naming,
+    tag_list,
+)
 from activities.providers.grafana import datasource_body, needs_write
 from activities.registry import Provider, register
 from activities.types import EnsureResult, ReadResult, ResourceCall
@@ -29,7 +53,15 @@ from shared.contracts import INTER_CLOUD_TOKEN_HEADER, Setting
 
 TOKEN_HEADER = INTER_CLOUD_TOKEN_HEADER
 URL_SETTING, TOKEN_SETTING = Setting.DATASOURCE_URL, Setting.DATASOURCE_TOKEN
-KEY_SECONDS = 300
+# CreateWorkspaceApiKey's `secondsToLive` maximum (30 days).
+KEY_SECONDS = 30 * 24 * 3600
+# A key with less life than this left is replaced: far longer than any reconcile that uses it.
+KEY_RENEW_MARGIN_SECONDS = 24 * 3600
+# A key made for one delete and deleted right after it.
+ONE_CALL_KEY_SECONDS = 300
+KEY_ROLE = "ADMIN"
+KEY_NAME_PREFIX = "twin-control-plane-"
+SECRET_PREFIX = "twin-control-plane"
 HTTP_TIMEOUT_S = 30
 
 
@@ -44,10 +76,22 @@ def wanted_body(call: ResourceCall, current: dict[str, Any] | None) -> dict[str,
                            current)
 
 
+def workspace_name(call: ResourceCall) -> str:
+    """The Grafana workspace the datasource lives in (config.grafana, else the twin's)."""
+    return str(cfg(call, "grafana", naming(call).grafana_workspace()))
+
+
+def secret_name(call: ResourceCall) -> str:
+    """The Secrets Manager secret holding the workspace's API key. Derived from the workspace
+    name (`AwsNaming.grafana_workspace()`, `{twin}-grafana`), under one prefix so a policy can
+    grant exactly `secret:twin-control-plane/*`."""
+    return f"{SECRET_PREFIX}/{workspace_name(call)}/grafana-api-key"
+
+
 def workspace(call: ResourceCall) -> dict[str, Any] | None:
     """The Grafana workspace named in config.grafana (summary), or None."""
     gf = client("grafana", call)
-    wanted = str(cfg(call, "grafana"))
+    wanted = workspace_name(call)
     token: str | None = None
     while True:
         page = gf.list_workspaces(**({"nextToken": token} if token else {}))
@@ -63,15 +107,221 @@ class NoDataPlane(PermanentError):
     """The sandbox has no Grafana HTTP API: nothing can exist there, nothing can be created."""
 
 
-class GrafanaApi:
-    """Grafana's HTTP API of one workspace, authenticated by a short-lived workspace API key."""
+class SecretPendingDeletion(PermanentError):
+    """The key's secret is scheduled for deletion (by hand: ours are deleted without recovery)."""
 
-    def __init__(self, endpoint: str, key: str) -> None:
+
+# --- the workspace API key, kept in Secrets Manager -------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """A workspace API key as the secret holds it."""
+
+    key: str
+    key_name: str
+    workspace_id: str
+    expires_at: float
+
+    def usable(self, workspace_id: str, now: float | None = None) -> bool:
+        """For this workspace (a re-created workspace has a new id) with enough life left."""
+        moment = time.time() if now is None else now
+        return self.workspace_id == workspace_id and self.expires_at - KEY_RENEW_MARGIN_SECONDS > moment
+
+    def to_secret(self) -> str:
+        return json.dumps({"key": self.key, "keyName": self.key_name, "workspaceId": self.workspace_id,
+                           "expiresAt": self.expires_at}, sort_keys=True)
+
+    @classmethod
+    def from_secret(cls, text: Any) -> StoredKey | None:
+        """The stored key, or None for a value that is not one (then it is replaced)."""
+        try:
+            doc = json.loads(text) if isinstance(text, str) else None
+        except ValueError:
+            return None
+        if not isinstance(doc, dict):
+            return None
+        key, key_name, ws, expires = doc.get("key"), doc.get("keyName"), doc.get("workspaceId"), doc.get("expiresAt")
+        if not (isinstance(key, str) and key and isinstance(key_name, str) and isinstance(ws, str)
+                and isinstance(expires, int | float)):
+            return None
+        return cls(key, key_name, ws, float(expires))
+
+
+# Keys this process has read or made, by secret name: a reconcile in the same process does not
+# even read the secret. `forget_cached_keys()` empties it (a new process starts empty).
+_keys: dict[str, StoredKey] = {}
+_keys_lock = threading.Lock()
+# One lock per secret: parallel activities of one workspace make at most one new key.
+_secret_locks: dict[str, threading.Lock] = {}
+
+
+def forget_cached_keys() -> None:
+    """Drop the keys cached in this process, as a new process would start."""
+    with _keys_lock:
+        _keys.clear()
+
+
+def _secret_lock(name: str) -> threading.Lock:
+    with _keys_lock:
+        return _secret_locks.setdefault(name, threading.Lock())
+
+
+def _read_secret(call: ResourceCall, name: str) -> tuple[bool, StoredKey | None]:
+    """(whether the secret exists, the key it holds if it holds one)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        found = client("secretsmanager", call).get_secret_value(SecretId=name)
+    except ClientError as exc:
+        if is_not_found(exc):
+            return False, None
+        if error_code(exc) == "InvalidRequestException":
+            # Only a secret scheduled for deletion answers this to a read; we force-delete ours.
+            raise SecretPendingDeletion(f"secret {name} is scheduled for deletion: restore it (secretsmanager "
+                                 "restore-secret) or delete it for good, then re-run") from None
+        raise
+    return True, StoredKey.from_secret(found.get("SecretString"))
+
+
+def _store(call: ResourceCall, name: str, stored: StoredKey, exists: bool) -> None:
+    from botocore.exceptions import ClientError
+
+    sm = client("secretsmanager", call)
+    if not exists:
+        try:
+            sm.create_secret(Name=name, SecretString=stored.to_secret(), Tags=tag_list(call),
+                             Description=f"Grafana API key of workspace {workspace_name(call)} (twin {call.twin})")
+            return
+        except ClientError as exc:
+            if error_code(exc) != "ResourceExistsException":
+                raise
+            # Another process created it meanwhile: ours is newer, write it as a new version.
+    sm.put_secret_value(SecretId=name, SecretString=stored.to_secret())
+
+
+def _delete_workspace_key(call: ResourceCall, workspace_id: str, key_name: str) -> bool:
+    """Delete a workspace API key by name; False when it was already gone (expired, deleted)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        client("grafana", call).delete_workspace_api_key(workspaceId=workspace_id, keyName=key_name)
+    except ClientError as exc:
+        if is_not_found(exc):
+            return False
+        raise
+    return True
+
+
+def _new_key(call: ResourceCall, workspace_id: str, seconds: int = KEY_SECONDS) -> StoredKey:
+    key_name = f"{KEY_NAME_PREFIX}{uuid.uuid4().hex[:12]}"  # names are unique per workspace
+    made = client("grafana", call).create_workspace_api_key(
+        keyName=key_name, keyRole=KEY_ROLE, secondsToLive=seconds, workspaceId=workspace_id)
+    # The expiry counts from before the call: never later than Grafana's own.
+    return StoredKey(str(made["key"]), key_name, workspace_id, time.time() + seconds - HTTP_TIMEOUT_S)
+
+
+def _lookup(call: ResourceCall, name: str, workspace_id: str,
+            rejected: str | None) -> tuple[bool, StoredKey | None, str | None]:
+    """(whether the secret exists, what it holds, a usable key or None); under the secret's lock."""
+    with _keys_lock:
+        cached = _keys.get(name)
+    if cached is not None and cached.key != rejected and cached.usable(workspace_id):
+        return True, cached, cached.key
+    exists, stored = _read_secret(call, name)
+    if stored is not None and stored.key != rejected and stored.usable(workspace_id):
+        with _keys_lock:
+            _keys[name] = stored
+        return exists, stored, stored.key
+    return exists, stored, None
+
+
+def stored_key(call: ResourceCall, workspace_id: str) -> str | None:
+    """The workspace's usable API key from this process's cache or the secret, else None."""
+    name = secret_name(call)
+    with _secret_lock(name):
+        return _lookup(call, name, workspace_id, None)[2]
+
+
+def api_key(call: ResourceCall, workspace_id: str, rejected: str | None = None) -> str:
+    """The workspace's API key: this process's, else the secret's while it has life left, else a
+    new one (stored, and the previous one deleted). `rejected`: a key Grafana answered 401 to,
+    never returned again (unless another process already stored a different one)."""
+    from botocore.exceptions import ClientError
+
+    name = secret_name(call)
+    with _secret_lock(name):
+        exists, stored, usable = _lookup(call, name, workspace_id, rejected)
+        if usable is not None:
+            return usable
+        fresh = _new_key(call, workspace_id)
+        try:
+            _store(call, name, fresh, exists)
+        except BaseException:
+            # Kept nowhere, so no one could use it or delete it later: delete it now if we can
+            # (the store's own error is the one to report).
+            with suppress(ClientError):
+                _delete_workspace_key(call, workspace_id, fresh.key_name)
+            raise
+        with _keys_lock:
+            _keys[name] = fresh
+        if stored is not None and stored.workspace_id == workspace_id and stored.key_name != fresh.key_name:
+            # Best effort: the new key is stored and works; an old one left behind expires alone.
+            with suppress(ClientError):
+                _delete_workspace_key(call, workspace_id, stored.key_name)
+        return fresh.key
+
+
+def delete_api_key(call: ResourceCall, workspace_id: str | None) -> bool:
+    """Delete the workspace's stored API key (if the workspace still exists) and its secret, for
+    good (no recovery window: a re-deploy creates the secret again at once). True if anything
+    was there."""
+    from botocore.exceptions import ClientError
+
+    name = secret_name(call)
+    with _secret_lock(name):
+        with _keys_lock:
+            _keys.pop(name, None)
+        try:
+            exists, stored = _read_secret(call, name)
+        except SecretPendingDeletion:
+            exists, stored = True, None  # deleted for good below
+        if stored is not None and workspace_id is not None and stored.workspace_id == workspace_id:
+            _delete_workspace_key(call, workspace_id, stored.key_name)
+        if exists:
+            try:
+                client("secretsmanager", call).delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+            except ClientError as exc:
+                if not is_not_found(exc):
+                    raise
+        return exists
+
+
+# --- Grafana's HTTP API -----------------------------------------------------------------------
+
+
+class GrafanaApi:
+    """Grafana's HTTP API of one workspace, authenticated by a workspace API key. A 401 gets one
+    new key (`renew(rejected_key)`) and one retry."""
+
+    def __init__(self, endpoint: str, key: str, renew: Callable[[str], str] | None = None) -> None:
         self.base = f"https://{endpoint}".rstrip("/")
         self._key = key
+        self._renew = renew
         self._tls = clouds().ssl_context()
 
     def send(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        status, answer = self._send(method, path, body)
+        if status == 401 and self._renew is not None:
+            renew, self._renew = self._renew, None  # once per API object
+            self._key = renew(self._key)
+            status, answer = self._send(method, path, body)
+        if status == 401:
+            raise PermanentError(f"Grafana {method} {path}: HTTP 401 with a new workspace API key "
+                                 f"(the key needs role {KEY_ROLE})")
+        return status, answer
+
+    def _send(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base + path, data=data, method=method, headers={
             "Authorization": f"Bearer {self._key}", "Content-Type": "application/json", "Accept": "application/json"})
@@ -96,9 +346,11 @@ class GrafanaApi:
 
 
 @contextmanager
-def grafana_api(call: ResourceCall) -> Iterator[GrafanaApi | None]:
-    """The workspace's API (None when the workspace no longer exists)."""
-    ws = workspace(call)
+def grafana_api(call: ResourceCall, ws: dict[str, Any] | None = None, keep: bool = True) -> Iterator[GrafanaApi | None]:
+    """The workspace's API (None when the workspace no longer exists). `keep=False` (a delete):
+    without a stored key, use a short-lived one for this call only and delete it after, rather
+    than store a key that is about to be deleted with its secret."""
+    ws = workspace(call) if ws is None else ws
     if ws is None:
         yield None
         return
@@ -110,26 +362,24 @@ def grafana_api(call: ResourceCall) -> Iterator[GrafanaApi | None]:
             f"the sandbox does not serve the Managed Grafana data plane (https://{endpoint}/api/datasources); "
             "the datasource cannot be created locally"
         )
-    yield GrafanaApi(endpoint, _api_key(call, str(ws["id"]), endpoint))
-
-
-# Workspace API keys by endpoint: (key, expiry). A key is reused for most of its life, so a
-# reconcile that changes nothing makes no write at all (not even a key); it expires by itself.
-_keys: dict[str, tuple[str, float]] = {}
-_keys_lock = threading.Lock()
-KEY_REUSE_MARGIN_SECONDS = 60
-
-
-def _api_key(call: ResourceCall, workspace_id: str, endpoint: str) -> str:
-    with _keys_lock:
-        cached = _keys.get(endpoint)
-        if cached is not None and cached[1] - KEY_REUSE_MARGIN_SECONDS > time.time():
-            return cached[0]
-        key_name = f"twin-control-plane-{uuid.uuid4().hex[:12]}"
-        key = client("grafana", call).create_workspace_api_key(
-            keyName=key_name, keyRole="ADMIN", secondsToLive=KEY_SECONDS, workspaceId=workspace_id)["key"]
-        _keys[endpoint] = (key, time.time() + KEY_SECONDS)
-        return str(key)
+    workspace_id = str(ws["id"])
+    if keep:
+        yield GrafanaApi(endpoint, api_key(call, workspace_id),
+                         renew=lambda rejected: api_key(call, workspace_id, rejected=rejected))
+        return
+    try:
+        found = stored_key(call, workspace_id)
+    except SecretPendingDeletion:
+        found = None  # the delete removes it for good
+    if found is not None:
+        # A rejected stored key is replaced as usual; the caller deletes it with the secret.
+        yield GrafanaApi(endpoint, found, renew=lambda rejected: api_key(call, workspace_id, rejected=rejected))
+        return
+    once = _new_key(call, workspace_id, ONE_CALL_KEY_SECONDS)
+    try:
+        yield GrafanaApi(endpoint, once.key)
+    finally:
+        _delete_workspace_key(call, workspace_id, once.key_name)
 
 
 @register("aws", "grafana-datasource")
@@ -137,7 +387,7 @@ class GrafanaDatasource(Provider):
     def ensure(self, call: ResourceCall) -> EnsureResult:
         with grafana_api(call) as api:
             if api is None:
-                raise TransientError(f"Grafana workspace {cfg(call, 'grafana')} does not exist yet")
+                raise TransientError(f"Grafana workspace {workspace_name(call)} does not exist yet")
             current = api.find(name_of(call))
             wanted = wanted_body(call, current)
             if not needs_write(current, wanted):
@@ -164,11 +414,14 @@ class GrafanaDatasource(Provider):
         return ReadResult(exists=True, details={"url": current.get("url"), "type": current.get("type")})
 
     def delete(self, call: ResourceCall) -> EnsureResult:
+        ws = workspace(call)
+        status = 404
         try:
-            with grafana_api(call) as api:
-                if api is None:
-                    return EnsureResult(action="absent")
-                status, _ = api.send("DELETE", f"/api/datasources/name/{urllib.parse.quote(name_of(call), safe='')}")
+            with grafana_api(call, ws, keep=False) as api:
+                if api is not None:
+                    status, _ = api.send("DELETE", f"/api/datasources/name/{urllib.parse.quote(name_of(call), safe='')}")
         except NoDataPlane:
-            return EnsureResult(action="absent")  # it could never have been created there
+            pass  # it could never have been created there
+        # The key only served this datasource: it and its secret go with it.
+        delete_api_key(call, str(ws["id"]) if ws is not None else None)
         return EnsureResult(action="deleted" if status == 200 else "absent")
