@@ -1,6 +1,10 @@
 """L3 hot (kind `dynamodb-table`): on-demand table keyed `device_id` (HASH) + `timestamp` (RANGE),
 both strings (contracts.StorageKey), with TTL enabled on the `ttl` attribute. Waits for
-`ACTIVE` through `Pending`; a table's keys cannot change, so a mismatch is a permanent error."""
+`ACTIVE` through `Pending`; a table's keys cannot change, so a mismatch is a permanent error.
+
+Our writers deliberately put no `ttl` on readings: the hot-to-cold mover copies a reading to cold
+storage and only then deletes it, and a TTL firing first would drop readings not yet copied (a
+mover that failed for a day would lose a day). TTL stays enabled for items a user stamps himself."""
 
 from __future__ import annotations
 
