@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, unquote
 from aiohttp import web
 
 from sandbox.aws.protocol import describe_request
+from sandbox.core.http import REQUEST_BODY_KEY
 from sandbox.core.requestlog import MUTATING_METHODS
 
 # SigV4 signing name -> botocore service model name, where they differ.
@@ -115,10 +116,11 @@ def operation_name(service: str, method: str, path: str, query: Mapping[str, str
     if "Action" in query:
         return query["Action"]
     content_type = headers.get("Content-Type", "").lower()
-    if content_type.startswith("application/x-www-form-urlencoded") and body and service != "s3":
-        action = parse_qs(body.decode("utf-8", "replace")).get("Action")
-        if action:
-            return action[0]
+    if content_type.startswith("application/x-www-form-urlencoded") and service != "s3":
+        action = parse_qs(body.decode("utf-8", "replace")).get("Action") if body else None
+        # Query protocol: the body names the operation; every template is `POST /`, so without
+        # the body any template "match" would name a random operation.
+        return action[0] if action else ""
     if not service:
         return ""
     decoded = unquote(path)
@@ -147,6 +149,7 @@ def request_labels(request: web.BaseRequest, body: bytes = b"") -> tuple[str | N
     """(operation as `service:Name`, mutating) of a proxy request, for the request log.
     Without the body (a request refused before it was read) query-protocol calls stay unnamed."""
     info = describe_request(request)
+    body = body or request.get(REQUEST_BODY_KEY, b"")
     query = {k: v for k, v in request.query.items()}
     op = classify(info.service, request.method, request.raw_path.split("?", 1)[0], query, request.headers, body)
     if not op.name:

@@ -51,6 +51,8 @@ OPERATION_KEY: web.RequestKey[str] = web.RequestKey("sandbox_operation", str)
 MUTATING_KEY: web.RequestKey[bool] = web.RequestKey("sandbox_mutating", bool)
 RequestClassifier = Callable[[web.Request], tuple[str | None, bool | None]]
 REQUEST_CLASSIFIER_KEY: web.AppKey[RequestClassifier] = web.AppKey("sandbox_request_classifier")
+REQUEST_BODY_KEY = "sandbox_request_body"
+"""The body of a request refused by fault injection (read so that the classifier can name it)."""
 
 
 def label_request(request: web.Request, operation: str | None = None, mutating: bool | None = None) -> None:
@@ -156,6 +158,9 @@ def sandbox_middleware(
         try:
             injected = None if _exempt(request, handler) else ctx.faults.injected_status()
             if injected is not None:
+                # Read the body even so: a query-protocol call (AWS IAM, ...) names its operation
+                # there, and the request log must say which call was refused.
+                request[REQUEST_BODY_KEY] = await request.read()
                 responder = _lookup(request, FAULT_RESPONDER_KEY) or fault_responder or azure_fault_response
                 response = responder(request, injected, ctx.faults.profile.retry_after_seconds)
             else:

@@ -500,3 +500,18 @@ def test_a_new_role_is_not_assumable_until_iam_propagates(aws: AwsSandbox, clien
             assert time.monotonic() < deadline
             time.sleep(0.1)
     assert lam.get_function(FunctionName="fresh")["Configuration"]["Role"] == role_arn
+
+
+def test_a_refused_query_protocol_call_is_logged_under_its_own_operation(aws: AwsSandbox, client: ClientFactory) -> None:
+    """IAM names its operation in the form body; a call refused by fault injection is still logged
+    as what it was (a read stays a read), not as whichever `POST /` operation comes first."""
+    iam = client("iam", retries={"mode": "standard", "max_attempts": 1})
+    aws.ctx.faults.profile = Profile("all-throttled", throttle_rate=1.0, retry_after_seconds=0)
+    seq = aws.ctx.request_log.last_seq()
+    try:
+        with pytest.raises(ClientError):
+            iam.get_role(RoleName="whatever")
+    finally:
+        aws.ctx.faults.profile = PROFILES["instant"]
+    refused = _calls_since(aws, seq)
+    assert refused and {(c.status, c.operation, c.mutating) for c in refused} == {(429, "iam:GetRole", False)}
