@@ -22,8 +22,11 @@ Semantics worth knowing:
 - Timers use the real clock (UTC); a timer fires once its time has passed, also after a restart.
 - Only the events the SDK reads are sent to its replay (see `durable.history.REPLAY_NEUTRAL`);
   the status API shows the full history as `historyEvents`.
+- Timer triggers run on their NCRONTAB schedule (UTC) with `run_on_startup`, one run at a time per
+  function (`timers.py`); `POST /admin/functions/{name}` with the master key runs a timer or
+  Event Grid function now, as on Azure.
 - Not emulated: rewind (501), entity-to-entity signals (logged), managed-identity tokens for
-  `call_http`, timer triggers (listed, never run), other trigger types (logged and skipped).
+  `call_http`, other trigger types (logged and skipped).
 """
 
 from .app_loader import AppLoadError, FunctionRegistry, load_app

@@ -67,7 +67,9 @@ class FunctionRegistry:
     entities: dict[str, Invocable] = field(default_factory=dict)  # keys lower-cased, like DTFx
     http_routes: list[HttpRoute] = field(default_factory=list)
     eventgrid: dict[str, Invocable] = field(default_factory=dict)
-    timers: dict[str, str] = field(default_factory=dict)  # name -> schedule (listed, not run)
+    timers: dict[str, str] = field(default_factory=dict)  # name -> schedule as declared
+    timer_functions: dict[str, Any] = field(default_factory=dict)  # name -> timers.TimerFunction (run)
+    timer_errors: dict[str, str] = field(default_factory=dict)  # name -> why its schedule is invalid
     skipped: dict[str, str] = field(default_factory=dict)  # name -> trigger type
     renamed: dict[str, str] = field(default_factory=dict)  # python name -> durable name
 
@@ -78,8 +80,8 @@ class FunctionRegistry:
         lines += [f"  {n}: activityTrigger" for n in self.activities]
         lines += [f"  {n}: entityTrigger" for n in self.entities]
         lines += [f"  {n}: eventGridTrigger" for n in self.eventgrid]
-        lines += [f"  {n}: timerTrigger ({s}); listed only, the local host does not run schedules"
-                  for n, s in self.timers.items()]
+        lines += [f"  {n}: timerTrigger ({s})" for n, s in self.timers.items() if n in self.timer_functions]
+        lines += [f"  {n}: timerTrigger; NOT scheduled: {e}" for n, e in self.timer_errors.items()]
         lines += [f"  {n}: {t}; not supported by the local host, skipped" for n, t in self.skipped.items()]
         return lines
 
@@ -181,7 +183,19 @@ def _index(registry: FunctionRegistry, function: Any) -> None:
     elif kind == "eventGridTrigger":
         registry.eventgrid[name] = Invocable(name, fn, trigger["name"], client)
     elif kind == "timerTrigger":
-        registry.timers[name] = str(trigger.get("schedule"))
+        from .timers import ScheduleError, TimerFunction, parse_schedule
+
+        raw = str(trigger.get("schedule"))
+        registry.timers[name] = raw
+        try:
+            schedule = parse_schedule(raw)
+        except ScheduleError as exc:
+            # As on Azure: the function is in error, the rest of the app runs.
+            registry.timer_errors[name] = str(exc)
+            log.error("timer function %s: %s; it will not run", name, exc)
+            return
+        registry.timer_functions[name] = TimerFunction(name, fn, trigger["name"], schedule,
+                                                       bool(trigger.get("runOnStartup", False)))
     else:
         registry.skipped[name] = kind
         log.warning("function %s has trigger type %s, which the local host does not support; skipped", name, kind)

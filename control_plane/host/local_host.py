@@ -30,6 +30,7 @@ from .durable.scheduler import DurableEngine
 from .durable.store import Store
 from .durable_api import DurableApi
 from .http_server import build_app
+from .timers import TimerScheduler
 
 log = logging.getLogger("control_plane.host")
 
@@ -191,7 +192,8 @@ class LocalHost:
         self.engine = engine
         pool = ThreadPoolExecutor(8, thread_name_prefix="http-function")
         durable = DurableApi(engine, _task_hub(self.app_dir), self.function_key, self.extra_function_keys)
-        runner = web.AppRunner(build_app(self.registry, durable, pool), access_log=None)
+        timers = TimerScheduler(self.registry, self.app_dir)
+        runner = web.AppRunner(build_app(self.registry, durable, pool, timers), access_log=None)
         await runner.setup()
         try:
             site = web.TCPSite(runner, "127.0.0.1", self.port)
@@ -201,9 +203,11 @@ class LocalHost:
             if sockets:
                 self.port = int(sockets[0].getsockname()[1])
             await engine.start()
+            await timers.start()
             self._ready.set()
             await self._stop_event.wait()
         finally:
+            await timers.stop()
             await runner.cleanup()
             await engine.stop()
             from azure.durable_functions.models.utils import http_utils

@@ -9,6 +9,8 @@
   turning the HTTP request into the payload-format-2.0 event.
 - `iot-data` `Publish` is stored by moto, then the topic rules run (`sandbox.aws.iot_rules`)
   and their Lambda actions are invoked asynchronously.
+- EventBridge rules with a `ScheduleExpression` invoke their Lambda targets on schedule
+  (`sandbox.aws.schedules`), started and stopped with the proxy.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from aiohttp import web
 
 from sandbox.aws.iot_rules import rules_for_publish
 from sandbox.aws.protocol import ACCOUNT_ID, AwsRequestInfo, describe_request, error_response
+from sandbox.aws.schedules import Schedules
 from sandbox.runtime.lambdas import (
     LambdaRunner,
     function_url_event,
@@ -46,6 +49,7 @@ INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 class Execution:
     def __init__(self, runner: LambdaRunner) -> None:
         self.runner = runner
+        self.schedules = Schedules(runner)
         # Why a publish did not reach a rule's function (unsupported SQL, missing function, ...).
         self.problems: deque[str] = deque(maxlen=500)
 

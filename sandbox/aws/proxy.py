@@ -97,9 +97,14 @@ def create_app(
     app.cleanup_ctx.append(session_ctx)
     if execution is not None:
 
+        async def start_schedules(app: web.Application) -> None:
+            execution.schedules.start()
+
         async def close_runner(app: web.Application) -> None:
+            await execution.schedules.stop()
             await execution.runner.close()  # no worker process outlives the proxy
 
+        app.on_startup.append(start_schedules)
         app.on_cleanup.append(close_runner)
 
     # AWS gives each account one IoT data endpoint per region and type; moto invents a new one per

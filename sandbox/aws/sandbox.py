@@ -137,11 +137,30 @@ class AwsSandbox:
         self._moto_api("POST", "/moto-api/reset", None)
         self._moto_api("POST", "/moto-api/config", {"lambda": {"use_docker": False}})
         if self._server is not None and self.execution is not None:
-            # The functions are gone: so are their warm workers (and queued async invocations).
-            self._server.call(self.execution.runner.close())
+            # The functions are gone: so are their warm workers (and queued async invocations),
+            # and the rules' schedules.
+            self._server.call(self._reset_execution(self.execution))
         self.twinmaker.reset()
         self.grafana.reset()
         self.lifecycle.reset()
+
+    @staticmethod
+    async def _reset_execution(execution: Execution) -> None:
+        execution.schedules.reset()
+        await execution.runner.close()
+
+    async def _run_rule(self, name: str, moment: Any) -> dict[str, Any]:
+        assert self.execution is not None
+        return await self.execution.schedules.run_now(name, self.region, moment)
+
+    def run_rule(self, name: str, moment: Any = None, timeout: float = 900.0) -> dict[str, Any]:
+        """Run EventBridge rule `name` once now, or as at `moment` (a UTC datetime: the event's
+        `time`), on the proxy's loop (where the Lambda workers live); each target's outcome.
+        KeyError for an unknown rule, `schedules.RuleDisabled` for a disabled one."""
+        if self._server is None or self.execution is None:
+            raise RuntimeError("AwsSandbox is not started")
+        result: dict[str, Any] = self._server.call(self._run_rule(name, moment), timeout)
+        return result
 
     def set_lambda_results(self, results: list[str], region: str | None = None) -> None:
         """Queue canned Lambda invoke results (moto's simple backend answers these in order)."""

@@ -1,4 +1,4 @@
-"""The sandbox's control endpoint (plain HTTP): request log, resources, reset, profile, hosts."""
+"""The sandbox's control endpoint (plain HTTP): request log, resources, reset, profile, hosts, rule runs."""
 
 from sandbox.control.urls import create_app
 

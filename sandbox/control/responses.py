@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -119,3 +120,34 @@ class ControlHandlers:
             return rid.key
         found = arm_backend(self.ctx).find_site_by_name(site)
         return found[0].rid.key if found else None
+
+    async def run_rule(self, request: web.Request) -> web.Response:
+        """Run an EventBridge rule's targets now, as its schedule would; answers each outcome.
+        Body (optional): `{"time": "2026-01-01T00:00:00Z"}`, the scheduled moment the event carries."""
+        from sandbox.aws.schedules import RuleDisabled
+
+        aws = self.sandbox.aws
+        if aws is None:
+            return _error(409, "AwsNotRunning", "the sandbox runs without its AWS side")
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        moment = None
+        raw = body.get("time")
+        if raw is not None:
+            try:
+                moment = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+            except ValueError:
+                moment = None
+            if moment is None or moment.tzinfo is None:
+                return _error(400, "InvalidTime", f"time: expected an ISO 8601 UTC time like "
+                                                  f"2026-01-01T00:00:00Z, got {raw!r}")
+            moment = moment.astimezone(UTC)
+        name = request.match_info["name"]
+        try:
+            outcome = await asyncio.get_running_loop().run_in_executor(None, aws.run_rule, name, moment)
+        except KeyError:
+            return _error(404, "ResourceNotFoundException", f"name: no EventBridge rule {name!r} exists")
+        except RuleDisabled as exc:
+            return _error(409, "RuleDisabled", f"name: {exc}")
+        return json_response(outcome)
