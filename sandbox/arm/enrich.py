@@ -64,6 +64,11 @@ def enrich(ctx: SandboxContext, b: ArmBackend, res: Resource, existing: Resource
             s: f"https://{name}.{s}.core.windows.net/"
             for s in ("blob", "queue", "table", "file", "dfs", "web")
         }
+        # With the sandbox's Blob emulator running, the account's Blob data plane is served there.
+        blob_endpoint = getattr(ctx.hooks_for("Microsoft.Storage/storageAccounts"), "blob_endpoint", None)
+        local_blob = blob_endpoint(name) if callable(blob_endpoint) else None
+        if local_blob:
+            props["primaryEndpoints"]["blob"] = local_blob
         props["primaryLocation"] = body.get("location")
         props["statusOfPrimary"] = "available"
         props.setdefault(

@@ -30,8 +30,11 @@ def main(argv: list[str]) -> int:
         return 2
     child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
 
+    stopping = threading.Lock()
+
     def stop_child(*_: object) -> None:
-        if child.poll() is None:
+        # Once only: Azurite saves its data on the first SIGTERM and dies unsaved on a second.
+        if stopping.acquire(blocking=False) and child.poll() is None:
             child.terminate()
 
     signal.signal(signal.SIGTERM, stop_child)

@@ -175,8 +175,9 @@ class Deployment:
 
 
 @contextmanager
-def deployment(spec: dict[str, Any], tmp: Path, deploy: bool = True) -> Iterator[Deployment]:
-    """Sandbox (no Azurite unless the spec needs Azure storage) + local host; deploys `spec`."""
+def deployment(spec: dict[str, Any], tmp: Path, deploy: bool = True, with_blob: bool = False) -> Iterator[Deployment]:
+    """Sandbox + local host; deploys `spec`. `with_blob`: run Azurite, so the storage accounts the
+    deployment creates through ARM have a working Blob data plane (Azure cold/archive storage)."""
     from control_plane.commands.engine_client import PROJECT_ROOT, open_target
     from sandbox.server import Sandbox
 
@@ -184,7 +185,7 @@ def deployment(spec: dict[str, Any], tmp: Path, deploy: bool = True) -> Iterator
     spec_file.write_text(json.dumps(spec, indent=2))
     sandbox_dir = (tmp / "sandbox").resolve()
     with ExitStack() as stack:
-        sandbox = stack.enter_context(Sandbox(sandbox_dir, with_blob=False))
+        sandbox = stack.enter_context(Sandbox(sandbox_dir, with_blob=with_blob))
         args = argparse.Namespace(url=None, key=None, app=str(PROJECT_ROOT), state_dir=str(tmp / "host"),
                                   sandbox=str(sandbox_dir), no_sandbox=False, json=True)
         target = stack.enter_context(open_target(args, Console(file=io.StringIO())))

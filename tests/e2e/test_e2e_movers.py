@@ -15,22 +15,17 @@ them; on Azure the timer uses the wall clock, so it cannot be exercised without 
 
 from __future__ import annotations
 
-import argparse
-import io
 import json
 import re
 import time
 import urllib.parse
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 from e2e_kit import Deployment, deployment, example, http
-from rich.console import Console
 
 from payload_functions.common.keys import cold_chunk_key
 from payload_functions.common.telemetry import format_timestamp
@@ -180,27 +175,6 @@ def test_aws_hot_to_cold_then_archive_loses_nothing(aws: Deployment) -> None:
 
 # --- Azure -----------------------------------------------------------------------------------------
 
-@contextmanager
-def deployment_with_blob(spec: dict[str, Any], tmp: Path) -> Iterator[Deployment]:
-    """`e2e_kit.deployment` with Azurite: Azure cold storage is Blob (the kit starts none)."""
-    from control_plane.commands.engine_client import PROJECT_ROOT, open_target
-    from sandbox.server import Sandbox
-
-    spec_file = tmp / "twin.json"
-    spec_file.write_text(json.dumps(spec, indent=2))
-    sandbox_dir = (tmp / "sandbox").resolve()
-    with ExitStack() as stack:
-        sandbox = stack.enter_context(Sandbox(sandbox_dir, with_blob=True))
-        args = argparse.Namespace(url=None, key=None, app=str(PROJECT_ROOT), state_dir=str(tmp / "host"),
-                                  sandbox=str(sandbox_dir), no_sandbox=False, json=True)
-        target = stack.enter_context(open_target(args, Console(file=io.StringIO())))
-        d = Deployment(sandbox, sandbox_dir, target, spec_file, spec)
-        d.view = d.deploy()
-        d.idle()
-        d.wait_for_function_hosts()
-        yield d
-
-
 class AzureStores:
     """The twin's hot container and cold/archive Blob containers, found as an operator would:
     ARM for the Cosmos account keys and the mover Function App's settings and master key."""
@@ -227,9 +201,11 @@ class AzureStores:
                          if s.name == naming.function_app("L3_hot"))
         settings = web.web_apps.list_application_settings(az.rg, self.site.name).properties
         self.master_key = web.web_apps.list_host_keys(az.rg, self.site.name).master_key
-        blob = BlobServiceClient.from_connection_string(settings[str(Setting.BLOB_CONNECTION_STRING)],
-                                                        connection_verify=az.ca)
-        self.cold = blob.get_container_client(settings[str(Setting.COLD_STORAGE_CONTAINER)])
+        self.connection_string = settings[str(Setting.BLOB_CONNECTION_STRING)]
+        blob = BlobServiceClient.from_connection_string(self.connection_string, connection_verify=az.ca)
+        self.account = blob.account_name
+        self.cold_name = settings[str(Setting.COLD_STORAGE_CONTAINER)]
+        self.cold = blob.get_container_client(self.cold_name)
 
     def hot_items(self) -> dict[tuple[str, str], dict[str, Any]]:
         items = self.hot.query_items("SELECT * FROM c", enable_cross_partition_query=True)
@@ -243,7 +219,8 @@ class AzureStores:
 
 @pytest.fixture(scope="module")
 def azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    with deployment_with_blob(example("azure-only"), tmp_path_factory.mktemp("movers-azure")) as dep:
+    # With Azurite: the storage account the deployment creates through ARM serves Blob.
+    with deployment(example("azure-only"), tmp_path_factory.mktemp("movers-azure"), with_blob=True) as dep:
         assert dep.view["runtimeStatus"] == "Completed", json.dumps(dep.view)[:3000]
         yield dep
 
@@ -291,38 +268,38 @@ def _put_hot(stores: AzureStores, spec: dict[str, Any], seed: int) -> tuple[list
     return old, recent
 
 
-def test_azure_mover_loses_nothing_when_cold_storage_is_unreachable(azure: Deployment) -> None:
-    """As deployed, the app's BLOB_CONNECTION_STRING names `<account>.blob.core.windows.net`
-    (the sandbox's ARM storage accounts have no data plane): the write fails after the SDK's
-    retries, and since the mover deletes only after a successful write, every reading stays hot."""
-    d = azure
-    stores = AzureStores(d)
-    old, recent = _put_hot(stores, d.spec, seed=1)
-    assert _admin_run(d, stores) == "failed: EventFailed"
-    hot = stores.hot_items()
-    for r in old + recent:
-        assert hot[(r["device_id"], r["timestamp"])] == r
-
-
-def test_azure_hot_to_cold_loses_nothing(azure: Deployment) -> None:
-    """The same deployed package, its settings pointed at the sandbox's Blob (Azurite) through ARM
-    as an operator would, so the move itself is proven end to end."""
-    from azure.mgmt.web import WebSiteManagementClient
-    from azure.storage.blob import BlobServiceClient
+def test_azure_mover_loses_nothing_when_cold_storage_fails(azure: Deployment) -> None:
+    """The cold container is deleted through ARM (so the data plane answers ContainerNotFound):
+    the write fails, and since the mover deletes only after a successful write, every reading
+    stays hot. The container is put back through ARM afterwards, as the deployer made it."""
+    from azure.mgmt.storage import StorageManagementClient
+    from azure.mgmt.storage.models import BlobContainer
 
     d = azure
     stores = AzureStores(d)
     az = d.azure()
-    web = WebSiteManagementClient(az.cred, az.sub, **az.kw)
-    settings = web.web_apps.list_application_settings(az.rg, stores.site.name)
-    container = settings.properties[str(Setting.COLD_STORAGE_CONTAINER)]
-    azurite = str(d.sandbox.endpoints["blob"]["connection_string"])
-    BlobServiceClient.from_connection_string(azurite).create_container(container)
-    old_base = _host_base(d, stores.site.name)
-    settings.properties[str(Setting.BLOB_CONNECTION_STRING)] = azurite
-    web.web_apps.update_application_settings(az.rg, stores.site.name, settings)
-    _host_base(d, stores.site.name, not_before=old_base)  # App Service restarts the site
+    storage = StorageManagementClient(az.cred, az.sub, **az.kw)
+    container = storage.blob_containers.get(az.rg, stores.account, stores.cold_name)
+    storage.blob_containers.delete(az.rg, stores.account, stores.cold_name)
+    try:
+        old, recent = _put_hot(stores, d.spec, seed=1)
+        assert _admin_run(d, stores) == "failed: EventFailed"
+        hot = stores.hot_items()
+        for r in old + recent:
+            assert hot[(r["device_id"], r["timestamp"])] == r
+    finally:
+        storage.blob_containers.create(az.rg, stores.account, stores.cold_name,
+                                       BlobContainer(metadata=container.metadata, public_access=container.public_access))
+
+
+def test_azure_hot_to_cold_loses_nothing(azure: Deployment) -> None:
+    """The deployed package with its own, unmodified settings: its BLOB_CONNECTION_STRING names
+    the storage account the deployment created through ARM, whose Blob endpoint the sandbox serves."""
+    d = azure
     stores = AzureStores(d)
+    # The deployment's own storage account (not Azurite's well-known one), at ARM's Blob endpoint.
+    assert stores.account == AzureNaming(d.twin).storage_account()
+    assert f"BlobEndpoint={stores.cold.primary_endpoint.rsplit('/', 2)[0]}" in stores.connection_string
     # Left by the previous test (or none): those readings move now too.
     leftover = [r for r in stores.hot_items().values() if r["timestamp"] < format_timestamp(
         datetime.now(UTC) - timedelta(days=int(d.spec["twin"]["hot_storage_days"])))]
