@@ -101,13 +101,8 @@ def resource_poll(payload: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity=names.RESOURCE_READ)
 def resource_read(payload: dict[str, Any]) -> dict[str, Any]:
-    return _run("read", payload, lambda p, c: p.read(c).to_dict())
-
-
-@bp.activity_trigger(input_name="payload", activity=names.RESOURCE_OBSERVE)
-def resource_observe(payload: dict[str, Any]) -> dict[str, Any]:
-    """`read`, plus `observed_at` (UTC, taken before the read): of two refreshes racing, the state
-    keeps the later observation, whichever finishes last."""
+    """What exists now, plus `observed_at` (UTC, taken before the read): of two refreshes racing,
+    the state keeps the later observation, whichever finishes last."""
     observed_at = datetime.now(UTC).isoformat()
     return {**_run("read", payload, lambda p, c: p.read(c).to_dict()), "observed_at": observed_at}
 

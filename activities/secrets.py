@@ -19,11 +19,12 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from activities.clouds import Clouds, clouds_from_environ
-from activities.errors import PermanentError, TransientError
+from activities.errors import PermanentError, classify
 from shared.contracts import ControlPlaneSetting, is_secret_output
 
 log = logging.getLogger("activities.secrets")
@@ -55,11 +56,11 @@ class SecretStore:
 
     def put(self, twin: str, output: str, value: str) -> str:
         """Store a new version; returns its reference."""
-        from azure.core.exceptions import AzureError, HttpResponseError
+        from azure.core.exceptions import HttpResponseError
 
         name = secret_name(twin, output)
         tags = {"twin": twin, "output": output[:200]}
-        try:
+        with _vault_call(f"storing output {output} in Key Vault"):
             try:
                 secret = self._client.set_secret(name, value, tags=tags)
             except HttpResponseError as exc:
@@ -68,10 +69,6 @@ class SecretStore:
                 # Deleted (soft delete) but not purged, e.g. a twin destroyed and deployed again.
                 self._client.begin_recover_deleted_secret(name).wait()
                 secret = self._client.set_secret(name, value, tags=tags)
-        except HttpResponseError as exc:
-            raise _classify(exc, f"storing output {output} in Key Vault") from None
-        except AzureError as exc:
-            raise TransientError(f"storing output {output} in Key Vault: {type(exc).__name__}") from None
         ref = f"{REF_PREFIX}{name}/{secret.properties.version}"
         self._remember(ref, value)
         return ref
@@ -81,15 +78,9 @@ class SecretStore:
             if ref in self._cache:
                 self._cache.move_to_end(ref)
                 return self._cache[ref]
-        from azure.core.exceptions import AzureError, HttpResponseError
-
         name, _, version = ref[len(REF_PREFIX):].partition("/")
-        try:
+        with _vault_call(f"reading secret {name} from Key Vault"):
             value = self._client.get_secret(name, version or None).value
-        except HttpResponseError as exc:
-            raise _classify(exc, f"reading secret {name} from Key Vault") from None
-        except AzureError as exc:
-            raise TransientError(f"reading secret {name} from Key Vault: {type(exc).__name__}") from None
         if value is None:
             raise PermanentError(f"secret {name} version {version} in Key Vault has no value")
         self._remember(ref, value)
@@ -98,17 +89,14 @@ class SecretStore:
     def latest(self, twin: str, output: str) -> tuple[str, str] | None:
         """(reference, value) of the latest version kept for a twin's output, or None. Lets a
         deploy whose control-plane state was lost keep the secrets the clouds already hold."""
-        from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError
 
         name = secret_name(twin, output)
         try:
-            secret = self._client.get_secret(name)
+            with _vault_call(f"reading secret {name} from Key Vault", missing_ok=True):
+                secret = self._client.get_secret(name)
         except ResourceNotFoundError:
             return None
-        except HttpResponseError as exc:
-            raise _classify(exc, f"reading secret {name} from Key Vault") from None
-        except AzureError as exc:
-            raise TransientError(f"reading secret {name} from Key Vault: {type(exc).__name__}") from None
         if secret.value is None:
             return None
         ref = f"{REF_PREFIX}{name}/{secret.properties.version}"
@@ -142,15 +130,19 @@ class SecretStore:
                 self._cache.popitem(last=False)
 
 
-def _classify(exc: Any, what: str) -> Exception:
-    status = getattr(exc, "status_code", None)
-    code = getattr(getattr(exc, "error", None), "code", None)
-    text = f"{what}: Key Vault answered {status}{f' ({code})' if code else ''}"
-    if status in (408, 429) or (isinstance(status, int) and status >= 500):
-        return TransientError(text)
-    if status == 403:
-        return PermanentError(f"{text}; the control plane's identity needs the 'Key Vault Secrets Officer' role on the vault")
-    return PermanentError(text)
+@contextmanager
+def _vault_call(what: str, missing_ok: bool = False) -> Iterator[None]:
+    """Key Vault failures as provider errors (`activities.errors.classify`), saying what was done.
+    With `missing_ok`, a missing secret passes through for the caller to handle."""
+    from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+    try:
+        yield
+    except AzureError as exc:
+        if missing_ok and isinstance(exc, ResourceNotFoundError):
+            raise
+        failure = classify(exc)
+        raise type(failure)(f"{what}: {failure}") from None
 
 
 _stores: dict[tuple[str, str], SecretStore] = {}

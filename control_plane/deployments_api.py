@@ -57,6 +57,19 @@ def _body(req: func.HttpRequest, required: bool = True) -> tuple[Any, func.HttpR
         return None, _errors(400, ("", f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"))
 
 
+def _small_body(req: func.HttpRequest, allowed: str, example: str) -> tuple[dict[str, Any], func.HttpResponse | None]:
+    """An optional JSON object body whose only field may be `allowed` (e.g. `{"grace_seconds": 30}`)."""
+    body, error = _body(req, required=False)
+    if error is not None:
+        return {}, error
+    if not isinstance(body, dict):
+        return {}, _errors(400, ("", f"the body, if any, must be a JSON object such as {example}"))
+    unknown = sorted(set(body) - {allowed})
+    if unknown:
+        return {}, _errors(400, *((k, f"unknown field; only {allowed} is accepted") for k in unknown))
+    return body, None
+
+
 def _twin_param(req: func.HttpRequest) -> tuple[str, func.HttpResponse | None]:
     twin = req.route_params.get("twin", "")
     if not _TWIN_RE.match(twin):
@@ -173,17 +186,12 @@ async def tokens_rotate(req: func.HttpRequest, client: df.DurableOrchestrationCl
     twin, error = _twin_param(req)
     if error is not None:
         return error
-    body, error = _body(req, required=False)
+    body, error = _small_body(req, "grace_seconds", '{"grace_seconds": 30}')
     if error is not None:
         return error
     options, error = _options()
     if error is not None:
         return error
-    if not isinstance(body, dict):
-        return _errors(400, ("", "the body, if any, must be a JSON object such as {\"grace_seconds\": 30}"))
-    unknown = sorted(set(body) - {"grace_seconds"})
-    if unknown:
-        return _errors(400, *((k, "unknown field; only grace_seconds is accepted") for k in unknown))
     if "grace_seconds" in body:
         grace = body["grace_seconds"]
         if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= 3600:
@@ -208,17 +216,12 @@ async def twins_refresh(req: func.HttpRequest, client: df.DurableOrchestrationCl
     twin, error = _twin_param(req)
     if error is not None:
         return error
-    body, error = _body(req, required=False)
+    body, error = _small_body(req, "resources", '{"resources": ["azure/L4/digital-twins"]}')
     if error is not None:
         return error
     options, error = _options()
     if error is not None:
         return error
-    if not isinstance(body, dict):
-        return _errors(400, ("", "the body, if any, must be a JSON object such as {\"resources\": [\"azure/L4/digital-twins\"]}"))
-    unknown = sorted(set(body) - {"resources"})
-    if unknown:
-        return _errors(400, *((k, "unknown field; only resources is accepted") for k in unknown))
     state = await ops.read_state(client, twin)
     if not state or not state.get("resources"):
         return _errors(404, ("twin", f"twin {twin} has no recorded resources; deploy it first"))

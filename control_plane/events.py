@@ -26,7 +26,7 @@ import azure.durable_functions as df
 
 from activities import names
 from control_plane.operations import engine_options, instance_id, read_state
-from shared.contracts import EVENT_SOURCE_PREFIX, OutputChangedData
+from shared.contracts import EVENT_SOURCE_PREFIX, ArmEventType, OutputChangedData
 from shared.naming import AzureNaming
 
 log = logging.getLogger("control_plane.events")
@@ -72,9 +72,6 @@ async def twin_events(event: Any, client: df.DurableOrchestrationClient) -> None
              data.get(OutputChangedData.VERSION), instance)
 
 
-RESOURCE_EVENT_TYPES = frozenset({"Microsoft.Resources.ResourceWriteSuccess", "Microsoft.Resources.ResourceDeleteSuccess"})
-
-
 def resource_group_of(resource_id: str) -> tuple[str, list[str]] | None:
     """(resource group, the path after `providers/`) of an ARM resource id, or None."""
     parts = resource_id.strip("/").split("/")
@@ -83,15 +80,6 @@ def resource_group_of(resource_id: str) -> tuple[str, list[str]] | None:
         return None
     rest = parts[5:] if len(parts) > 4 and lower[4] == "providers" else []
     return parts[3], rest
-
-
-def twin_of_resource_group(group: str) -> str | None:
-    """The twin whose resource group this is, by the naming rule (`shared.naming`)."""
-    for suffix_len in range(1, len(group)):
-        candidate = group[:-suffix_len]
-        if AzureNaming(candidate).resource_group().lower() == group.lower():
-            return candidate
-    return None
 
 
 def producers_of(state: dict[str, Any], group: str, provider_path: list[str]) -> list[str]:
@@ -114,10 +102,10 @@ def producers_of(state: dict[str, Any], group: str, provider_path: list[str]) ->
 async def azure_resource_events(event: Any, client: df.DurableOrchestrationClient) -> None:
     event_type, _, data = _fields(event)
     subject = str(getattr(event, "subject", None) or data.get("resourceUri") or "")
-    if event_type not in RESOURCE_EVENT_TYPES:
+    if event_type not in set(ArmEventType):
         return
     located = resource_group_of(subject)
-    twin = twin_of_resource_group(located[0]) if located else None
+    twin = AzureNaming.twin_of_resource_group(located[0]) if located else None
     if located is None or twin is None:
         return
     state = await read_state(client, twin)

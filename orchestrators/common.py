@@ -162,54 +162,59 @@ def resource_call(twin: str, state: dict[str, Any], resource: dict[str, Any], se
     return {"twin": twin, "resource": plain, "settings": settings, "current": current, "pending": None}
 
 
-def apply_consumers(
-    ctx: df.DurableOrchestrationContext, twin: str, state: dict[str, Any], wanted: dict[str, dict[str, Any]],
-    opts: Options, tag: str,
-) -> Gen:
-    """Fan out one read-modify-write per consumer; returns (changed, unchanged, failed messages).
+def fan_out(ctx: df.DurableOrchestrationContext, activity: str, payloads: dict[str, Any], opts: Options,
+            tag: str) -> Gen:
+    """Call `activity` once per key, all in parallel; returns ({key: result}, {key: failure message}).
 
-    All calls of a round run in parallel and are settled one by one (`task_all` fails fast);
-    consumers that failed transiently are retried together in the next round, after a backoff
-    timer. Activities are called directly (no sub-orchestration per consumer), which keeps a
-    fan-out of hundreds close to the time of one update. `tag` only names the round in logs.
+    All calls of a round run in parallel and are settled one by one (`task_all` fails fast); keys
+    that failed transiently are retried together in the next round, after a backoff timer.
+    Activities are called directly (no sub-orchestration each), which keeps a fan-out of hundreds
+    close to the time of one call. `tag` only names the round in logs.
     """
-    changed: list[str] = []
-    unchanged: list[str] = []
-    failed: list[str] = []
-    pending = sorted(wanted)
+    results: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    pending = sorted(payloads)
     delay = opts.retry_first_seconds
     attempt = 1
     while pending:
-        tasks = [
-            ctx.call_activity(names.SETTINGS_APPLY,
-                              resource_call(twin, state, state["resources"][c] | {"id": c}, wanted[c]["settings"]))
-            for c in pending
-        ]
+        tasks = [ctx.call_activity(activity, payloads[key]) for key in pending]
         # task_all fails fast on the first error; each task is then settled one by one below.
         with contextlib.suppress(Exception):
             yield ctx.task_all(tasks)
         retry: list[str] = []
-        for consumer, task in zip(pending, tasks, strict=True):
+        for key, task in zip(pending, tasks, strict=True):
             try:
-                result = yield task
-                (changed if result["changed"] else unchanged).append(consumer)
+                results[key] = yield task
             except Exception as exc:
                 failure = decode(str(exc))
                 if failure.transient and attempt < opts.retry_attempts:
-                    retry.append(consumer)
+                    retry.append(key)
                 else:
                     suffix = f" (after {attempt} attempts)" if failure.transient else ""
-                    failed.append(_strip_where(failure.message, consumer) + suffix)
+                    failed[key] = _strip_where(failure.message, key) + suffix
         if not retry:
             break
         if not ctx.is_replaying:
-            logging.getLogger("orchestrators").info("%s: retrying %d consumer(s) in %.1f s", tag, len(retry), delay)
+            logging.getLogger("orchestrators").info("%s: retrying %d call(s) in %.1f s", tag, len(retry), delay)
         yield ctx.create_timer(ctx.current_utc_datetime + timedelta(seconds=delay))
         pending, attempt, delay = retry, attempt + 1, min(delay * 2, opts.retry_max_seconds)
+    return results, failed
+
+
+def apply_consumers(
+    ctx: df.DurableOrchestrationContext, twin: str, state: dict[str, Any], wanted: dict[str, dict[str, Any]],
+    opts: Options, tag: str,
+) -> Gen:
+    """One read-modify-write per consumer (`fan_out`); returns (changed, unchanged, failed messages)."""
+    payloads = {c: resource_call(twin, state, state["resources"][c] | {"id": c}, wanted[c]["settings"])
+                for c in wanted}
+    results, errors = yield from fan_out(ctx, names.SETTINGS_APPLY, payloads, opts, tag)
+    changed = [c for c in sorted(results) if results[c]["changed"]]
+    unchanged = [c for c in sorted(results) if not results[c]["changed"]]
     applied = {c: wanted[c]["versions"] for c in changed + unchanged}
     if applied:
         yield ctx.call_entity(state_entity(twin), "record_applied", {"applied": applied})
-    return changed, unchanged, failed
+    return changed, unchanged, [errors[c] for c in sorted(errors)]
 
 
 def propagate_once(

@@ -14,7 +14,6 @@ it: those record outputs themselves, and a half-built producer must not be read 
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -22,11 +21,11 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities import names
-from activities.errors import decode
 from orchestrators.common import (
     Gen,
     OperationFailed,
     Options,
+    fan_out,
     output_event,
     publish,
     resource_call,
@@ -76,35 +75,6 @@ def _wait_for_operations(context: df.DurableOrchestrationContext, twin: str) -> 
         waited += LOCK_POLL_SECONDS
 
 
-def _read_all(context: df.DurableOrchestrationContext, twin: str, state: dict[str, Any], rids: list[str],
-              opts: Options) -> Gen:
-    """{rid: observation} for every producer read; transient failures are retried in rounds
-    with backoff, permanent ones come back as {rid: message} in the second value."""
-    observed: dict[str, dict[str, Any]] = {}
-    failed: dict[str, str] = {}
-    pending, attempt, delay = list(rids), 1, opts.retry_first_seconds
-    while pending:
-        tasks = [context.call_activity(names.RESOURCE_OBSERVE,
-                                       resource_call(twin, state, state["resources"][rid] | {"id": rid}, {}))
-                 for rid in pending]
-        with contextlib.suppress(Exception):  # task_all fails fast; each task is settled below
-            yield context.task_all(tasks)
-        retry: list[str] = []
-        for rid, task in zip(pending, tasks, strict=True):
-            try:
-                observed[rid] = yield task
-            except Exception as exc:
-                failure = decode(str(exc))
-                if failure.transient and attempt < opts.retry_attempts:
-                    retry.append(rid)
-                else:
-                    failed[rid] = failure.message
-        if retry:
-            yield context.create_timer(context.current_utc_datetime + timedelta(seconds=delay))
-        pending, attempt, delay = retry, attempt + 1, min(delay * 2, opts.retry_max_seconds)
-    return observed, failed
-
-
 @bp.orchestration_trigger(context_name="context", orchestration=names.REFRESH_OUTPUTS)
 def refresh_outputs(context: df.DurableOrchestrationContext) -> Gen:
     """Input {"twin": name, "resources": [resource ids] | None (every producer), "reason": str,
@@ -115,7 +85,8 @@ def refresh_outputs(context: df.DurableOrchestrationContext) -> Gen:
     state = yield from _wait_for_operations(context, twin)
     rids = producers(state, data.get("resources"))
     context.set_custom_status({"operation": "refresh", "twin": twin, "step": "reading", "producers": len(rids)})
-    observed, failed = yield from _read_all(context, twin, state, rids, opts)
+    reads = {rid: resource_call(twin, state, state["resources"][rid] | {"id": rid}, {}) for rid in rids}
+    observed, failed = yield from fan_out(context, names.RESOURCE_READ, reads, opts, f"refresh {twin}")
     result.failed = sorted(failed)
     events: list[dict[str, Any]] = []
     for rid in sorted(observed):
@@ -140,6 +111,6 @@ def refresh_outputs(context: df.DurableOrchestrationContext) -> Gen:
     context.set_custom_status({"operation": "refresh", "twin": twin, "step": "completed",
                                "changed": len(result.changed), "missing": len(result.missing)})
     if failed:
-        first = next(iter(sorted(failed.items())))
-        raise OperationFailed(f"[permanent] refresh could not read {len(failed)} producer(s); first {first[0]}: {first[1]}")
+        first = failed[min(failed)]  # already names its resource
+        raise OperationFailed(f"[permanent] refresh could not read {len(failed)} producer(s); first {first}")
     return asdict(result)

@@ -469,6 +469,14 @@ class EventType(StrEnum):
     DEPLOYMENT_FAILED = "twin.deployment.failed"
 
 
+class ArmEventType(StrEnum):
+    """Azure Resource Manager's own events (Event Grid `Microsoft.Resources.*` system topics) the
+    control plane watches to notice changes made outside a deployment."""
+
+    WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
+    DELETE_SUCCESS = "Microsoft.Resources.ResourceDeleteSuccess"
+
+
 EVENT_SOURCE_PREFIX = "/twins/"
 
 

@@ -88,8 +88,18 @@ class AzureNaming:
     def __init__(self, twin: str) -> None:
         self.twin = twin
 
+    RESOURCE_GROUP_SUFFIX = "-rg"
+
     def resource_group(self) -> str:
-        return f"{self.twin}-rg"
+        return f"{self.twin}{self.RESOURCE_GROUP_SUFFIX}"
+
+    @classmethod
+    def twin_of_resource_group(cls, group: str) -> str | None:
+        """The inverse of `resource_group` (None for a group no twin name gives; ARM ids may
+        change the case of a group's name, so the suffix is matched without it)."""
+        if len(group) <= len(cls.RESOURCE_GROUP_SUFFIX) or not group.lower().endswith(cls.RESOURCE_GROUP_SUFFIX):
+            return None
+        return group[: -len(cls.RESOURCE_GROUP_SUFFIX)]
 
     def identity(self) -> str:
         return f"{self.twin}-identity"

@@ -106,13 +106,11 @@ def open_target(args: argparse.Namespace, console: Console) -> Iterator[Target]:
             console.print("[dim]starting a local sandbox...[/dim]")
             stack.enter_context(Sandbox(sandbox_dir))
             environ[ControlPlaneSetting.SANDBOX_DIR] = sandbox_dir
-        sandboxed = environ.get(ControlPlaneSetting.SANDBOX_DIR) or os.environ.get(ControlPlaneSetting.SANDBOX_DIR)
-        if sandboxed and ControlPlaneSetting.KEY_VAULT_URL not in os.environ:
+        if environ.get(ControlPlaneSetting.SANDBOX_DIR) or os.environ.get(ControlPlaneSetting.SANDBOX_DIR):
             # Secret outputs go to the sandbox's vault; Durable's history keeps references only.
-            from activities.clouds import clouds_from_environ
-            from control_plane.secret_vault import ensure_vault
+            from control_plane.infrastructure import sandbox_settings
 
-            environ[ControlPlaneSetting.KEY_VAULT_URL] = ensure_vault(clouds_from_environ({**os.environ, **environ}))
+            environ.update(sandbox_settings(environ))
         port = _free_port()
         key = args.key or "local-cli-key"
         # Events go to this app's own Event Grid webhook, which re-triggers propagation.

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import threading
 from pathlib import Path
 from types import FrameType
 
-from control_plane.resource_watch import WATCH_FUNCTION, ensure_resource_watch, webhook_url
+from control_plane.infrastructure import WATCH_FUNCTION, ensure_resource_watch, sandbox_settings, webhook_url
 from shared.contracts import ControlPlaneSetting
 
 
@@ -57,12 +56,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         # The same app setting the deployed app would get; activities/clouds.py reads it.
         environ[ControlPlaneSetting.SANDBOX_DIR] = str(args.sandbox.resolve())
-        if args.app is None and ControlPlaneSetting.KEY_VAULT_URL not in os.environ:
-            # The control plane keeps secret outputs in the sandbox's vault (another app has no use for it).
-            from activities.clouds import clouds_from_environ
-            from control_plane.secret_vault import ensure_vault
-
-            environ[ControlPlaneSetting.KEY_VAULT_URL] = ensure_vault(clouds_from_environ({**os.environ, **environ}))
+        if args.app is None:  # the control plane itself: its vault (another app has no use for it)
+            environ.update(sandbox_settings(environ))
     host = LocalHost(app_dir=args.app, state_dir=args.state_dir, port=args.port,
                      function_key=args.function_key, activity_concurrency=args.activity_concurrency,
                      fast_replay=args.fast_replay, environ=environ)

@@ -26,8 +26,10 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar, cast
+
+from payload_functions.common.errors import BadRequest
+from payload_functions.common.telemetry import parse_timestamp
 
 R = TypeVar("R")
 
@@ -45,20 +47,15 @@ class Stamped:
     timestamp: str
 
 
-def instant(text: Any) -> datetime | None:
-    """ISO 8601 text -> an aware UTC datetime (naive text is UTC); None when it is not a time."""
-    if not isinstance(text, str) or not text.strip():
+def instant(text: Any) -> str | None:
+    """ISO 8601 text -> the canonical UTC timestamp (`common.telemetry`: fixed width, so text order
+    is time order); None when it is not ISO 8601 text."""
+    if not isinstance(text, str):
         return None
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
+        return parse_timestamp(text)
+    except BadRequest:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def is_newer(candidate: str, current: Any) -> bool:

@@ -286,6 +286,20 @@ def filter_matches(flt: dict[str, Any], event: dict[str, Any]) -> bool:
 # --- the backend --------------------------------------------------------------------------------
 
 
+def _system_event(topic: str, event_type: str, subject: str, data: Any, data_version: str) -> dict[str, Any]:
+    """One event in the Event Grid schema, as an Azure resource raises it."""
+    return {
+        "id": str(uuid.uuid4()),
+        "topic": topic,
+        "subject": subject,
+        "eventType": event_type,
+        "eventTime": _now_iso(),
+        "data": data,
+        "dataVersion": data_version,
+        "metadataVersion": "1",
+    }
+
+
 class _Hooks:
     """ARM hooks for one resource type, forwarding to the backend."""
 
@@ -654,22 +668,11 @@ class EventGridBackend:
         """Raise an event from an Azure resource (e.g. `Microsoft.Devices.DeviceTelemetry` from an
         IoT Hub) into every system topic whose source it is. Returns the topics reached.
         Callable from any thread."""
-        event = {
-            "id": str(uuid.uuid4()),
-            "topic": source_resource_id,
-            "subject": subject,
-            "eventType": event_type,
-            "eventTime": _now_iso(),
-            "data": data,
-            "dataVersion": data_version,
-            "metadataVersion": "1",
-        }
-        with self._lock:
-            topics = [
-                t for t in self.topics.values() if t.kind == "system" and t.source.lower() == source_resource_id.rstrip("/").lower()
-            ]
+        source = source_resource_id.rstrip("/").lower()
+        topics = self._system_topics(lambda t: t.source.lower() == source)
         for t in topics:
-            if not self._on_loop(self._accept_later(t, [event])):
+            if not self._on_loop(self._accept_later(t, [_system_event(source_resource_id, event_type, subject, data,
+                                                                      data_version)])):
                 raise RuntimeError("the sandbox's Azure server is not running, so Event Grid cannot deliver")
         return [t.resource_id for t in topics]
 
@@ -680,40 +683,27 @@ class EventGridBackend:
         Callable from any thread; without such topics it does nothing."""
         rid = resource_id.rstrip("/")
         lower = rid.lower()
-        with self._lock:
-            topics = [
-                t for t in self.topics.values()
-                if t.kind == "system" and t.topic_type.lower() in RESOURCE_TOPIC_TYPES
-                and (lower == t.source.lower().rstrip("/") or lower.startswith(t.source.lower().rstrip("/") + "/"))
-            ]
-        if not topics:
-            return []
+        topics = self._system_topics(lambda t: t.topic_type.lower() in RESOURCE_TOPIC_TYPES and (
+            lower == t.source.lower().rstrip("/") or lower.startswith(t.source.lower().rstrip("/") + "/")))
         parts = rid.split("/")
-        subscription = parts[2] if len(parts) > 2 else ""
-        provider = parts[parts.index("providers") + 1] if "providers" in parts[:-1] else "Microsoft.Resources"
+        data = {
+            "resourceProvider": parts[parts.index("providers") + 1] if "providers" in parts[:-1] else "Microsoft.Resources",
+            "resourceUri": rid,
+            "operationName": operation,
+            "status": "Succeeded",
+            "subscriptionId": parts[2] if len(parts) > 2 else "",
+            "tenantId": self.ctx.tenant_id,
+        }
         reached = []
         for t in topics:
-            event = {
-                "id": str(uuid.uuid4()),
-                "topic": t.source,
-                "subject": rid,
-                "eventType": event_type,
-                "eventTime": _now_iso(),
-                "data": {
-                    "resourceProvider": provider,
-                    "resourceUri": rid,
-                    "operationName": operation,
-                    "status": "Succeeded",
-                    "subscriptionId": subscription,
-                    "tenantId": self.ctx.tenant_id,
-                    "correlationId": str(uuid.uuid4()),
-                },
-                "dataVersion": "2",
-                "metadataVersion": "1",
-            }
+            event = _system_event(t.source, event_type, rid, {**data, "correlationId": str(uuid.uuid4())}, "2")
             if self._on_loop(self._accept_later(t, [event])):
                 reached.append(t.resource_id)
         return reached
+
+    def _system_topics(self, matches: Callable[[Topic], bool]) -> list[Topic]:
+        with self._lock:
+            return [t for t in self.topics.values() if t.kind == "system" and matches(t)]
 
     def _accept_later(self, topic: Topic, events: list[dict[str, Any]]) -> Callable[[], None]:
         return lambda: self.accept(topic, events, EVENTGRID_SCHEMA)

@@ -10,7 +10,7 @@ from activities import blueprint
 from activities.clouds import clouds_from_environ
 from activities.errors import PermanentError
 from activities.secrets import configured_store, is_ref, protect, resolve, secret_name
-from control_plane.secret_vault import ensure_vault
+from control_plane.infrastructure import ensure_vault
 from shared.contracts import ControlPlaneSetting
 
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def d(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     from activities.clouds import clouds_from_environ
-    from control_plane.resource_watch import ensure_resource_watch, webhook_url
+    from control_plane.infrastructure import ensure_resource_watch, webhook_url
     from shared.contracts import ControlPlaneSetting
 
     with deployment(example("aws-to-azure"), tmp_path_factory.mktemp("out-of-band")) as dep:

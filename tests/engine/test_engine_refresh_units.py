@@ -3,9 +3,10 @@ entity keeping the latest observation when two refreshes race."""
 
 from __future__ import annotations
 
-from control_plane.events import producers_of, resource_group_of, twin_of_resource_group
+from control_plane.events import producers_of, resource_group_of
 from orchestrators.refresh import producers
 from orchestrators.twin_state import OPERATIONS, empty_state
+from shared.naming import AzureNaming
 
 SUB = "/subscriptions/00000000-0000-0000-0000-000000000000"
 ADT_ID = f"{SUB}/resourceGroups/demo-rg/providers/Microsoft.DigitalTwins/digitalTwinsInstances/demo-adt"
@@ -30,8 +31,8 @@ def _state() -> dict:
 def test_an_arm_resource_id_leads_to_its_twin_and_producer() -> None:
     located = resource_group_of(ADT_ID)
     assert located == ("demo-rg", ["Microsoft.DigitalTwins", "digitalTwinsInstances", "demo-adt"])
-    assert twin_of_resource_group("demo-rg") == "demo"
-    assert twin_of_resource_group("unrelated") is None
+    assert AzureNaming.twin_of_resource_group("demo-rg") == "demo"
+    assert AzureNaming.twin_of_resource_group("unrelated") is None
     assert producers_of(_state(), *located) == ["azure/L4/digital-twins"]
     # A child (app settings of a site) or another group is nobody's producer.
     assert producers_of(_state(), "demo-rg", ["Microsoft.Web", "sites", "demo-adt", "config", "appsettings"]) == []
