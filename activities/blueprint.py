@@ -18,13 +18,14 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities import events as event_publisher
-from activities import names, secrets
-from activities.errors import classify, encode
-from activities.plan import engine_plan
+from activities import secrets
 from activities.providers.control import new_secret
 from activities.registry import Provider, provider_for
-from activities.types import EnsureResult, ResourceCall, TwinEvent
 from shared.contracts import is_secret_output
+from shared.engine import names
+from shared.engine.errors import classify, encode
+from shared.engine.plan import engine_plan
+from shared.engine.types import EnsureResult, ResourceCall, TwinEvent
 
 log = logging.getLogger("activities")
 bp = df.Blueprint()

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from activities.errors import PermanentError
 from shared.contracts import ControlPlaneSetting
+from shared.engine.errors import PermanentError
 
 # Alias kept for the AWS providers and their tests, which import it by this name.
 SANDBOX_DIR_SETTING = ControlPlaneSetting.SANDBOX_DIR

@@ -18,9 +18,9 @@ import os
 from collections.abc import Iterable
 
 from activities.clouds import clouds_from_environ
-from activities.names import event_source
-from activities.types import TwinEvent
 from shared.contracts import ControlPlaneSetting
+from shared.engine.names import event_source
+from shared.engine.types import TwinEvent
 
 log = logging.getLogger("activities.events")
 _warned = False

@@ -26,9 +26,9 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from activities.errors import PermanentError
-from activities.types import EnsureResult, ReadResult, ResourceCall
 from shared.contracts import ControlPlaneSetting
+from shared.engine.errors import PermanentError
+from shared.engine.types import EnsureResult, ReadResult, ResourceCall
 
 # Alias kept for the AWS provider tests, which import it by this name.
 PROVIDER_MODULES_SETTING = ControlPlaneSetting.PROVIDER_MODULES

@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from activities.clouds import Clouds, clouds_from_environ
-from activities.errors import PermanentError, classify
 from shared.contracts import ControlPlaneSetting, is_secret_output
+from shared.engine.errors import PermanentError, classify
 
 log = logging.getLogger("activities.secrets")
 REF_PREFIX = "keyvault:"
@@ -132,7 +132,7 @@ class SecretStore:
 
 @contextmanager
 def _vault_call(what: str, missing_ok: bool = False) -> Iterator[None]:
-    """Key Vault failures as provider errors (`activities.errors.classify`), saying what was done.
+    """Key Vault failures as provider errors (`shared.engine.errors.classify`), saying what was done.
     With `missing_ok`, a missing secret passes through for the caller to handle."""
     from azure.core.exceptions import AzureError, ResourceNotFoundError
 

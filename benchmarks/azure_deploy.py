@@ -108,7 +108,7 @@ def main() -> int:
     parser.add_argument("--profile", default="realistic")
     args = parser.parse_args()
 
-    from control_plane.host import LocalHost
+    from local_host import LocalHost
     from sandbox.core.profiles import PROFILES, REAL_PROVISIONING_SECONDS
     from sandbox.server import Sandbox
     from shared.loaders import load_spec

@@ -47,8 +47,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=50.0, help="modelled seconds per real second")
     args = parser.parse_args()
 
-    from activities.plan import engine_plan
-    from control_plane.host import LocalHost
+    from local_host import LocalHost
+    from shared.engine.plan import engine_plan
     from shared.loaders import spec_from_dict
     from shared.plan import DEFAULT_KIND_SECONDS, DEFAULT_SECONDS, build_plan
 

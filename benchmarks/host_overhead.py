@@ -18,8 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from control_plane.host import LocalHost  # noqa: E402
-from control_plane.host.durable import history as h  # noqa: E402
+from local_host import LocalHost  # noqa: E402
+from local_host.durable import history as h  # noqa: E402
 
 APP = ROOT / "tests" / "host" / "apps" / "bench"
 KEY = "bench-key"
@@ -103,7 +103,7 @@ def main() -> int:
     parser.add_argument("--mode", choices=["default", "fast", "both"], default="both",
                         help="run with the SDK as is, with --fast-replay, or both (default)")
     args = parser.parse_args()
-    logging.getLogger("control_plane.host").setLevel(logging.WARNING)
+    logging.getLogger("local_host").setLevel(logging.WARNING)
     logging.getLogger().setLevel(logging.ERROR)
     if args.mode in ("default", "both"):
         _suite(args, fast_replay=False)

@@ -52,7 +52,7 @@ def _wait(base: str, instance: str) -> dict:
 
 
 def run(n: int, update: float, concurrency: int) -> tuple[float, int]:
-    from control_plane.host import LocalHost
+    from local_host import LocalHost
 
     twin = f"fan{n}"
     consumers = [f"aws/L2/consumer-{i:03d}" for i in range(n)]

@@ -98,11 +98,11 @@ def main() -> int:
     from azure.mgmt.digitaltwins import AzureDigitalTwinsManagementClient
     from rich.console import Console
 
-    from control_plane.commands.engine_client import PROJECT_ROOT, follow, open_target
-    from control_plane.commands.simulate import Azure, Endpoints
     from sandbox.digitaltwins import backend
     from sandbox.server import Sandbox
     from shared.contracts import adt_property_name
+    from twin_cli.commands.engine_client import PROJECT_ROOT, follow, open_target
+    from twin_cli.commands.simulate import Azure, Endpoints
 
     spec = json.loads(EXAMPLE.read_text())
     twin_name = spec["twin"]["name"]

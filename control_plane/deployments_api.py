@@ -22,10 +22,10 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from activities import names
-from activities.plan import plan_to_engine
 from control_plane import operations as ops
 from shared.contracts import ControlPlaneSetting
+from shared.engine import names
+from shared.engine.plan import plan_to_engine
 from shared.loaders import spec_problems
 from shared.plan import build_plan
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from activities import names
 from control_plane.operations import engine_options, instance_id, read_state
 from shared.contracts import EVENT_SOURCE_PREFIX, ArmEventType, OutputChangedData
+from shared.engine import names
 from shared.naming import AzureNaming
 
 log = logging.getLogger("control_plane.events")

@@ -16,9 +16,9 @@ from typing import Any
 import azure.durable_functions as df
 from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus
 
-from activities import names
-from activities.errors import REDACTED, redact
 from shared.contracts import ControlPlaneSetting
+from shared.engine import names
+from shared.engine.errors import REDACTED, redact
 
 ACTIVE = [OrchestrationRuntimeStatus.Running, OrchestrationRuntimeStatus.Pending]
 BLOCKING = ("deploy", "destroy", "rotate")

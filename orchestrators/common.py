@@ -16,9 +16,9 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from activities import names
-from activities.errors import decode
 from shared.contracts import OutputChangedData
+from shared.engine import names
+from shared.engine.errors import decode
 
 Gen = Generator[Any, Any, Any]
 

@@ -20,8 +20,6 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from activities import names
-from activities.errors import decode
 from orchestrators.common import (
     Batching,
     Gen,
@@ -40,6 +38,8 @@ from orchestrators.common import (
 )
 from orchestrators.destroy import remove_resources
 from orchestrators.progress import Progress
+from shared.engine import names
+from shared.engine.errors import decode
 
 bp = df.Blueprint()
 

@@ -11,8 +11,6 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from activities import names
-from activities.errors import decode
 from orchestrators.common import (
     Batching,
     Gen,
@@ -25,6 +23,8 @@ from orchestrators.common import (
     walk,
 )
 from orchestrators.progress import Progress
+from shared.engine import names
+from shared.engine.errors import decode
 
 bp = df.Blueprint()
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import azure.durable_functions as df
 
-from activities import names
 from orchestrators.common import Gen, Options, propagate_once, release_draining, state_entity
+from shared.engine import names
 
 bp = df.Blueprint()
 

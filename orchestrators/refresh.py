@@ -20,7 +20,6 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from activities import names
 from orchestrators.common import (
     Gen,
     OperationFailed,
@@ -32,6 +31,7 @@ from orchestrators.common import (
     state_entity,
 )
 from shared.contracts import is_secret_output
+from shared.engine import names
 
 bp = df.Blueprint()
 

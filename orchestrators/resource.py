@@ -13,9 +13,9 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from activities import names
-from activities.errors import decode
 from orchestrators.common import Gen, OperationFailed, Options, call_with_backoff
+from shared.engine import names
+from shared.engine.errors import decode
 
 bp = df.Blueprint()
 

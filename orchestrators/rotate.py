@@ -14,8 +14,6 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from activities import names
-from activities.errors import decode
 from orchestrators.common import (
     Gen,
     OperationFailed,
@@ -27,6 +25,8 @@ from orchestrators.common import (
     release_draining,
     state_entity,
 )
+from shared.engine import names
+from shared.engine.errors import decode
 
 bp = df.Blueprint()
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from activities import names
+from shared.engine import names
 
 State = dict[str, Any]
 

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 
 from activities.registry import Provider, register
-from activities.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
 
 TOKEN_BYTES = 32
 PREVIOUS_SUFFIX = "_PREVIOUS"

@@ -30,8 +30,8 @@ import pytest
 
 from activities.clouds import SANDBOX_DIR_SETTING
 from activities.registry import PROVIDER_MODULES_SETTING, provider_for
-from activities.types import EnsureResult, Resource, ResourceCall
 from sandbox.server import Sandbox
+from shared.engine.types import EnsureResult, Resource, ResourceCall
 from shared.loaders import spec_from_dict
 from shared.plan import Plan, build_plan
 

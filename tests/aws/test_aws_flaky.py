@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from activities.errors import classify
 from activities.registry import provider_for
-from activities.types import EnsureResult
+from shared.engine.errors import classify
+from shared.engine.types import EnsureResult
 
 SKIP = ("grafana-datasource",)
 # moto's DescribeEndpoint answers a new random IoT endpoint on every call (AWS's is stable), so

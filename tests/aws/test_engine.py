@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from activities.plan import engine_plan
-from control_plane.host import LocalHost
 from control_plane.operations import instance_id
+from local_host import LocalHost
+from shared.engine.plan import engine_plan
 
 APP = Path(__file__).resolve().parents[1] / "engine" / "app"
 KEY = "aws-engine-test-key"

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from activities.errors import PermanentError
 from activities.providers.aws import grafana_datasource as gd
 from activities.providers.aws._common import client, region
+from shared.engine.errors import PermanentError
 
 ROOT = Path(__file__).resolve().parents[2]
 RID = "aws/L5/grafana-datasource"

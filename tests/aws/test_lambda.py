@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from activities.errors import TransientError
 from activities.providers.aws._common import client
 from activities.registry import provider_for
 from sandbox.core.profiles import Profile
+from shared.engine.errors import TransientError
 
 
 def _policy(role: str) -> dict[str, Any]:

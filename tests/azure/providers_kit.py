@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from activities.errors import TransientError, classify
 from activities.registry import provider_for
-from activities.types import EnsureResult, Resource, ResourceCall
 from sandbox.server import Sandbox
+from shared.engine.errors import TransientError, classify
+from shared.engine.types import EnsureResult, Resource, ResourceCall
 from shared.loaders import spec_from_dict
 from shared.plan import Plan, build_plan
 

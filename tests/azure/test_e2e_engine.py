@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from providers_kit import ROOT, example_spec, plan_for, unique_twin
 
-from control_plane.host import LocalHost
+from local_host import LocalHost
 
 APP = ROOT / "tests" / "engine" / "app"
 KEY = "azure-e2e-key"

@@ -8,9 +8,9 @@ import pytest
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.eventgrid import EventGridManagementClient
 
-from activities.errors import PermanentError
 from activities.providers.azure._common import mgmt
 from activities.registry import provider_for
+from shared.engine.errors import PermanentError
 
 HUB = "azure/L1/iot-hub"
 HUB_ROLE = "azure/L1/iot-hub-role-assignment"

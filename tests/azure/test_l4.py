@@ -9,10 +9,10 @@ import pytest
 from azure.digitaltwins.core import DigitalTwinsClient
 
 from activities.clouds import clouds_from_environ
-from activities.errors import PermanentError, TransientError
 from activities.providers.azure._common import deployer_principal_id
 from activities.providers.azure.dtdl_models import chunks, upload_order
 from activities.registry import provider_for
+from shared.engine.errors import PermanentError, TransientError
 
 ADT = "azure/L4/digital-twins"
 ROLE = "azure/L4/adt-role-assignment"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from providers_kit import example_spec, plan_for
 
-from activities.errors import PermanentError
 from activities.providers.azure.preflight import assert_deployable, check_plan
+from shared.engine.errors import PermanentError
 
 
 def test_examples_pass() -> None:

@@ -8,10 +8,10 @@ from providers_kit import SandboxHandle, unique_twin
 
 from activities import blueprint
 from activities.clouds import clouds_from_environ
-from activities.errors import PermanentError
 from activities.secrets import configured_store, is_ref, protect, resolve, secret_name
-from control_plane.infrastructure import ensure_vault
 from shared.contracts import ControlPlaneSetting
+from shared.engine.errors import PermanentError
+from twin_cli.infrastructure import ensure_vault
 
 
 @pytest.fixture

@@ -59,7 +59,7 @@ class Deployment:
         return self.target.call(method, route, body)  # type: ignore[no-any-return]
 
     def follow(self, instance: str, timeout: float = 240) -> dict[str, Any]:
-        from control_plane.commands.engine_client import follow
+        from twin_cli.commands.engine_client import follow
 
         _, view = follow(self.target, instance, Console(file=io.StringIO()), True, timeout=timeout)
         return dict(view)
@@ -134,7 +134,7 @@ class Deployment:
 
     def simulate(self, count: int = 1, devices: list[str] | None = None, timeout: float = 30) -> dict[str, Any]:
         """`python -m control_plane simulate SPEC --sandbox DIR --json`, in process."""
-        from control_plane.commands import simulate
+        from twin_cli.commands import simulate
 
         args = argparse.Namespace(spec=str(self.spec_file), sandbox=self.sandbox_dir, device=devices, count=count,
                                   payloads=None, timeout=timeout, json=True)
@@ -158,7 +158,7 @@ class Deployment:
 
     def azure(self) -> Any:
         """The simulator's Azure reader (ARM-discovered Cosmos container and Digital Twins client)."""
-        from control_plane.commands.simulate import Azure, Endpoints
+        from twin_cli.commands.simulate import Azure, Endpoints
 
         return Azure(Endpoints(self.sandbox_dir), self.twin)
 
@@ -178,8 +178,8 @@ class Deployment:
 def deployment(spec: dict[str, Any], tmp: Path, deploy: bool = True, with_blob: bool = False) -> Iterator[Deployment]:
     """Sandbox + local host; deploys `spec`. `with_blob`: run Azurite, so the storage accounts the
     deployment creates through ARM have a working Blob data plane (Azure cold/archive storage)."""
-    from control_plane.commands.engine_client import PROJECT_ROOT, open_target
     from sandbox.server import Sandbox
+    from twin_cli.commands.engine_client import PROJECT_ROOT, open_target
 
     spec_file = tmp / "twin.json"
     spec_file.write_text(json.dumps(spec, indent=2))

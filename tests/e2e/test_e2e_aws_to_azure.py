@@ -89,7 +89,7 @@ def test_the_clouds_hold_each_others_wiring(d: Deployment) -> None:
 
 
 def test_token_rotation_under_continuous_telemetry_loses_nothing_and_refuses_nothing(d: Deployment) -> None:
-    from control_plane.cli import main as cli
+    from twin_cli.cli import main as cli
 
     def sender_token() -> str:  # compared by digest: a token never appears in test output
         env = d.aws_client("lambda").get_function_configuration(FunctionName=f"{d.twin}-persister")["Environment"]

@@ -81,8 +81,8 @@ def test_a_control_plane_that_lost_its_state_redeploys_without_a_write(d: Deploy
 def test_destroy_leaves_no_resource_of_the_twin(d: Deployment, report: dict) -> None:
     from activities.clouds import clouds_from_environ
     from activities.secrets import secret_name
-    from control_plane.infrastructure import ensure_vault
     from shared.contracts import ControlPlaneSetting
+    from twin_cli.infrastructure import ensure_vault
 
     clouds = clouds_from_environ({ControlPlaneSetting.SANDBOX_DIR: str(d.sandbox_dir)})
     vault = clouds.secret_client(ensure_vault(clouds))

@@ -21,8 +21,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def d(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     from activities.clouds import clouds_from_environ
-    from control_plane.infrastructure import ensure_resource_watch, webhook_url
     from shared.contracts import ControlPlaneSetting
+    from twin_cli.infrastructure import ensure_resource_watch, webhook_url
 
     with deployment(example("aws-to-azure"), tmp_path_factory.mktemp("out-of-band")) as dep:
         assert dep.view["runtimeStatus"] == "Completed", json.dumps(dep.view)[:3000]

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from control_plane.host import LocalHost
+from local_host import LocalHost
 
 APP = Path(__file__).parent / "app"
 KEY = "engine-test-key"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from engine_helpers import APP, Engine, engine_environ, free_port
 
-from control_plane.commands import deploy, destroy, rotate_token, status
+from twin_cli.commands import deploy, destroy, rotate_token, status
 
 pytest_plugins = ["engine_helpers"]  # the `engine` fixtures (no conftest: see engine_helpers)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from activities.clouds import clouds_from_environ
-from activities.errors import PermanentError
 from shared.contracts import ControlPlaneSetting
+from shared.engine.errors import PermanentError
 
 
 def test_real_cloud_mode_without_sandbox_setting() -> None:
@@ -49,8 +49,8 @@ def test_twin_events_reach_a_sandbox_topic_over_https(tmp_path: Path, monkeypatc
     from azure.mgmt.resource.resources import ResourceManagementClient
 
     from activities import events
-    from activities.types import TwinEvent
     from sandbox.server import Sandbox
+    from shared.engine.types import TwinEvent
 
     with Sandbox(tmp_path / "sb", with_blob=False, with_aws=False):
         clouds = clouds_from_environ({"TWIN_SANDBOX_DIR": str(tmp_path / "sb")})

@@ -10,14 +10,15 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from botocore.exceptions import ClientError
 
-from activities import errors, registry
-from activities.plan import engine_plan
+from activities import registry
 from activities.providers.control import GeneratedSecret
-from activities.types import EnsureResult, Pending, Resource, ResourceCall
 from orchestrators import twin_state
 from orchestrators.common import Options, child_id, desired_settings
 from orchestrators.progress import Progress
 from shared.contracts import ControlPlaneSetting
+from shared.engine import errors
+from shared.engine.plan import engine_plan
+from shared.engine.types import EnsureResult, Pending, Resource, ResourceCall
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

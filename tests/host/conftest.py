@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from host_helpers import APPS, KEY, HostClient, HostFactory
 
-from control_plane.host import LocalHost
+from local_host import LocalHost
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from control_plane.host import LocalHost
+from local_host import LocalHost
 
 APPS = Path(__file__).parent / "apps"
 KEY = "test-key"

@@ -9,8 +9,8 @@ import time
 import pytest
 from host_helpers import KEY, HostClient
 
-from control_plane.host import LocalHost
-from control_plane.host.durable import history as h
+from local_host import LocalHost
+from local_host.durable import history as h
 
 
 def _ids(events: list[dict], kind: int, key: str = "EventId") -> list[int]:
@@ -331,7 +331,7 @@ def test_early_event_is_warned_about(contract_host: tuple[LocalHost, HostClient]
                                      caplog: pytest.LogCaptureFixture) -> None:
     _, client = contract_host
     iid = client.start("EarlyEvent")
-    with caplog.at_level(logging.WARNING, logger="control_plane.host"):
+    with caplog.at_level(logging.WARNING, logger="local_host"):
         assert client.durable("POST", f"instances/{iid}/raiseEvent/E", 1).status == 202
         status = client.wait(iid)
     # The SDK's 1.x behaviour (issue #507), reproduced faithfully: the early value answers both waits.

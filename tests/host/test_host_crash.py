@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _entry() -> list[str]:
     """`python -m control_plane serve`; the serve module itself while the CLI's other commands are absent."""
-    if importlib.util.find_spec("control_plane.commands.plan") is None:
-        return [sys.executable, "-m", "control_plane.commands.serve"]
+    if importlib.util.find_spec("twin_cli.commands.plan") is None:
+        return [sys.executable, "-m", "twin_cli.commands.serve"]
     return [sys.executable, "-m", "control_plane", "serve"]
 
 

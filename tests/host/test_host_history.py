@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from control_plane.host.durable import history as h
+from local_host.durable import history as h
 
 
 def test_flatten_is_depth_first_in_order() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from host_helpers import APPS, HostClient, HostFactory
 
-from control_plane.commands import serve
-from control_plane.host import AppLoadError, HostError, LocalHost, load_app
-from control_plane.host.app_loader import route_pattern
+from local_host import AppLoadError, HostError, LocalHost, load_app
+from local_host.app_loader import route_pattern
+from twin_cli.commands import serve
 
 
 def test_route_templates() -> None:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from host_helpers import APPS, KEY, HostFactory
 
-from control_plane.host import load_app
-from control_plane.host.timers import ScheduleError, parse_schedule
+from local_host import load_app
+from local_host.timers import ScheduleError, parse_schedule
 
 YEARLY = "0 0 0 1 1 *"
 

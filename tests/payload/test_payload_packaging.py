@@ -192,7 +192,7 @@ def test_generated_app_is_served_by_the_local_host(tmp_path: Path) -> None:
     import urllib.error
     import urllib.request
 
-    from control_plane.host import LocalHost
+    from local_host import LocalHost
 
     root = _extract(build_azure_app_package("l0", [Function.HOT_WRITER, Function.ADT_PUSHER]).data, tmp_path / "app")
     info = '{"twin_name":"t","mode":"DEBUG","hot_storage_days":1,"cold_storage_days":1,"providers":{}}'

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from plan_specs import spec_dict
 
-from control_plane.cli import main
+from twin_cli.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT.parent / "shared" / "reference" / "seed-template"  # the shared folder beside the repository

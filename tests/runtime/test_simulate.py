@@ -14,11 +14,11 @@ from typing import Any
 import boto3
 import pytest
 
-from control_plane.commands import simulate
 from payload_functions.packaging import build_lambda_package
 from sandbox.server import Sandbox
 from shared.contracts import DigitalTwinInfo
 from shared.naming import AwsNaming
+from twin_cli.commands import simulate
 
 pytestmark = pytest.mark.slow
 

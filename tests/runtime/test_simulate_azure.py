@@ -43,10 +43,10 @@ from azure.mgmt.eventgrid.models import (
 from azure.mgmt.iothub import IotHubClient
 from azure.mgmt.iothub.models import IotHubDescription, IotHubSkuInfo
 
-from control_plane.commands import simulate
 from payload_functions.packaging import build_azure_app_package
 from shared.contracts import DigitalTwinInfo, adt_property_name
 from shared.naming import AzureNaming
+from twin_cli.commands import simulate
 
 pytestmark = pytest.mark.slow
 

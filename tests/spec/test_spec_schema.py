@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from spec_helpers import EXAMPLE_NAMES, ROOT, TEMPLATE, example_dict
 
-from control_plane.commands import schema as schema_command
 from shared.loaders import load_spec
 from shared.spec import render_json_schema, spec_json_schema
+from twin_cli.commands import schema as schema_command
 
 SCHEMA_FILE = ROOT / "docs" / "spec.schema.json"
 

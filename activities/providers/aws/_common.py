@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from activities.clouds import SANDBOX_DIR_SETTING, Clouds, clouds_from_environ
-from activities.errors import PermanentError
-from activities.types import Action, EnsureResult, Pending, ResourceCall
+from shared.engine.errors import PermanentError
+from shared.engine.types import Action, EnsureResult, Pending, ResourceCall
 from shared.naming import AwsNaming
 
 T = TypeVar("T")

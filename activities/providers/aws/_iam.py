@@ -20,7 +20,7 @@ from activities.providers.aws._common import (
     missing_tags,
     tags,
 )
-from activities.types import ResourceCall
+from shared.engine.types import ResourceCall
 
 POLICY_NAME = "least-privilege"
 

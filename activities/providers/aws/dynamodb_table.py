@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from activities.errors import PermanentError
 from activities.providers.aws._common import (
     action_from,
     cfg,
@@ -24,8 +23,9 @@ from activities.providers.aws._common import (
     tags,
 )
 from activities.registry import Provider, register
-from activities.types import Action, EnsureResult, ReadResult, ResourceCall
 from shared.contracts import Output, StorageKey
+from shared.engine.errors import PermanentError
+from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
 
 DEFAULT_TTL_ATTRIBUTE = "ttl"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from activities.errors import PermanentError
 from activities.providers.aws._common import (
     account_id,
     action_from,
@@ -26,8 +25,9 @@ from activities.providers.aws._common import (
 )
 from activities.providers.aws._iam import allow, delete_role, ensure_role
 from activities.registry import Provider, register
-from activities.types import Action, EnsureResult, ReadResult, ResourceCall
 from shared.contracts import Output
+from shared.engine.errors import PermanentError
+from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
 
 BUSY = {"CREATING", "UPDATING", "DELETING", "UPGRADING", "VERSION_UPDATING", "LICENSE_REMOVAL_FAILED"}
 FAILED = {"CREATION_FAILED", "UPDATE_FAILED", "DELETION_FAILED", "UPGRADE_FAILED", "VERSION_UPDATE_FAILED"}

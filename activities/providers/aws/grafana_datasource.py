@@ -35,7 +35,6 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from activities.errors import PermanentError, TransientError
 from activities.providers.aws._common import (
     cfg,
     client,
@@ -48,8 +47,9 @@ from activities.providers.aws._common import (
 )
 from activities.providers.grafana import datasource_body, needs_write
 from activities.registry import Provider, register
-from activities.types import EnsureResult, ReadResult, ResourceCall
 from shared.contracts import INTER_CLOUD_TOKEN_HEADER, Setting
+from shared.engine.errors import PermanentError, TransientError
+from shared.engine.types import EnsureResult, ReadResult, ResourceCall
 
 TOKEN_HEADER = INTER_CLOUD_TOKEN_HEADER
 URL_SETTING, TOKEN_SETTING = Setting.DATASOURCE_URL, Setting.DATASOURCE_TOKEN

@@ -28,8 +28,8 @@ from activities.providers.aws._common import (
 )
 from activities.providers.aws.iot_topic_rule import data_endpoint
 from activities.registry import Provider, register
-from activities.types import Action, EnsureResult, ReadResult, ResourceCall
 from shared.contracts import device_credentials_output
+from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
 
 MAX_POLICY_VERSIONS = 5
 

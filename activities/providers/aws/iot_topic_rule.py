@@ -8,7 +8,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from activities.errors import TransientError
 from activities.providers.aws._common import (
     account_id,
     cfg,
@@ -23,8 +22,9 @@ from activities.providers.aws._common import (
 )
 from activities.providers.aws.lambda_function import ensure_permission, get_configuration, remove_permission
 from activities.registry import Provider, register
-from activities.types import Action, EnsureResult, ReadResult, ResourceCall
 from shared.contracts import Output
+from shared.engine.errors import TransientError
+from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
 
 SQL_VERSION = "2016-03-23"
 

@@ -18,7 +18,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from activities.errors import PermanentError, TransientError
 from activities.providers.aws._common import (
     account_id,
     action_from,
@@ -37,8 +36,9 @@ from activities.providers.aws._common import (
 )
 from activities.providers.aws._iam import allow, delete_role, ensure_role
 from activities.registry import Provider, register
-from activities.types import Action, EnsureResult, ReadResult, ResourceCall
 from shared.contracts import Setting
+from shared.engine.errors import PermanentError, TransientError
+from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
 
 DEFAULT_MEMORY_MB = 256
 DEFAULT_TIMEOUT_S = 30

@@ -16,7 +16,7 @@ from activities.providers.aws._common import (
     tags,
 )
 from activities.registry import Provider, register
-from activities.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
 
 
 def resource_query(call: ResourceCall) -> dict[str, str]:

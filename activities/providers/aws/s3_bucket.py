@@ -9,10 +9,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from activities.errors import PermanentError
 from activities.providers.aws._common import cfg, client, error_code, get_or_none, name_of, region, tags
 from activities.registry import Provider, register
-from activities.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.errors import PermanentError
+from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
 
 RULE_ID = "twin-storage-class"
 # S3 refuses transitions to STANDARD_IA before 30 days; the archive classes accept 0.

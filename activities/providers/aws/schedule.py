@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from activities.errors import TransientError
 from activities.providers.aws._common import (
     cfg,
     client,
@@ -19,7 +18,8 @@ from activities.providers.aws._common import (
 )
 from activities.providers.aws.lambda_function import ensure_permission, get_configuration, remove_permission
 from activities.registry import Provider, register
-from activities.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.errors import TransientError
+from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
 
 TARGET_ID = "mover"
 

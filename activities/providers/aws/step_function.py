@@ -14,7 +14,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from activities.errors import PermanentError, TransientError
 from activities.providers.aws._common import (
     account_id,
     canonical,
@@ -30,8 +29,9 @@ from activities.providers.aws._common import (
 )
 from activities.providers.aws._iam import allow, delete_role, ensure_role
 from activities.registry import Provider, register
-from activities.types import Action, EnsureResult, ReadResult, ResourceCall
 from shared.contracts import Output
+from shared.engine.errors import PermanentError, TransientError
+from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
 
 DEFAULT_DEFINITION_FILE = "state_machines/aws_step_function.json"
 LAMBDA_CHAIN: dict[str, Any] = {

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from activities.errors import PermanentError, TransientError
 from activities.providers.aws._common import (
     action_from,
     cfg,
@@ -22,8 +21,9 @@ from activities.providers.aws._common import (
     pending,
 )
 from activities.registry import Provider, register
-from activities.types import Action, EnsureResult, ReadResult, ResourceCall
 from shared.contracts import Setting
+from shared.engine.errors import PermanentError, TransientError
+from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
 
 DATA_READER = "dataReader"
 LAST_ENTRY_READER = "attributePropertyValueReaderByEntity"

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from activities.errors import PermanentError
 from activities.providers.aws._common import (
     action_from,
     cfg,
@@ -22,7 +21,8 @@ from activities.providers.aws._common import (
     pending,
 )
 from activities.registry import Provider, register
-from activities.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.errors import PermanentError
+from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
 
 ROOT = "$ROOT"
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from activities.errors import TransientError
 from activities.providers.aws._common import (
     cfg,
     client,
@@ -25,8 +24,9 @@ from activities.providers.aws._common import (
 )
 from activities.providers.aws._iam import allow, delete_role, ensure_role
 from activities.registry import Provider, register
-from activities.types import Action, EnsureResult, ReadResult, ResourceCall
 from shared.contracts import Function, Output
+from shared.engine.errors import TransientError
+from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
 
 READERS = (Function.HOT_READER, Function.HOT_READER_LAST_ENTRY, Function.DT_READER, Function.DT_READER_LAST_ENTRY)
 

@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from azure.core.exceptions import HttpResponseError
 
-from activities.errors import TransientError
+from shared.engine.errors import TransientError
 
 T = TypeVar("T")
 

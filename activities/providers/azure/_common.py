@@ -21,10 +21,10 @@ from typing import Any, TypeVar
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from activities.clouds import ARM_SCOPE, Clouds, clouds_from_environ
-from activities.errors import PermanentError, TransientError
 from activities.registry import Provider
-from activities.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
 from shared.contracts import ControlPlaneSetting
+from shared.engine.errors import PermanentError, TransientError
+from shared.engine.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
 from shared.naming import AzureNaming
 
 T = TypeVar("T")

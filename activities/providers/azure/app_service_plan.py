@@ -9,7 +9,6 @@ from azure.mgmt.web import WebSiteManagementClient
 from azure.mgmt.web.models import AppServicePlan as AppServicePlanModel
 from azure.mgmt.web.models import AppServicePlanProperties, SkuDescription
 
-from activities.errors import PermanentError
 from activities.providers.azure._common import (
     ArmResource,
     cfg,
@@ -20,7 +19,8 @@ from activities.providers.azure._common import (
     resource_group,
 )
 from activities.registry import register
-from activities.types import ResourceCall
+from shared.engine.errors import PermanentError
+from shared.engine.types import ResourceCall
 
 # SKU name -> tier, as App Service names them.
 PLAN_TIERS = {"FC1": "FlexConsumption", "Y1": "Dynamic", "EP1": "ElasticPremium", "EP2": "ElasticPremium",

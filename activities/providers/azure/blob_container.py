@@ -23,7 +23,7 @@ from activities.providers.azure._common import (
     resource_group,
 )
 from activities.registry import register
-from activities.types import ResourceCall
+from shared.engine.types import ResourceCall
 
 TIER_METADATA = "access_tier"
 

@@ -14,7 +14,6 @@ from azure.mgmt.cosmosdb.models import (
     Location,
 )
 
-from activities.errors import TransientError
 from activities.providers.azure._common import (
     ArmResource,
     cfg,
@@ -26,8 +25,9 @@ from activities.providers.azure._common import (
     resource_group,
 )
 from activities.registry import register
-from activities.types import ResourceCall
 from shared.contracts import Output
+from shared.engine.errors import TransientError
+from shared.engine.types import ResourceCall
 
 
 @register("azure", "cosmos-account")

@@ -17,11 +17,11 @@ from azure.mgmt.cosmosdb.models import (
     SqlDatabaseResource,
 )
 
-from activities.errors import PermanentError
 from activities.providers.azure._common import ArmResource, cfg, get_or_none, mgmt, name_of, resource_group
 from activities.registry import register
-from activities.types import Action, EnsureResult, ResourceCall
 from shared.contracts import Output
+from shared.engine.errors import PermanentError
+from shared.engine.types import Action, EnsureResult, ResourceCall
 
 
 def _names(call: ResourceCall) -> tuple[str, str, str, str]:

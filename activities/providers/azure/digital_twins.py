@@ -9,7 +9,6 @@ from azure.digitaltwins.core import DigitalTwinsClient
 from azure.mgmt.digitaltwins import AzureDigitalTwinsManagementClient
 from azure.mgmt.digitaltwins.models import DigitalTwinsDescription, DigitalTwinsIdentity
 
-from activities.errors import PermanentError, TransientError
 from activities.providers.azure._common import (
     ArmResource,
     clouds,
@@ -21,8 +20,9 @@ from activities.providers.azure._common import (
     resource_group,
 )
 from activities.registry import register
-from activities.types import ResourceCall
 from shared.contracts import Output
+from shared.engine.errors import PermanentError, TransientError
+from shared.engine.types import ResourceCall
 
 
 def instance_url(rg: str, name: str) -> str:

@@ -10,12 +10,12 @@ from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
-from activities.errors import PermanentError, TransientError
 from activities.providers.azure._adt import data_plane
 from activities.providers.azure._common import cfg
 from activities.providers.azure.digital_twins import data_client
 from activities.registry import Provider, register
-from activities.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.errors import PermanentError, TransientError
+from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
 
 MAX_MODELS_PER_CALL = 250
 

@@ -25,7 +25,7 @@ from activities.providers.azure._common import (
 )
 from activities.providers.azure.function_app import function_id
 from activities.registry import register
-from activities.types import ResourceCall
+from shared.engine.types import ResourceCall
 
 MAX_EVENTS_PER_BATCH = 1
 PREFERRED_BATCH_KB = 64

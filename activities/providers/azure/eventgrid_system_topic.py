@@ -8,7 +8,6 @@ from typing import Any
 from azure.mgmt.eventgrid import EventGridManagementClient
 from azure.mgmt.eventgrid.models import SystemTopic
 
-from activities.errors import PermanentError
 from activities.providers.azure._common import (
     ArmResource,
     cfg,
@@ -20,7 +19,8 @@ from activities.providers.azure._common import (
     resource_group,
 )
 from activities.registry import register
-from activities.types import ResourceCall
+from shared.engine.errors import PermanentError
+from shared.engine.types import ResourceCall
 
 
 @register("azure", "eventgrid-system-topic")

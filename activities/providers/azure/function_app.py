@@ -39,7 +39,6 @@ from azure.mgmt.web.models import (
 )
 
 from activities.clouds import ARM_SCOPE
-from activities.errors import PermanentError, TransientError
 from activities.providers.azure._common import (
     ArmResource,
     arm_id,
@@ -57,8 +56,9 @@ from activities.providers.azure._common import (
 )
 from activities.providers.azure.app_service_plan import is_flex
 from activities.registry import register
-from activities.types import Action, EnsureResult, Pending, ResourceCall
 from shared.contracts import RECEIVER_OUTPUTS, Function, Output, Setting, azure_function_url
+from shared.engine.errors import PermanentError, TransientError
+from shared.engine.types import Action, EnsureResult, Pending, ResourceCall
 
 PACKAGE_TAG = "twin-package-sha256"
 # Outputs that name a function's URL, besides the cross-cloud receivers.

@@ -13,7 +13,6 @@ from azure.mgmt.dashboard.models import (
     ResourceSku,
 )
 
-from activities.errors import TransientError
 from activities.providers.azure._common import (
     ArmResource,
     cfg,
@@ -25,8 +24,9 @@ from activities.providers.azure._common import (
     resource_group,
 )
 from activities.registry import register
-from activities.types import ResourceCall
 from shared.contracts import Output
+from shared.engine.errors import TransientError
+from shared.engine.types import ResourceCall
 
 
 @register("azure", "grafana")

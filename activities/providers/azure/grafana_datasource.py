@@ -19,7 +19,6 @@ from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolic
 from azure.core.rest import HttpRequest
 from azure.mgmt.dashboard import DashboardManagementClient
 
-from activities.errors import PermanentError, TransientError
 from activities.providers.azure._common import (
     cfg,
     clouds,
@@ -32,8 +31,9 @@ from activities.providers.azure._common import (
 from activities.providers.azure.role_assignment import assign
 from activities.providers.grafana import datasource_body, needs_write
 from activities.registry import Provider, register
-from activities.types import EnsureResult, ReadResult, ResourceCall
 from shared.contracts import Setting
+from shared.engine.errors import PermanentError, TransientError
+from shared.engine.types import EnsureResult, ReadResult, ResourceCall
 
 GRAFANA_SCOPE = "ce34e7e5-485f-4d76-964f-b3d2b16d1e4f/.default"
 GRAFANA_ADMIN_ROLE = "22926164-76b3-42b3-bc55-97df8dab3e41"

@@ -15,8 +15,8 @@ from activities.providers.azure._common import (
     resource_group,
 )
 from activities.registry import register
-from activities.types import ResourceCall
 from shared.contracts import Output
+from shared.engine.types import ResourceCall
 
 
 @register("azure", "identity")

@@ -17,11 +17,11 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.core.pipeline.policies import RetryPolicy
 from azure.core.rest import HttpRequest
 
-from activities.errors import PermanentError, TransientError
 from activities.providers.azure._common import cfg, clouds, name_of, resource_group
 from activities.providers.azure.iot_hub import REGISTRY_POLICY, hub_host, hub_policy_key
 from activities.registry import Provider, register
-from activities.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.errors import PermanentError, TransientError
+from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
 
 REGISTRY_API_VERSION = "2021-04-12"
 SAS_LIFETIME_SECONDS = 3600

@@ -8,7 +8,6 @@ from typing import Any
 from azure.mgmt.iothub import IotHubClient
 from azure.mgmt.iothub.models import IotHubDescription, IotHubSkuInfo
 
-from activities.errors import PermanentError, TransientError
 from activities.providers.azure._common import (
     ArmResource,
     cfg,
@@ -20,8 +19,9 @@ from activities.providers.azure._common import (
     resource_group,
 )
 from activities.registry import register
-from activities.types import ResourceCall
 from shared.contracts import Output
+from shared.engine.errors import PermanentError, TransientError
+from shared.engine.types import ResourceCall
 
 SERVICE_POLICY = "service"
 REGISTRY_POLICY = "registryReadWrite"

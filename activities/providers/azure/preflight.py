@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from activities.errors import PermanentError
+from shared.engine.errors import PermanentError
 
 # Azure Digital Twins is offered in these regions only.
 ADT_REGIONS = frozenset({

@@ -6,10 +6,10 @@ from typing import Any
 
 from azure.mgmt.resource.resources import ResourceManagementClient
 
-from activities.errors import PermanentError
 from activities.providers.azure._common import ArmResource, cfg, get_or_none, location, mgmt, name_of
 from activities.registry import register
-from activities.types import ResourceCall
+from shared.engine.errors import PermanentError
+from shared.engine.types import ResourceCall
 
 
 @register("azure", "resource-group")

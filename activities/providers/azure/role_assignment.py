@@ -12,7 +12,6 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
 
-from activities.errors import PermanentError, TransientError
 from activities.providers.azure._common import (
     cfg,
     deployer_principal_id,
@@ -23,8 +22,9 @@ from activities.providers.azure._common import (
     subscription_id,
 )
 from activities.registry import Provider, register
-from activities.types import Action, EnsureResult, ReadResult, ResourceCall
 from shared.contracts import Setting
+from shared.engine.errors import PermanentError, TransientError
+from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
 
 DEPLOYER_TOO = {"digital-twins"}
 

@@ -12,7 +12,6 @@ from azure.mgmt.storage.models import (
     StorageAccountPropertiesCreateParameters,
 )
 
-from activities.errors import PermanentError
 from activities.providers.azure._common import (
     ArmResource,
     cfg,
@@ -23,8 +22,9 @@ from activities.providers.azure._common import (
     resource_group,
 )
 from activities.registry import register
-from activities.types import ResourceCall
 from shared.contracts import Output
+from shared.engine.errors import PermanentError
+from shared.engine.types import ResourceCall
 
 
 def connection_string(account: str, key: str, endpoints: dict[str, str] | None = None) -> str:

@@ -14,12 +14,12 @@ from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from activities.errors import PermanentError
 from activities.providers.azure._adt import data_plane
 from activities.providers.azure._common import Throttle, cfg, get_or_none, poll_seconds
 from activities.providers.azure.digital_twins import data_client
 from activities.registry import Provider, register
-from activities.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
+from shared.engine.errors import PermanentError
+from shared.engine.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
 
 # Digital Twins allows 10 writes per second on one twin (and its relationships): stay below.
 WRITES_PER_TWIN_PER_SECOND = 8.0

@@ -22,9 +22,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from activities.errors import PermanentError, TransientError
 from activities.registry import ANY, Provider, register
-from activities.types import EnsureResult, Pending, ReadResult, ResourceCall
+from shared.engine.errors import PermanentError, TransientError
+from shared.engine.types import EnsureResult, Pending, ReadResult, ResourceCall
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT, rid TEXT,

@@ -9,7 +9,7 @@ SQLite (`research/durable-internals.md` is the protocol).
 In-process use (one process hosts one app at a time; `environ` is applied to `os.environ` while
 the host runs, which is how app settings reach functions on Azure)::
 
-    from control_plane.host import LocalHost
+    from local_host import LocalHost
     with LocalHost(app_dir=Path("."), state_dir=Path(".state"), port=0, function_key="k",
                    activity_concurrency=8, environ={"SOME_SETTING": "x"}) as host:
         host.base_url        # "http://127.0.0.1:PORT"
@@ -30,6 +30,6 @@ Semantics worth knowing:
 """
 
 from .app_loader import AppLoadError, FunctionRegistry, load_app
-from .local_host import HostError, LocalHost
+from .host import HostError, LocalHost
 
 __all__ = ["AppLoadError", "FunctionRegistry", "HostError", "LocalHost", "load_app"]

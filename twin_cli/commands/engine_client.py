@@ -88,7 +88,7 @@ def open_target(args: argparse.Namespace, console: Console) -> Iterator[Target]:
             raise CliError(f"--url needs --key (or env {ControlPlaneSetting.FUNCTION_KEY})")
         yield Target(args.url.rstrip("/"), args.key)
         return
-    from control_plane.host import LocalHost
+    from local_host import LocalHost
 
     app_dir = Path(args.app)
     if not (app_dir / "function_app.py").is_file():
@@ -108,7 +108,7 @@ def open_target(args: argparse.Namespace, console: Console) -> Iterator[Target]:
             environ[ControlPlaneSetting.SANDBOX_DIR] = sandbox_dir
         if environ.get(ControlPlaneSetting.SANDBOX_DIR) or os.environ.get(ControlPlaneSetting.SANDBOX_DIR):
             # Secret outputs go to the sandbox's vault; Durable's history keeps references only.
-            from control_plane.infrastructure import sandbox_settings
+            from twin_cli.infrastructure import sandbox_settings
 
             environ.update(sandbox_settings(environ))
         port = _free_port()

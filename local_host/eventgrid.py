@@ -21,7 +21,7 @@ from azure.functions.eventgrid import EventGridEventInConverter
 
 from .app_loader import FunctionRegistry, Invocable, build_kwargs
 
-log = logging.getLogger("control_plane.host")
+log = logging.getLogger("local_host")
 
 VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
 

@@ -8,7 +8,7 @@ import argparse
 import urllib.parse
 from typing import Any
 
-from control_plane.commands.engine_client import add_target_arguments, start_and_follow
+from twin_cli.commands.engine_client import add_target_arguments, start_and_follow
 
 
 def register(subparsers: Any) -> None:

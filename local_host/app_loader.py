@@ -23,7 +23,7 @@ from typing import Any
 
 import azure.functions as func
 
-log = logging.getLogger("control_plane.host")
+log = logging.getLogger("local_host")
 _counter = itertools.count(1)
 
 

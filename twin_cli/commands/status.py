@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from control_plane.commands.engine_client import (
+from twin_cli.commands.engine_client import (
     EXIT_FAILED,
     EXIT_INVALID,
     EXIT_OK,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from activities.errors import PermanentError
+from shared.engine.errors import PermanentError
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:

@@ -36,7 +36,7 @@ from croniter import croniter
 
 from .app_loader import FunctionRegistry, build_kwargs
 
-log = logging.getLogger("control_plane.host")
+log = logging.getLogger("local_host")
 
 _TIMESPAN = re.compile(r"(?:(?P<days>\d+)\.)?(?P<h>\d{1,2}):(?P<m>\d{2}):(?P<s>\d{2})")
 _SETTING = re.compile(r"%([^%]+)%")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
 
-from control_plane.infrastructure import WATCH_FUNCTION, ensure_resource_watch, sandbox_settings, webhook_url
 from shared.contracts import ControlPlaneSetting
+from twin_cli.infrastructure import WATCH_FUNCTION, ensure_resource_watch, sandbox_settings, webhook_url
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="concurrent activity functions (maxConcurrentActivityFunctions)")
     parser.add_argument("--fast-replay", action="store_true",
                         help="memoise the SDK's history timestamp parsing (faster long histories; "
-                             "see control_plane/host/durable/fast_replay.py)")
+                             "see local_host/durable/fast_replay.py)")
     parser.add_argument("--no-watch", action="store_true",
                         help="with --sandbox: do not subscribe this host to the sandbox's Azure Resource Manager "
                              "events (by default changes made outside a deployment are noticed and propagated)")
@@ -39,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from control_plane.host import AppLoadError, HostError, LocalHost
+    from local_host import AppLoadError, HostError, LocalHost
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.port < 0 or args.port > 65535:
@@ -85,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
 
         watch = ensure_resource_watch(clouds_from_environ(environ), webhook_url(host.base_url, host.function_key))
         print(f"Watching Azure Resource Manager events through {watch.topic_id}", flush=True)
-    print(f"READY {host.base_url}", flush=True)
+    # One write: the line must not interleave with log records written to the same pipe.
+    sys.stdout.write(f"READY {host.base_url}\n")
+    sys.stdout.flush()
     try:
         stop.wait()
     finally:
@@ -94,6 +97,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m control_plane.commands.serve")
+    _parser = argparse.ArgumentParser(prog="python -m twin_cli.commands.serve")
     register(_parser.add_subparsers(dest="command"))
     raise SystemExit(run(_parser.parse_args(["serve", *__import__("sys").argv[1:]])))

@@ -31,7 +31,7 @@ from .durable_api import PUBLIC_PREFIX, RPC_PREFIX, DurableApi
 from .eventgrid import EventGridDelivery, _schema_problem
 from .timers import TimerScheduler
 
-log = logging.getLogger("control_plane.host")
+log = logging.getLogger("local_host")
 
 
 def key_matches(request: web.Request, *keys: str) -> bool:

@@ -1,4 +1,4 @@
-"""`python -m control_plane COMMAND ...`: one module per command under `control_plane.commands`.
+"""`python -m control_plane COMMAND ...`: one module per command under `twin_cli.commands`.
 
 Each command module exposes `register(subparsers)`, which adds its parser and sets
 `func(args) -> int` as the default. Exit codes: 0 success, 1 failed operation, 2 invalid input.
@@ -12,16 +12,16 @@ import sys
 
 # Order is the order of `--help`.
 COMMAND_MODULES = (
-    "control_plane.commands.deploy",
-    "control_plane.commands.status",
-    "control_plane.commands.destroy",
-    "control_plane.commands.rotate_token",
-    "control_plane.commands.refresh",
-    "control_plane.commands.simulate",
-    "control_plane.commands.plan",
-    "control_plane.commands.serve",
-    "control_plane.commands.schema",
-    "control_plane.commands.demo",
+    "twin_cli.commands.deploy",
+    "twin_cli.commands.status",
+    "twin_cli.commands.destroy",
+    "twin_cli.commands.rotate_token",
+    "twin_cli.commands.refresh",
+    "twin_cli.commands.simulate",
+    "twin_cli.commands.plan",
+    "twin_cli.commands.serve",
+    "twin_cli.commands.schema",
+    "twin_cli.commands.demo",
 )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from control_plane.commands.engine_client import (
+from twin_cli.commands.engine_client import (
     EXIT_FAILED,
     EXIT_INVALID,
     CliError,

@@ -35,12 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from control_plane.cli import main as cli
-    from control_plane.commands.engine_client import PROJECT_ROOT, Target, open_target
     from sandbox.server import Sandbox
     from shared.loaders import load_spec
     from shared.plan import build_plan
     from shared.validation import SpecError
+    from twin_cli.cli import main as cli
+    from twin_cli.commands.engine_client import PROJECT_ROOT, Target, open_target
 
     console = Console()
     try:

@@ -32,10 +32,10 @@ from .durable_api import DurableApi
 from .http_server import build_app
 from .timers import TimerScheduler
 
-log = logging.getLogger("control_plane.host")
+log = logging.getLogger("local_host")
 
 STOP_TIMEOUT = 10.0
-DEFAULT_APP_DIR = Path(__file__).resolve().parents[2]
+DEFAULT_APP_DIR = Path(__file__).resolve().parents[1]
 _active_lock = threading.Lock()
 _active: list[LocalHost] = []
 

@@ -30,7 +30,7 @@ from ..app_loader import FunctionRegistry, build_kwargs
 from . import history as h
 from .store import InboxMessage, Instance, Store, WorkItem
 
-log = logging.getLogger("control_plane.host")
+log = logging.getLogger("local_host")
 
 TERMINAL = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
 CUSTOM_STATUS_LIMIT = 16 * 1024  # bytes of UTF-16 JSON, as the extension enforces (PR #3113)
