@@ -373,7 +373,7 @@ class FirestoreBackend:
     def run_query(self, parent: str, q: Any) -> list[DocumentPb]:
         """Evaluate a StructuredQuery (protobuf) under `parent`."""
         db = self._db_for(parent)
-        selectors = getattr(q, "from")  # noqa: B009 (a Python keyword as a protobuf field name)
+        selectors = q.from_  # proto-plus names the `from` field `from_`
         if len(selectors) != 1:
             raise GoogleError("INVALID_ARGUMENT", "structured_query.from: exactly one collection is supported")
         selector = selectors[0]

@@ -296,7 +296,7 @@ class FunctionsBackend:
         name = record.name
         try:
             await asyncio.sleep(self.b.ctx.faults.provisioning_seconds("gcp/cloudfunctions"))
-            if self.b.ctx.faults.fail_once(f"gcp-function:{name}:{op.name}"):
+            if self.b.ctx.faults.fail_once(f"gcp-function:{name}"):
                 raise GoogleError("INTERNAL", "Build failed with status: INTERNAL_ERROR. A transient error occurred; "
                                   "please retry the deployment.")
             body = record.body
