@@ -51,7 +51,7 @@ OPERATION_KEY: web.RequestKey[str] = web.RequestKey("sandbox_operation", str)
 MUTATING_KEY: web.RequestKey[bool] = web.RequestKey("sandbox_mutating", bool)
 RequestClassifier = Callable[[web.Request], tuple[str | None, bool | None]]
 REQUEST_CLASSIFIER_KEY: web.AppKey[RequestClassifier] = web.AppKey("sandbox_request_classifier")
-REQUEST_BODY_KEY = "sandbox_request_body"
+REQUEST_BODY_KEY: web.RequestKey[bytes] = web.RequestKey("sandbox_request_body", bytes)
 """The body of a request refused by fault injection (read so that the classifier can name it)."""
 
 

@@ -21,7 +21,15 @@ from aiohttp import web
 from sandbox.core.context import SandboxContext
 from sandbox.core.http import REQUEST_CLASSIFIER_KEY, sandbox_middleware
 from sandbox.gcp.backends import BACKENDS_KEY, GcpBackends
-from sandbox.gcp.common import DEFAULT_REGION, PROJECT_ID, PROJECT_NUMBER, GoogleError, api, classify, fault_response
+from sandbox.gcp.common import (
+    DEFAULT_REGION,
+    PROJECT_ID,
+    PROJECT_NUMBER,
+    GoogleError,
+    api,
+    classify,
+    fault_response,
+)
 from sandbox.gcp.iam.models import IamBackend
 
 START_TIMEOUT_SECONDS = 30.0
@@ -182,7 +190,7 @@ class GcpSandbox:
         """Run Cloud Scheduler job `name` (full name or job id) now and wait for the outcome.
         KeyError if unknown; `scheduler.models.JobPaused` if paused."""
         full = name if name.startswith("projects/") else next(
-            (j["name"] for j in self.b.scheduler.list(f"projects/{PROJECT_ID}/locations/{DEFAULT_REGION}")
+            (j["name"] for j in self.b.scheduler.list_jobs(f"projects/{PROJECT_ID}/locations/{DEFAULT_REGION}")
              if j["name"].endswith("/jobs/" + name)), None)
         if full is None:
             full = next((n["name"] for n in self.b.scheduler.resources() if n["name"].endswith("/jobs/" + name)), None)

@@ -145,7 +145,7 @@ class FirestoreBackend:
               "locationId": body.get("locationId") or "nam5", "etag": secrets.token_hex(8)}
         with self._lock:
             if name in self._dbs:
-                raise GoogleError("ALREADY_EXISTS", f"Database already exists. Please use another database_id")
+                raise GoogleError("ALREADY_EXISTS", "Database already exists. Please use another database_id")
             self._dbs[name] = Database(db)
         return db
 
@@ -320,7 +320,7 @@ class FirestoreBackend:
         from google.cloud.firestore_v1.types import document as d
 
         kind = t.WhichOneof("transform_type")
-        current = get_field(doc.fields, t.field_path)
+        current: Any = get_field(doc.fields, t.field_path)
         result = d.Value.pb()()
         if kind == "set_to_server_value":
             result.timestamp_value.CopyFrom(commit_time)
@@ -488,7 +488,7 @@ class FirestoreBackend:
                 continue
             fields = [(f["fieldPath"], f.get("order")) for f in index["fields"] if f["fieldPath"] != "__name__"]
             head, tail = fields[: len(eq)], fields[len(eq):]
-            if {p for p, _ in head} == set(eq) and (tail == wanted_orders or tail == flipped):
+            if {p for p, _ in head} == set(eq) and tail in (wanted_orders, flipped):
                 return
         spec = ", ".join([f"{p} ASCENDING" for p in eq] + [f"{p} {d}" for p, d in wanted_orders])
         raise GoogleError("FAILED_PRECONDITION", f"The query requires an index. Create a composite index on "

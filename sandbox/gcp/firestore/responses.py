@@ -9,7 +9,16 @@ from aiohttp import web
 
 from sandbox.core.http import json_response, no_faults
 from sandbox.gcp.backends import backends
-from sandbox.gcp.common import PROJECT_ID, GoogleError, api, now_rfc3339, page, parse_message, read_json, update_mask
+from sandbox.gcp.common import (
+    PROJECT_ID,
+    GoogleError,
+    api,
+    now_rfc3339,
+    page,
+    parse_message,
+    read_json,
+    update_mask,
+)
 
 ADMIN = "type.googleapis.com/google.firestore.admin.v1."
 

@@ -138,7 +138,7 @@ class FrontDoor:
                 payload = await upstream.read()
                 out = CIMultiDict((k, v) for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP)
                 return web.Response(status=upstream.status, body=payload, headers=out)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return _google_page(504, "upstream request timeout")
         except aiohttp.ClientError:
             return _google_page(503, "Service Unavailable")
@@ -181,7 +181,7 @@ class FunctionsBackend:
             raise GoogleError("NOT_FOUND", f"Resource '{name}' was not found")
         return record.body
 
-    def list(self, parent: str) -> list[dict[str, Any]]:
+    def list_functions(self, parent: str) -> list[dict[str, Any]]:
         with self._lock:
             return [r.body for n, r in sorted(self._functions.items())
                     if parent.endswith("/locations/-") and n.startswith(parent[: -len("locations/-")])

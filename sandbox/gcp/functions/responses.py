@@ -46,7 +46,7 @@ async def get_function(request: web.Request) -> web.Response:
 
 @api("cloudfunctions:ListFunctions", mutating=False)
 async def list_functions(request: web.Request) -> web.Response:
-    chunk, token = page(backends(request).functions.list(_parent(request)), request)
+    chunk, token = page(backends(request).functions.list_functions(_parent(request)), request)
     out: dict[str, Any] = {"functions": chunk} if chunk else {}
     if token:
         out["nextPageToken"] = token

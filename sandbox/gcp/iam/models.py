@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.core.profiles import Faults
-from sandbox.gcp.common import DEFAULT_COMPUTE_SA, PROJECT_ID, PROJECT_NUMBER, GoogleError
+from sandbox.gcp.common import DEFAULT_COMPUTE_SA, PROJECT_ID, GoogleError
 
 ACCOUNT_ID = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 # Roles that include run.routes.invoke (a Cloud Run service's, hence a gen2 function's, HTTP door).
@@ -163,7 +163,7 @@ class IamBackend:
             if etag and etag != current.etag:
                 raise GoogleError("ABORTED", "There were concurrent policy changes. Please retry the whole "
                                   "read-modify-write with exponential backoff.")
-            pairs = {(b["role"], m) for b in bindings for m in b["members"]}
+            pairs: set[tuple[str, str]] = {(str(b["role"]), str(m)) for b in bindings for m in b["members"]}
             granted = {p: current.granted_at.get(p, now) for p in pairs}
             self._policies[resource] = Policy(int(policy.get("version") or 1), current.serial + 1, bindings, granted)
             return self._policies[resource].to_json()

@@ -333,7 +333,7 @@ class PubSubBackend:
                                                   timeout=aiohttp.ClientTimeout(total=sub.ack_deadline)) as resp:
                         await resp.read()
                         status = resp.status
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                     status = f"{type(exc).__name__}: {exc}"[:200]
             self.attempts.append({"subscription": sub.name, "messageId": msg.message_id, "attempt": attempt,
                                   "status": status, "time": now_rfc3339()})

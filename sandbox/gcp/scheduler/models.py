@@ -37,7 +37,7 @@ log = logging.getLogger("sandbox.gcp.scheduler")
 
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,500}")
 POLL_SECONDS = 0.25
-RETRY_DEFAULTS = {"maxRetryDuration": "0s", "minBackoffDuration": "5s", "maxBackoffDuration": "3600s",
+RETRY_DEFAULTS: dict[str, Any] = {"maxRetryDuration": "0s", "minBackoffDuration": "5s", "maxBackoffDuration": "3600s",
                   "maxDoublings": 5}
 HTTP_TO_RPC = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 429: 8, 499: 1, 500: 13, 501: 12, 503: 14, 504: 4}
 
@@ -126,7 +126,7 @@ class SchedulerBackend:
             raise GoogleError("NOT_FOUND", f"Job not found: {name}.")
         return job
 
-    def list(self, parent: str) -> list[dict[str, Any]]:
+    def list_jobs(self, parent: str) -> list[dict[str, Any]]:
         with self._lock:
             return [j for n, j in sorted(self._jobs.items()) if n.startswith(parent + "/jobs/")]
 
@@ -220,7 +220,7 @@ class SchedulerBackend:
 
     async def attempt(self, name: str, moment: datetime) -> dict[str, Any]:
         job = self.get(name)
-        retry = job.get("retryConfig") or RETRY_DEFAULTS
+        retry: dict[str, Any] = job.get("retryConfig") or RETRY_DEFAULTS
         tries = 1 + int(retry.get("retryCount") or 0)
         delay = duration_seconds(retry.get("minBackoffDuration"), 5.0)
         ceiling = duration_seconds(retry.get("maxBackoffDuration"), 3600.0)
@@ -275,6 +275,6 @@ class SchedulerBackend:
                 payload = await resp.read()
                 return {"ok": 200 <= resp.status < 300, "status": resp.status,
                         "body": payload[:4096].decode("utf-8", "replace")}
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return {"ok": False, "status": 504 if isinstance(exc, asyncio.TimeoutError) else 503,
                     "error": f"{type(exc).__name__}: {exc}"[:300]}

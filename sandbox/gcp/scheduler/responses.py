@@ -38,7 +38,7 @@ async def get_job(request: web.Request) -> web.Response:
 
 @api("cloudscheduler:ListJobs", mutating=False)
 async def list_jobs(request: web.Request) -> web.Response:
-    chunk, token = page(backends(request).scheduler.list(_parent(request)), request)
+    chunk, token = page(backends(request).scheduler.list_jobs(_parent(request)), request)
     out: dict[str, Any] = {"jobs": chunk} if chunk else {}
     if token:
         out["nextPageToken"] = token
