@@ -29,7 +29,6 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from sandbox.core.profiles import REAL_PROVISIONING_SECONDS
 from sandbox.gcp.common import (
     DEFAULT_COMPUTE_SA,
     PROJECT_ID,
@@ -52,7 +51,6 @@ PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
 METADATA_TYPE = "type.googleapis.com/google.cloud.functions.v2.OperationMetadata"
 FUNCTION_TYPE = "type.googleapis.com/google.cloud.functions.v2.Function"
 EMPTY_TYPE = "type.googleapis.com/google.protobuf.Empty"
-REAL_PROVISIONING_SECONDS.setdefault("gcp/cloudfunctions", 90)
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                          "transfer-encoding", "upgrade", "host", "content-length"})
 
