@@ -84,7 +84,7 @@ FAULT_EXEMPT_PREDICATE_KEY: web.AppKey[Callable[[web.Request], bool]] = web.AppK
 
 # Query parameters that carry secrets (function keys, SAS signatures, tokens): never logged.
 SECRET_QUERY_PARAMS = frozenset(
-    {"code", "sig", "key", "token", "access_token", "password", "secret", "x-functions-key"}
+    {"code", "sig", "signature", "key", "token", "access_token", "password", "secret", "x-functions-key"}
 )
 
 

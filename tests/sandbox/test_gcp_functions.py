@@ -177,6 +177,8 @@ def test_published_message_reaches_function_that_writes_firestore_read_back_over
     assert {"cloudfunctions:CreateFunction", "cloudfunctions:GetOperation", "run:SetIamPolicy", "pubsub:Publish",
             "cloudscheduler:RunJob", "firestore:Commit", "run:Invoke"} <= ops
     assert all(r["mutating"] is False for r in log if r["operation"] in ("cloudfunctions:GetOperation", "run:Invoke"))
+    uploads = [r["url"] for r in log if r["operation"] == "storage:xml.putObject"]
+    assert uploads and all("Signature=REDACTED" in url for url in uploads)  # the signed URL's secret stays out
     resources = requests.get(f"{gcp.control_url}/resources", timeout=10).json()["gcp"]
     assert any(r["type"] == "cloudfunctions.function" and r["name"] == writer.name for r in resources)
 
