@@ -188,11 +188,13 @@ class GrpcEndpoint:
     def __init__(self, backends: GcpBackends) -> None:
         self.backends = backends
         self._server: grpc.Server | None = None
+        self._executor: futures.ThreadPoolExecutor | None = None
         self.port = 0
 
     def start(self) -> str:
+        self._executor = futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="gcp-grpc")
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="gcp-grpc"),
+            self._executor,
             handlers=[_LazyServices(self.backends)],
             interceptors=[_Interceptor(self.backends)],
             options=[("grpc.max_receive_message_length", 16 * 1024 * 1024), ("grpc.so_reuseport", 0)],
@@ -208,3 +210,6 @@ class GrpcEndpoint:
         server, self._server = self._server, None
         if server is not None:
             server.stop(grace=1).wait(5)
+        executor, self._executor = self._executor, None
+        if executor is not None:  # no handler thread outlives the sandbox
+            executor.shutdown(wait=True, cancel_futures=True)

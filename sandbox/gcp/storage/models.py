@@ -64,6 +64,8 @@ class StorageBackend:
         server, self._server = self._server, None
         if server is not None:
             server.stop()
+            # The emulator's stop() shuts its HTTP server down without joining the thread.
+            threading.Thread.join(server._api, timeout=5)
 
     def reset(self) -> None:
         if self._server is not None:
