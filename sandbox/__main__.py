@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--seed", type=int, default=0, help="seed of the fault injector")
     serve.add_argument("--no-blob", action="store_true", help="do not start Azurite")
     serve.add_argument("--no-aws", action="store_true", help="do not start the AWS endpoints")
+    serve.add_argument("--no-gcp", action="store_true", help="do not start the Google Cloud endpoints")
     args = parser.parse_args(argv)
 
     from sandbox.server import Sandbox
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         with_blob=not args.no_blob,
         with_aws=not args.no_aws,
+        with_gcp=not args.no_gcp,
     )
     try:
         endpoints = sandbox.start()

@@ -1,11 +1,12 @@
-"""The sandbox as one object: the Azure HTTPS server, the control endpoint, AWS and Blob (contract 6).
+"""The sandbox as one object: the Azure HTTPS server, the control endpoint, AWS, GCP and Blob (contract 6).
 
 All Azure services share one HTTPS aiohttp server on 127.0.0.1 (a local CA from the state dir):
 ARM at the root, Digital Twins under `/digitaltwins-instances/`, Event Grid under `/eventgrid/`,
 Kudu under `/kudu/`, Cosmos DB under `/cosmos/`, IoT Hub under `/iothub/`, Managed Grafana under
 `/grafana/`, and the Function-host proxy under `/sites/`. The control endpoint is plain HTTP
 on its own port. Both run on one asyncio loop in a background thread, so tests can use the
-blocking SDK clients from the main thread.
+blocking SDK clients from the main thread. AWS (`sandbox.aws`) and Google Cloud (`sandbox.gcp`) run
+on loops of their own, plain HTTP (and gRPC) on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Sandbox:
         with_blob: bool = True,
         with_aws: bool = True,
         with_function_apps: bool = True,
+        with_gcp: bool = True,
     ) -> None:
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; known: {', '.join(sorted(PROFILES))}")
@@ -61,12 +63,14 @@ class Sandbox:
         self.with_blob = with_blob
         self.with_aws = with_aws
         self.with_function_apps = with_function_apps
+        self.with_gcp = with_gcp
         self.ctx = SandboxContext(
             state_dir=self.state_dir, faults=Faults(profile=PROFILES[profile], seed=seed)
         )
         self.endpoints: dict[str, Any] = {}
         self.aws: Any = None
         self.blob: Any = None
+        self.gcp: Any = None
         # Runs each Function App's deployed package in its own local host process.
         self.function_apps: Any = None
         self._tls: SandboxTls | None = None
@@ -105,6 +109,11 @@ class Sandbox:
 
                 self.aws = AwsSandbox(self.ctx)
                 self.endpoints["aws"] = self.aws.start()
+            if self.with_gcp:
+                from sandbox.gcp import GcpSandbox
+
+                self.gcp = GcpSandbox(self.ctx)
+                self.endpoints["gcp"] = self.gcp.start()
             if self.with_blob:
                 from sandbox.blob import Azurite
 
@@ -120,13 +129,13 @@ class Sandbox:
     def stop(self) -> None:
         """Stop everything this sandbox started; safe to call twice and after a failed start."""
         errors: list[BaseException] = []
-        for part in (self.function_apps, self.blob, self.aws):
+        for part in (self.function_apps, self.blob, self.gcp, self.aws):
             if part is not None:
                 try:
                     part.stop()
                 except Exception as exc:  # keep stopping the rest; report after
                     errors.append(exc)
-        self.function_apps = self.blob = self.aws = None
+        self.function_apps = self.blob = self.gcp = self.aws = None
         if self._loop is not None and self._thread is not None:
             try:
                 if self._runners:
@@ -182,6 +191,8 @@ class Sandbox:
             self.aws.reset()
         if self.blob is not None:
             self.blob.reset()
+        if self.gcp is not None:
+            self.gcp.reset()
         self.ctx.request_log.clear()
 
     def list_resources(self) -> dict[str, list[dict[str, Any]]]:
@@ -190,6 +201,8 @@ class Sandbox:
         out: dict[str, list[dict[str, Any]]] = {"azure": arm_backend(self.ctx).list_all_summaries()}
         if self.aws is not None:
             out["aws"] = list(self.aws.list_resources())
+        if self.gcp is not None:
+            out["gcp"] = self.gcp.list_resources()
         return out
 
     # --- internals ---------------------------------------------------------------------------

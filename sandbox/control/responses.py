@@ -151,3 +151,20 @@ class ControlHandlers:
         except RuleDisabled as exc:
             return _error(409, "RuleDisabled", f"name: {exc}")
         return json_response(outcome)
+
+    async def run_job(self, request: web.Request) -> web.Response:
+        """Run a Cloud Scheduler job now, as its schedule would, and answer the attempt's outcome.
+        `name` is the job id or its full name (`projects/P/locations/L/jobs/ID`)."""
+        from sandbox.gcp.scheduler.models import JobPaused
+
+        gcp = self.sandbox.gcp
+        if gcp is None:
+            return _error(409, "GcpNotRunning", "the sandbox runs without its Google Cloud side")
+        name = request.match_info["name"]
+        try:
+            outcome = await asyncio.get_running_loop().run_in_executor(None, gcp.run_job, name)
+        except KeyError:
+            return _error(404, "NOT_FOUND", f"name: no Cloud Scheduler job {name!r} exists")
+        except JobPaused as exc:
+            return _error(409, "FAILED_PRECONDITION", f"name: {exc}")
+        return json_response(outcome)

@@ -25,4 +25,5 @@ def create_app(sandbox: Sandbox) -> web.Application:
     app.router.add_get("/hosts", h.list_hosts)
     app.router.add_post("/hosts", h.register_host)
     app.router.add_post("/aws/rules/{name}/run", h.run_rule)
+    app.router.add_post("/gcp/jobs/{name:.+}/run", h.run_job)
     return app

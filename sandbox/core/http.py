@@ -51,7 +51,7 @@ OPERATION_KEY: web.RequestKey[str] = web.RequestKey("sandbox_operation", str)
 MUTATING_KEY: web.RequestKey[bool] = web.RequestKey("sandbox_mutating", bool)
 RequestClassifier = Callable[[web.Request], tuple[str | None, bool | None]]
 REQUEST_CLASSIFIER_KEY: web.AppKey[RequestClassifier] = web.AppKey("sandbox_request_classifier")
-REQUEST_BODY_KEY = "sandbox_request_body"
+REQUEST_BODY_KEY: web.RequestKey[bytes] = web.RequestKey("sandbox_request_body", bytes)
 """The body of a request refused by fault injection (read so that the classifier can name it)."""
 
 
@@ -84,7 +84,7 @@ FAULT_EXEMPT_PREDICATE_KEY: web.AppKey[Callable[[web.Request], bool]] = web.AppK
 
 # Query parameters that carry secrets (function keys, SAS signatures, tokens): never logged.
 SECRET_QUERY_PARAMS = frozenset(
-    {"code", "sig", "key", "token", "access_token", "password", "secret", "x-functions-key"}
+    {"code", "sig", "signature", "key", "token", "access_token", "password", "secret", "x-functions-key"}
 )
 
 

@@ -36,6 +36,7 @@ REAL_PROVISIONING_SECONDS: dict[str, float] = {
     "aws/dynamodb": 10,
     "aws/iottwinmaker/componenttype": 10,
     "aws/grafana/workspace": 300,
+    "gcp/cloudfunctions": 90,  # a 2nd gen deploy: build plus Cloud Run revision
 }
 
 

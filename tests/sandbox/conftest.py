@@ -1,7 +1,7 @@
 """Fixtures for the sandbox's tests (shared by the arm, adt and aws parts).
 
-- `sandbox`: one running `Sandbox` for the whole session (no Azurite; AWS if available), instant
-  profile. Tests sharing it must use unique names (`unique_name`).
+- `sandbox`: one running `Sandbox` for the whole session (no Azurite, no GCP: tests/sandbox/test_gcp_*
+  start their own; AWS if available), instant profile. Tests sharing it must use unique names (`unique_name`).
 - `sandbox_factory`: start private sandboxes (another profile, a seed, with blob); each one is
   stopped when the test ends.
 - `deployer_credential`, `arm_kwargs`, `mgmt_client`: build real azure-mgmt clients pointed at a
@@ -29,7 +29,7 @@ _counter = itertools.count(1)
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     # The services alone: deployed Function App packages are not run here (tests/runtime does that).
     sb = Sandbox(tmp_path_factory.mktemp("sandbox-session"), profile="instant", seed=0, with_blob=False,
-                 with_function_apps=False)
+                 with_function_apps=False, with_gcp=False)
     sb.start()
     try:
         yield sb
@@ -43,7 +43,7 @@ def sandbox_factory(tmp_path: Path) -> Iterator[Callable[..., Sandbox]]:
 
     def make(
         profile: str = "instant", seed: int = 0, with_blob: bool = False, with_aws: bool = False,
-        with_function_apps: bool = False,
+        with_function_apps: bool = False, with_gcp: bool = False,
     ) -> Sandbox:
         sb = Sandbox(
             tmp_path / f"sandbox-{len(started) + 1}",
@@ -52,6 +52,7 @@ def sandbox_factory(tmp_path: Path) -> Iterator[Callable[..., Sandbox]]:
             with_blob=with_blob,
             with_aws=with_aws,
             with_function_apps=with_function_apps,
+            with_gcp=with_gcp,
         )
         sb.start()
         started.append(sb)
