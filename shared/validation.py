@@ -9,6 +9,7 @@ problems are returned so that a caller can show all of them in one go.
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -207,12 +208,24 @@ _DTDL_NAME = re.compile(r"[A-Za-z](?:[A-Za-z0-9_]{0,510}[A-Za-z0-9])?")
 _DTDL_CONTENT_TYPES = {"Property", "Telemetry", "Relationship", "Component", "Command"}
 
 
-def _q(value: Any) -> str:
-    """Quote a user value in a message, kept short."""
-    text = value if isinstance(value, str) else repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return repr(text) if isinstance(value, str) else text
+QUOTE_PREFIX_CHARS = 40
+_BOUNDED_REPR = reprlib.Repr()  # Python 3.11's Repr takes no keyword arguments
+_BOUNDED_REPR.maxlevel, _BOUNDED_REPR.maxlist, _BOUNDED_REPR.maxdict = 2, 4, 4
+_BOUNDED_REPR.maxstring = _BOUNDED_REPR.maxother = _BOUNDED_REPR.maxlong = QUOTE_PREFIX_CHARS
+"""A message quotes at most this many characters of a value (a 10 MB name must not become a
+10 MB message, let alone one per rule it breaks)."""
+
+
+def quote_value(value: Any) -> str:
+    """A user value for a message: its first `QUOTE_PREFIX_CHARS` characters, then `...`, with
+    control characters escaped (repr)."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= QUOTE_PREFIX_CHARS else value[:QUOTE_PREFIX_CHARS] + "...")
+    text = _BOUNDED_REPR.repr(value)
+    return text if len(text) <= 2 * QUOTE_PREFIX_CHARS else text[: 2 * QUOTE_PREFIX_CHARS] + "..."
+
+
+_q = quote_value
 
 
 def _named_resources(twin: str, providers: Iterable[str]) -> list[tuple[str, NameRule]]:
@@ -258,7 +271,7 @@ def twin_name_rule_problems(twin: str, providers: Iterable[str]) -> list[str]:
 
 
 def _names(names: list[str]) -> str:
-    shown = ", ".join(repr(n) for n in names[:3])
+    shown = ", ".join(quote_value(n) for n in names[:3])
     return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
