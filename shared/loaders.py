@@ -41,14 +41,21 @@ __all__ = [
 _PLAIN_KEY = re.compile(r"[A-Za-z_$@][A-Za-z0-9_$@-]*")
 
 
+_PATH_KEY_CHARS = 60
+
+
 def json_path(loc: tuple[Any, ...] | list[Any]) -> str:
-    """`("devices", 2, "id")` -> `devices[2].id`; odd keys are quoted: `models[0]["my key"]`."""
+    """`("devices", 2, "id")` -> `devices[2].id`; odd keys are quoted: `models[0]["my key"]`; a key
+    longer than 60 characters is shown by its prefix (`["xxxx..."]`)."""
     out = ""
     for part in loc:
         if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
         else:
             key = str(part)
+            if len(key) > _PATH_KEY_CHARS:
+                out += f"[{json.dumps(key[:_PATH_KEY_CHARS] + '...')}]"
+                continue
             if _PLAIN_KEY.fullmatch(key):
                 out += f".{key}" if out else key
             else:
@@ -163,16 +170,16 @@ def _message(error: Mapping[str, Any], under_clouds: bool) -> str:
     got = f", not {shown}" if shown is not None else ""
     if kind == "missing":
         what = "section" if len(loc) == 1 else "field"
-        return f"required {what} {str(loc[-1])!r} is missing" if loc else "required value is missing"
+        return f"required {what} {quote_value(str(loc[-1]))} is missing" if loc else "required value is missing"
     if kind == "extra_forbidden":
         key = str(loc[-1]) if loc else ""
         model = _model_at(loc[:-1])
         hint = ""
         if model is not None:
             names = _field_names(model)
-            close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+            close = difflib.get_close_matches(key, names, n=1, cutoff=0.6) if len(key) <= 100 else []
             hint = f" (did you mean {close[0]!r}?)" if close else f"; allowed: {', '.join(names)}"
-        return f"unknown field {key!r}{hint}"
+        return f"unknown field {quote_value(key)}{hint}"
     if kind == "literal_error":
         expected = str(ctx.get("expected", "")).replace("'", "")
         expected = expected.replace(" or ", ", ")
@@ -234,7 +241,7 @@ def spec_problems(data: object) -> tuple[TwinSpec | None, list[Problem]]:
         return None, [Problem("", f"the spec must be a JSON object with twin, providers and devices, not {_kind(data)}")]
     problems: list[Problem] = []
     secrets = _secret_paths(data.get("clouds")) if isinstance(data.get("clouds"), Mapping) else []
-    problems += [Problem(json_path(loc), f"{str(loc[-1])!r} looks like a credential; {_CREDENTIALS_HINT}") for loc in secrets]
+    problems += [Problem(json_path(loc), f"{quote_value(str(loc[-1]))} looks like a credential; {_CREDENTIALS_HINT}") for loc in secrets]
     non_str_keys = [k for k in data if not isinstance(k, str)]
     if non_str_keys:
         problems.append(Problem("", f"keys must be strings; found {_kind(non_str_keys[0])[2:]} key(s)"))

@@ -130,13 +130,13 @@ def _split_condition(text: str) -> tuple[str, str, str]:
     if not found:
         raise ConditionError("has no comparison; write it as 'A OP B' with OP one of <, >, ==")
     if len(found) > 1:
-        ops = ", ".join(repr(op) for _, op in found)
+        ops = ", ".join(quote_value(op) for _, op in found[:5])
         raise ConditionError(f"has more than one comparison ({ops}); write one 'A OP B' per event")
     at, op = found[0]
     if op not in OPERATORS:
         if op in _UNSUPPORTED_OPERATORS:
-            raise ConditionError(f"uses operator {op!r}, which is not supported; use <, > or ==")
-        raise ConditionError(f"has an unknown operator {op!r}; use <, > or ==")
+            raise ConditionError(f"uses operator {quote_value(op)}, which is not supported; use <, > or ==")
+        raise ConditionError(f"has an unknown operator {quote_value(op)}; use <, > or ==")
     return text[:at].strip(), op, text[at + len(op) :].strip()
 
 
@@ -153,24 +153,24 @@ def _parse_operand(text: str, side: str) -> Operand:
             try:
                 number = float(raw.strip())
             except ValueError:
-                raise ConditionError(f"{side} operand {text!r}: DOUBLE needs a number, e.g. DOUBLE(30.5)") from None
+                raise ConditionError(f"{side} operand {quote_value(text)}: DOUBLE needs a number, e.g. DOUBLE(30.5)") from None
             if number != number or number in (float("inf"), float("-inf")):
-                raise ConditionError(f"{side} operand {text!r}: DOUBLE needs a finite number")
+                raise ConditionError(f"{side} operand {quote_value(text)}: DOUBLE needs a finite number")
             return Constant("DOUBLE", number)
         if kind == "INTEGER":
             if not re.fullmatch(r"\s*[+-]?\d{1,18}\s*", raw):
-                raise ConditionError(f"{side} operand {text!r}: INTEGER needs a whole number, e.g. INTEGER(5)")
+                raise ConditionError(f"{side} operand {quote_value(text)}: INTEGER needs a whole number, e.g. INTEGER(5)")
             return Constant("INTEGER", int(raw))
         if kind == "STRING":
             return Constant("STRING", raw)
-        raise ConditionError(f"{side} operand {text!r}: unknown literal type {kind!r}; use DOUBLE(...), INTEGER(...) or STRING(...)")
+        raise ConditionError(f"{side} operand {quote_value(text)}: unknown literal type {quote_value(kind)}; use DOUBLE(...), INTEGER(...) or STRING(...)")
     if "." in text:
         raise ConditionError(
-            f"{side} operand {text!r} is not a reference; write entity.component.property "
+            f"{side} operand {quote_value(text)} is not a reference; write entity.component.property "
             "(three names of letters, digits, - and _, separated by dots)"
         )
     raise ConditionError(
-        f"{side} operand {text!r} is neither entity.component.property nor a literal such as DOUBLE(30), INTEGER(5), STRING(x)"
+        f"{side} operand {quote_value(text)} is neither entity.component.property nor a literal such as DOUBLE(30), INTEGER(5), STRING(x)"
     )
 
 
@@ -472,7 +472,7 @@ def _check_dtdl(hierarchy: AzureHierarchy) -> Iterator[Problem]:
             for key in twin.initial_properties():
                 if key not in declared_props:
                     yield Problem(
-                        f"{path}.{key}" if re.fullmatch(r"[A-Za-z_][\w-]*", key) else path,
+                        f"{path}.{key}" if len(key) <= 60 and re.fullmatch(r"[A-Za-z_][\w-]*", key) else path,
                         f"model {_q(twin.metadata.model)} declares no Property {_q(key)}, so the twin cannot set it",
                     )
         twins[twin.dt_id] = (i, twin.metadata.model)
@@ -490,7 +490,7 @@ def _check_dtdl(hierarchy: AzureHierarchy) -> Iterator[Problem]:
         if source is not None and source[1] in models:
             declared = _relationships_of(source[1], models)
             if rel.name not in declared:
-                known = ", ".join(sorted(declared)) or "none"
+                known = ", ".join(quote_value(n) for n in sorted(declared)[:10]) or "none"
                 yield Problem(
                     f"{path}.$relationshipName",
                     f"model {_q(source[1])} of twin {_q(rel.source_id)} declares no relationship {_q(rel.name)} (declared: {known})",
@@ -602,7 +602,7 @@ def _check_events(spec: TwinSpec, device_ids: set[str]) -> Iterator[Problem]:
                         yield Problem(
                             f"{path}.condition",
                             f"device {_q(ref.component)} has no property {_q(ref.property)} "
-                            f"(it has: {', '.join(known)})",
+                            f"(it has: {', '.join(quote_value(k) for k in known[:10])})",
                         )
         names = [("functionName", event.action.function_name), ("functionNameB", event.action.function_name_b)]
         for field, name in names:
