@@ -31,7 +31,7 @@ from control_plane.api import error, errors_response, json_response, read_json_b
 from shared.contracts import ControlPlaneSetting
 from shared.engine import names
 from shared.engine.plan import plan_to_engine
-from shared.loaders import spec_problems
+from shared.loaders import json_path, spec_problems
 from shared.plan import build_plan
 from shared.spec import TWIN_NAME_REGEX
 from shared.validation import Problem, quote_value
@@ -125,7 +125,7 @@ def _small_body(req: func.HttpRequest, allowed: str, example: str) -> tuple[dict
         return {}, error(400, "", f"the body, if any, must be a JSON object such as {example}")
     unknown = sorted(set(body) - {allowed})
     if unknown:
-        return {}, errors_response([Problem("", f"unknown field {quote_value(k)}; only {allowed} is accepted")
+        return {}, errors_response([Problem(json_path((k,)), f"unknown field; only {allowed} is accepted")
                                     for k in unknown])
     return body, None
 
