@@ -1,28 +1,44 @@
-"""The OpenAPI 3.1 document of the control plane's HTTP API.
+"""The OpenAPI 3.1 document of the control plane's HTTP API, and `GET /api/openapi.json`.
 
-Paths and methods come from the registered HTTP functions themselves (the blueprints'
-triggers); this module only adds per-route metadata (summary, bodies, responses), keyed by
-function name. A route without metadata is left out on purpose, so the test that compares the
-document with the app's registered routes catches it.
+Paths and methods come from the registered HTTP functions themselves (the blueprints' triggers,
+read through the public `FunctionApp.get_functions()` of a throwaway app); this module only adds
+per-route metadata (summary, bodies, responses), keyed by function name. A route without
+metadata is left out on purpose, so the test that compares the document with the app's
+registered routes catches it. The deployment body is the spec's own JSON Schema (the one in
+`docs/spec.schema.json`), its definitions under `components/schemas`.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from shared.loaders import MAX_DOCUMENT_BYTES
+from shared.spec import TWIN_NAME_MAX_LENGTH, TWIN_NAME_PATTERN, spec_components
+
+bp = df.Blueprint()
 
 ERRORS = {
     "description": "Problems, each with a JSON path",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}},
 }
+UNAUTHORIZED = {**ERRORS, "description": "No valid key (x-functions-key header, else the code query parameter)"}
+TOO_LARGE = {**ERRORS, "description": f"The body is larger than {MAX_DOCUMENT_BYTES:,} bytes"}
+NOT_JSON = {**ERRORS, "description": "The body is not application/json in UTF-8"}
 ACCEPTED = {
     "description": "Started; Durable's check-status payload (Location header = statusQueryGetUri)",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CheckStatus"}}},
 }
 SPEC_BODY = {
     "required": True,
-    "description": "The deployment spec (DESIGN.md section 4)",
-    "content": {"application/json": {"schema": {"type": "object"}}},
+    "description": f"The deployment spec (DESIGN.md section 4), at most {MAX_DOCUMENT_BYTES:,} bytes of UTF-8 JSON",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TwinSpec"}}},
 }
+BODY_ERRORS = {"400": ERRORS, "413": TOO_LARGE, "415": NOT_JSON}
 
 
 def _object(description: str) -> dict[str, Any]:
@@ -33,7 +49,7 @@ ROUTE_METADATA: dict[str, dict[str, Any]] = {
     "plan": {
         "summary": "The plan for a spec (resources, outputs, wires); no side effects",
         "requestBody": SPEC_BODY,
-        "responses": {"200": _object("The plan document"), "400": ERRORS},
+        "responses": {"200": _object("The plan document"), **BODY_ERRORS},
     },
     "deployments_start": {
         "summary": "Validate a spec and start deploying it (resources no longer in the spec are deleted)",
@@ -41,7 +57,7 @@ ROUTE_METADATA: dict[str, dict[str, Any]] = {
                         "schema": {"type": "boolean", "default": True},
                         "description": "false keeps recorded resources that the spec no longer has"}],
         "requestBody": SPEC_BODY,
-        "responses": {"202": ACCEPTED, "400": ERRORS, "409": ERRORS},
+        "responses": {"202": ACCEPTED, **BODY_ERRORS, "409": ERRORS},
     },
     "deployments_get": {
         "summary": "A deployment's status, per-layer and per-resource progress, outputs (redacted), errors",
@@ -64,7 +80,7 @@ ROUTE_METADATA: dict[str, dict[str, Any]] = {
                 "properties": {"grace_seconds": {"type": "number", "minimum": 0, "maximum": 3600}},
             }}},
         },
-        "responses": {"202": ACCEPTED, "400": ERRORS, "404": ERRORS, "409": ERRORS},
+        "responses": {"202": ACCEPTED, **BODY_ERRORS, "404": ERRORS, "409": ERRORS},
     },
     "twins_refresh": {
         "summary": "Re-read the twin's producers and propagate outputs changed outside a deployment",
@@ -76,7 +92,7 @@ ROUTE_METADATA: dict[str, dict[str, Any]] = {
                                              "description": "only these producers (resource ids); default all"}},
             }}},
         },
-        "responses": {"202": ACCEPTED, "400": ERRORS, "404": ERRORS},
+        "responses": {"202": ACCEPTED, **BODY_ERRORS, "404": ERRORS},
     },
     "openapi": {
         "summary": "This document",
@@ -85,24 +101,31 @@ ROUTE_METADATA: dict[str, dict[str, Any]] = {
 }
 
 
-def http_routes(blueprints: list[Any] | None = None) -> list[tuple[str, str, str]]:
-    """(function name, METHOD, /api/route) for every HTTP function in the API blueprints."""
-    if blueprints is None:
-        from control_plane import api, deployments_api
+def api_blueprints() -> list[Any]:
+    """The blueprints whose HTTP functions make up the API."""
+    from control_plane import api, deployments_api
 
-        blueprints = [api.bp, deployments_api.bp]
+    return [api.bp, deployments_api.bp, bp]
+
+
+def http_routes(blueprints: list[Any] | None = None) -> list[tuple[str, str, str]]:
+    """(function name, METHOD, /api/route) for every HTTP function in the blueprints."""
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)  # throwaway: get_functions() once
+    for blueprint in api_blueprints() if blueprints is None else blueprints:
+        app.register_functions(blueprint)
     routes: list[tuple[str, str, str]] = []
-    for bp in blueprints:
-        for builder in bp._function_builders:
-            function = builder._function
-            trigger = function.get_trigger()
-            if type(trigger).__name__ != "HttpTrigger":
-                continue
-            route = trigger.route or function.get_function_name()
-            methods = [getattr(m, "value", str(m)) for m in (trigger.methods or ["GET", "POST"])]
-            for method in methods:
-                routes.append((function.get_function_name(), method.upper(), f"/api/{route}"))
+    for function in app.get_functions():
+        trigger = function.get_trigger()
+        if not function.is_http_function():
+            continue
+        route = getattr(trigger, "route", None) or function.get_function_name()
+        methods = [getattr(m, "value", str(m)) for m in (getattr(trigger, "methods", None) or ["GET", "POST"])]
+        routes.extend((str(function.get_function_name()), method.upper(), f"/api/{route}") for method in methods)
     return routes
+
+
+TWIN_PARAMETER_SCHEMA = {"type": "string", "pattern": TWIN_NAME_PATTERN, "minLength": 1,
+                         "maxLength": TWIN_NAME_MAX_LENGTH}
 
 
 def document(blueprints: list[Any] | None = None) -> dict[str, Any]:
@@ -115,8 +138,11 @@ def document(blueprints: list[Any] | None = None) -> dict[str, Any]:
         params = [seg[1:-1].rstrip("?") for seg in path.split("/") if seg.startswith("{")]
         if params or meta.get("parameters"):
             operation["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params
+                {"name": p, "in": "path", "required": True,
+                 "schema": TWIN_PARAMETER_SCHEMA if p == "twin" else {"type": "string", "minLength": 1}}
+                for p in params
             ] + list(meta.get("parameters", []))
+        operation["responses"] = {**operation["responses"], "401": UNAUTHORIZED}
         paths.setdefault(path, {})[method.lower()] = operation
     return {
         "openapi": "3.1.0",
@@ -138,6 +164,7 @@ def document(blueprints: list[Any] | None = None) -> dict[str, Any]:
                         "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
                     }}},
                 },
+                **spec_components("#/components/schemas/{model}"),
                 "CheckStatus": {
                     "type": "object", "required": ["id", "statusQueryGetUri"],
                     "properties": {k: {"type": "string"} for k in (
@@ -147,3 +174,14 @@ def document(blueprints: list[Any] | None = None) -> dict[str, Any]:
             },
         },
     }
+
+
+@functools.cache
+def document_text() -> str:
+    return json.dumps(document())
+
+
+@bp.function_name("openapi")
+@bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(document_text(), status_code=200, mimetype="application/json")

@@ -1,8 +1,9 @@
 """Local Functions host: runs a v2 Python function app (HTTP, Durable, Event Grid) on 127.0.0.1.
 
 Azure Functions Core Tools cannot run here, so this host loads `function_app.py`, serves its HTTP
-functions under `/api/`, the Durable HTTP API (`/runtime/webhooks/durabletask/` with the key, and
-the client's RPC base `/durabletask/`), Event Grid delivery (`/runtime/webhooks/eventgrid`), and runs
+functions under `/api/`, the Durable HTTP API (`/runtime/webhooks/durabletask/` with the master or
+the `durabletask_extension` key; the client's RPC base on a second loopback port under a
+per-process secret), Event Grid delivery (`/runtime/webhooks/eventgrid`), and runs
 orchestrations by driving the unmodified `azure-functions-durable` 1.x replay with histories kept in
 SQLite (`research/durable-internals.md` is the protocol).
 

@@ -15,6 +15,7 @@ import logging
 import re
 import sys
 import threading
+import typing
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -138,8 +139,52 @@ def load_app(app_dir: Path) -> FunctionRegistry:
     except Exception as exc:
         raise AppLoadError(f"{source}: invalid function definitions: {exc}") from exc
     for function in functions:
+        _check_parameters(function, source)
+    for function in functions:
         _index(registry, function)
     return registry
+
+
+def _check_parameters(function: Any, source: Path) -> None:
+    """The Python worker's indexing check (`functions.py` of azure-functions-python-worker):
+    every parameter of the function the app registered is a binding of that name, except
+    `context` (then an `azure.functions.Context`), and every binding is a parameter. On Azure a
+    mismatch fails the indexing of the whole app, so the host refuses to load it, saying why.
+    Durable's generated handlers take `context`: an orchestrator or entity declared with another
+    `context_name` cannot be bound, on Azure as here (microsoft/durabletask-python#171)."""
+    name = function.get_function_name()
+    fn = function.get_user_function()
+    try:
+        params = dict(inspect.signature(fn).parameters)
+        annotations = typing.get_type_hints(fn)
+    except (TypeError, ValueError, NameError):
+        return  # not introspectable: the worker would report it; the call will show it here
+    raw = [json.loads(b) for b in function.get_raw_bindings()]
+    bindings = {b["name"] for b in raw} - {"$return"}
+    trigger: dict[str, Any] = next((b for b in raw if str(b.get("type", "")).lower().endswith("trigger")), {})
+    if "context" in params and "context" not in bindings:
+        params.pop("context")
+        anno = annotations.get("context")
+        if anno is not None and getattr(anno, "__name__", None) != "Context":
+            hint = ""
+            if trigger.get("type") in ("orchestrationTrigger", "entityTrigger") and trigger.get("name") != "context":
+                hint = (f"; the Durable SDK's generated handler takes 'context', so declare "
+                        f"context_name=\"context\" instead of {trigger.get('name')!r}")
+            raise AppLoadError(f"{source}: cannot load the {name} function: the 'context' parameter is expected to "
+                               f"be of type azure.functions.Context, got {getattr(anno, '__name__', anno)}{hint} "
+                               "(the Functions worker refuses this app on Azure too)")
+    unbound = sorted(set(params) - bindings)
+    if unbound:
+        raise AppLoadError(f"{source}: cannot load the {name} function: parameters {unbound} are not bindings "
+                           "(the Functions worker refuses this app on Azure too)")
+    missing = sorted(bindings - set(params))
+    if missing:
+        hint = ""
+        if trigger.get("type") in ("orchestrationTrigger", "entityTrigger"):
+            hint = ("; the Durable SDK's generated handler takes 'context', so declare "
+                    "context_name=\"context\"")
+        raise AppLoadError(f"{source}: cannot load the {name} function: bindings {missing} are not parameters of "
+                           f"the function{hint} (the Functions worker refuses this app on Azure too)")
 
 
 def _index(registry: FunctionRegistry, function: Any) -> None:

@@ -1,8 +1,10 @@
 """The Durable HTTP management API and the durable client binding (research sections 3 and 4).
 
-Served twice: under the binding's `rpcBaseUrl` (`/durabletask/`, what the SDK client calls; no key,
-as the extension's loopback listener) and under `/runtime/webhooks/durabletask/` (the public URLs in
-`statusQueryGetUri` etc., which need the system key like on Azure).
+Served twice: under the binding's `rpcBaseUrl`, what the SDK client calls, on a listener of its
+own (127.0.0.1, a port of its own, a per-process secret as the first path segment: like the
+extension's in-worker listener, nothing outside this process can call it), and under
+`/runtime/webhooks/durabletask/` on the public listener (the URLs in `statusQueryGetUri` etc.,
+which carry the `durabletask_extension` system key, as on Azure).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from aiohttp import web
 from .durable import history as h
 from .durable.scheduler import TERMINAL, DurableEngine, EngineError
 from .durable.store import Instance
+from .keys import HostKeys
 
 RPC_PREFIX = "/durabletask"
 PUBLIC_PREFIX = "/runtime/webhooks/durabletask"
@@ -58,20 +61,23 @@ def _body_to_input(raw: bytes) -> str | None:
     return json.dumps(parsed)
 
 
+def rpc_prefix(secret: str) -> str:
+    """The RPC routes' prefix on their own listener: the secret first, then `/durabletask`."""
+    return f"/{secret}{RPC_PREFIX}"
+
+
 class DurableApi:
-    def __init__(self, engine: DurableEngine, task_hub: str, function_key: str,
-                 extra_function_keys: tuple[str, ...] = ()) -> None:
+    def __init__(self, engine: DurableEngine, task_hub: str, keys: HostKeys) -> None:
         self.engine = engine
         self.task_hub = task_hub
-        self.function_key = function_key
-        # Function keys that open FUNCTION-level routes too (not the Durable/Event Grid webhooks).
-        self.extra_function_keys = extra_function_keys
+        self.keys = keys
+        self.rpc_base_url = ""  # set once the RPC listener has its port
 
     # -- binding ---------------------------------------------------------------------------------
 
     def management_urls(self, origin: str, instance_id: str) -> dict[str, str]:
         base = f"{origin}{PUBLIC_PREFIX}/instances/{instance_id}"
-        tail = f"taskHub={self.task_hub}&connection=Storage&code={self.function_key}"
+        tail = f"taskHub={self.task_hub}&connection=Storage&code={self.keys.durable}"
         return {
             "id": instance_id,
             "statusQueryGetUri": f"{base}?{tail}",
@@ -87,19 +93,19 @@ class DurableApi:
     def client_binding(self, origin: str) -> str:
         """The JSON the extension injects into `durableClient` parameters (research 3.1)."""
         create = f"{origin}{PUBLIC_PREFIX}/orchestrators/{{functionName}}[/{{instanceId}}]"
+        code = self.keys.durable
         return json.dumps({
             "taskHubName": self.task_hub,
             "connectionName": "Storage",
             "creationUrls": {
-                "createNewInstancePostUri": f"{create}?code={self.function_key}",
+                "createNewInstancePostUri": f"{create}?code={code}",
                 "createAndWaitOnNewInstancePostUri":
-                    f"{create}?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}"
-                    f"&code={self.function_key}",
+                    f"{create}?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}&code={code}",
             },
             "managementUrls": self.management_urls(origin, "INSTANCEID"),
             "baseUrl": f"{origin}{PUBLIC_PREFIX}",
-            "requiredQueryStringParameters": f"code={self.function_key}",
-            "rpcBaseUrl": f"{origin}{RPC_PREFIX}/",
+            "requiredQueryStringParameters": f"code={code}",
+            "rpcBaseUrl": self.rpc_base_url,
             "httpBaseUrl": None,
             "maxGrpcMessageSizeInBytes": None,
         })

@@ -28,8 +28,9 @@ from .app_loader import FunctionRegistry, load_app
 from .durable import fast_replay
 from .durable.scheduler import DurableEngine
 from .durable.store import Store
-from .durable_api import DurableApi
-from .http_server import build_app
+from .durable_api import DurableApi, rpc_prefix
+from .http_server import build_app, build_rpc_app
+from .keys import HostKeys
 from .timers import TimerScheduler
 
 log = logging.getLogger("local_host")
@@ -61,6 +62,15 @@ def _reset_sdk_session() -> None:
     http_utils._session_lock = asyncio.Lock()
 
 
+async def _listen(runner: web.AppRunner, port: int) -> int:
+    """Serve `runner` on 127.0.0.1:`port` (0: a free one); the port it got."""
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    server = getattr(site, "_server", None)
+    sockets: Any = getattr(server, "sockets", None) or []
+    return int(sockets[0].getsockname()[1]) if sockets else port
+
+
 class LocalHost:
     def __init__(self, app_dir: Path | None = None, state_dir: Path | None = None, port: int = 0,
                  function_key: str | None = None, activity_concurrency: int = 8,
@@ -71,11 +81,14 @@ class LocalHost:
         self._state_dir_given = state_dir
         self.state_dir: Path | None = None
         self.port = port
-        self.function_key = function_key or os.environ.get(ControlPlaneSetting.FUNCTIONS_HOST_KEY) or secrets.token_urlsafe(24)
-        self.key_generated = not (function_key or os.environ.get(ControlPlaneSetting.FUNCTIONS_HOST_KEY))
+        self._given_key = function_key or os.environ.get(ControlPlaneSetting.FUNCTIONS_HOST_KEY) or None
+        # The master key (a given one now; a kept or new one once started: see keys.py).
+        self.function_key = self._given_key or ""
+        self.key_generated = self._given_key is None
         self.extra_function_keys = tuple(
             k.strip() for k in os.environ.get(ControlPlaneSetting.FUNCTIONS_FUNCTION_KEYS, "").split(",") if k.strip()
         )
+        self.keys: HostKeys | None = None
         self.activity_concurrency = activity_concurrency
         self.environ = dict(environ or {})
         # Opt-in memoised timestamp parsing for the SDK's replay (see durable/fast_replay.py).
@@ -119,6 +132,10 @@ class LocalHost:
             else:
                 self.state_dir = Path(self._state_dir_given)
                 self.state_dir.mkdir(parents=True, exist_ok=True)
+            # Kept only in a state folder the caller chose (a temporary one is deleted on stop).
+            self.keys = HostKeys.load(self.state_dir if self._temp_dir is None else None, self._given_key,
+                                      self.extra_function_keys)
+            self.function_key = self.keys.master
             self._ready.clear()
             self._thread = threading.Thread(target=self._run, name="local-host", daemon=True)
             self._thread.start()
@@ -191,17 +208,19 @@ class LocalHost:
         engine = DurableEngine(self.registry, store, activity_concurrency=self.activity_concurrency)
         self.engine = engine
         pool = ThreadPoolExecutor(8, thread_name_prefix="http-function")
-        durable = DurableApi(engine, _task_hub(self.app_dir), self.function_key, self.extra_function_keys)
+        assert self.keys is not None
+        durable = DurableApi(engine, _task_hub(self.app_dir), self.keys)
         timers = TimerScheduler(self.registry, self.app_dir)
         runner = web.AppRunner(build_app(self.registry, durable, pool, timers), access_log=None)
+        # The SDK client's RPC base: its own loopback port and a secret path only this process knows.
+        rpc_secret = secrets.token_urlsafe(32)
+        rpc_runner = web.AppRunner(build_rpc_app(durable, rpc_secret), access_log=None)
         await runner.setup()
+        await rpc_runner.setup()
         try:
-            site = web.TCPSite(runner, "127.0.0.1", self.port)
-            await site.start()
-            server = getattr(site, "_server", None)
-            sockets: Any = getattr(server, "sockets", None) or []
-            if sockets:
-                self.port = int(sockets[0].getsockname()[1])
+            self.port = await _listen(runner, self.port)
+            rpc_port = await _listen(rpc_runner, 0)
+            durable.rpc_base_url = f"http://127.0.0.1:{rpc_port}{rpc_prefix(rpc_secret)}/"
             await engine.start()
             await timers.start()
             self._ready.set()
@@ -209,6 +228,7 @@ class LocalHost:
         finally:
             await timers.stop()
             await runner.cleanup()
+            await rpc_runner.cleanup()
             await engine.stop()
             from azure.durable_functions.models.utils import http_utils
 

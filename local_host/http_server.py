@@ -1,20 +1,25 @@
-"""The aiohttp application: HTTP-triggered functions, the Durable API, Event Grid delivery.
+"""The aiohttp applications: the public listener and the Durable client's RPC listener.
 
-Routes:
+Public listener (127.0.0.1, the host's port):
 - `/api/<route>`: the app's HTTP functions (route templates, methods, auth levels);
-- `/durabletask/...`: the client's RPC base (no key, loopback only, like the extension);
-- `/runtime/webhooks/durabletask/...` and `/runtime/webhooks/eventgrid`: need the key;
-- `/admin/host/status`: readiness;
-- `POST /admin/functions/{name}` (master key in `x-functions-key`): run a non-HTTP function now,
-  as on Azure: body `{"input": "..."}`; a timer runs as a tick, an Event Grid function gets the
-  input parsed as one event; answers 202 before the run (its outcome is in the host's log).
+- `/runtime/webhooks/durabletask/...`: the Durable HTTP API (master key or the
+  `durabletask_extension` system key); `/runtime/webhooks/eventgrid` (master key or
+  `eventgrid_extension`);
+- `/admin/host/status` and `POST /admin/functions/{name}` (master key): readiness, and running a
+  non-HTTP function now as on Azure: body `{"input": "..."}`; a timer runs as a tick, an Event
+  Grid function gets the input parsed as one event; answers 202 before the run.
+Requests from a browser (an `Origin` header) or addressed to a name other than a loopback one
+(DNS rebinding) are refused with 403. Errors the host itself answers (401, 403, 404, 405 with
+`Allow`, 413) have the API's shape `{"errors": [{"path", "message"}]}`.
+
+RPC listener (127.0.0.1, a port of its own): `/{secret}/durabletask/...`, the binding's
+`rpcBaseUrl`; only code in this process knows the secret (see `durable_api.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import inspect
 import json
 import logging
@@ -27,17 +32,42 @@ import azure.functions as func
 from aiohttp import web
 
 from .app_loader import FunctionRegistry, HttpRoute, build_kwargs
-from .durable_api import PUBLIC_PREFIX, RPC_PREFIX, DurableApi
+from .durable_api import PUBLIC_PREFIX, DurableApi, rpc_prefix
 from .eventgrid import EventGridDelivery, _schema_problem
+from .keys import HostKeys, Scope, request_key
 from .timers import TimerScheduler
 
 log = logging.getLogger("local_host")
 
+MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the Functions host's default request size limit
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-def key_matches(request: web.Request, *keys: str) -> bool:
-    """The request carries one of `keys` (in `code` or `x-functions-key`), compared in constant time."""
-    given = (request.query.get("code") or request.headers.get("x-functions-key") or "").encode()
-    return any(hmac.compare_digest(given, key.encode()) for key in keys if key)
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"errors": [{"path": "", "message": message}]}, status=status, headers=headers)
+
+
+def for_log(text: str, limit: int = 300) -> str:
+    """Request-supplied text for a log line: control characters (CR, LF, ESC ...) escaped, so a
+    path such as `/api/x%0D%0Aforged line` cannot start a line of its own or colour a terminal."""
+    escaped = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text[:limit])
+    return escaped + ("..." if len(text) > limit else "")
+
+
+class EscapeArguments(logging.Filter):
+    """Escapes control characters in the arguments of the host's log records (never in the
+    format strings, which are ours)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(for_log(a, 2000) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+_ESCAPE = EscapeArguments()
+if _ESCAPE not in log.filters:
+    log.addFilter(_ESCAPE)
 
 
 class HttpFunctions:
@@ -46,30 +76,39 @@ class HttpFunctions:
         self.durable = durable
         self.pool = pool
 
+    @property
+    def keys(self) -> HostKeys:
+        return self.durable.keys
+
     async def run_sync(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, **kwargs))
 
-    def _find(self, path: str, method: str) -> tuple[HttpRoute | None, dict[str, str], bool]:
-        method_mismatch = False
+    def _find(self, path: str, method: str) -> tuple[HttpRoute | None, dict[str, str], list[str]]:
+        """(route, its parameters, []) or (None, {}, the methods the path allows)."""
+        allowed: list[str] = []
         for route in self.registry.http_routes:
             params = route.match(path)
             if params is None:
                 continue
             if route.methods and method not in route.methods:
-                method_mismatch = True
+                allowed += [m for m in route.methods if m not in allowed]
                 continue
-            return route, params, False
-        return None, {}, method_mismatch
+            return route, params, []
+        return None, {}, allowed
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["tail"]
-        route, params, method_mismatch = self._find(path.rstrip("/") or "/", request.method)
+        route, params, allowed = self._find(path.rstrip("/") or "/", request.method)
         if route is None:
-            return web.Response(status=405 if method_mismatch else 404)
-        if route.auth_level != "ANONYMOUS" and not key_matches(
-            request, self.durable.function_key, *self.durable.extra_function_keys
-        ):
-            return web.Response(status=401)
+            if allowed:
+                return error_response(405, f"{request.method} is not allowed here; allowed: {', '.join(allowed)}",
+                                      headers={"Allow": ", ".join(allowed)})
+            return error_response(404, "no function of this app serves this route")
+        if route.auth_level != "ANONYMOUS":
+            scope = Scope.ADMIN if route.auth_level == "ADMIN" else Scope.FUNCTION
+            if not self.keys.allows(request_key(request.headers, request.query), scope):
+                what = "the master key" if scope is Scope.ADMIN else "a function key"
+                return error_response(401, f"{what} is required (x-functions-key header or code query parameter)")
         body = await request.read()
         req = func.HttpRequest(method=request.method, url=str(request.url), headers=dict(request.headers),
                                params=dict(request.query), route_params=params, body=body)
@@ -136,10 +175,6 @@ class AdminRun:
         return None
 
     async def run(self, request: web.Request) -> web.StreamResponse:
-        # Only the master key opens /admin, never a function key.
-        if not key_matches(request, self.durable.function_key):
-            return web.json_response({"Message": "the master key is required (x-functions-key header)"},
-                                     status=401)
         name = request.match_info["name"]
         found = self._kind(name)
         if found is None:
@@ -189,26 +224,71 @@ class AdminRun:
             await asyncio.gather(*self._background, return_exceptions=True)
 
 
+def _scope(path: str) -> Scope | None:
+    """The key a host path needs (None: the route decides, as /api does, or it needs none)."""
+    if path.startswith(PUBLIC_PREFIX + "/") or path == PUBLIC_PREFIX:
+        return Scope.DURABLE
+    if path.startswith("/runtime/webhooks/eventgrid"):
+        return Scope.EVENTGRID
+    if path.startswith("/runtime/") or path.startswith("/admin/"):
+        return Scope.ADMIN
+    return None
+
+
+@web.middleware
+async def host_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors aiohttp raises itself (unknown path, method, body over the limit) in the API's shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        if exc.status == 413:
+            message = f"the request body is larger than the host's limit of {MAX_REQUEST_BYTES:,} bytes"
+        elif exc.status == 404:
+            message = "no route of this host serves this path"
+        elif exc.status == 405:
+            message = f"{request.method} is not allowed here; allowed: {exc.headers.get('Allow', '')}"
+        else:
+            message = exc.reason
+        return error_response(exc.status, message, headers)
+
+
+@web.middleware
+async def refuse_browsers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A web page the developer visits can send requests to 127.0.0.1: refuse what a browser
+    marks as such (Origin), and names other than loopback ones (a DNS-rebound page's)."""
+    if "Origin" in request.headers:
+        return error_response(403, "requests from a browser page (with an Origin header) are refused")
+    host = (request.host or "").lower()
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if name not in LOOPBACK_HOSTS:
+        return error_response(403, "the Host header must name this machine (127.0.0.1 or localhost)")
+    return await handler(request)
+
+
 def build_app(registry: FunctionRegistry, durable: DurableApi, pool: ThreadPoolExecutor,
               timers: TimerScheduler | None = None) -> web.Application:
+    """The public listener's application."""
     functions = HttpFunctions(registry, durable, pool)
     eventgrid = EventGridDelivery(registry, lambda req: durable.client_binding(DurableApi.origin(req)),
                                   functions.run_sync)
     admin = AdminRun(registry, durable, timers, eventgrid)
 
     @web.middleware
-    async def system_key(request: web.Request,
-                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        if request.path.startswith("/runtime/webhooks/") and not key_matches(request, durable.function_key):
-            return web.json_response({"Message": "a valid key is required (code query parameter or "
-                                                 "x-functions-key header)"}, status=401)
+    async def host_keys(request: web.Request, handler: Handler) -> web.StreamResponse:
+        scope = _scope(request.path)
+        if scope is not None and not durable.keys.allows(request_key(request.headers, request.query), scope):
+            needed = {Scope.DURABLE: "the master key or the durabletask_extension system key",
+                      Scope.EVENTGRID: "the master key or the eventgrid_extension system key"}.get(scope, "the master key")
+            return error_response(401, f"{needed} is required (x-functions-key header or code query parameter)")
         return await handler(request)
 
     async def host_status(_: web.Request) -> web.StreamResponse:
         return web.json_response({"state": "Running", "functions": len(registry.summary())})
 
-    app = web.Application(middlewares=[system_key], client_max_size=100 * 1024 * 1024)
-    durable.add_routes(app, RPC_PREFIX)
+    app = web.Application(middlewares=[host_errors, refuse_browsers, host_keys], client_max_size=MAX_REQUEST_BYTES)
     durable.add_routes(app, PUBLIC_PREFIX)
     app.router.add_post("/runtime/webhooks/eventgrid", eventgrid.deliver)
     app.router.add_route("OPTIONS", "/runtime/webhooks/eventgrid", eventgrid.options)
@@ -219,5 +299,12 @@ def build_app(registry: FunctionRegistry, durable: DurableApi, pool: ThreadPoolE
         await admin.stop()
 
     app.on_shutdown.append(stop_admin)
-    app.router.add_route("*", "/api/{tail:.*}", functions.handle)
+    app.router.add_route("*", r"/api/{tail:[\s\S]*}", functions.handle)  # any path, CR and LF too
+    return app
+
+
+def build_rpc_app(durable: DurableApi, secret: str) -> web.Application:
+    """The RPC listener's application: the Durable API under the secret prefix, nothing else."""
+    app = web.Application(middlewares=[host_errors, refuse_browsers], client_max_size=MAX_REQUEST_BYTES)
+    durable.add_routes(app, rpc_prefix(secret))
     return app

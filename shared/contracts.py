@@ -194,6 +194,9 @@ class ControlPlaneSetting(StrEnum):
     KEY_VAULT_URL = "TWIN_KEY_VAULT_URL"
     """The control plane's Key Vault (`https://<vault>.vault.azure.net/`): secret outputs are kept
     there and only references travel through Durable state. Unset: they are kept inline."""
+    ALLOW_INLINE_SECRETS = "TWIN_ALLOW_INLINE_SECRETS"
+    """`true`: on Azure, start without `TWIN_KEY_VAULT_URL` (secrets then live in Durable state);
+    without it the app refuses to start there."""
     FUNCTIONS_HOST_KEY = "FUNCTIONS_HOST_KEY"
     """Local host / sandbox Function Apps: the key FUNCTION-level routes require."""
     FUNCTIONS_FUNCTION_KEYS = "FUNCTIONS_FUNCTION_KEYS"

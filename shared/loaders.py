@@ -19,9 +19,20 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from shared.spec import TwinSpec
-from shared.validation import Problem, SpecError, validate_spec
+from shared.validation import Problem, SpecError, quote_value, validate_spec
 
-__all__ = ["load_spec", "spec_from_dict", "spec_problems", "json_path", "LEGACY_FILES"]
+__all__ = [
+    "LEGACY_FILES",
+    "MAX_DOCUMENT_BYTES",
+    "MAX_JSON_DEPTH",
+    "MAX_NUMBER_CHARS",
+    "DocumentError",
+    "json_path",
+    "load_spec",
+    "parse_json_document",
+    "spec_from_dict",
+    "spec_problems",
+]
 
 # ---------------------------------------------------------------------------------------------
 # Paths and messages
@@ -30,14 +41,21 @@ __all__ = ["load_spec", "spec_from_dict", "spec_problems", "json_path", "LEGACY_
 _PLAIN_KEY = re.compile(r"[A-Za-z_$@][A-Za-z0-9_$@-]*")
 
 
+_PATH_KEY_CHARS = 60
+
+
 def json_path(loc: tuple[Any, ...] | list[Any]) -> str:
-    """`("devices", 2, "id")` -> `devices[2].id`; odd keys are quoted: `models[0]["my key"]`."""
+    """`("devices", 2, "id")` -> `devices[2].id`; odd keys are quoted: `models[0]["my key"]`; a key
+    longer than 60 characters is shown by its prefix (`["xxxx..."]`)."""
     out = ""
     for part in loc:
         if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
         else:
             key = str(part)
+            if len(key) > _PATH_KEY_CHARS:
+                out += f"[{json.dumps(key[:_PATH_KEY_CHARS] + '...')}]"
+                continue
             if _PLAIN_KEY.fullmatch(key):
                 out += f".{key}" if out else key
             else:
@@ -152,16 +170,16 @@ def _message(error: Mapping[str, Any], under_clouds: bool) -> str:
     got = f", not {shown}" if shown is not None else ""
     if kind == "missing":
         what = "section" if len(loc) == 1 else "field"
-        return f"required {what} {str(loc[-1])!r} is missing" if loc else "required value is missing"
+        return f"required {what} {quote_value(str(loc[-1]))} is missing" if loc else "required value is missing"
     if kind == "extra_forbidden":
         key = str(loc[-1]) if loc else ""
         model = _model_at(loc[:-1])
         hint = ""
         if model is not None:
             names = _field_names(model)
-            close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+            close = difflib.get_close_matches(key, names, n=1, cutoff=0.6) if len(key) <= 100 else []
             hint = f" (did you mean {close[0]!r}?)" if close else f"; allowed: {', '.join(names)}"
-        return f"unknown field {key!r}{hint}"
+        return f"unknown field {quote_value(key)}{hint}"
     if kind == "literal_error":
         expected = str(ctx.get("expected", "")).replace("'", "")
         expected = expected.replace(" or ", ", ")
@@ -223,7 +241,7 @@ def spec_problems(data: object) -> tuple[TwinSpec | None, list[Problem]]:
         return None, [Problem("", f"the spec must be a JSON object with twin, providers and devices, not {_kind(data)}")]
     problems: list[Problem] = []
     secrets = _secret_paths(data.get("clouds")) if isinstance(data.get("clouds"), Mapping) else []
-    problems += [Problem(json_path(loc), f"{str(loc[-1])!r} looks like a credential; {_CREDENTIALS_HINT}") for loc in secrets]
+    problems += [Problem(json_path(loc), f"{quote_value(str(loc[-1]))} looks like a credential; {_CREDENTIALS_HINT}") for loc in secrets]
     non_str_keys = [k for k in data if not isinstance(k, str)]
     if non_str_keys:
         problems.append(Problem("", f"keys must be strings; found {_kind(non_str_keys[0])[2:]} key(s)"))
@@ -250,35 +268,138 @@ def spec_from_dict(data: object) -> TwinSpec:
 
 
 # ---------------------------------------------------------------------------------------------
-# Files
+# One strict JSON reading, for HTTP bodies and files alike
 # ---------------------------------------------------------------------------------------------
 
+MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
+"""A spec (HTTP body or file) is at most 4 MiB: 10,000 devices take about 2.5 MB."""
+MAX_JSON_DEPTH = 100
+"""Arrays and objects nest at most 100 deep (a TwinMaker tree of about 45 levels)."""
+MAX_NUMBER_CHARS = 40
+"""A number literal has at most 40 characters: no 5,000-digit integers, no `1e999`."""
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+_UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+
+
+class DocumentError(SpecError):
+    """A document that is not one strict JSON value; `too_large` when it exceeds the byte limit."""
+
+    def __init__(self, problems: list[Problem], too_large: bool = False) -> None:
+        super().__init__(problems)
+        self.too_large = too_large
+
+
+class _Refused(ValueError):
+    """Raised from the decoder's hooks; the message is the problem's text."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not valid JSON (numbers must be finite)")
+
+
+def _checked_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _Refused(f"a number has {len(text)} digits; at most {MAX_NUMBER_CHARS} characters are accepted")
+    return int(text)
+
+
+def _checked_float(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _Refused(f"a number has {len(text)} characters; at most {MAX_NUMBER_CHARS} are accepted")
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _Refused(f"the number {text} is too large for a double")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Refused(f"duplicate key {quote_value(key)} in one object (each key may appear once)")
+            seen.add(key)
+    return obj
+
+
+_TOO_DEEP = f"it nests too deeply (more than {MAX_JSON_DEPTH} levels of arrays and objects)"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _shape_problem(value: Any) -> str | None:
+    """Depth beyond the limit, or a string that is not Unicode text (a lone surrogate escape)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            if depth > MAX_JSON_DEPTH:
+                return _TOO_DEEP
+            for key, child in node.items():
+                if _SURROGATE.search(key):
+                    return "a key holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is not text"
+                stack.append((child, depth + 1))
+        elif isinstance(node, list):
+            if depth > MAX_JSON_DEPTH:
+                return _TOO_DEEP
+            stack.extend((child, depth + 1) for child in node)
+        elif isinstance(node, str) and _SURROGATE.search(node):
+            return "a string holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is not text"
+    return None
+
+
+def parse_json_document(raw: bytes, what: str = "the document", path: str = "") -> Any:
+    """`raw` as one strict JSON value (RFC 8259): UTF-8 (a leading byte order mark is ignored), at
+    most `MAX_DOCUMENT_BYTES`, nesting at most `MAX_JSON_DEPTH`, numbers finite and at most
+    `MAX_NUMBER_CHARS` long, no NaN/Infinity, no duplicate keys. Raises `DocumentError` (problems
+    at `path`, naming `what`); messages never quote more than a short prefix of the input."""
+
+    def fail(message: str, too_large: bool = False) -> DocumentError:
+        return DocumentError([Problem(path, f"{what} {message}")], too_large)
+
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise fail(f"is {len(raw):,} bytes; the limit is {MAX_DOCUMENT_BYTES:,} bytes", too_large=True)
+    if raw.startswith(_UTF16_32_BOMS):
+        raise fail("is not UTF-8 text (it starts with a UTF-16 or UTF-32 byte order mark); send UTF-8")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise fail(f"is not UTF-8 text (bad byte at offset {exc.start})") from None
+    if not text.strip():
+        raise fail("is not valid JSON: it is empty")
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant, parse_int=_checked_int,
+                           parse_float=_checked_float, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        raise fail(f"is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except _Refused as exc:
+        raise fail(f"is not accepted: {exc}") from None
+    except RecursionError:
+        # The decoder recurses per level; far beyond MAX_JSON_DEPTH it stops on its own.
+        raise fail(f"is not accepted: {_TOO_DEEP}") from None
+    problem = _shape_problem(value)
+    if problem is not None:
+        raise fail(f"is not accepted: {problem}")
+    return value
 
 
 def _read_json(path: Path, label: str) -> tuple[Any, list[Problem]]:
-    """Parse a JSON file. `label` is the path prefix for problems ("" for a single spec file)."""
+    """Read and parse a JSON file strictly. `label` is the path prefix for problems ("" for a
+    single spec file)."""
     shown = label or path.name
     try:
+        size = path.stat().st_size
+        if size > MAX_DOCUMENT_BYTES:
+            return None, [Problem(label, f"{shown} is {size:,} bytes; the limit is {MAX_DOCUMENT_BYTES:,} bytes")]
         raw = path.read_bytes()
     except FileNotFoundError:
         return None, [Problem(label, f"file {shown} does not exist")]
     except OSError as exc:
         return None, [Problem(label, f"cannot read {shown}: {exc.strerror or exc.__class__.__name__}")]
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return None, [Problem(label, f"{shown} is not UTF-8 text (bad byte at offset {exc.start})")]
-    try:
-        return json.loads(text, parse_constant=_reject_constant), []
-    except json.JSONDecodeError as exc:
-        return None, [Problem(label, f"{shown} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")]
-    except ValueError as exc:
-        return None, [Problem(label, f"{shown}: {exc}")]
-    except RecursionError:
-        return None, [Problem(label, f"{shown} nests too deeply")]
+        return parse_json_document(raw, what=shown, path=label), []
+    except DocumentError as exc:
+        return None, exc.problems
 
 
 # The original layout. config_credentials.json is never read (secrets never come in a spec) and

@@ -10,9 +10,11 @@ rules per cloud, DTDL references, event conditions) live in `shared.validation`,
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, WithJsonSchema
+from pydantic.config import JsonDict
 
 Provider = Literal["aws", "azure", "gcp"]
 PROVIDERS: tuple[Provider, ...] = ("aws", "azure", "gcp")
@@ -34,6 +36,28 @@ ProviderName = Annotated[
     WithJsonSchema({"type": "string", "enum": ["aws", "azure", "gcp", "google"], "description": "google means gcp"}),
 ]
 
+# Layers 4 and 5 cannot run on gcp: the validator says so in words; the schema says so too.
+TwinLayerProviderName = Annotated[
+    Provider,
+    BeforeValidator(_normalise_provider),
+    WithJsonSchema({"type": "string", "enum": ["aws", "azure"], "description": "GCP has no managed service for it"}),
+]
+
+# The twin name prefixes every cloud resource. What any cloud accepts (the path parameter of the
+# HTTP API uses it too); each used cloud narrows it (`TWIN_NAME_LIMITS`). `shared.validation`
+# derives the same limits from the generated names; a test keeps the two in step.
+TWIN_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9-]*$"
+TWIN_NAME_MAX_LENGTH = 42
+TWIN_NAME_REGEX = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,41}")
+TWIN_NAME_LIMITS: dict[str, tuple[int, str]] = {
+    # cloud: (max length, pattern): e.g. Azure Managed Grafana names start with a letter, 2-23 chars.
+    "azure": (15, "^[A-Za-z][A-Za-z0-9-]*$"),
+    "aws": (42, TWIN_NAME_PATTERN),
+    "gcp": (41, "^[A-Za-z][A-Za-z0-9-]*$"),
+}
+DEVICE_ID_PATTERN = "^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9])?$"
+NOT_BLANK: JsonDict = {"minLength": 1, "pattern": "\\S"}
+
 # TwinMaker data types, as used by config_iot_devices.json.
 DataType = Literal["DOUBLE", "INTEGER", "LONG", "BOOLEAN", "STRING"]
 
@@ -49,7 +73,10 @@ class _Strict(BaseModel):
 
 
 class TwinSettings(_Strict):
-    name: str = Field(description="Prefix of every cloud resource; checked against each used cloud's naming rules.")
+    name: str = Field(
+        description="Prefix of every cloud resource; checked against each used cloud's naming rules.",
+        json_schema_extra={"minLength": 1, "maxLength": TWIN_NAME_MAX_LENGTH, "pattern": TWIN_NAME_PATTERN},
+    )
     hot_storage_days: int = Field(30, ge=1, le=3650, description="Days a reading stays in hot storage.")
     cold_storage_days: int = Field(90, ge=1, le=36500, description="Days a reading stays in cold storage.")
     mode: Annotated[Literal["DEBUG", "PRODUCTION"], BeforeValidator(_upper)] = "PRODUCTION"
@@ -63,14 +90,14 @@ class Providers(_Strict):
     layer_3_hot_provider: ProviderName
     layer_3_cold_provider: ProviderName
     layer_3_archive_provider: ProviderName
-    layer_4_provider: ProviderName
-    layer_5_provider: ProviderName
+    layer_4_provider: TwinLayerProviderName
+    layer_5_provider: TwinLayerProviderName
 
 
 class DeviceProperty(_Strict):
     """A time-series property a device sends."""
 
-    name: str
+    name: str = Field(json_schema_extra=NOT_BLANK)
     data_type: Annotated[DataType, BeforeValidator(_upper)] = Field(alias="dataType")
     init_value: Any = Field(None, alias="initValue")
 
@@ -78,13 +105,13 @@ class DeviceProperty(_Strict):
 class ConstProperty(_Strict):
     """A fixed attribute of a device (serial number, location, ...)."""
 
-    name: str
+    name: str = Field(json_schema_extra=NOT_BLANK)
     data_type: Annotated[DataType, BeforeValidator(_upper)] = Field(alias="dataType")
     value: Any
 
 
 class Device(_Strict):
-    id: str
+    id: str = Field(description="Becomes part of cloud resource names.", json_schema_extra={"pattern": DEVICE_ID_PATTERN})
     properties: list[DeviceProperty] = Field(min_length=1)
     const_properties: list[ConstProperty] = Field(default_factory=list, alias="constProperties")
 
@@ -98,7 +125,7 @@ class DtdlTwin(BaseModel):
     """A twin of the Azure hierarchy: `$dtId`, `$metadata.$model`, and initial property values."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
-    dt_id: str = Field(alias="$dtId")
+    dt_id: str = Field(alias="$dtId", json_schema_extra=NOT_BLANK)
     metadata: DtdlTwinMetadata = Field(alias="$metadata")
 
     def initial_properties(self) -> dict[str, Any]:
@@ -173,7 +200,7 @@ class EventFeedback(_Strict):
 
 class EventAction(_Strict):
     type: Literal["lambda", "function", "step_function", "logic_app", "workflow"]
-    function_name: str = Field(alias="functionName")
+    function_name: str = Field(alias="functionName", json_schema_extra=NOT_BLANK)
     function_name_b: str | None = Field(None, alias="functionNameB")
     path_to_code: str | None = Field(None, alias="pathToCode")
     auto_deploy: bool = Field(False, alias="autoDeploy")
@@ -184,7 +211,7 @@ class EventRule(_Strict):
     """`condition` is `A OP B` with OP in `<`, `>`, `==`; operands are `entity.component.property`
     or typed literals `DOUBLE(30)`, `INTEGER(5)`, `STRING(x)` (parsed by `shared.validation`)."""
 
-    condition: str
+    condition: str = Field(json_schema_extra=NOT_BLANK)
     action: EventAction
 
 
@@ -241,8 +268,40 @@ class Options(_Strict):
     integrate_error_handling: bool = False
 
 
+_LAYER_SLOTS = ("layer_1_provider", "layer_2_provider", "layer_3_hot_provider", "layer_3_cold_provider",
+                "layer_3_archive_provider", "layer_4_provider", "layer_5_provider")
+_CLOUD_SPELLINGS: dict[str, list[JsonValue]] = {"azure": ["azure"], "aws": ["aws"], "gcp": ["gcp", "google"]}
+
+
+def _uses(cloud: str, slots: tuple[str, ...] = _LAYER_SLOTS) -> JsonDict:
+    """JSON Schema: some layer slot of `providers` names `cloud`."""
+    return {"required": ["providers"], "properties": {"providers": {"anyOf": [
+        {"required": [slot], "properties": {slot: {"enum": _CLOUD_SPELLINGS[cloud]}}} for slot in slots]}}}
+
+
+def _cross_field_rules() -> list[JsonValue]:
+    """What JSON Schema can say about rules that span sections: the twin name's limits per used
+    cloud, and the hierarchy layer 4 needs. (Not expressible, so only the validator checks them:
+    hot < cold days, unique ids, device ids within the names they enter, DTDL references.)"""
+    rules: list[JsonValue] = [
+        {"if": _uses(cloud), "then": {"properties": {"twin": {"properties": {"name": {
+            "maxLength": max_length, "pattern": pattern}}}}}}
+        for cloud, (max_length, pattern) in TWIN_NAME_LIMITS.items()
+    ]
+    rules.append({"if": _uses("azure", ("layer_4_provider",)), "then": {
+        "required": ["hierarchy"], "properties": {"hierarchy": {"required": ["azure"],
+                                                                "properties": {"azure": {"type": "object"}}}}}})
+    rules.append({"if": _uses("aws", ("layer_4_provider",)), "then": {
+        "required": ["hierarchy"], "properties": {"hierarchy": {"required": ["aws"],
+                                                                "properties": {"aws": {"type": "array", "minItems": 1}}}}}})
+    return rules
+
+
 class TwinSpec(_Strict):
     """The whole deployment spec."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True,
+                              json_schema_extra={"allOf": _cross_field_rules()})
 
     twin: TwinSettings
     providers: Providers
@@ -265,6 +324,14 @@ def spec_json_schema() -> dict[str, Any]:
     """The JSON Schema of the spec document (what `docs/spec.schema.json` holds)."""
     schema = TwinSpec.model_json_schema(by_alias=True, mode="validation")
     return {"$schema": JSON_SCHEMA_DIALECT, "title": "Twin deployment spec", **{k: v for k, v in schema.items() if k != "title"}}
+
+
+def spec_components(ref_template: str) -> dict[str, Any]:
+    """The spec's schema as named schemas for another document (OpenAPI `components/schemas`):
+    `TwinSpec` and every definition it uses, references written with `ref_template`."""
+    schema = TwinSpec.model_json_schema(by_alias=True, mode="validation", ref_template=ref_template)
+    definitions = schema.pop("$defs", {})
+    return {"TwinSpec": schema, **definitions}
 
 
 def render_json_schema() -> str:

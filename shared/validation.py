@@ -9,6 +9,7 @@ problems are returned so that a caller can show all of them in one go.
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -129,13 +130,13 @@ def _split_condition(text: str) -> tuple[str, str, str]:
     if not found:
         raise ConditionError("has no comparison; write it as 'A OP B' with OP one of <, >, ==")
     if len(found) > 1:
-        ops = ", ".join(repr(op) for _, op in found)
+        ops = ", ".join(quote_value(op) for _, op in found[:5])
         raise ConditionError(f"has more than one comparison ({ops}); write one 'A OP B' per event")
     at, op = found[0]
     if op not in OPERATORS:
         if op in _UNSUPPORTED_OPERATORS:
-            raise ConditionError(f"uses operator {op!r}, which is not supported; use <, > or ==")
-        raise ConditionError(f"has an unknown operator {op!r}; use <, > or ==")
+            raise ConditionError(f"uses operator {quote_value(op)}, which is not supported; use <, > or ==")
+        raise ConditionError(f"has an unknown operator {quote_value(op)}; use <, > or ==")
     return text[:at].strip(), op, text[at + len(op) :].strip()
 
 
@@ -152,24 +153,24 @@ def _parse_operand(text: str, side: str) -> Operand:
             try:
                 number = float(raw.strip())
             except ValueError:
-                raise ConditionError(f"{side} operand {text!r}: DOUBLE needs a number, e.g. DOUBLE(30.5)") from None
+                raise ConditionError(f"{side} operand {quote_value(text)}: DOUBLE needs a number, e.g. DOUBLE(30.5)") from None
             if number != number or number in (float("inf"), float("-inf")):
-                raise ConditionError(f"{side} operand {text!r}: DOUBLE needs a finite number")
+                raise ConditionError(f"{side} operand {quote_value(text)}: DOUBLE needs a finite number")
             return Constant("DOUBLE", number)
         if kind == "INTEGER":
             if not re.fullmatch(r"\s*[+-]?\d{1,18}\s*", raw):
-                raise ConditionError(f"{side} operand {text!r}: INTEGER needs a whole number, e.g. INTEGER(5)")
+                raise ConditionError(f"{side} operand {quote_value(text)}: INTEGER needs a whole number, e.g. INTEGER(5)")
             return Constant("INTEGER", int(raw))
         if kind == "STRING":
             return Constant("STRING", raw)
-        raise ConditionError(f"{side} operand {text!r}: unknown literal type {kind!r}; use DOUBLE(...), INTEGER(...) or STRING(...)")
+        raise ConditionError(f"{side} operand {quote_value(text)}: unknown literal type {quote_value(kind)}; use DOUBLE(...), INTEGER(...) or STRING(...)")
     if "." in text:
         raise ConditionError(
-            f"{side} operand {text!r} is not a reference; write entity.component.property "
+            f"{side} operand {quote_value(text)} is not a reference; write entity.component.property "
             "(three names of letters, digits, - and _, separated by dots)"
         )
     raise ConditionError(
-        f"{side} operand {text!r} is neither entity.component.property nor a literal such as DOUBLE(30), INTEGER(5), STRING(x)"
+        f"{side} operand {quote_value(text)} is neither entity.component.property nor a literal such as DOUBLE(30), INTEGER(5), STRING(x)"
     )
 
 
@@ -207,12 +208,24 @@ _DTDL_NAME = re.compile(r"[A-Za-z](?:[A-Za-z0-9_]{0,510}[A-Za-z0-9])?")
 _DTDL_CONTENT_TYPES = {"Property", "Telemetry", "Relationship", "Component", "Command"}
 
 
-def _q(value: Any) -> str:
-    """Quote a user value in a message, kept short."""
-    text = value if isinstance(value, str) else repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return repr(text) if isinstance(value, str) else text
+QUOTE_PREFIX_CHARS = 40
+_BOUNDED_REPR = reprlib.Repr()  # Python 3.11's Repr takes no keyword arguments
+_BOUNDED_REPR.maxlevel, _BOUNDED_REPR.maxlist, _BOUNDED_REPR.maxdict = 2, 4, 4
+_BOUNDED_REPR.maxstring = _BOUNDED_REPR.maxother = _BOUNDED_REPR.maxlong = QUOTE_PREFIX_CHARS
+"""A message quotes at most this many characters of a value (a 10 MB name must not become a
+10 MB message, let alone one per rule it breaks)."""
+
+
+def quote_value(value: Any) -> str:
+    """A user value for a message: its first `QUOTE_PREFIX_CHARS` characters, then `...`, with
+    control characters escaped (repr)."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= QUOTE_PREFIX_CHARS else value[:QUOTE_PREFIX_CHARS] + "...")
+    text = _BOUNDED_REPR.repr(value)
+    return text if len(text) <= 2 * QUOTE_PREFIX_CHARS else text[: 2 * QUOTE_PREFIX_CHARS] + "..."
+
+
+_q = quote_value
 
 
 def _named_resources(twin: str, providers: Iterable[str]) -> list[tuple[str, NameRule]]:
@@ -258,7 +271,7 @@ def twin_name_rule_problems(twin: str, providers: Iterable[str]) -> list[str]:
 
 
 def _names(names: list[str]) -> str:
-    shown = ", ".join(repr(n) for n in names[:3])
+    shown = ", ".join(quote_value(n) for n in names[:3])
     return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
@@ -459,7 +472,7 @@ def _check_dtdl(hierarchy: AzureHierarchy) -> Iterator[Problem]:
             for key in twin.initial_properties():
                 if key not in declared_props:
                     yield Problem(
-                        f"{path}.{key}" if re.fullmatch(r"[A-Za-z_][\w-]*", key) else path,
+                        f"{path}.{key}" if len(key) <= 60 and re.fullmatch(r"[A-Za-z_][\w-]*", key) else path,
                         f"model {_q(twin.metadata.model)} declares no Property {_q(key)}, so the twin cannot set it",
                     )
         twins[twin.dt_id] = (i, twin.metadata.model)
@@ -477,7 +490,7 @@ def _check_dtdl(hierarchy: AzureHierarchy) -> Iterator[Problem]:
         if source is not None and source[1] in models:
             declared = _relationships_of(source[1], models)
             if rel.name not in declared:
-                known = ", ".join(sorted(declared)) or "none"
+                known = ", ".join(quote_value(n) for n in sorted(declared)[:10]) or "none"
                 yield Problem(
                     f"{path}.$relationshipName",
                     f"model {_q(source[1])} of twin {_q(rel.source_id)} declares no relationship {_q(rel.name)} (declared: {known})",
@@ -589,7 +602,7 @@ def _check_events(spec: TwinSpec, device_ids: set[str]) -> Iterator[Problem]:
                         yield Problem(
                             f"{path}.condition",
                             f"device {_q(ref.component)} has no property {_q(ref.property)} "
-                            f"(it has: {', '.join(known)})",
+                            f"(it has: {', '.join(quote_value(k) for k in known[:10])})",
                         )
         names = [("functionName", event.action.function_name), ("functionNameB", event.action.function_name_b)]
         for field, name in names:

@@ -1,7 +1,8 @@
 """Function Apps deployed through Kudu run from their package, each in its own local host process.
 
 `FunctionAppRuntime(ctx)` keeps, for every site whose latest successful Kudu deployment is
-known, one `python -m control_plane serve` process running that package with the site's app
+known, one `python -m control_plane serve` process running that package (through
+`sandbox.tether`, so it dies with the sandbox even when the sandbox is SIGKILLed) with the site's app
 settings as its environment (plus what App Service adds: `WEBSITE_HOSTNAME`, the managed-identity
 endpoint, and here the sandbox CA). The host is registered in `ctx.function_hosts`, so the site's
 `defaultHostName` URL (`/sites/<name>/...`, served by `sandbox.kudu.proxy`) and Event Grid reach it.
@@ -326,14 +327,15 @@ class FunctionAppRuntime:
         with open(sp.log_path, "wb") as out:
             sp.proc = subprocess.Popen(
                 [
-                    self.python, "-m", "control_plane", "serve",
+                    # `tether`: the host dies with this process, even when it is SIGKILLed.
+                    self.python, "-m", "sandbox.tether", "serve",
                     "--app", str(app_dir),
                     "--port", "0",
                     "--state-dir", str(site_dir / "host-state"),
                 ],
                 cwd=str(app_dir),
                 env=self._environ(want, sp.identity_secret),
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,  # never written; its end-of-file tells the host this process is gone
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so stopping it stops its children
@@ -383,6 +385,14 @@ class FunctionAppRuntime:
         if sp.identity_secret:
             self.identity.revoke_secret(sp.identity_secret)
         proc = sp.proc
+        try:
+            self._stop_process(proc)
+        finally:
+            if proc is not None and proc.stdin is not None:
+                proc.stdin.close()
+
+    @staticmethod
+    def _stop_process(proc: subprocess.Popen[bytes] | None) -> None:
         if proc is None or proc.poll() is not None:
             return
         try:

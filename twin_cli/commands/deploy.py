@@ -10,7 +10,6 @@ Exit codes: 0 deployed, 1 the deployment failed, 2 invalid input.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,22 +39,23 @@ def register(subparsers: Any) -> None:
 
 
 def read_spec(path: str) -> Any:
-    """The spec as the JSON the API takes (an original-layout folder is converted)."""
+    """The spec as the JSON the API takes (an original-layout folder is converted), read with the
+    same strict JSON reading the API applies to bodies (`shared.loaders.parse_json_document`)."""
+    from shared.loaders import DocumentError, load_spec, parse_json_document
+    from shared.validation import SpecError
+
     source = Path(path)
     if source.is_dir():
-        from shared.loaders import load_spec
-        from shared.validation import SpecError
-
         try:
             return load_spec(source).model_dump(mode="json", by_alias=True, exclude_none=True)
         except SpecError as exc:
             raise CliError("\n".join(f"{p.path or '(root)'}: {p.message}" for p in exc.problems)) from exc
     try:
-        return json.loads(source.read_text())
+        return parse_json_document(source.read_bytes(), what=source.name)
     except OSError as exc:
         raise CliError(f"{path}: cannot read: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise CliError(f"{path}: not valid JSON: {exc}") from exc
+    except DocumentError as exc:
+        raise CliError("\n".join(str(p) for p in exc.problems)) from exc
 
 
 def run(args: argparse.Namespace) -> int:

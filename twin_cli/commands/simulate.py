@@ -47,6 +47,7 @@ DEVICE_ID_KEYS = ("iotDeviceId", "device_id", "deviceId")
 TIME_KEYS = ("time", "timestamp", "ts")
 IOT_HUB_API_VERSION = "2021-04-12"
 SAS_TTL_SECONDS = 3600
+IOT_HUB_RETRIES = 6  # throttled registry reads and sends, with backoff (0.2 s doubling, at most 5 s)
 
 
 class SimulateError(Exception):
@@ -249,6 +250,22 @@ class Azure:
         self._owner_key = ""
         self._container: Any = None
         self._twins: Any = None
+        self._session: Any = None
+
+    def _http(self) -> Any:
+        """IoT Hub's data plane throttles (429 ThrottlingException, 503 ServerBusy, with
+        Retry-After): the registry read and the telemetry send retry those, as the device SDKs do."""
+        if self._session is None:
+            import requests
+            from requests.adapters import HTTPAdapter
+            from urllib3.util.retry import Retry
+
+            retry = Retry(total=IOT_HUB_RETRIES, status_forcelist=(429, 503), allowed_methods=None,
+                          backoff_factor=0.2, backoff_max=5, respect_retry_after_header=True,
+                          raise_on_status=False)
+            self._session = requests.Session()
+            self._session.mount("https://", HTTPAdapter(max_retries=retry))
+        return self._session
 
     def _arm(self, what: str, call: Callable[[], Any]) -> Any:
         from azure.core.exceptions import HttpResponseError
@@ -275,11 +292,9 @@ class Azure:
         return self._hub_host
 
     def _device_key(self, registry_id: str) -> str:
-        import requests
-
         if registry_id not in self._device_keys:
             host = self._hub()
-            r = requests.get(f"https://{host}/devices/{urllib.parse.quote(registry_id)}",
+            r = self._http().get(f"https://{host}/devices/{urllib.parse.quote(registry_id)}",
                              params={"api-version": IOT_HUB_API_VERSION}, verify=self.ca, timeout=30,
                              headers={"Authorization": _sas(host, self._owner_key, "iothubowner")})
             if r.status_code == 404:
@@ -290,12 +305,10 @@ class Azure:
         return self._device_keys[registry_id]
 
     def send(self, msg: Message) -> None:
-        import requests
-
         registry_id = self.naming.iot_device(msg.device_id)
         key = self._device_key(registry_id)
         host = self._hub()
-        r = requests.post(
+        r = self._http().post(
             f"https://{host}/devices/{urllib.parse.quote(registry_id)}/messages/events",
             params={"api-version": IOT_HUB_API_VERSION}, data=json.dumps(msg.body).encode(), verify=self.ca,
             timeout=30, headers={"Authorization": _sas(f"{host}/devices/{registry_id}", key),

@@ -251,6 +251,8 @@ async def http_manage(req: func.HttpRequest, client: df.DurableOrchestrationClie
     elif op == "entity":
         state = await client.read_entity_state(df.EntityId("Counter", iid))
         result = {"exists": state.entity_exists, "state": state.entity_state}
+    elif op == "binding":  # where the client binding points the SDK (tests/host/test_host_surfaces.py)
+        result = {"rpcBaseUrl": client._orchestration_bindings.rpc_base_url}
     elif op == "wait":
         new_id = await client.start_new("ActivityError")
         return await client.wait_for_completion_or_create_check_status_response(req, new_id, 10000, 50)
