@@ -82,6 +82,11 @@ class ArmHandler:
         return arm_backend(self.ctx)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        response = await self._answer(request)
+        await self.ctx.exchanges.record("arm", request, response)
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         if principal_from_request(request) is None:
             return unauthorized_response(self.ctx.tenant_id)
         audience = audience_from_request(request) or ""
