@@ -219,11 +219,20 @@ def refs_in(node: Any) -> Iterator[str]:
             yield from refs_in(value)
 
 
-def strip_docs(node: Any) -> Any:
+def strip_docs(node: Any, response: bool = False) -> Any:
+    """`node` without documentation text. A response keeps its `description` (Swagger 2.0 requires it)."""
     if isinstance(node, dict):
-        # A property may itself be called "description": only drop documentation strings.
-        return {k: strip_docs(v) for k, v in node.items()
-                if not (k in DOC_KEYS and (isinstance(v, str) or k in ("x-ms-examples", "examples", "externalDocs")))}
+        out = {}
+        for k, v in node.items():
+            # A property may itself be called "description": only drop documentation strings.
+            documentation = k in DOC_KEYS and (isinstance(v, str) or k in ("x-ms-examples", "examples", "externalDocs"))
+            if documentation and not (response and k == "description"):
+                continue
+            if k == "responses" and isinstance(v, dict):
+                out[k] = {code: strip_docs(r, response=True) for code, r in v.items()}
+            else:
+                out[k] = strip_docs(v)
+        return out
     if isinstance(node, list):
         return [strip_docs(v) for v in node]
     return node

@@ -383,8 +383,11 @@ class Specs:
             yield Violation("response", call, message)
 
     def _errors(self, side: str, document: str, pointer: str, instance: Any) -> Iterator[str]:
-        for error in self.validator(side, document, pointer).iter_errors(instance):
-            yield from describe(error)
+        errors = [leaf for error in self.validator(side, document, pointer).iter_errors(instance)
+                  for leaf in unwrap(error)]
+        for error in errors:
+            if not _cascade(error, errors):
+                yield describe(error)
 
     # --- many exchanges ---
 
@@ -403,30 +406,37 @@ class Specs:
         return report
 
 
-def describe(error: ValidationError) -> Iterator[str]:
-    """Plain sentences for a validation error, without the instance's value (it may be a secret)."""
-    where = error.json_path
+def _cascade(error: ValidationError, errors: list[ValidationError]) -> bool:
+    """An `unevaluatedProperties` error that only repeats a deeper one: a failed subtype (`then`)
+    branch drops its annotations, so the property it failed on also shows as unevaluated above."""
+    if error.validator != "unevaluatedProperties":
+        return False
+    names = re.findall(r"'([^']+)'", error.message)
+    deeper = [str(e.json_path) for e in errors if e is not error]
+    return bool(names) and all(any(p.startswith(f"{error.json_path}.{n}") or p.startswith(f"{error.json_path}['{n}']")
+                                   for p in deeper) for n in names)
+
+
+def unwrap(error: ValidationError) -> list[ValidationError]:
+    """The errors inside the nullable wrapper (`anyOf: [null, schema]`): why the non-null branch failed."""
     if error.validator == "anyOf" and error.context:
-        # The nullable wrapper: report why the non-null branch failed.
-        branches = error.validator_value
-        real = [i for i, b in enumerate(branches) if b != {"type": "null"}]
+        real = [i for i, b in enumerate(error.validator_value) if b != {"type": "null"}]
         if len(real) == 1:
-            for sub in error.context:
-                if sub.relative_schema_path and sub.relative_schema_path[0] == real[0]:
-                    yield from describe(sub)
-            return
+            inner = [e for e in error.context if e.relative_schema_path and e.relative_schema_path[0] == real[0]]
+            return [leaf for e in inner for leaf in unwrap(e)]
+    return [error]
+
+
+def describe(error: ValidationError) -> str:
+    """A plain sentence for a validation error, without the instance's value (it may be a secret)."""
+    where = error.json_path
     if error.validator == "not" and isinstance(error.schema, dict) and error.schema.get(READ_ONLY_MARK):
-        yield f"{where}: a readOnly property was sent"
-    elif error.validator == "unevaluatedProperties":
-        yield f"{where}: {error.message}"
-    elif error.validator == "required":
-        yield f"{where}: {error.message}"
-    elif error.validator == "type":
-        yield f"{where}: expected {error.validator_value}, got {_json_type(error.instance)}"
-    elif error.validator == "enum":
+        return f"{where}: a readOnly property was sent"
+    if error.validator in ("unevaluatedProperties", "required", "additionalProperties"):
+        return f"{where}: {error.message}"
+    if error.validator == "type":
+        return f"{where}: expected {error.validator_value}, got {_json_type(error.instance)}"
+    if error.validator == "enum":
         shown = error.instance if isinstance(error.instance, str) and len(error.instance) <= 60 else "the value"
-        yield f"{where}: {shown!r} is not one of {error.validator_value}"
-    elif error.validator == "additionalProperties":
-        yield f"{where}: {error.message}"
-    else:
-        yield f"{where}: does not satisfy {error.validator} {json.dumps(error.validator_value)[:120]}"
+        return f"{where}: {shown!r} is not one of {error.validator_value}"
+    return f"{where}: does not satisfy {error.validator} {json.dumps(error.validator_value)[:120]}"
