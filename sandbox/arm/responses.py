@@ -65,6 +65,15 @@ def is_operation_poll(request: web.Request) -> bool:
     return request.method == "GET" and OPERATION_RE.match(request.path) is not None
 
 
+def provider_namespace(path: str) -> str:
+    """The resource provider that answers `path` (the namespace after its last `providers/`), lower case."""
+    segments = [p.lower() for p in path.split("/") if p]
+    for i in range(len(segments) - 2, -1, -1):
+        if segments[i] == "providers":
+            return segments[i + 1]
+    return "microsoft.resources"
+
+
 def _now_iso(ts: float | None = None) -> str:
     return datetime.fromtimestamp(time.time() if ts is None else ts, UTC).isoformat().replace("+00:00", "Z")
 
@@ -105,7 +114,7 @@ class ArmHandler:
                 return self._poll(request, m.group(1).lower(), m.group(2))
             return await self._dispatch(request)
         except ArmError as exc:
-            return json_response(exc.body(), exc.status, exc.headers)
+            return json_response(exc.body(provider_namespace(request.path)), exc.status, exc.headers)
         except PathError as exc:
             return json_response(
                 {
@@ -160,7 +169,7 @@ class ArmHandler:
         special = self._get_special(rid)
         if special is not None:
             return _empty(204) if head else special
-        res = b.get(rid.key)
+        res = b.read(rid.key)
         if res is None:
             if head:
                 try:
@@ -229,7 +238,7 @@ class ArmHandler:
     ) -> web.Response:
         out = dict(headers or {})
         out["ETag"] = res.etag
-        return json_response(res.body, status, out)
+        return json_response(self.backend.render(res), status, out)
 
     # --- lists ------------------------------------------------------------------------------
 
@@ -254,7 +263,7 @@ class ArmHandler:
         items = b.list_collection(coll)
         if t == ROLE_ASSIGNMENT_TYPE:
             items = self._filter_role_assignments(items, coll, request.query.get("$filter", ""))
-        return self._page(request, [r.body for r in items])
+        return self._page(request, [b.render(r) for r in items])
 
     def _page(self, request: web.Request, values: list[dict[str, Any]]) -> web.Response:
         """One page of a list, with `nextLink` carrying `$skiptoken` as ARM pages long lists."""
@@ -565,6 +574,7 @@ class ArmHandler:
             if not isinstance(props, dict):
                 props = {}
                 new_body["properties"] = props
+            props.pop("provisioningState", None)  # read-only: ARM keeps its own
             res = Resource(
                 existing.rid if existing else rid,
                 new_body,
@@ -577,9 +587,16 @@ class ArmHandler:
             if style == LOCATION and existing is not None:
                 style = SYNC  # an update of a storage account answers at once
             if style == SYNC:
-                props["provisioningState"] = "Succeeded"
+                res.state = "Succeeded"
             else:
-                props["provisioningState"] = behavior.pending_state if existing is None else "Updating"
+                res.state = behavior.pending_state if existing is None else "Updating"
+            if existing is not None:
+                res.visible_at = existing.visible_at
+            elif style != SYNC:
+                # Eventual visibility: a create ARM accepted may read as absent for a while; a type
+                # without a provisioning state only appears once it is created.
+                lag = self.ctx.faults.late_visibility()
+                res.visible_at = float("inf") if not behavior.declares_state else time.time() + lag
             self._store_with_hooks(res, existing)
         if t == SITE_TYPE and existing is not None:
             notify_site_listener(self.ctx, "on_settings_changed", res.rid.key)
@@ -645,9 +662,10 @@ class ArmHandler:
             )
             if existing.rid.type_key == SITE_TYPE:
                 self._check_flex_settings(existing.rid, merged)
-            res = Resource(existing.rid, merged, b.next_etag(), secrets=existing.secrets)
+            merged.get("properties", {}).pop("provisioningState", None)
+            res = Resource(existing.rid, merged, b.next_etag(), secrets=existing.secrets,
+                           visible_at=existing.visible_at)
             enrich.enrich(self.ctx, b, res, existing)
-            res.body.setdefault("properties", {})["provisioningState"] = "Succeeded"
             self._store_with_hooks(res, existing)
         if res.rid.type_key == SITE_TYPE:
             notify_site_listener(self.ctx, "on_settings_changed", res.rid.key)
@@ -672,7 +690,7 @@ class ArmHandler:
                 message = getattr(exc, "message", None) or str(exc)
                 raise ArmError(status, code, str(message)) from None
             raise
-        if res.body.get("properties", {}).get("provisioningState") == "Succeeded":
+        if res.state == "Succeeded":
             b.resource_written(res.rid)  # long operations raise it when they finish
 
     # --- DELETE -----------------------------------------------------------------------------
@@ -702,12 +720,15 @@ class ArmHandler:
             if behavior.delete_style == SYNC:
                 b.delete_now(rid.key)
                 return _empty(200)
-            existing.body.setdefault("properties", {})["provisioningState"] = "Deleting"
+            existing.state = "Deleting"
             if running is not None:
                 running.status = "Canceled"
                 running.finished_at = time.time()
             op = b.start_operation("delete", existing, self._provisioning_seconds(rid.type_key))
-            return _empty(202, self._op_headers(request, op, behavior.delete_style))
+            headers = self._op_headers(request, op, behavior.delete_style)
+            if behavior.delete_answers_body:
+                return self._resource_response(existing, 202, headers)
+            return _empty(202, headers)
 
     # --- operation polls --------------------------------------------------------------------
 
@@ -795,8 +816,8 @@ class ArmHandler:
             if not any(f.name.lower() == rid.name.lower() for f in state.indexed_functions):
                 raise ArmError(404, "NotFound", f"Function {rid.name} not found on site {site.rid.name}.")
             return json_response(enrich.function_keys_body(site, state, rid.name))
-        res = b.get(rid.key)
-        if res is None and not b.exists(rid):
+        res = b.read(rid.key)
+        if res is None and (b.get(rid.key) is not None or not b.exists(rid)):
             raise b.not_found(rid)
         if t == SITE_TYPE and res is not None:
             if action_l == "syncfunctiontriggers":
@@ -854,7 +875,7 @@ class ArmHandler:
     # --- Web apps: settings and policies ----------------------------------------------------
 
     def _site_resource(self, rid: ResourceId) -> Resource:
-        res = self.backend.get(rid.key)
+        res = self.backend.read(rid.key)
         if res is None or res.rid.type_key != SITE_TYPE:
             raise self.backend.not_found(rid)
         return res
