@@ -450,8 +450,7 @@ class ArmBackend:
         if op.kind == "put":
             if res is not None:
                 res.state = "Succeeded"
-                if not self.behavior(res.rid.type_key).declares_state:
-                    res.visible_at = min(res.visible_at, now)
+                res.visible_at = min(res.visible_at, now)  # a finished create is readable
                 self._settle(res)
                 self.resource_written(res.rid)
         else:

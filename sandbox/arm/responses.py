@@ -53,6 +53,7 @@ OPERATION_RE = re.compile(
     r"^/subscriptions/[^/]+/providers/[^/]+/locations/[^/]+/(operationstatuses|operationresults)/([^/]+)$",
     re.IGNORECASE,
 )
+TAGS_TYPE = "microsoft.resources/tags"
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 STORAGE_NAME_RE = re.compile(r"^[a-z0-9]{3,24}$")
 RG_NAME_RE = re.compile(r"^[-\w._()]{1,90}$")
@@ -147,6 +148,8 @@ class ArmHandler:
                     405, "MethodNotAllowed", f"{method} is not allowed on a collection: {request.path}"
                 )
             return self._list(request, parsed)
+        if parsed.type_key == TAGS_TYPE:
+            return await self._tags(request, parsed)
         if method in ("GET", "HEAD"):
             return self._get(request, parsed, head=method == "HEAD")
         if method == "PUT":
@@ -156,6 +159,56 @@ class ArmHandler:
         if method == "DELETE":
             return self._delete(request, parsed)
         raise ArmError(405, "MethodNotAllowed", f"{method} is not supported on {request.path}")
+
+    # --- the tags of any resource (Microsoft.Resources/tags/default at its scope) ------------
+
+    async def _tags(self, request: web.Request, rid: ResourceId) -> web.Response:
+        """Read or change a resource's tags without touching the rest of it: PUT replaces them,
+        PATCH merges, replaces or deletes (`operation`), DELETE removes them all."""
+        b = self.backend
+        scope = parse(rid.parent or "")
+        if rid.name.lower() != "default" or not isinstance(scope, ResourceId) or scope.is_subscription:
+            raise ArmError(400, "InvalidRequestUri", f"{request.path}: tags live at <resource id>/providers/"
+                           "Microsoft.Resources/tags/default")
+        b.check_parents(scope)
+        body = {} if request.method in ("GET", "DELETE") else await self._read_json(request)
+        with b.lock:
+            target = b.read(scope.key)
+            if target is None:
+                raise b.not_found(scope)
+            current = dict(target.body.get("tags") or {})
+            if request.method == "GET":
+                return json_response(self._tags_body(scope, current))
+            if request.method not in ("PUT", "PATCH", "DELETE"):
+                raise ArmError(405, "MethodNotAllowed", f"{request.method} is not supported on {request.path}")
+            given = (body.get("properties") or {}).get("tags") if isinstance(body.get("properties"), dict) else None
+            if request.method != "DELETE" and (not isinstance(given, dict)
+                                                or not all(isinstance(v, str) for v in given.values())):
+                raise ArmError(400, "InvalidRequestContent", "properties.tags: an object of tag names to strings "
+                               "is required.")
+            operation = "Replace" if request.method == "PUT" else str(body.get("operation", ""))
+            if request.method == "DELETE":
+                tags: dict[str, str] = {}
+            elif operation == "Replace":
+                tags = dict(given or {})
+            elif operation == "Merge":
+                tags = {**current, **(given or {})}
+            elif operation == "Delete":
+                tags = {k: v for k, v in current.items()
+                        if not (k in (given or {}) and (given or {})[k] in ("", v))}
+            else:
+                raise ArmError(400, "InvalidRequestContent", "operation: must be Replace, Merge or Delete.")
+            target.body["tags"] = tags
+            target.etag = b.next_etag()
+        b.resource_written(scope)
+        if request.method == "DELETE":
+            return _empty(200)
+        return json_response(self._tags_body(scope, tags))
+
+    @staticmethod
+    def _tags_body(scope: ResourceId, tags: dict[str, str]) -> dict[str, Any]:
+        return {"id": f"{scope.id}/providers/Microsoft.Resources/tags/default", "name": "default",
+                "type": "Microsoft.Resources/tags", "properties": {"tags": tags}}
 
     # --- GET / HEAD -------------------------------------------------------------------------
 
@@ -593,9 +646,11 @@ class ArmHandler:
             if existing is not None:
                 res.visible_at = existing.visible_at
             elif style != SYNC:
-                # Eventual visibility: a create ARM accepted may read as absent for a while; a type
-                # without a provisioning state only appears once it is created.
+                # Eventual visibility: a create ARM accepted may read as absent for a while (and its
+                # operation is not done before it shows); a type without a provisioning state only
+                # appears once it is created.
                 lag = self.ctx.faults.late_visibility()
+                delay = max(delay, lag)
                 res.visible_at = float("inf") if not behavior.declares_state else time.time() + lag
             self._store_with_hooks(res, existing)
         if t == SITE_TYPE and existing is not None:

@@ -61,7 +61,8 @@ SOURCES: tuple[Source, ...] = (
         "specification/resources/resource-manager/Microsoft.Resources/stable/2025-04-01/resources.json",
         "2e5d83cb6120f521e833f7dfc56f6397592581dd",
         {ARM_SUB + "/resourcegroups/{resourceGroupName}": ("get", "head", "put", "patch", "delete"),
-         ARM_SUB + "/resourcegroups": ("get",)},
+         ARM_SUB + "/resourcegroups": ("get",),
+         "/{scope}/providers/Microsoft.Resources/tags/default": ("get", "put", "patch", "delete")},
     ),
     Source(
         "specification/msi/resource-manager/Microsoft.ManagedIdentity/stable/2024-11-30/ManagedIdentity.json",
