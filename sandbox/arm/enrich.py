@@ -365,8 +365,8 @@ def list_keys_body(res: Resource) -> dict[str, Any] | None:
     if t == "microsoft.storage/storageaccounts":
         return {
             "keys": [
-                {"keyName": "key1", "value": s["key1"], "permissions": "FULL", "creationTime": _iso()},
-                {"keyName": "key2", "value": s["key2"], "permissions": "FULL", "creationTime": _iso()},
+                {"keyName": "key1", "value": s["key1"], "permissions": "Full", "creationTime": _iso()},
+                {"keyName": "key2", "value": s["key2"], "permissions": "Full", "creationTime": _iso()},
             ]
         }
     if t == "microsoft.eventgrid/topics":

@@ -154,7 +154,7 @@ SOURCES: tuple[Source, ...] = (
     Source(
         "specification/storage/resource-manager/Microsoft.Storage/stable/2026-09-01/openapi.json",
         "01de4524d530f148d60de6b799779c01060ce40b",
-        {STORAGE: ("get", "put", "patch", "delete"),
+        {STORAGE: ("get", "put", "delete"),
          STORAGE + "/listKeys": ("post",),
          STORAGE + "/blobServices/default/containers/{containerName}": ("get", "put", "delete")},
         how=TRANSCRIBED,
@@ -175,11 +175,16 @@ SOURCES: tuple[Source, ...] = (
 
 
 class Upstream:
-    """Documents of the upstream repository, read from a local clone at given commits."""
+    """Documents of the upstream repository, read from a local clone at given commits. A
+    transcribed document is read from its kept copy (its own closure is already there; the
+    common documents it references are read from the clone, so they keep what it needs)."""
 
     def __init__(self, repo: Path) -> None:
         self.repo = repo
         self._cache: dict[tuple[str, str], dict[str, Any]] = {}
+        for source in SOURCES:
+            if source.how == TRANSCRIBED and kept_path(source.path).is_file():
+                self._cache[(source.path, source.commit)] = json.loads(kept_path(source.path).read_text())
 
     def document(self, path: str, commit: str) -> dict[str, Any]:
         key = (path, commit)
@@ -369,9 +374,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--repo is required unless --check")
         extraction = Extraction(Upstream(args.repo))
         for source in SOURCES:
-            if source.how != TRANSCRIBED:
+            if source.how != TRANSCRIBED or kept_path(source.path).is_file():
                 extraction.add_source(source)
         for path, doc in extraction.kept.items():
+            transcribed = next((s for s in SOURCES if s.path == path and s.how == TRANSCRIBED), None)
+            if transcribed is not None:
+                doc["x-source"] = json.loads(kept_path(path).read_text())["x-source"]
             file = kept_path(path)
             file.parent.mkdir(parents=True, exist_ok=True)
             file.write_text(json.dumps(sort_sections(doc), indent=1) + "\n")
