@@ -15,8 +15,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from http import HTTPStatus
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from sandbox.arm.ids import CollectionPath, ResourceId, is_under, parse

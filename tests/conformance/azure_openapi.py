@@ -284,7 +284,7 @@ class Specs:
         for path, doc in self.docs.items():
             version = str(doc.get("info", {}).get("version", ""))
             for template, item in doc.get("paths", {}).items():
-                for method, op in item.items():
+                for method in item:
                     if method == "parameters":
                         continue
                     params = {p["name"]: p for p in self.parameters(path, template, method) if "name" in p}

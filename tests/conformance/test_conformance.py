@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conformance_kit import EXAMPLES, Run, control_plane, example
 from azure_openapi import SPEC_ROOT, Specs
+from conformance_kit import EXAMPLES, Run, control_plane, example
 
 from sandbox.core.exchanges import Exchange
 
