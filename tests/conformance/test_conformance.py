@@ -45,6 +45,8 @@ def test_every_call_of_the_e2e_deployments_and_every_answer_match_azures_specifi
 ) -> None:
     report = specs.report(deployed.exchanges)
     print(f"\nconformance: {report.summary()}")
+    # Cosmos DB 2026-03-15 is the one document not kept yet (azure_openapi.NOT_KEPT_YET): its calls are
+    # reported unchecked, never counted as conforming.
     assert [str(v) for v in report.violations] == []
     # The deployments reached every kind of resource they create (a broken recording checks nothing).
     assert report.checked > 300 and len(report.resource_types) >= 18, report.summary()
@@ -148,6 +150,14 @@ def test_a_call_without_a_kept_specification_is_a_violation(specs: Specs) -> Non
     unknown_type = violations(specs, exchange("GET", f"{RG}/providers/Microsoft.Contoso/widgets/w", answer={}))
     for found in (unknown_version, unknown_type):
         assert len(found) == 1 and found[0].startswith("[specification]"), found
+
+
+def test_only_the_named_missing_document_is_excused(specs: Specs) -> None:
+    cosmos = f"{RG}/providers/Microsoft.DocumentDB/databaseAccounts/acct"
+    excused = specs.report([exchange("GET", cosmos, "2026-03-15", answer={})])
+    assert excused.checked == 0 and sum(excused.unchecked.values()) == 1 and excused.violations == []
+    other_version = specs.report([exchange("GET", cosmos, "2099-01-01", answer={})])
+    assert [v.side for v in other_version.violations] == ["specification"]
 
 
 def test_violation_messages_never_show_a_value(specs: Specs) -> None:
