@@ -69,7 +69,7 @@ def control_plane(tmp: Path, profile: str = "instant", seed: int = 0, with_aws: 
 
     sandbox_dir = tmp / "sandbox"
     with Sandbox(sandbox_dir, profile=profile, seed=seed, with_blob=False, with_aws=with_aws,
-                 with_function_apps=False, record_exchanges=True) as sandbox:
+                 with_function_apps=False, with_gcp=False, record_exchanges=True) as sandbox:
         args = argparse.Namespace(url=None, key=None, app=str(PROJECT_ROOT), state_dir=str(tmp / "host"),
                                   sandbox=str(sandbox_dir), no_sandbox=False, json=True)
         with open_target(args, Console(file=io.StringIO())) as target:
