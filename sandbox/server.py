@@ -56,6 +56,7 @@ class Sandbox:
         with_aws: bool = True,
         with_function_apps: bool = True,
         with_gcp: bool = True,
+        record_exchanges: bool = False,
     ) -> None:
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; known: {', '.join(sorted(PROFILES))}")
@@ -67,6 +68,8 @@ class Sandbox:
         self.ctx = SandboxContext(
             state_dir=self.state_dir, faults=Faults(profile=PROFILES[profile], seed=seed)
         )
+        # Whole ARM / Digital Twins exchanges for tests/conformance (bodies hold secrets: off by default).
+        self.ctx.exchanges.enabled = record_exchanges
         self.endpoints: dict[str, Any] = {}
         self.aws: Any = None
         self.blob: Any = None
@@ -194,6 +197,7 @@ class Sandbox:
         if self.gcp is not None:
             self.gcp.reset()
         self.ctx.request_log.clear()
+        self.ctx.exchanges.clear()
 
     def list_resources(self) -> dict[str, list[dict[str, Any]]]:
         from sandbox.arm.models import arm_backend

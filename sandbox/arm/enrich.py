@@ -149,7 +149,6 @@ def enrich(ctx: SandboxContext, b: ArmBackend, res: Resource, existing: Resource
     elif t == "microsoft.keyvault/vaults":
         # Served by sandbox/keyvault under a path (see there for the ids this implies).
         props["vaultUri"] = f"{ctx.azure_base_url}/keyvault/{name}/"
-        props["provisioningState"] = "Succeeded"
         props.setdefault("tenantId", ctx.tenant_id)
         props.setdefault("enableSoftDelete", True)
         props.setdefault("softDeleteRetentionInDays", 90)
@@ -226,11 +225,11 @@ def _site(ctx: SandboxContext, b: ArmBackend, res: Resource, existing: Resource 
 
 
 def app_settings_body(site: Resource, state: SiteState) -> dict[str, Any]:
+    # A proxy resource (StringDictionary): no location.
     return {
         "id": f"{site.rid.id}/config/appsettings",
         "name": "appsettings",
         "type": "Microsoft.Web/sites/config",
-        "location": site.body.get("location"),
         "properties": dict(state.app_settings),
     }
 
@@ -242,7 +241,6 @@ def site_config_body(site: Resource) -> dict[str, Any]:
         "id": f"{site.rid.id}/config/web",
         "name": "web",
         "type": "Microsoft.Web/sites/config",
-        "location": site.body.get("location"),
         "properties": cfg,
     }
 
@@ -311,9 +309,7 @@ def function_body(ctx: SandboxContext, site: Resource, fn: FunctionInfo) -> dict
         "id": f"{site.rid.id}/functions/{fn.name}",
         "name": f"{site_name}/{fn.name}",
         "type": "Microsoft.Web/sites/functions",
-        "location": site.body.get("location"),
         "properties": {
-            "name": fn.name,
             "function_app_id": site.rid.id,
             "script_root_path_href": f"https://{scm}/admin/vfs/home/site/wwwroot/",
             "script_href": f"https://{scm}/admin/vfs/home/site/wwwroot/function_app.py",
@@ -369,8 +365,8 @@ def list_keys_body(res: Resource) -> dict[str, Any] | None:
     if t == "microsoft.storage/storageaccounts":
         return {
             "keys": [
-                {"keyName": "key1", "value": s["key1"], "permissions": "FULL", "creationTime": _iso()},
-                {"keyName": "key2", "value": s["key2"], "permissions": "FULL", "creationTime": _iso()},
+                {"keyName": "key1", "value": s["key1"], "permissions": "Full", "creationTime": _iso()},
+                {"keyName": "key2", "value": s["key2"], "permissions": "Full", "creationTime": _iso()},
             ]
         }
     if t == "microsoft.eventgrid/topics":

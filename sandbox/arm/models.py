@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from sandbox.arm.ids import CollectionPath, ResourceId, is_under, parse
@@ -34,8 +35,16 @@ class ArmError(Exception):
         self.message = message
         self.headers = headers or {}
 
-    def body(self) -> dict[str, Any]:
+    def body(self, namespace: str = "") -> dict[str, Any]:
+        """The error in the shape the resource provider publishes (`namespace`, lower case): most
+        wrap it in `error`; IoT Hub answers its ErrorDetails unwrapped."""
+        if namespace == "microsoft.devices":
+            phrase = HTTPStatus(self.status).phrase.replace(" ", "") if self.status in _STATUSES else str(self.status)
+            return {"code": self.code, "httpStatusCode": phrase, "message": self.message}
         return {"error": {"code": self.code, "message": self.message}}
+
+
+_STATUSES = {s.value for s in HTTPStatus}
 
 
 # --- per-type behaviour ------------------------------------------------------------------------
@@ -55,20 +64,27 @@ class TypeBehavior:
     pending_state: str = "Creating"  # provisioningState while a create runs
     delete_style: str = SYNC
     delete_status: int = 200
+    # Whether the type's published schema has `properties.provisioningState`. A type without one
+    # never shows it, and a resource of it being created stays invisible (404) until created.
+    declares_state: bool = True
+    # Whether the published DELETE answers 202 with the resource (provisioningState Deleting).
+    delete_answers_body: bool = False
 
 
 BEHAVIORS: dict[str, TypeBehavior] = {
     "microsoft.resources/resourcegroups": TypeBehavior(
         SYNC, 201, 200, delete_style=LOCATION, delete_status=202
     ),
-    "microsoft.managedidentity/userassignedidentities": TypeBehavior(SYNC, 201, 200),
+    "microsoft.managedidentity/userassignedidentities": TypeBehavior(SYNC, 201, 200, declares_state=False),
     # Storage create: 202 + Location with Retry-After and an empty body; the Location gives the account.
     "microsoft.storage/storageaccounts": TypeBehavior(LOCATION, 202, 200, pending_state="Creating"),
-    "microsoft.storage/storageaccounts/blobservices/containers": TypeBehavior(SYNC, 201, 200),
+    "microsoft.storage/storageaccounts/blobservices/containers": TypeBehavior(SYNC, 201, 200, declares_state=False),
     # App Service answers plan and site PUTs synchronously with 200 after doing the work.
     "microsoft.web/serverfarms": TypeBehavior(SYNC, 200, 200),
-    "microsoft.web/sites": TypeBehavior(SYNC, 200, 200),
-    "microsoft.devices/iothubs": TypeBehavior(ASYNC_OP, 201, 200, "Accepted", ASYNC_OP, 202),
+    "microsoft.web/sites": TypeBehavior(SYNC, 200, 200, declares_state=False),
+    "microsoft.devices/iothubs": TypeBehavior(
+        ASYNC_OP, 201, 200, "Accepted", ASYNC_OP, 202, delete_answers_body=True
+    ),
     # Event Grid: 201 only, with Azure-AsyncOperation, body starting at Creating.
     "microsoft.eventgrid/topics": TypeBehavior(ASYNC_OP, 201, 201, "Creating", ASYNC_OP, 202),
     "microsoft.eventgrid/systemtopics": TypeBehavior(ASYNC_OP, 201, 201, "Creating", ASYNC_OP, 202),
@@ -82,16 +98,17 @@ BEHAVIORS: dict[str, TypeBehavior] = {
     # Cosmos account PUT: 200 (only) + Azure-AsyncOperation.
     "microsoft.documentdb/databaseaccounts": TypeBehavior(ASYNC_OP, 200, 200, "Creating", ASYNC_OP, 202),
     "microsoft.documentdb/databaseaccounts/sqldatabases": TypeBehavior(
-        ASYNC_OP_AND_LOCATION, 202, 202, "Creating", ASYNC_OP_AND_LOCATION, 202
+        ASYNC_OP_AND_LOCATION, 202, 202, "Creating", ASYNC_OP_AND_LOCATION, 202, declares_state=False
     ),
     "microsoft.documentdb/databaseaccounts/sqldatabases/containers": TypeBehavior(
-        ASYNC_OP_AND_LOCATION, 202, 202, "Creating", ASYNC_OP_AND_LOCATION, 202
+        ASYNC_OP_AND_LOCATION, 202, 202, "Creating", ASYNC_OP_AND_LOCATION, 202, declares_state=False
     ),
     # Digital Twins: the body's provisioningState is polled (no header), delete 202 + Location.
     "microsoft.digitaltwins/digitaltwinsinstances": TypeBehavior(
-        STATE, 201, 200, "Provisioning", LOCATION, 202
+        STATE, 201, 200, "Provisioning", LOCATION, 202, delete_answers_body=True
     ),
     "microsoft.dashboard/grafana": TypeBehavior(ASYNC_OP, 201, 200, "Accepted", ASYNC_OP, 202),
+    "microsoft.authorization/roleassignments": TypeBehavior(SYNC, 201, 200, declares_state=False),
 }
 DEFAULT_BEHAVIOR = TypeBehavior()
 
@@ -278,9 +295,17 @@ class SiteState:
 @dataclass
 class Resource:
     rid: ResourceId
-    body: dict[str, Any]
+    body: dict[str, Any]  # what the resource holds; the answer is `ArmBackend.render(resource)`
     etag: str
     secrets: dict[str, str] = field(default_factory=dict)  # keys, generated once per resource
+    # ARM's provisioning state, kept apart from the body: shown only where the type declares it.
+    state: str = "Succeeded"
+    # Until then reads answer 404 as if it did not exist yet: ARM's read path lags behind a write
+    # it accepted (eventual visibility), and some types only appear once created.
+    visible_at: float = 0.0
+
+    def visible(self, now: float | None = None) -> bool:
+        return self.visible_at <= (time.time() if now is None else now)
 
 
 class ArmBackend:
@@ -308,8 +333,28 @@ class ArmBackend:
         return BEHAVIORS.get(type_key, DEFAULT_BEHAVIOR)
 
     def get(self, key: str) -> Resource | None:
+        """The stored resource, visible to readers or not (for writes and internal checks)."""
         with self.lock:
             return self.resources.get(key.lower())
+
+    def read(self, key: str) -> Resource | None:
+        """The resource as a reader sees it: None while it is not visible yet."""
+        res = self.get(key)
+        return res if res is not None and res.visible() else None
+
+    def render(self, res: Resource) -> dict[str, Any]:
+        """The resource as its type's published schema answers it."""
+        body = copy.deepcopy(res.body)
+        props = body.setdefault("properties", {})
+        if self.behavior(res.rid.type_key).declares_state:
+            props["provisioningState"] = res.state
+        else:
+            props.pop("provisioningState", None)
+        if res.rid.type_key == SITE_TYPE:
+            # "not returned in response to normal create and read requests" (Site.siteConfig);
+            # GET .../config/web answers it.
+            props.pop("siteConfig", None)
+        return body
 
     def exists(self, rid: ResourceId) -> bool:
         """True if the resource exists, counting implicit children of existing parents."""
@@ -338,7 +383,7 @@ class ArmBackend:
                 raise ArmError(
                     404, "ResourceGroupNotFound", f"Resource group '{rid.resource_group}' could not be found."
                 )
-            if rg.body["properties"].get("provisioningState") == "Deleting":
+            if rg.state == "Deleting":
                 raise ArmError(
                     409,
                     "ResourceGroupBeingDeleted",
@@ -396,14 +441,16 @@ class ArmBackend:
         if op.fail:
             op.status = "Failed"
             if res is not None:
-                res.body.setdefault("properties", {})["provisioningState"] = (
-                    "Failed" if op.kind == "put" else "Succeeded"
-                )
+                res.state = "Failed" if op.kind == "put" else "Succeeded"
+                if not self.behavior(res.rid.type_key).declares_state:
+                    # A failed create of a type without a state leaves nothing behind to read.
+                    res.visible_at = min(res.visible_at, now)
             return
         op.status = "Succeeded"
         if op.kind == "put":
             if res is not None:
-                res.body.setdefault("properties", {})["provisioningState"] = "Succeeded"
+                res.state = "Succeeded"
+                res.visible_at = min(res.visible_at, now)  # a finished create is readable
                 self._settle(res)
                 self.resource_written(res.rid)
         else:
@@ -494,6 +541,8 @@ class ArmBackend:
             for res in self.resources.values():
                 if type_key and res.rid.type_key != type_key:
                     continue
+                if not res.visible():
+                    continue
                 if not type_key and not res.rid.is_top_level:
                     continue  # `/resources` lists tracked top-level resources only, as ARM does
                 parent_key = (res.rid.parent or "").lower()
@@ -513,7 +562,8 @@ class ArmBackend:
                     "id": r.rid.id,
                     "type": r.rid.type,
                     "name": r.rid.name,
-                    "provisioningState": r.body.get("properties", {}).get("provisioningState"),
+                    "provisioningState": r.state,
+                    "visible": r.visible(),
                 }
                 for r in sorted(self.resources.values(), key=lambda r: r.rid.key)
             ]

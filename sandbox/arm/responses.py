@@ -53,6 +53,7 @@ OPERATION_RE = re.compile(
     r"^/subscriptions/[^/]+/providers/[^/]+/locations/[^/]+/(operationstatuses|operationresults)/([^/]+)$",
     re.IGNORECASE,
 )
+TAGS_TYPE = "microsoft.resources/tags"
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 STORAGE_NAME_RE = re.compile(r"^[a-z0-9]{3,24}$")
 RG_NAME_RE = re.compile(r"^[-\w._()]{1,90}$")
@@ -63,6 +64,15 @@ PRINCIPAL_FILTER_RE = re.compile(r"principalId\s+eq\s+'([^']*)'", re.IGNORECASE)
 def is_operation_poll(request: web.Request) -> bool:
     """LRO status polls are never throttled by the fault injector (contract 4)."""
     return request.method == "GET" and OPERATION_RE.match(request.path) is not None
+
+
+def provider_namespace(path: str) -> str:
+    """The resource provider that answers `path` (the namespace after its last `providers/`), lower case."""
+    segments = [p.lower() for p in path.split("/") if p]
+    for i in range(len(segments) - 2, -1, -1):
+        if segments[i] == "providers":
+            return segments[i + 1]
+    return "microsoft.resources"
 
 
 def _now_iso(ts: float | None = None) -> str:
@@ -82,6 +92,11 @@ class ArmHandler:
         return arm_backend(self.ctx)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        response = await self._answer(request)
+        await self.ctx.exchanges.record("arm", request, response)
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         if principal_from_request(request) is None:
             return unauthorized_response(self.ctx.tenant_id)
         audience = audience_from_request(request) or ""
@@ -100,7 +115,7 @@ class ArmHandler:
                 return self._poll(request, m.group(1).lower(), m.group(2))
             return await self._dispatch(request)
         except ArmError as exc:
-            return json_response(exc.body(), exc.status, exc.headers)
+            return json_response(exc.body(provider_namespace(request.path)), exc.status, exc.headers)
         except PathError as exc:
             return json_response(
                 {
@@ -133,6 +148,8 @@ class ArmHandler:
                     405, "MethodNotAllowed", f"{method} is not allowed on a collection: {request.path}"
                 )
             return self._list(request, parsed)
+        if parsed.type_key == TAGS_TYPE:
+            return await self._tags(request, parsed)
         if method in ("GET", "HEAD"):
             return self._get(request, parsed, head=method == "HEAD")
         if method == "PUT":
@@ -142,6 +159,56 @@ class ArmHandler:
         if method == "DELETE":
             return self._delete(request, parsed)
         raise ArmError(405, "MethodNotAllowed", f"{method} is not supported on {request.path}")
+
+    # --- the tags of any resource (Microsoft.Resources/tags/default at its scope) ------------
+
+    async def _tags(self, request: web.Request, rid: ResourceId) -> web.Response:
+        """Read or change a resource's tags without touching the rest of it: PUT replaces them,
+        PATCH merges, replaces or deletes (`operation`), DELETE removes them all."""
+        b = self.backend
+        scope = parse(rid.parent or "")
+        if rid.name.lower() != "default" or not isinstance(scope, ResourceId) or scope.is_subscription:
+            raise ArmError(400, "InvalidRequestUri", f"{request.path}: tags live at <resource id>/providers/"
+                           "Microsoft.Resources/tags/default")
+        b.check_parents(scope)
+        body = {} if request.method in ("GET", "DELETE") else await self._read_json(request)
+        with b.lock:
+            target = b.read(scope.key)
+            if target is None:
+                raise b.not_found(scope)
+            current = dict(target.body.get("tags") or {})
+            if request.method == "GET":
+                return json_response(self._tags_body(scope, current))
+            if request.method not in ("PUT", "PATCH", "DELETE"):
+                raise ArmError(405, "MethodNotAllowed", f"{request.method} is not supported on {request.path}")
+            given = (body.get("properties") or {}).get("tags") if isinstance(body.get("properties"), dict) else None
+            if request.method != "DELETE" and (not isinstance(given, dict)
+                                                or not all(isinstance(v, str) for v in given.values())):
+                raise ArmError(400, "InvalidRequestContent", "properties.tags: an object of tag names to strings "
+                               "is required.")
+            operation = "Replace" if request.method == "PUT" else str(body.get("operation", ""))
+            if request.method == "DELETE":
+                tags: dict[str, str] = {}
+            elif operation == "Replace":
+                tags = dict(given or {})
+            elif operation == "Merge":
+                tags = {**current, **(given or {})}
+            elif operation == "Delete":
+                tags = {k: v for k, v in current.items()
+                        if not (k in (given or {}) and (given or {})[k] in ("", v))}
+            else:
+                raise ArmError(400, "InvalidRequestContent", "operation: must be Replace, Merge or Delete.")
+            target.body["tags"] = tags
+            target.etag = b.next_etag()
+        b.resource_written(scope)
+        if request.method == "DELETE":
+            return _empty(200)
+        return json_response(self._tags_body(scope, tags))
+
+    @staticmethod
+    def _tags_body(scope: ResourceId, tags: dict[str, str]) -> dict[str, Any]:
+        return {"id": f"{scope.id}/providers/Microsoft.Resources/tags/default", "name": "default",
+                "type": "Microsoft.Resources/tags", "properties": {"tags": tags}}
 
     # --- GET / HEAD -------------------------------------------------------------------------
 
@@ -155,7 +222,7 @@ class ArmHandler:
         special = self._get_special(rid)
         if special is not None:
             return _empty(204) if head else special
-        res = b.get(rid.key)
+        res = b.read(rid.key)
         if res is None:
             if head:
                 try:
@@ -224,7 +291,7 @@ class ArmHandler:
     ) -> web.Response:
         out = dict(headers or {})
         out["ETag"] = res.etag
-        return json_response(res.body, status, out)
+        return json_response(self.backend.render(res), status, out)
 
     # --- lists ------------------------------------------------------------------------------
 
@@ -249,7 +316,7 @@ class ArmHandler:
         items = b.list_collection(coll)
         if t == ROLE_ASSIGNMENT_TYPE:
             items = self._filter_role_assignments(items, coll, request.query.get("$filter", ""))
-        return self._page(request, [r.body for r in items])
+        return self._page(request, [b.render(r) for r in items])
 
     def _page(self, request: web.Request, values: list[dict[str, Any]]) -> web.Response:
         """One page of a list, with `nextLink` carrying `$skiptoken` as ARM pages long lists."""
@@ -560,6 +627,7 @@ class ArmHandler:
             if not isinstance(props, dict):
                 props = {}
                 new_body["properties"] = props
+            props.pop("provisioningState", None)  # read-only: ARM keeps its own
             res = Resource(
                 existing.rid if existing else rid,
                 new_body,
@@ -572,9 +640,18 @@ class ArmHandler:
             if style == LOCATION and existing is not None:
                 style = SYNC  # an update of a storage account answers at once
             if style == SYNC:
-                props["provisioningState"] = "Succeeded"
+                res.state = "Succeeded"
             else:
-                props["provisioningState"] = behavior.pending_state if existing is None else "Updating"
+                res.state = behavior.pending_state if existing is None else "Updating"
+            if existing is not None:
+                res.visible_at = existing.visible_at
+            elif style != SYNC:
+                # Eventual visibility: a create ARM accepted may read as absent for a while (and its
+                # operation is not done before it shows); a type without a provisioning state only
+                # appears once it is created.
+                lag = self.ctx.faults.late_visibility()
+                delay = max(delay, lag)
+                res.visible_at = float("inf") if not behavior.declares_state else time.time() + lag
             self._store_with_hooks(res, existing)
         if t == SITE_TYPE and existing is not None:
             notify_site_listener(self.ctx, "on_settings_changed", res.rid.key)
@@ -640,9 +717,10 @@ class ArmHandler:
             )
             if existing.rid.type_key == SITE_TYPE:
                 self._check_flex_settings(existing.rid, merged)
-            res = Resource(existing.rid, merged, b.next_etag(), secrets=existing.secrets)
+            merged.get("properties", {}).pop("provisioningState", None)
+            res = Resource(existing.rid, merged, b.next_etag(), secrets=existing.secrets,
+                           visible_at=existing.visible_at)
             enrich.enrich(self.ctx, b, res, existing)
-            res.body.setdefault("properties", {})["provisioningState"] = "Succeeded"
             self._store_with_hooks(res, existing)
         if res.rid.type_key == SITE_TYPE:
             notify_site_listener(self.ctx, "on_settings_changed", res.rid.key)
@@ -667,7 +745,7 @@ class ArmHandler:
                 message = getattr(exc, "message", None) or str(exc)
                 raise ArmError(status, code, str(message)) from None
             raise
-        if res.body.get("properties", {}).get("provisioningState") == "Succeeded":
+        if res.state == "Succeeded":
             b.resource_written(res.rid)  # long operations raise it when they finish
 
     # --- DELETE -----------------------------------------------------------------------------
@@ -697,12 +775,15 @@ class ArmHandler:
             if behavior.delete_style == SYNC:
                 b.delete_now(rid.key)
                 return _empty(200)
-            existing.body.setdefault("properties", {})["provisioningState"] = "Deleting"
+            existing.state = "Deleting"
             if running is not None:
                 running.status = "Canceled"
                 running.finished_at = time.time()
             op = b.start_operation("delete", existing, self._provisioning_seconds(rid.type_key))
-            return _empty(202, self._op_headers(request, op, behavior.delete_style))
+            headers = self._op_headers(request, op, behavior.delete_style)
+            if behavior.delete_answers_body:
+                return self._resource_response(existing, 202, headers)
+            return _empty(202, headers)
 
     # --- operation polls --------------------------------------------------------------------
 
@@ -790,8 +871,8 @@ class ArmHandler:
             if not any(f.name.lower() == rid.name.lower() for f in state.indexed_functions):
                 raise ArmError(404, "NotFound", f"Function {rid.name} not found on site {site.rid.name}.")
             return json_response(enrich.function_keys_body(site, state, rid.name))
-        res = b.get(rid.key)
-        if res is None and not b.exists(rid):
+        res = b.read(rid.key)
+        if res is None and (b.get(rid.key) is not None or not b.exists(rid)):
             raise b.not_found(rid)
         if t == SITE_TYPE and res is not None:
             if action_l == "syncfunctiontriggers":
@@ -849,7 +930,7 @@ class ArmHandler:
     # --- Web apps: settings and policies ----------------------------------------------------
 
     def _site_resource(self, rid: ResourceId) -> Resource:
-        res = self.backend.get(rid.key)
+        res = self.backend.read(rid.key)
         if res is None or res.rid.type_key != SITE_TYPE:
             raise self.backend.not_found(rid)
         return res

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from sandbox.core.exchanges import ExchangeLog
 from sandbox.core.profiles import Faults
 from sandbox.core.requestlog import RequestLog
 
@@ -87,6 +88,8 @@ class FunctionHostRef:
 class SandboxContext:
     state_dir: Path
     request_log: RequestLog = field(default_factory=RequestLog)
+    # Bodies of ARM and Digital Twins calls, kept only when enabled (conformance tests).
+    exchanges: ExchangeLog = field(default_factory=ExchangeLog)
     faults: Faults = field(default_factory=Faults)
     role_assignments: RoleAssignments = field(default_factory=RoleAssignments)
     # Site resource id (lower case) -> the local host running that app.

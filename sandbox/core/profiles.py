@@ -55,6 +55,10 @@ class Profile:
     rbac_propagation_seconds: float = 0.0
     # Retry-After value sent with 429/503 and with LRO polls, in seconds.
     retry_after_seconds: int = 0
+    # Eventual visibility: the share (0..1) of ARM creates answered 201/202 whose resource reads
+    # as absent (404) for `late_visibility_seconds` (already scaled) after the answer.
+    late_visibility_rate: float = 0.0
+    late_visibility_seconds: float = 0.0
     description: str = ""
 
 
@@ -63,7 +67,10 @@ PROFILES: dict[str, Profile] = {
     "realistic": Profile(
         "realistic",
         delay_scale=0.01,
-        description="provisioning delays in proportion to the real services, scaled by 0.01",
+        late_visibility_rate=0.5,
+        late_visibility_seconds=1.0,
+        description="provisioning delays in proportion to the real services, scaled by 0.01; half of "
+        "the long-running creates read as absent for 1 s after their 201/202",
     ),
     "flaky": Profile(
         "flaky",
@@ -71,7 +78,10 @@ PROFILES: dict[str, Profile] = {
         unavailable_rate=0.04,
         lro_fail_once_rate=0.25,
         rbac_propagation_seconds=1.0,
-        description="8% of calls 429, 4% 503, a quarter of LROs fail once, RBAC takes 1 s to apply",
+        late_visibility_rate=0.3,
+        late_visibility_seconds=0.5,
+        description="8% of calls 429, 4% 503, a quarter of LROs fail once, RBAC takes 1 s to apply, "
+        "30% of long-running creates read as absent for 0.5 s after their 201/202",
     ),
 }
 
@@ -120,6 +130,15 @@ class Faults:
     def provisioning_seconds(self, kind: str) -> float:
         """How long an operation on `kind` (see REAL_PROVISIONING_SECONDS) takes now."""
         return REAL_PROVISIONING_SECONDS.get(kind.lower(), 0.0) * self.profile.delay_scale
+
+    def late_visibility(self) -> float:
+        """Seconds a resource whose create was just accepted stays unreadable (0: visible at once)."""
+        p = self.profile
+        if not p.late_visibility_rate:
+            return 0.0
+        with self._lock:
+            late = self._rng.random() < p.late_visibility_rate
+        return p.late_visibility_seconds if late else 0.0
 
     def fail_once(self, operation_key: str) -> bool:
         """True the first time a given operation is asked about, with the profile's probability."""

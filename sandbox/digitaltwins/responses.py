@@ -32,6 +32,7 @@ BACKEND_KEY: web.AppKey[DigitalTwinsBackend] = web.AppKey("adt_backend", Digital
 CTX_KEY: web.AppKey[SandboxContext] = web.AppKey("adt_ctx", SandboxContext)
 
 Handler = Callable[[web.Request, Instance], Awaitable[web.StreamResponse]]
+RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def error_response(err: AdtError) -> web.Response:

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from sandbox.core.context import SandboxContext
 from sandbox.digitaltwins import responses as r
-from sandbox.digitaltwins.models import RESOURCE_TYPE, DigitalTwinsBackend
+from sandbox.digitaltwins.models import RESOURCE_TYPE, URL_PREFIX, DigitalTwinsBackend
 
 
 def backend(ctx: SandboxContext) -> DigitalTwinsBackend:
@@ -26,7 +26,14 @@ def install(ctx: SandboxContext) -> None:
 
 
 def create_app(ctx: SandboxContext) -> web.Application:
-    app = web.Application(client_max_size=32 * 1024 * 1024)
+    @web.middleware
+    async def record_exchange(request: web.Request, handler: r.RouteHandler) -> web.StreamResponse:
+        response = await handler(request)
+        instance = request.match_info.get("instance", "")
+        await ctx.exchanges.record("digitaltwins", request, response, mount=f"{URL_PREFIX}/{instance}")
+        return response
+
+    app = web.Application(client_max_size=32 * 1024 * 1024, middlewares=[record_exchange])
     app[r.BACKEND_KEY] = backend(ctx)
     app[r.CTX_KEY] = ctx
     base = "/{instance}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from azure.mgmt.resource.resources import ResourceManagementClient
+from azure.mgmt.resource.resources.models import Tags, TagsPatchResource
 from azure.mgmt.web import WebSiteManagementClient
 from azure.mgmt.web.models import StringDictionary
 
@@ -46,7 +48,8 @@ def test_function_app_deploys_once_and_is_unchanged_after(walker: Any, sandbox: 
         assert site.function_app_config.runtime.version == "3.11"
     else:
         assert settings["SCM_DO_BUILD_DURING_DEPLOYMENT"] == "true"
-        assert site.site_config.linux_fx_version == "PYTHON|3.11"
+        config = _web().web_apps.get_configuration(cfg["resource_group"], cfg["name"])
+        assert config.linux_fx_version == "PYTHON|3.11"
     kudu = [r for r in sandbox.requests(0) if "/kudu/" + cfg["name"] + "/api/" in r["url"] and r["method"] == "POST"]
     assert [r["url"].split("/api/")[1].split("?")[0] for r in kudu] == ["publish" if plan_sku == "FC1" else "zipdeploy"]
 
@@ -97,8 +100,9 @@ def test_changed_package_is_redeployed(walker: Any, sandbox: Any) -> None:
     w.ensure_all(upto=APP)
     cfg = w.plan.resource(APP).config
     rg, name = cfg["resource_group"], cfg["name"]
-    site = _web().web_apps.get(rg, name)
-    _web().web_apps.update(rg, name, {"tags": {**site.tags, PACKAGE_TAG: "stale"}})
+    tags = mgmt(ResourceManagementClient).tags
+    tags.begin_update_at_scope(f"{_web().web_apps.get(rg, name).id}",
+                               TagsPatchResource(operation="Merge", properties=Tags(tags={PACKAGE_TAG: "stale"}))).result()
     mark = sandbox.seq()
     assert w.ensure(APP).action == "updated"
     posts = [m for m in sandbox.mutations(mark) if "/kudu/" in m]

@@ -104,8 +104,11 @@ def test_function_app_fields_settings_and_keys(
     assert site.identity.user_assigned_identities[mi.id].principal_id == mi.principal_id
     assert site.identity.user_assigned_identities[mi.id].client_id == mi.client_id
     assert site.state == "Running"
-    # GET does not echo app settings; they are read with appsettings/list.
-    assert web.web_apps.get(rg, name).site_config.app_settings is None
+    # A site read has no siteConfig ("not returned in response to normal create and read requests");
+    # config/web answers it, without app settings (they are read with appsettings/list).
+    assert site.site_config is None and web.web_apps.get(rg, name).site_config is None
+    config = web.web_apps.get_configuration(rg, name)
+    assert config.linux_fx_version == "Python|3.11" and config.app_settings is None
     settings = web.web_apps.list_application_settings(rg, name)
     assert settings.properties == {"FUNCTIONS_WORKER_RUNTIME": "python", "A": "1"}
     # update_application_settings replaces the whole set.
@@ -192,7 +195,8 @@ def test_site_config_get_update_patch(sandbox: Sandbox, mgmt_client: Any, rg: st
     # PATCH merges into what is there.
     patched = web.web_apps.update_configuration(rg, name, SiteConfigResource(linux_fx_version="Python|3.11"))
     assert patched.linux_fx_version == "Python|3.11" and patched.ftps_state == "Disabled"
-    assert web.web_apps.get(rg, name).site_config.linux_fx_version == "Python|3.11"
+    assert web.web_apps.get_configuration(rg, name).linux_fx_version == "Python|3.11"
+    assert web.web_apps.get(rg, name).site_config is None  # not on a normal read
     # App settings live apart from config/web and are untouched by it.
     assert web.web_apps.list_application_settings(rg, name).properties == {"KEEP": "1"}
 

@@ -35,6 +35,10 @@ FAILED = {"failed", "canceled", "cancelled"}
 MAX_LRO_ATTEMPTS = 4
 REAL_POLL_SECONDS = 15.0
 SANDBOX_POLL_SECONDS = 0.2
+# How long after ARM accepted a create a read may still answer 404 (its read path lags behind the
+# write): within it a missing resource is waited for, after it the create is issued again.
+REAL_VISIBILITY_GRACE_SECONDS = 300.0
+SANDBOX_VISIBILITY_GRACE_SECONDS = 15.0
 
 
 def clouds() -> Clouds:
@@ -59,6 +63,10 @@ def mgmt(client_cls: type[T], cl: Clouds | None = None) -> T:
 
 def poll_seconds(cl: Clouds | None = None) -> float:
     return SANDBOX_POLL_SECONDS if (cl or clouds()).is_sandbox else REAL_POLL_SECONDS
+
+
+def visibility_grace_seconds(cl: Clouds | None = None) -> float:
+    return SANDBOX_VISIBILITY_GRACE_SECONDS if (cl or clouds()).is_sandbox else REAL_VISIBILITY_GRACE_SECONDS
 
 
 def subscription_id(call: ResourceCall | None = None) -> str:
@@ -238,7 +246,7 @@ class ArmResource(Provider):
                 return EnsureResult("unchanged", self.outputs(call, current))
         action: Action = "created" if current is None else "updated"
         self.put(call, current)
-        return self._settle(call, action, 1)
+        return self._settle(call, action, 1, put_at=time.time())
 
     def poll(self, call: ResourceCall) -> EnsureResult:
         token = call.pending.token if call.pending is not None else {}
@@ -247,14 +255,18 @@ class ArmResource(Provider):
         if op == "delete":
             return self._poll_delete(call, attempts)
         action: Action = token.get("action", "updated")
+        put_at = token.get("put_at")
         current = self.get(call)
+        if current is None and isinstance(put_at, int | float) and time.time() - put_at < visibility_grace_seconds():
+            # Accepted but not readable yet (eventual visibility): wait rather than create it again.
+            return self._pending(call, action, attempts, put_at=put_at)
         if current is None or state_of(current) in FAILED:
             if attempts >= MAX_LRO_ATTEMPTS:
                 raise PermanentError(
                     f"{self.label} {name_of(call)}: provisioning failed {attempts} times; see the Azure activity log"
                 )
             self.put(call, current)
-            return self._settle(call, action, attempts + 1)
+            return self._settle(call, action, attempts + 1, put_at=time.time())
         if self._running(current) or not self.ready(current):
             return self._pending(call, action, attempts)
         return EnsureResult(action, self.outputs(call, current))
@@ -288,14 +300,17 @@ class ArmResource(Provider):
             attempts += 1
         return EnsureResult("deleted", pending=self._pending_token(call, {"op": "delete", "attempts": attempts}))
 
-    def _settle(self, call: ResourceCall, action: Action, attempts: int) -> EnsureResult:
+    def _settle(self, call: ResourceCall, action: Action, attempts: int, put_at: float | None = None) -> EnsureResult:
         current = self.get(call)
         if current is not None and not self._running(current) and state_of(current) not in FAILED and self.ready(current):
             return EnsureResult(action, self.outputs(call, current))
-        return self._pending(call, action, attempts)
+        return self._pending(call, action, attempts, put_at=put_at)
 
-    def _pending(self, call: ResourceCall, action: Action, attempts: int) -> EnsureResult:
-        return EnsureResult(action, pending=self._pending_token(call, {"op": "put", "action": action, "attempts": attempts}))
+    def _pending(self, call: ResourceCall, action: Action, attempts: int, put_at: float | None = None) -> EnsureResult:
+        token: dict[str, Any] = {"op": "put", "action": action, "attempts": attempts}
+        if put_at is not None:
+            token["put_at"] = put_at  # when ARM accepted the create: reads may lag behind it
+        return EnsureResult(action, pending=self._pending_token(call, token))
 
     def _pending_token(self, call: ResourceCall, token: dict[str, Any]) -> Pending:
         return Pending(token=token, poll_after_seconds=poll_seconds(), description=f"{self.label} {name_of(call)}")

@@ -5,7 +5,8 @@ One converging walk, resumable through `Pending` stages:
 2. settings: read-modify-write of the app settings (platform + plan config + wired settings;
    settings set by others are kept; nothing is written when all are current);
 3. code: the app's one package (from `payload_functions.packaging`) is deployed only when its
-   content hash differs from the hash recorded in the site tag `twin-package-sha256`: Flex
+   content hash differs from the hash recorded in the site tag `twin-package-sha256` (written
+   through ARM's tags API, `Microsoft.Resources/tags`: a site PATCH does not take tags): Flex
    Consumption through Kudu `/api/publish`, Consumption / Premium through `/api/zipdeploy?isAsync=true`;
 4. index: after a deployment, sync triggers and wait until every expected function is listed
    (subscriptions to a function must only be created once it is indexed).
@@ -19,6 +20,8 @@ from typing import Any
 
 from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolicy
 from azure.core.rest import HttpRequest
+from azure.mgmt.resource.resources import ResourceManagementClient
+from azure.mgmt.resource.resources.models import Tags, TagsPatchResource
 from azure.mgmt.storage import StorageManagementClient
 from azure.mgmt.storage.models import BlobContainer, ContainerProperties
 from azure.mgmt.web import WebSiteManagementClient
@@ -192,8 +195,9 @@ class FunctionApp(ArmResource):
             if (enum_str(fac.runtime.name).lower(), str(fac.runtime.version)) != (name, version):
                 out.append("runtime")
         else:
-            fx = str((current.site_config.linux_fx_version if current.site_config else "") or "")
-            if fx.lower() != f"{name}|{version}".lower():
+            # A site read does not carry siteConfig ("not returned on normal reads"): config/web does.
+            config = mgmt(WebSiteManagementClient).web_apps.get_configuration(resource_group(call), name_of(call))
+            if str(config.linux_fx_version or "").lower() != f"{name}|{version}".lower():
                 out.append("runtime")
         return out
 
@@ -380,11 +384,11 @@ class FunctionApp(ArmResource):
         rg, app = resource_group(call), name_of(call)
         web = mgmt(WebSiteManagementClient).web_apps
         web.sync_function_triggers(rg, app)
-        # Record what is deployed, so an unchanged package is never deployed again.
-        current = self.get(call)
-        tags = {**dict((current.tags if current is not None else None) or {}), PACKAGE_TAG: str(token["sha"])}
-        # The SDK's SitePatchResource has no `tags`; ARM's PATCH of a site takes them as JSON.
-        web.update(rg, app, {"tags": tags})  # type: ignore[call-overload]
+        # Record what is deployed, so an unchanged package is never deployed again: merged into the
+        # site's tags (others' tags kept) through the tags API, which any tracked resource takes.
+        mgmt(ResourceManagementClient).tags.begin_update_at_scope(
+            site_id(call), TagsPatchResource(operation="Merge", properties=Tags(tags={PACKAGE_TAG: str(token["sha"])})),
+            polling=False)
         return self._stage(call, "index", action, {"polls": 0})
 
     def _poll_index(self, call: ResourceCall, token: dict[str, Any], action: Action) -> EnsureResult:
