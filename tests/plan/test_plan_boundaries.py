@@ -2,7 +2,9 @@
 
 For each boundary: the receiver sits in L0 of the receiving cloud exactly when the sender is on
 another cloud (and nowhere else), and the sender gets the receiver's URL in the right setting
-plus the token. For every (L1, L2, L4) triple: the twin-update path of DESIGN.md section 5.
+plus the token. For every (L1, L2, L4) triple: the twin-update path (L4 aws: TwinMaker pulls;
+L4 azure: the Event Grid `adt-updater` when L1 = L2 = azure, the Azure persister when only L1 is
+elsewhere, the remote persister through the L0 `adt-pusher` when L2 is elsewhere).
 
 The expectations are spelled out here, independently of `shared.contracts.BOUNDARIES`.
 """
@@ -166,7 +168,7 @@ def test_adt_pusher_and_l0_presence(plans: dict[tuple[str, ...], Plan]) -> None:
 
 
 EXPECTED_PATH = {
-    # (L1, L2, L4) -> path, per DESIGN.md section 5
+    # (L1, L2, L4) -> path: each reading updates the twin exactly once, on exactly one path
     **{(l1, l2, "aws"): TwinUpdatePath.PULL for l1 in PROVIDERS for l2 in PROVIDERS},
     **{(l1, l2, "azure"): TwinUpdatePath.REMOTE_ADT_PUSHER for l1 in PROVIDERS for l2 in ("aws", "gcp")},
     ("azure", "azure", "azure"): TwinUpdatePath.EVENT_GRID_ADT_UPDATER,
