@@ -28,7 +28,6 @@ from shared.resources.aws import (
     S3BucketConfig,
     ScheduleConfig,
     StepFunctionConfig,
-    TimeSeriesProperty,
     TwinMakerComponent,
     TwinMakerComponentTypeConfig,
     TwinMakerEntitiesConfig,
@@ -184,10 +183,9 @@ class AwsPlanner(CloudPlanner):
                        TwinMakerComponentTypeConfig(
                            name=d.aws.component_type(device.id), region=self.region, workspace=ws.name,
                            device_id=device.id,
-                           properties=tuple(TimeSeriesProperty(name=p.name, data_type=p.data_type)
-                                            for p in device.properties),
-                           const_properties=tuple(ConstantProperty(name=c.name, data_type=c.data_type, value=c.value)
-                                                  for c in device.const_properties)),
+                           properties={p.name: p.data_type for p in device.properties},
+                           const_properties={c.name: ConstantProperty(data_type=c.data_type, value=c.value)
+                                             for c in device.const_properties}),
                        needs=[ws.id])
             d.wire(reader, ct.id, Setting.DATA_READER_FUNCTION_ARN)
             d.wire(last, ct.id, Setting.LAST_ENTRY_READER_FUNCTION_ARN)

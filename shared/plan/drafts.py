@@ -62,7 +62,7 @@ class Draft:
         return self.config.build(self.name) if isinstance(self.config, FunctionAppDraft) else self.config
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Hosted:
     """One payload function to host, and what it needs from the cloud that runs it."""
 

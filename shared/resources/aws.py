@@ -97,26 +97,20 @@ class TwinMakerWorkspaceConfig(AwsConfig):
     """The workspace's S3 bucket (its own resource)."""
 
 
-class TimeSeriesProperty(ConfigPart):
-    """A property read through the hot reader (stored outside TwinMaker)."""
-
-    name: str
-    data_type: DataType
-
-
 class ConstantProperty(ConfigPart):
-    name: str
     data_type: DataType
     value: JsonValue
 
 
 class TwinMakerComponentTypeConfig(AwsConfig):
-    """The component type of one device in workspace `workspace`."""
+    """The component type of one device in workspace `workspace` (keyed by property name, as
+    TwinMaker's `propertyDefinitions` are)."""
 
     workspace: str
     device_id: str
-    properties: tuple[TimeSeriesProperty, ...]
-    const_properties: tuple[ConstantProperty, ...]
+    properties: Mapping[str, DataType]
+    """Time-series properties (read through the hot reader, stored outside TwinMaker): their types."""
+    const_properties: Mapping[str, ConstantProperty]
 
 
 class TwinMakerComponent(ConfigPart):

@@ -43,11 +43,10 @@ def _default_value(data_type: str, value: Any) -> dict[str, Any]:
 
 def wanted_definitions(config: TwinMakerComponentTypeConfig) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for prop in config.properties:
-        out[prop.name] = {"dataType": {"type": prop.data_type}, "isTimeSeries": True, "isStoredExternally": True}
-    for const in config.const_properties:
-        out[const.name] = {"dataType": {"type": const.data_type},
-                           "defaultValue": _default_value(const.data_type, const.value)}
+    for name, data_type in config.properties.items():
+        out[name] = {"dataType": {"type": data_type}, "isTimeSeries": True, "isStoredExternally": True}
+    for name, const in config.const_properties.items():
+        out[name] = {"dataType": {"type": const.data_type}, "defaultValue": _default_value(const.data_type, const.value)}
     return out
 
 
