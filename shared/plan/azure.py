@@ -15,7 +15,7 @@ from shared.contracts import (
 )
 from shared.naming import AzureNaming
 from shared.plan.cloud import CloudPlanner, MoverSchedule, StorePairs
-from shared.plan.drafts import Draft, FunctionAppDraft, Hosted
+from shared.plan.drafts import Draft, Drafts, FunctionAppDraft, Hosted
 from shared.resources import EVENT_ACTION_PACKAGE
 from shared.resources.azure import (
     AppServicePlanConfig,
@@ -60,6 +60,11 @@ DATASOURCE_PLUGIN = "marcusolsson-json-datasource"
 class AzurePlanner(CloudPlanner):
     provider = "azure"
 
+    def __init__(self, drafts: Drafts) -> None:
+        super().__init__(drafts)
+        self.apps: dict[str, tuple[Draft, FunctionAppDraft]] = {}
+        """Layer -> its Function App."""
+
     @property
     def rg(self) -> str:
         return self.d.az.resource_group()
@@ -72,10 +77,9 @@ class AzurePlanner(CloudPlanner):
 
     def function(self, hosted: Hosted) -> str:
         """A function joins its layer's Function App (created with the layer's first function)."""
-        app = self.app(hosted.layer)
-        assert isinstance(app.config, FunctionAppDraft)
+        app, config = self.app(hosted.layer)
         contract = FUNCTIONS[hosted.function]
-        app.config.functions.append(HostedFunction(
+        config.functions.append(HostedFunction(
             name=str(hosted.function) if hosted.short is None else hosted.short,
             package=EVENT_ACTION_PACKAGE if hosted.user_function else hosted.function,
             trigger=contract.trigger,
@@ -86,18 +90,18 @@ class AzurePlanner(CloudPlanner):
             user_function=hosted.user_function,
             path_to_code=hosted.path_to_code,
         ))
-        app.config.app_settings.update(
+        config.app_settings.update(
             {k: v for k, v in self.d.environment(hosted).items() if k != Setting.DIGITAL_TWIN_INFO})
         app.produces.extend(str(p) for p in (hosted.public_url, *hosted.produces) if p is not None)
         app.needs.extend(hosted.needs)
         return app.id
 
-    def app(self, layer: str) -> Draft:
-        """The layer's Function App and its App Service plan."""
+    def app(self, layer: str) -> tuple[Draft, FunctionAppDraft]:
+        """The layer's Function App (created with its App Service plan by the layer's first
+        function) and its configuration in the making."""
+        if layer in self.apps:
+            return self.apps[layer]
         d = self.d
-        rid = f"azure/{layer}/function-app"
-        if rid in d.drafts:
-            return d.drafts[rid]
         az = d.spec.clouds.azure
         plan = d.add("azure", layer, "app-plan", "app-service-plan", AppServicePlanConfig(
             name=d.az.plan(layer), resource_group=self.rg, location=az.region, sku=az.functions_plan),
@@ -115,7 +119,8 @@ class AzurePlanner(CloudPlanner):
                     name=d.az.function_app(layer))
         d.wire(Output.AZURE_STORAGE_CONNECTION_STRING, app.id, Setting.AZURE_WEBJOBS_STORAGE)
         d.wire(Output.AZURE_IDENTITY_CLIENT_ID, app.id, Setting.AZURE_CLIENT_ID)
-        return app
+        self.apps[layer] = (app, draft)
+        return app, draft
 
     def processor_access(self) -> StorePairs:
         return [(Output.PROCESSOR_URL, Setting.PROCESSOR_URL), (Output.PROCESSOR_KEY, Setting.PROCESSOR_KEY)]
@@ -192,9 +197,8 @@ class AzurePlanner(CloudPlanner):
 
     def processors(self) -> None:
         """One `processor` function in the L2 app runs every device's processing."""
-        app = self.function(Hosted("L2", Function.PROCESSOR, produces=(Output.PROCESSOR_URL, Output.PROCESSOR_KEY)))
-        config = self.d.drafts[app].config
-        assert isinstance(config, FunctionAppDraft)
+        self.function(Hosted("L2", Function.PROCESSOR, produces=(Output.PROCESSOR_URL, Output.PROCESSOR_KEY)))
+        _, config = self.app("L2")
         config.processors = tuple(device.id for device in self.d.spec.devices)
 
     def workflow(self) -> tuple[Output, Setting]:
