@@ -214,6 +214,7 @@ class ArmResource(TypedProvider[C]):
         return self.poll_config(call, self.config(call))
 
     def ensure_config(self, call: ResourceCall, config: C) -> EnsureResult:
+        """`ensure` with the configuration parsed (a kind made of parts walks each with it)."""
         current = self.get(call, config)
         if current is not None and self._running(current):
             # Another operation (ours from an earlier attempt, or someone else's) is under way.
@@ -227,6 +228,7 @@ class ArmResource(TypedProvider[C]):
         return self._settle(call, config, action, 1, put_at=time.time())
 
     def poll_config(self, call: ResourceCall, config: C) -> EnsureResult:
+        """`poll` with the configuration parsed."""
         token = call.pending.token if call.pending is not None else {}
         op = token.get("op", "put")
         attempts = int(token.get("attempts", 1))
