@@ -31,6 +31,8 @@ from typing import Any
 
 from shared.contracts import ROUTE_PREFIX, Function
 from shared.pysource import parse_python
+from shared.resources.aws import LambdaConfig
+from shared.resources.azure import FunctionAppConfig
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 FIRST_PARTY = ("payload_functions", "shared")
@@ -291,15 +293,14 @@ def build_lambda_package(function: Function | str, *, user_processor: bytes | No
     return _package(str(fn), files, [str(fn)], requirements, LAMBDA_HANDLER)
 
 
-def build_for_resource(kind: str, name: str, config: Mapping[str, Any]) -> Package:
-    """The package of a planned resource (`function-app` or `lambda`), from its plan config."""
-    if kind == "function-app":
-        hosted = config.get("functions") or []
-        packages = [str(h.get("package")) for h in hosted if isinstance(h, Mapping)]
+def build_for_resource(kind: str, name: str, config: FunctionAppConfig | LambdaConfig) -> Package:
+    """The package of a planned resource (`function-app` or `lambda`), from its typed configuration."""
+    if kind == "function-app" and isinstance(config, FunctionAppConfig):
+        packages = [str(f.package) for f in config.functions]
         unsupported = sorted({p for p in packages if p not in {str(f) for f in supported_functions("azure")}})
         if unsupported:
             raise PackagingError(f"Function App {name}: no package for {', '.join(unsupported)}")
         return build_azure_app_package(name, packages)
-    if kind == "lambda":
-        return build_lambda_package(str(config.get("package")))
+    if kind == "lambda" and isinstance(config, LambdaConfig):
+        return build_lambda_package(str(config.package))
     raise PackagingError(f"resource kind {kind!r} has no payload package (expected function-app or lambda)")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from activities.registry import Provider, register
+from activities.providers.typed import TypedProvider
+from activities.registry import register
 from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.resources.control import GeneratedSecretConfig
 
 TOKEN_BYTES = 32
 PREVIOUS_SUFFIX = "_PREVIOUS"
@@ -18,19 +20,22 @@ def fingerprint(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def new_secret() -> str:
-    """A URL-safe random secret (256 bits), fit for an HTTP header."""
-    return secrets.token_urlsafe(TOKEN_BYTES)
+def new_secret(size: int = TOKEN_BYTES) -> str:
+    """A URL-safe random secret of `size` bytes (256 bits by default), fit for an HTTP header."""
+    return secrets.token_urlsafe(size)
 
 
 @register("control", "secret")
-class GeneratedSecret(Provider):
+class GeneratedSecret(TypedProvider[GeneratedSecretConfig]):
     """Each produced output is a random secret; an existing value is kept (reconcile, not rotate).
 
     Rotation is a separate, phased operation (`rotate_token`), never a side effect of a re-deploy.
     """
 
+    model = GeneratedSecretConfig
+
     def ensure(self, call: ResourceCall) -> EnsureResult:
+        config = self.config(call)
         outputs: dict[str, str] = {}
         generated = 0
         for name in call.resource.produces:
@@ -41,7 +46,7 @@ class GeneratedSecret(Provider):
             elif current:
                 outputs[name] = current
             else:
-                outputs[name] = new_secret()
+                outputs[name] = new_secret(config.bytes)
                 generated += 1
         fresh = sum(1 for n in call.resource.produces if not n.endswith(PREVIOUS_SUFFIX))
         action: Action = "unchanged" if not generated else ("created" if generated == fresh else "updated")

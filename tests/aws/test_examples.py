@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from activities.providers.aws._common import client
+from shared.resources.aws import LambdaConfig
 
 SKIP = ("grafana-datasource",)
 
@@ -41,7 +42,7 @@ def test_aws_side_of_cross_cloud_examples(example: str, placement: str | None, w
     if placement:
         overrides["options"] = {"use_event_checking": True, "return_feedback_to_device": False}
     w = walker(example, **overrides)
-    packages = {r.config.get("package") for r in w.plan.resources if r.provider == "aws" and r.kind == "lambda"}
+    packages = {str(r.config.package) for r in w.plan.resources if isinstance(r.config, LambdaConfig)}
     assert EXPECTED.get(placement or example, set()) <= packages
     created = w.ensure_all(skip_kinds=SKIP)
     assert {r: x.action for r, x in created.items() if r.startswith("aws/") and x.action != "created"} == {}

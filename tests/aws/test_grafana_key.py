@@ -19,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from activities.providers.aws import grafana_datasource as gd
-from activities.providers.aws._common import client, region
+from activities.providers.aws._common import client, default_region
 from shared.engine.errors import PermanentError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def _workspace(w: Any) -> dict[str, Any]:
 def _live_key_names(sandbox: Any, w: Any) -> set[str]:
     """The workspace's unexpired API key names, as the sandbox's Grafana holds them (AWS has no
     API that lists them)."""
-    ws = sandbox.sb.aws.grafana[region()].workspaces[_workspace(w)["id"]]
+    ws = sandbox.sb.aws.grafana[default_region()].workspaces[_workspace(w)["id"]]
     now = time.time()
     return {name for name, k in ws.api_keys.items() if k.expires_at > now}
 

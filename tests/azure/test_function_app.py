@@ -23,7 +23,7 @@ def _web() -> Any:
 
 def _settings(w: Any, rid: str = APP) -> dict[str, str]:
     cfg = w.plan.resource(rid).config
-    return dict(_web().web_apps.list_application_settings(cfg["resource_group"], cfg["name"]).properties or {})
+    return dict(_web().web_apps.list_application_settings(cfg.resource_group, cfg.name).properties or {})
 
 
 @pytest.mark.parametrize("plan_sku", ["FC1", "Y1"])
@@ -33,9 +33,9 @@ def test_function_app_deploys_once_and_is_unchanged_after(walker: Any, sandbox: 
     results = w.ensure_all(upto=APP)
     assert results[APP].action == "created"
     cfg = w.plan.resource(APP).config
-    site = _web().web_apps.get(cfg["resource_group"], cfg["name"])
-    assert site.tags[PACKAGE_TAG] == build_package(w.call(APP)).sha256_hex
-    listed = [f.name.rsplit("/", 1)[-1] for f in _web().web_apps.list_functions(cfg["resource_group"], cfg["name"])]
+    site = _web().web_apps.get(cfg.resource_group, cfg.name)
+    assert site.tags[PACKAGE_TAG] == build_package(w.plan.resource(APP).config).sha256_hex
+    listed = [f.name.rsplit("/", 1)[-1] for f in _web().web_apps.list_functions(cfg.resource_group, cfg.name)]
     assert listed == ["cold-to-archive-mover"]
     settings = _settings(w)
     storage = w.outputs["azure/setup/storage-account"]["AZURE_STORAGE_CONNECTION_STRING"]
@@ -48,9 +48,9 @@ def test_function_app_deploys_once_and_is_unchanged_after(walker: Any, sandbox: 
         assert site.function_app_config.runtime.version == "3.11"
     else:
         assert settings["SCM_DO_BUILD_DURING_DEPLOYMENT"] == "true"
-        config = _web().web_apps.get_configuration(cfg["resource_group"], cfg["name"])
+        config = _web().web_apps.get_configuration(cfg.resource_group, cfg.name)
         assert config.linux_fx_version == "PYTHON|3.11"
-    kudu = [r for r in sandbox.requests(0) if "/kudu/" + cfg["name"] + "/api/" in r["url"] and r["method"] == "POST"]
+    kudu = [r for r in sandbox.requests(0) if "/kudu/" + cfg.name + "/api/" in r["url"] and r["method"] == "POST"]
     assert [r["url"].split("/api/")[1].split("?")[0] for r in kudu] == ["publish" if plan_sku == "FC1" else "zipdeploy"]
 
     mark = sandbox.seq()
@@ -67,7 +67,7 @@ def test_apply_settings_keeps_others_and_skips_when_current(walker: Any, sandbox
     w = walker()
     w.ensure_all(upto=APP)
     cfg = w.plan.resource(APP).config
-    rg, name = cfg["resource_group"], cfg["name"]
+    rg, name = cfg.resource_group, cfg.name
     # Someone else sets a setting of their own.
     _web().web_apps.update_application_settings(rg, name, StringDictionary(properties={**_settings(w), "THEIRS": "1"}))
     app = provider_for("azure", "function-app")
@@ -99,7 +99,7 @@ def test_changed_package_is_redeployed(walker: Any, sandbox: Any) -> None:
     w = walker()
     w.ensure_all(upto=APP)
     cfg = w.plan.resource(APP).config
-    rg, name = cfg["resource_group"], cfg["name"]
+    rg, name = cfg.resource_group, cfg.name
     tags = mgmt(ResourceManagementClient).tags
     tags.begin_update_at_scope(f"{_web().web_apps.get(rg, name).id}",
                                TagsPatchResource(operation="Merge", properties=Tags(tags={PACKAGE_TAG: "stale"}))).result()
@@ -107,5 +107,5 @@ def test_changed_package_is_redeployed(walker: Any, sandbox: Any) -> None:
     assert w.ensure(APP).action == "updated"
     posts = [m for m in sandbox.mutations(mark) if "/kudu/" in m]
     assert len(posts) == 1 and posts[0].endswith("/api/publish")
-    assert _web().web_apps.get(rg, name).tags[PACKAGE_TAG] == build_package(w.call(APP)).sha256_hex
+    assert _web().web_apps.get(rg, name).tags[PACKAGE_TAG] == build_package(w.plan.resource(APP).config).sha256_hex
     w.delete("azure/setup/resource-group")

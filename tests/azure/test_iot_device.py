@@ -15,7 +15,7 @@ def test_device_identity_ensure_read_twice_delete(walker: Any, sandbox: Any) -> 
     first = w.ensure_all(upto=DEVICE)
     assert first[DEVICE].action == "created"
     conn = w.outputs[DEVICE]["DEVICE_CREDENTIALS:climate-sensor-1"]
-    name = w.plan.resource(DEVICE).config["name"]
+    name = w.plan.resource(DEVICE).config.name
     assert conn.startswith("HostName=") and f";DeviceId={name};SharedAccessKey=" in conn
     read = w.read(DEVICE)
     assert read.exists and read.outputs == w.outputs[DEVICE] and read.details["status"] == "enabled"

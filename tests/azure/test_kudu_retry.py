@@ -20,7 +20,7 @@ def test_failed_kudu_deployment_is_redeployed(sandbox: Any) -> None:
         sandbox.profile("flaky", seed=seed)
         mark = sandbox.seq()
         assert w.ensure_all(upto=APP)[APP].action == "created"
-        name = w.plan.resource(APP).config["name"]
+        name = w.plan.resource(APP).config.name
         publishes = [r for r in sandbox.requests(mark) if r["method"] == "POST" and r["status"] == 202
                      and f"/kudu/{name}/api/publish" in r["url"]]
         sandbox.profile("instant")

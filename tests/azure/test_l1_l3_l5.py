@@ -30,9 +30,9 @@ def test_iot_hub_role_and_system_topic(walker: Any, sandbox: Any) -> None:
     roles = {a.role_definition_id.rsplit("/", 1)[-1]
              for a in mgmt(AuthorizationManagementClient).role_assignments.list_for_scope(hub_id)
              if a.principal_id == principal}
-    assert roles == set(w.plan.resource(HUB_ROLE).config["role_definition_ids"])
-    topic = mgmt(EventGridManagementClient).system_topics.get(w.plan.resource(TOPIC).config["resource_group"],
-                                                               w.plan.resource(TOPIC).config["name"])
+    assert roles == set(w.plan.resource(HUB_ROLE).config.role_definition_ids)
+    topic = mgmt(EventGridManagementClient).system_topics.get(w.plan.resource(TOPIC).config.resource_group,
+                                                               w.plan.resource(TOPIC).config.name)
     assert str(topic.source).lower() == hub_id.lower()
 
     mark = sandbox.seq()
@@ -77,8 +77,7 @@ def test_blob_containers_record_their_tier(walker: Any, sandbox: Any) -> None:
     from azure.mgmt.storage import StorageManagementClient
 
     cfg = w.plan.resource("azure/L3_archive/archive-container").config
-    c = mgmt(StorageManagementClient).blob_containers.get(w.plan.resource("azure/setup/storage-account").config[
-        "resource_group"], cfg["storage_account"], cfg["name"])
+    c = mgmt(StorageManagementClient).blob_containers.get(cfg.resource_group, cfg.storage_account, cfg.name)
     assert c.metadata == {"access_tier": "Archive"}
     mark = sandbox.seq()
     assert w.ensure("azure/L3_archive/archive-container").action == "unchanged"
@@ -129,7 +128,7 @@ def test_role_assigned_by_someone_else_counts_as_present(walker: Any, sandbox: A
     w.ensure_all(["azure/setup/resource-group", "azure/setup/identity", HUB])
     hub_id = w.read(HUB).details["id"]
     principal = w.outputs["azure/setup/identity"]["AZURE_IDENTITY_PRINCIPAL_ID"]
-    roles = w.plan.resource(HUB_ROLE).config["role_definition_ids"]
+    roles = w.plan.resource(HUB_ROLE).config.role_definition_ids
     client = mgmt(AuthorizationManagementClient).role_assignments
     client.create(hub_id, str(uuid.uuid4()), {"properties": {"roleDefinitionId": role_definition_id(roles[0]),
                                                              "principalId": principal}})

@@ -38,10 +38,10 @@ def test_instance_role_models_and_graph(walker: Any, sandbox: Any) -> None:
     assert w.ensure(MODELS).action == "created"
     assert w.ensure(GRAPH).action == "created"
     client = _client(url)
-    assert {m.id for m in client.list_models()} == {m["@id"] for m in w.plan.resource(MODELS).config["models"]}
+    assert {m.id for m in client.list_models()} == {m["@id"] for m in w.plan.resource(MODELS).config.models}
     rels = list(client.list_relationships("greenhouse-1"))
     assert sorted(r["$relationshipId"] for r in rels) == sorted(
-        r["$relationshipId"] for r in w.plan.resource(GRAPH).config["relationships"])
+        r.relationship_id for r in w.plan.resource(GRAPH).config.relationships)
 
     # A value written at runtime (telemetry) survives a reconcile; a removed relationship returns.
     client.update_digital_twin("climate-sensor-1", [{"op": "add", "path": "/lastTemperature", "value": 30.5}])
@@ -140,7 +140,7 @@ def test_large_graph_is_walked_across_calls(walker: Any, sandbox: Any, monkeypat
     monkeypatch.setattr(twin_graph, "CALL_BUDGET_SECONDS", 0.0)  # one item per activity call
     polls = w.polls
     assert w.ensure(GRAPH).action == "created"
-    items = len(w.plan.resource(GRAPH).config["twins"]) + len(w.plan.resource(GRAPH).config["relationships"])
+    items = len(w.plan.resource(GRAPH).config.twins) + len(w.plan.resource(GRAPH).config.relationships)
     assert w.polls - polls == items - 1
     assert w.read(GRAPH).exists
     w.delete("azure/setup/resource-group")
@@ -151,7 +151,7 @@ def test_models_partly_uploaded_or_raced_converge(walker: Any, sandbox: Any) -> 
 
     w = walker()
     w.ensure_all(["azure/setup/resource-group", "azure/setup/identity", ADT, ROLE])
-    models = w.plan.resource(MODELS).config["models"]
+    models = w.plan.resource(MODELS).config.models
     _client(w.outputs[ADT]["ADT_INSTANCE_URL"]).create_models([models[0]])  # someone uploaded one already
     assert w.ensure(MODELS).action == "updated"
     assert w.delete(MODELS).action == "deleted"

@@ -18,7 +18,8 @@ SENDERS = ["azure/L2/function-app", "aws/L3_hot/mover"]
 
 
 def _plan() -> dict:
-    token = resource("control/setup/inter-cloud-token", [], [TOKEN, PREVIOUS], kind="secret")
+    token = resource("control/setup/inter-cloud-token", [], [TOKEN, PREVIOUS], kind="secret", name="inter-cloud-token",
+                     bytes=32, encoding="urlsafe-base64", keeps_previous=True)
     wires = [(TOKEN, r, TOKEN) for r in RECEIVERS] + [(PREVIOUS, r, PREVIOUS) for r in RECEIVERS]
     wires += [(TOKEN, s, TOKEN) for s in SENDERS]
     return plan("rot", [token, *(resource(r, [token["id"]]) for r in RECEIVERS + SENDERS)], wires,

@@ -112,7 +112,8 @@ def test_registry_rejects_unimportable_modules(monkeypatch: pytest.MonkeyPatch) 
 
 def test_generated_secret_is_kept_and_previous_starts_empty() -> None:
     res = Resource("control/setup/inter-cloud-token", "setup", "control", "secret", (),
-                   ("INTER_CLOUD_TOKEN", "INTER_CLOUD_TOKEN_PREVIOUS"))
+                   ("INTER_CLOUD_TOKEN", "INTER_CLOUD_TOKEN_PREVIOUS"),
+                   {"name": "inter-cloud-token", "bytes": 32, "encoding": "urlsafe-base64", "keeps_previous": True})
     first = GeneratedSecret().ensure(ResourceCall("t", res))
     assert first.action == "created" and len(first.outputs["INTER_CLOUD_TOKEN"]) >= 40
     assert first.outputs["INTER_CLOUD_TOKEN_PREVIOUS"] == ""

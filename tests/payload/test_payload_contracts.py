@@ -9,7 +9,6 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import azure.functions as func
 import pytest
@@ -30,6 +29,10 @@ from shared.contracts import (
     url_path,
 )
 from shared.plan import Plan, build_plan
+from shared.resources import ResourceConfig
+from shared.resources.aws import IotTopicRuleConfig, LambdaConfig
+from shared.resources.azure import FunctionAppConfig
+from shared.resources.gcp import CloudFunctionConfig
 from shared.spec import TwinSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,10 +128,17 @@ def _plans() -> list[tuple[str, Plan]]:
 PLANS = _plans()
 
 
-def _hosted(resource_kind: str, config: Mapping[str, Any]) -> list[str]:
-    if resource_kind == "function-app":
-        return [str(h["package"]) for h in config["functions"]]
-    return [str(config["package"])]
+def _hosted(resource_kind: str, config: ResourceConfig) -> list[str]:
+    if isinstance(config, FunctionAppConfig):
+        return [str(h.package) for h in config.functions]
+    assert isinstance(config, LambdaConfig | CloudFunctionConfig)
+    return [str(config.package)]
+
+
+def _static_settings(config: ResourceConfig) -> Mapping[str, str]:
+    if isinstance(config, FunctionAppConfig):
+        return config.app_settings
+    return config.environment if isinstance(config, LambdaConfig | CloudFunctionConfig) else {}
 
 
 @pytest.mark.parametrize(("name", "plan"), PLANS, ids=[n for n, _ in PLANS])
@@ -150,12 +160,11 @@ def test_plan_injects_only_settings_its_functions_read(name: str, plan: Plan) ->
             else:
                 reads |= settings_read(fn, provider)
         injected = set(plan.settings_of(resource.id))
-        injected |= set(resource.config.get("environment") or {}) | set(resource.config.get("app_settings") or {})
+        injected |= set(_static_settings(resource.config))
         unread = sorted(injected - reads)
         if unread:
             problems.append(f"{resource.id} gets {unread}, which none of {packages} reads")
-        info_text = (resource.config.get("environment") or resource.config.get("app_settings") or {}).get(
-            str(Setting.DIGITAL_TWIN_INFO))
+        info_text = _static_settings(resource.config).get(str(Setting.DIGITAL_TWIN_INFO))
         info = DigitalTwinInfo.from_json(str(info_text))
         assert {str(layer) for layer in (Layer.L1, Layer.L2, Layer.L3_HOT, Layer.L3_COLD, Layer.L3_ARCHIVE,
                                          Layer.L4)} <= set(info.providers)
@@ -167,8 +176,7 @@ def test_plan_wires_what_the_persister_and_senders_require(name: str, plan: Plan
     """The settings the runtime requires in a placement are wired by the plan in that placement."""
     from shared.contracts import TwinUpdatePath, twin_update_path
 
-    info = next(DigitalTwinInfo.from_json(r.config.get("environment", r.config.get("app_settings", {}))
-                                          [str(Setting.DIGITAL_TWIN_INFO)])
+    info = next(DigitalTwinInfo.from_json(_static_settings(r.config)[str(Setting.DIGITAL_TWIN_INFO)])
                 for r in plan.resources if r.kind in ("lambda", "function-app"))
     p = info.providers
     l2 = p[str(Layer.L2)]
@@ -197,6 +205,7 @@ def test_every_planned_payload_package_of_the_examples_builds(example: str) -> N
     built: dict[str, tuple[str, ...]] = {}
     for r in plan.resources:
         if r.kind in ("lambda", "function-app") and not set(_hosted(r.kind, r.config)) & USER_PACKAGES:
+            assert isinstance(r.config, FunctionAppConfig | LambdaConfig)
             built[r.id] = build_for_resource(r.kind, r.name, r.config).functions
     feedback = str(Function.EVENT_FEEDBACK)
     planned = any(feedback in _hosted(r.kind, r.config) for r in plan.resources if r.kind in ("lambda", "function-app"))
@@ -246,8 +255,9 @@ def test_feedback_topic_is_not_routed_back_into_the_dispatcher() -> None:
     rules = [r for r in plan.resources if r.kind == "iot-topic-rule"]
     assert rules
     for rule in rules:
-        match = re.search(r"FROM '([^']+)'", str(rule.config["sql"]))
-        assert match, rule.config["sql"]
+        assert isinstance(rule.config, IotTopicRuleConfig)
+        match = re.search(r"FROM '([^']+)'", rule.config.sql)
+        assert match, rule.config.sql
         for device in spec.devices:
             topic = AwsNaming(spec.twin.name).feedback_topic(device.id)
             assert topic.startswith(f"{spec.twin.name}/")  # inside the feedback Lambda's iot:Publish grant

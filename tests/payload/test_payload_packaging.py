@@ -25,6 +25,8 @@ from payload_functions.packaging import (
     supported_functions,
 )
 from shared.contracts import Function, Setting
+from shared.resources.aws import LambdaConfig
+from shared.resources.azure import FunctionAppConfig, FunctionRuntime, HostedFunction
 
 AZURE_ALL = supported_functions("azure")
 AWS_ALL = supported_functions("aws")
@@ -169,8 +171,13 @@ def test_unknown_or_unimplemented_functions_are_refused_by_name() -> None:
         build_lambda_package(Function.ADT_PUSHER)
     with pytest.raises(PackagingError, match="no functions"):
         build_azure_app_package("app", [])
+    action = HostedFunction(name="event-action-x", package="event-action", trigger="http", auth_level="function",
+                            user_function="x")
+    app = FunctionAppConfig(name="x", resource_group="rg", location="westeurope", plan="p",
+                            runtime=FunctionRuntime(name="python", version="3.11"), identity="i", storage_account="s",
+                            functions=(action,), app_settings={})
     with pytest.raises(PackagingError, match="no package for event-action"):
-        build_for_resource("function-app", "x", {"functions": [{"package": "event-action"}]})
+        build_for_resource("function-app", "x", app)
 
 
 def test_plan_resources_build(tmp_path: Path) -> None:
@@ -179,10 +186,9 @@ def test_plan_resources_build(tmp_path: Path) -> None:
     seen: dict[str, str] = {}
     for _, plan in PLANS[:16]:
         for r in plan.resources:
-            if r.kind == "lambda" and r.config["package"] in {str(f) for f in AWS_ALL}:
+            if isinstance(r.config, LambdaConfig) and r.config.package in AWS_ALL:
                 seen[r.id] = build_for_resource(r.kind, r.name, r.config).sha256
-            if r.kind == "function-app" and all(f["package"] in {str(x) for x in AZURE_ALL}
-                                               for f in r.config["functions"]):
+            if isinstance(r.config, FunctionAppConfig) and all(f.package in AZURE_ALL for f in r.config.functions):
                 seen[r.id] = build_for_resource(r.kind, r.name, r.config).sha256
     assert len(seen) > 10
 

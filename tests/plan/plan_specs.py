@@ -6,7 +6,10 @@ import copy
 import itertools
 from typing import Any
 
-from shared.plan import Plan
+from shared.plan import Plan, Resource
+from shared.resources.aws import LambdaConfig
+from shared.resources.azure import FunctionAppConfig, HostedFunction
+from shared.resources.gcp import CloudFunctionConfig
 from shared.spec import TwinSpec
 
 PROVIDERS = ("aws", "azure", "gcp")
@@ -95,8 +98,23 @@ def hosted(plan: Plan, provider: str, layer: str, function: str) -> bool:
     """Is `function` deployed on `provider` in `layer`? (Azure: inside the layer's Function App.)"""
     if provider == "azure":
         rid = f"azure/{layer}/function-app"
-        return plan.has(rid) and any(f["name"] == function for f in plan.resource(rid).config["functions"])
+        return plan.has(rid) and any(f.name == function for f in app_functions(plan.resource(rid)))
     return plan.has(f"{provider}/{layer}/{function}")
+
+
+def app_functions(resource: Resource) -> tuple[HostedFunction, ...]:
+    """The functions a Function App hosts (none for any other kind)."""
+    return resource.config.functions if isinstance(resource.config, FunctionAppConfig) else ()
+
+
+def static_settings(resource: Resource) -> dict[str, str]:
+    """A function host's static settings: app settings, or a function's environment."""
+    config = resource.config
+    if isinstance(config, FunctionAppConfig):
+        return dict(config.app_settings)
+    if isinstance(config, LambdaConfig | CloudFunctionConfig):
+        return dict(config.environment)
+    return {}
 
 
 def host_id(provider: str, layer: str, function: str) -> str:

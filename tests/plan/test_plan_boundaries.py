@@ -2,7 +2,9 @@
 
 For each boundary: the receiver sits in L0 of the receiving cloud exactly when the sender is on
 another cloud (and nowhere else), and the sender gets the receiver's URL in the right setting
-plus the token. For every (L1, L2, L4) triple: the twin-update path of DESIGN.md section 5.
+plus the token. For every (L1, L2, L4) triple: the twin-update path (L4 aws: TwinMaker pulls;
+L4 azure: the Event Grid `adt-updater` when L1 = L2 = azure, the Azure persister when only L1 is
+elsewhere, the remote persister through the L0 `adt-pusher` when L2 is elsewhere).
 
 The expectations are spelled out here, independently of `shared.contracts.BOUNDARIES`.
 """
@@ -12,10 +14,21 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from plan_specs import PROVIDERS, all_placements, host_id, hosted, make_spec, settings
+from plan_specs import (
+    PROVIDERS,
+    all_placements,
+    app_functions,
+    host_id,
+    hosted,
+    make_spec,
+    settings,
+    static_settings,
+)
 
 from shared.contracts import TwinUpdatePath, twin_update_path
 from shared.plan import Plan, build_plan
+from shared.resources.aws import LambdaConfig
+from shared.resources.gcp import CloudFunctionConfig
 
 PLACEMENTS = all_placements()
 
@@ -118,7 +131,7 @@ def test_hot_reader_boundary(plans: dict[tuple[str, ...], Plan]) -> None:
         # One reader per hot cloud: the public L0 one whenever it exists, else the local one.
         want_url = "HOT_READER_URL" if want else "LOCAL_HOT_READER_URL"
         local = [r.id for r in plan.resources_in("L3_hot") if "hot-reader" in r.id
-                 or (r.kind == "function-app" and any("hot-reader" in f["name"] for f in r.config["functions"]))]
+                 or (r.kind == "function-app" and any("hot-reader" in f.name for f in app_functions(r)))]
         if bool(local) == want:  # exactly one of: public L0 reader, local L3_hot reader
             failures.append(f"{combo}: local readers {local} although a public reader is {want}")
         if ds != {"DATASOURCE_URL": want_url, "DATASOURCE_TOKEN": "INTER_CLOUD_TOKEN"}:
@@ -155,7 +168,7 @@ def test_adt_pusher_and_l0_presence(plans: dict[tuple[str, ...], Plan]) -> None:
 
 
 EXPECTED_PATH = {
-    # (L1, L2, L4) -> path, per DESIGN.md section 5
+    # (L1, L2, L4) -> path: each reading updates the twin exactly once, on exactly one path
     **{(l1, l2, "aws"): TwinUpdatePath.PULL for l1 in PROVIDERS for l2 in PROVIDERS},
     **{(l1, l2, "azure"): TwinUpdatePath.REMOTE_ADT_PUSHER for l1 in PROVIDERS for l2 in ("aws", "gcp")},
     ("azure", "azure", "azure"): TwinUpdatePath.EVENT_GRID_ADT_UPDATER,
@@ -178,8 +191,10 @@ def test_twin_update_path(triple: tuple[str, str, str]) -> None:
         updater = hosted(plan, "azure", "L4", "adt-updater")
         subscription = plan.has("azure/L4/adt-updater-subscription")
         res = plan.resource(persister)
-        entry = next(f for f in res.config["functions"] if f["name"] == "persister") if l2 == "azure" else res.config
-        assert entry["twin_update"] == expected
+        if l2 == "azure":
+            assert next(f for f in app_functions(res) if f.name == "persister").twin_update == expected
+        else:
+            assert isinstance(res.config, LambdaConfig | CloudFunctionConfig) and res.config.twin_update == expected
         direct = settings(plan, persister).get("ADT_INSTANCE_URL") == "ADT_INSTANCE_URL"
         if expected == TwinUpdatePath.EVENT_GRID_ADT_UPDATER:
             direct = False  # the L2 app may read ADT for the event checker; the persister does not push
@@ -202,7 +217,7 @@ def test_dispatcher_targets_processor_or_connector(plans: dict[tuple[str, ...], 
         l1, l2 = combo[0], combo[1]
         want = "processor" if l1 == l2 else "connector"
         host = plan.resource(host_id(l1, "L1", "dispatcher"))
-        env = host.config["app_settings"] if l1 == "azure" else host.config["environment"]
+        env = static_settings(host)
         if env.get("TARGET_FUNCTION") != want:
             failures.append(f"{combo}: dispatcher targets {env.get('TARGET_FUNCTION')}")
         if hosted(plan, l1, "L1", "connector") != (l1 != l2):

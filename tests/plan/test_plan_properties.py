@@ -7,7 +7,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from plan_specs import SLOTS, make_spec, spec_dict
+from plan_specs import SLOTS, make_spec, spec_dict, static_settings
 
 from shared.contracts import (
     FUNCTIONS,
@@ -19,6 +19,9 @@ from shared.contracts import (
     settings_read,
 )
 from shared.plan import Plan, build_plan
+from shared.resources.aws import LambdaConfig
+from shared.resources.azure import FunctionAppConfig
+from shared.resources.gcp import CloudFunctionConfig
 from shared.spec import TwinSpec
 
 provider = st.sampled_from(["aws", "azure", "gcp"])
@@ -66,8 +69,7 @@ PROPERTY_SETTINGS = settings(max_examples=80, deadline=None, suppress_health_che
 
 
 def _static_settings(plan: Plan, resource_id: str) -> dict[str, Any]:
-    config = plan.resource(resource_id).config
-    return dict(config.get("app_settings") or config.get("environment") or {})
+    return static_settings(plan.resource(resource_id))
 
 
 @PROPERTY_SETTINGS
@@ -147,7 +149,7 @@ def test_secrets_are_marked_and_never_in_config(spec: TwinSpec) -> None:
         static = _static_settings(plan, r.id)
         assert not set(static) & set(SECRET_SETTINGS), f"{r.id} has a secret in its static config"
         # Secret values only exist at apply time; no secret output name is baked into config either.
-        text = json.dumps(r.config)
+        text = json.dumps(r.config.to_json())
         assert not any(f'"{name}"' in text for name in SECRET_OUTPUTS), r.id
 
 
@@ -158,10 +160,10 @@ def test_settings_are_ones_the_hosted_functions_read(spec: TwinSpec) -> None:
     injects into a function host is one that a function it hosts reads on that cloud."""
     plan = build_plan(spec)
     for r in plan.resources:
-        if r.kind == "function-app":
-            packages = {f["package"] for f in r.config["functions"]}
-        elif r.kind in ("lambda", "cloud-function"):
-            packages = {r.config["package"]}
+        if isinstance(r.config, FunctionAppConfig):
+            packages = {str(f.package) for f in r.config.functions}
+        elif isinstance(r.config, LambdaConfig | CloudFunctionConfig):
+            packages = {str(r.config.package)}
         else:
             continue
         readable: set[str] = set()

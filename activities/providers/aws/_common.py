@@ -1,5 +1,6 @@
 """What every AWS resource module shares: boto3 clients from the credentials seam, the twin's
-tags, ARNs, "not found" handling and the monitor-style `Pending` of a long AWS operation.
+tags, ARNs, "not found" handling, the monitor-style `Pending` of a long AWS operation, and the
+lifecycle every kind follows (`AwsResource`: ensure/poll converge, read, delete).
 
 Clients are cached per process and configuration (building a boto3 client costs ~50 ms).
 Every module reconciles: it reads the current state first and writes only what differs, so a
@@ -15,9 +16,11 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from activities.clouds import SANDBOX_DIR_SETTING, Clouds, clouds_from_environ
+from activities.providers.typed import TypedProvider
 from shared.engine.errors import PermanentError
-from shared.engine.types import Action, EnsureResult, Pending, ResourceCall
+from shared.engine.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
 from shared.naming import AwsNaming
+from shared.resources.aws import AwsConfig
 
 T = TypeVar("T")
 
@@ -52,20 +55,18 @@ _lock = threading.Lock()
 _account: dict[str, str] = {}
 
 
-def region(call: ResourceCall | None = None) -> str:
-    """The resource's region (plan config), else the seam's default."""
-    configured = call.resource.config.get("region") if call is not None else None
-    if isinstance(configured, str) and configured:
-        return configured
+def default_region() -> str:
+    """The seam's default region (the control plane's own AWS calls; resources name theirs)."""
     cl = clouds()
     if cl.is_sandbox:
         return str((cl.endpoints.get("aws") or {}).get("region") or "us-east-1")
     return str(cl.environ.get("AWS_REGION") or cl.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
 
 
-def client(service: str, call: ResourceCall | None = None) -> Any:
-    """A boto3 client from the credentials seam, cached per sandbox folder, service and region."""
-    reg = region(call)
+def client(service: str, region: str | None = None) -> Any:
+    """A boto3 client from the credentials seam, cached per sandbox folder, service and region
+    (default: the seam's)."""
+    reg = region or default_region()
     key = (os.environ.get(SANDBOX_DIR_SETTING, ""), service, reg)
     # Created under the lock: boto3's default session is not safe to build clients from
     # several threads at once, and activities run in parallel.
@@ -83,7 +84,7 @@ def client(service: str, call: ResourceCall | None = None) -> Any:
         return made
 
 
-def account_id(call: ResourceCall | None = None) -> str:
+def account_id() -> str:
     """The AWS account the seam's credentials belong to (for ARNs)."""
     cl = clouds()
     if cl.is_sandbox:
@@ -92,7 +93,7 @@ def account_id(call: ResourceCall | None = None) -> str:
             return str(value)
     key = os.environ.get(SANDBOX_DIR_SETTING, "")
     if key not in _account:
-        _account[key] = str(client("sts", call).get_caller_identity()["Account"])
+        _account[key] = str(client("sts").get_caller_identity()["Account"])
     return _account[key]
 
 
@@ -138,19 +139,8 @@ def ignore_missing(fn: Callable[[], Any]) -> bool:
 
 
 def naming(call: ResourceCall) -> AwsNaming:
+    """Names derived from the twin (another resource's, e.g. the functions a role may invoke)."""
     return AwsNaming(call.twin)
-
-
-def name_of(call: ResourceCall) -> str:
-    name = call.resource.config.get("name")
-    if not isinstance(name, str) or not name:
-        raise PermanentError(f"{call.resource.id}: config.name is missing")
-    return name
-
-
-def cfg(call: ResourceCall, key: str, default: Any = None) -> Any:
-    value = call.resource.config.get(key)
-    return default if value is None else value
 
 
 def tags(call: ResourceCall) -> dict[str, str]:
@@ -196,10 +186,10 @@ def merge_action(first: Action, later: Action) -> Action:
     return first
 
 
-def lambda_arn(call: ResourceCall, function: str) -> str:
+def lambda_arn(region: str, function: str) -> str:
     if function.startswith("arn:"):
         return function
-    return f"arn:aws:lambda:{region(call)}:{account_id(call)}:function:{function}"
+    return f"arn:aws:lambda:{region}:{account_id()}:function:{function}"
 
 
 def canonical(doc: Any) -> str:
@@ -224,3 +214,87 @@ def _normalise(value: Any) -> Any:
             return items[0]
         return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
     return value
+
+
+A = TypeVar("A", bound=AwsConfig)
+
+
+class AwsResource(TypedProvider[A]):
+    """The lifecycle of one AWS resource kind. Subclasses fill in the specifics; each operation
+    parses the configuration once and hands it to them.
+
+    - `ensure` and `poll` both converge (`converge`): read, then write only what differs; a step
+      AWS finishes later returns `pending(...)` and the next poll converges again;
+    - `read` reports what exists (`describe`), with outputs once it is `ready`;
+    - `delete` starts the delete (`remove`), polls while AWS is still deleting, then removes what
+      outlives the object itself (`leftovers`, e.g. its IAM role). Absent is not an error.
+    """
+
+    #: what a person reads in progress
+    label = "resource"
+
+    # --- the specifics ---------------------------------------------------------------------
+
+    def describe(self, call: ResourceCall, config: A) -> Any:
+        """The resource as AWS describes it now, or None when it does not exist."""
+        raise PermanentError(f"{type(self).__name__} does not define describe")
+
+    def converge(self, call: ResourceCall, config: A, action: Action) -> EnsureResult:
+        """Create or reconcile; `action` is what earlier polls of this ensure did."""
+        raise PermanentError(f"{type(self).__name__} does not define converge")
+
+    def remove(self, call: ResourceCall, config: A, current: Any) -> bool:
+        """Start deleting `current`; True when it is gone now, False when AWS is still deleting."""
+        raise PermanentError(f"{type(self).__name__} does not define remove")
+
+    def leftovers(self, call: ResourceCall, config: A) -> bool:
+        """Delete what outlives the resource (its role, a permission); True if anything was there."""
+        return False
+
+    def outputs(self, call: ResourceCall, config: A, current: Any) -> dict[str, str]:
+        return {}
+
+    def details(self, call: ResourceCall, config: A, current: Any) -> dict[str, Any]:
+        return {}
+
+    def ready(self, current: Any) -> bool:
+        """Done provisioning (`read` reports outputs only then)."""
+        return True
+
+    # --- the lifecycle ---------------------------------------------------------------------
+
+    def ensure(self, call: ResourceCall) -> EnsureResult:
+        return self.converge(call, self.config(call), "unchanged")
+
+    def poll(self, call: ResourceCall) -> EnsureResult:
+        config = self.config(call)
+        if call.pending is not None and call.pending.token.get("stage") == "delete":
+            return self.poll_delete(call, config)
+        return self.converge(call, config, action_from(call))
+
+    def read(self, call: ResourceCall) -> ReadResult:
+        config = self.config(call)
+        current = self.describe(call, config)
+        if current is None:
+            return ReadResult(exists=False)
+        outputs = self.outputs(call, config, current) if self.ready(current) else {}
+        return ReadResult(exists=True, outputs=outputs, details=self.details(call, config, current))
+
+    def delete(self, call: ResourceCall) -> EnsureResult:
+        config = self.config(call)
+        current = self.describe(call, config)
+        if current is None:
+            return EnsureResult(action="deleted" if self.leftovers(call, config) else "absent")
+        if not self.remove(call, config, current):
+            return self.deleting(config)
+        self.leftovers(call, config)
+        return EnsureResult(action="deleted")
+
+    def poll_delete(self, call: ResourceCall, config: A) -> EnsureResult:
+        if self.describe(call, config) is not None:
+            return self.deleting(config)
+        self.leftovers(call, config)
+        return EnsureResult(action="deleted")
+
+    def deleting(self, config: A) -> EnsureResult:
+        return pending("deleted", f"{self.label} {config.name} is being deleted", stage="delete")

@@ -48,7 +48,7 @@ def ensure_role(call: ResourceCall, role_name: str, service: str, statements: li
 
     Returns the role ARN and whether anything was written.
     """
-    iam = client("iam", call)
+    iam = client("iam")
     changed = False
     trust = trust_policy(service)
     found = get_or_none(lambda: iam.get_role(RoleName=role_name))
@@ -79,13 +79,9 @@ def ensure_role(call: ResourceCall, role_name: str, service: str, statements: li
     return str(role["Arn"]), changed
 
 
-def role_exists(call: ResourceCall, role_name: str) -> bool:
-    return get_or_none(lambda: client("iam", call).get_role(RoleName=role_name)) is not None
-
-
-def delete_role(call: ResourceCall, role_name: str) -> bool:
+def delete_role(role_name: str) -> bool:
     """Delete the role and its policies; False if it was already gone."""
-    iam = client("iam", call)
+    iam = client("iam")
     listed = get_or_none(lambda: iam.list_role_policies(RoleName=role_name))
     if listed is None:
         return False

@@ -9,84 +9,79 @@ from __future__ import annotations
 from typing import Any
 
 from activities.providers.aws._common import (
+    AwsResource,
     account_id,
-    action_from,
-    cfg,
     client,
     get_or_none,
     ignore_missing,
     merge_action,
     missing_tags,
-    name_of,
     naming,
     pending,
-    region,
     tags,
 )
 from activities.providers.aws._iam import allow, delete_role, ensure_role
-from activities.registry import Provider, register
+from activities.registry import register
 from shared.contracts import Output
 from shared.engine.errors import PermanentError
-from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.types import Action, EnsureResult, ResourceCall
+from shared.resources.aws import AwsGrafanaConfig
 
 BUSY = {"CREATING", "UPDATING", "DELETING", "UPGRADING", "VERSION_UPDATING", "LICENSE_REMOVAL_FAILED"}
 FAILED = {"CREATION_FAILED", "UPDATE_FAILED", "DELETION_FAILED", "UPGRADE_FAILED", "VERSION_UPDATE_FAILED"}
 
 
-def role_name(call: ResourceCall) -> str:
-    return str(cfg(call, "role_name", name_of(call)))
-
-
-def role_statements(call: ResourceCall) -> list[dict[str, Any]]:
-    ws = f"arn:aws:iottwinmaker:{region(call)}:{account_id(call)}:workspace/{naming(call).twinmaker_workspace()}"
+def role_statements(call: ResourceCall, config: AwsGrafanaConfig) -> list[dict[str, Any]]:
+    ws = f"arn:aws:iottwinmaker:{config.region}:{account_id()}:workspace/{naming(call).twinmaker_workspace()}"
     return [allow(["iottwinmaker:Get*", "iottwinmaker:List*", "iottwinmaker:ExecuteQuery"], [ws, f"{ws}/*"],
                   "TwinRead")]
 
 
-def find_workspace(call: ResourceCall) -> dict[str, Any] | None:
-    """The workspace named like this resource (summary), or None."""
-    gf = client("grafana", call)
+def find_workspace(region: str, name: str) -> dict[str, Any] | None:
+    """The workspace called `name` (summary), or None."""
+    gf = client("grafana", region)
     token: str | None = None
     while True:
         page = gf.list_workspaces(**({"nextToken": token} if token else {}))
         for ws in page.get("workspaces") or []:
-            if ws.get("name") == name_of(call) and ws.get("status") != "DELETING":
+            if ws.get("name") == name and ws.get("status") != "DELETING":
                 return dict(ws)
         token = page.get("nextToken")
         if not token:
             return None
 
 
-def describe(call: ResourceCall, workspace_id: str) -> dict[str, Any] | None:
-    found = get_or_none(lambda: client("grafana", call).describe_workspace(workspaceId=workspace_id))
+def describe(region: str, workspace_id: str) -> dict[str, Any] | None:
+    found = get_or_none(lambda: client("grafana", region).describe_workspace(workspaceId=workspace_id))
     return None if found is None else dict(found["workspace"])
 
 
 @register("aws", "grafana")
-class ManagedGrafana(Provider):
-    def ensure(self, call: ResourceCall) -> EnsureResult:
-        return self._converge(call, "unchanged")
+class ManagedGrafana(AwsResource[AwsGrafanaConfig]):
+    model = AwsGrafanaConfig
+    label = "Grafana workspace"
 
-    def poll(self, call: ResourceCall) -> EnsureResult:
-        token = call.pending.token if call.pending is not None else {}
-        if token.get("stage") == "delete":
-            return self._poll_delete(call)
-        return self._converge(call, action_from(call))
+    def describe(self, call: ResourceCall, config: AwsGrafanaConfig) -> dict[str, Any] | None:
+        return find_workspace(config.region, config.name)
 
-    def _converge(self, call: ResourceCall, action: Action) -> EnsureResult:
-        gf = client("grafana", call)
-        name = name_of(call)
-        role_arn, role_changed = ensure_role(call, role_name(call), "grafana.amazonaws.com", role_statements(call))
+    def ready(self, current: Any) -> bool:
+        return bool(current.get("status") == "ACTIVE")
+
+    def converge(self, call: ResourceCall, config: AwsGrafanaConfig, action: Action) -> EnsureResult:
+        gf = client("grafana", config.region)
+        name = config.name
+        role_arn, role_changed = ensure_role(call, config.role_name, "grafana.amazonaws.com",
+                                             role_statements(call, config))
         if role_changed:
             action = merge_action(action, "updated")
-        found = find_workspace(call)
+        found = self.describe(call, config)
         retried = bool(call.pending and call.pending.token.get("recreated"))
         if found is None:
             gf.create_workspace(
                 workspaceName=name,
-                accountAccessType=str(cfg(call, "account_access_type", "CURRENT_ACCOUNT")),
-                authenticationProviders=list(cfg(call, "authentication_providers", ["AWS_SSO"])),
-                permissionType=str(cfg(call, "permission_type", "CUSTOMER_MANAGED")),
+                accountAccessType=config.account_access_type,
+                authenticationProviders=list(config.authentication_providers),
+                permissionType=config.permission_type,
                 workspaceRoleArn=role_arn,
                 workspaceDescription=f"Dashboards of digital twin {call.twin}",
                 tags=tags(call),
@@ -101,42 +96,29 @@ class ManagedGrafana(Provider):
                 raise PermanentError(f"Grafana workspace {name} is {status} again after a re-create")
             gf.delete_workspace(workspaceId=found["id"])
             return pending(action, f"Grafana workspace {name} was {status}: re-creating", recreated=True)
-        ws = describe(call, str(found["id"])) or {}
+        ws = describe(config.region, str(found["id"])) or {}
         if ws.get("workspaceRoleArn") not in (None, role_arn):
             gf.update_workspace(workspaceId=found["id"], workspaceRoleArn=role_arn)
             return pending(merge_action(action, "updated"), f"Grafana workspace {name} is being updated")
-        have = gf.list_tags_for_resource(resourceArn=self._arn(call, found)).get("tags") or {}
+        arn = f"arn:aws:grafana:{config.region}:{account_id()}:/workspaces/{found['id']}"
+        have = gf.list_tags_for_resource(resourceArn=arn).get("tags") or {}
         add = missing_tags(have, call)
         if add:
-            gf.tag_resource(resourceArn=self._arn(call, found), tags=add)
+            gf.tag_resource(resourceArn=arn, tags=add)
             action = merge_action(action, "updated")
-        return EnsureResult(action=action, outputs=self._outputs(call, ws or found))
+        return EnsureResult(action=action, outputs=self.outputs(call, config, ws or found))
 
-    def _arn(self, call: ResourceCall, ws: dict[str, Any]) -> str:
-        return f"arn:aws:grafana:{region(call)}:{account_id(call)}:/workspaces/{ws['id']}"
-
-    def _outputs(self, call: ResourceCall, ws: dict[str, Any]) -> dict[str, str]:
+    def outputs(self, call: ResourceCall, config: AwsGrafanaConfig, current: Any) -> dict[str, str]:
         if Output.GRAFANA_URL not in call.resource.produces:
             return {}
-        return {Output.GRAFANA_URL: f"https://{ws['endpoint']}"}
+        return {Output.GRAFANA_URL: f"https://{current['endpoint']}"}
 
-    def read(self, call: ResourceCall) -> ReadResult:
-        found = find_workspace(call)
-        if found is None:
-            return ReadResult(exists=False)
-        ready = found.get("status") == "ACTIVE"
-        return ReadResult(exists=True, outputs=self._outputs(call, found) if ready else {},
-                          details={"id": found.get("id"), "status": found.get("status")})
+    def details(self, call: ResourceCall, config: AwsGrafanaConfig, current: Any) -> dict[str, Any]:
+        return {"id": current.get("id"), "status": current.get("status")}
 
-    def delete(self, call: ResourceCall) -> EnsureResult:
-        found = find_workspace(call)
-        if found is not None:
-            ignore_missing(lambda: client("grafana", call).delete_workspace(workspaceId=found["id"]))
-            return pending("deleted", f"Grafana workspace {name_of(call)} is being deleted", stage="delete")
-        return EnsureResult(action="deleted" if delete_role(call, role_name(call)) else "absent")
+    def remove(self, call: ResourceCall, config: AwsGrafanaConfig, current: Any) -> bool:
+        ignore_missing(lambda: client("grafana", config.region).delete_workspace(workspaceId=current["id"]))
+        return False  # deleting a workspace takes minutes: polled
 
-    def _poll_delete(self, call: ResourceCall) -> EnsureResult:
-        if find_workspace(call) is not None:
-            return pending("deleted", f"Grafana workspace {name_of(call)} is being deleted", stage="delete")
-        delete_role(call, role_name(call))
-        return EnsureResult(action="deleted")
+    def leftovers(self, call: ResourceCall, config: AwsGrafanaConfig) -> bool:
+        return delete_role(config.role_name)

@@ -35,21 +35,14 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from activities.providers.aws._common import (
-    cfg,
-    client,
-    clouds,
-    error_code,
-    is_not_found,
-    name_of,
-    naming,
-    tag_list,
-)
+from activities.providers.aws._common import client, clouds, error_code, is_not_found, tag_list
 from activities.providers.grafana import datasource_body, needs_write
-from activities.registry import Provider, register
+from activities.providers.typed import TypedProvider
+from activities.registry import register
 from shared.contracts import INTER_CLOUD_TOKEN_HEADER, Setting
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import EnsureResult, ReadResult, ResourceCall
+from shared.resources.aws import AwsGrafanaDatasourceConfig
 
 TOKEN_HEADER = INTER_CLOUD_TOKEN_HEADER
 URL_SETTING, TOKEN_SETTING = Setting.DATASOURCE_URL, Setting.DATASOURCE_TOKEN
@@ -65,33 +58,26 @@ SECRET_PREFIX = "twin-control-plane"
 HTTP_TIMEOUT_S = 30
 
 
-def wanted_body(call: ResourceCall, current: dict[str, Any] | None) -> dict[str, Any]:
+def wanted_body(call: ResourceCall, config: AwsGrafanaDatasourceConfig, current: dict[str, Any] | None) -> dict[str, Any]:
     """The datasource from what is known now: the hot reader's URL is late-bound (propagation
     writes it once the reader exists), so until then the datasource exists without one."""
     token = call.settings.get(TOKEN_SETTING)
     if not token:
-        raise TransientError(f"datasource {name_of(call)}: the inter-cloud token is not known yet")
-    return datasource_body(name_of(call), call.settings.get(URL_SETTING), token,
-                           str(cfg(call, "type", "marcusolsson-json-datasource")), str(cfg(call, "access", "proxy")),
-                           current)
+        raise TransientError(f"datasource {config.name}: the inter-cloud token is not known yet")
+    return datasource_body(config.name, call.settings.get(URL_SETTING), token, config.type, config.access, current)
 
 
-def workspace_name(call: ResourceCall) -> str:
-    """The Grafana workspace the datasource lives in (config.grafana, else the twin's)."""
-    return str(cfg(call, "grafana", naming(call).grafana_workspace()))
-
-
-def secret_name(call: ResourceCall) -> str:
+def secret_name(config: AwsGrafanaDatasourceConfig) -> str:
     """The Secrets Manager secret holding the workspace's API key. Derived from the workspace
     name (`AwsNaming.grafana_workspace()`, `{twin}-grafana`), under one prefix so a policy can
     grant exactly `secret:twin-control-plane/*`."""
-    return f"{SECRET_PREFIX}/{workspace_name(call)}/grafana-api-key"
+    return f"{SECRET_PREFIX}/{config.grafana}/grafana-api-key"
 
 
-def workspace(call: ResourceCall) -> dict[str, Any] | None:
+def workspace(config: AwsGrafanaDatasourceConfig) -> dict[str, Any] | None:
     """The Grafana workspace named in config.grafana (summary), or None."""
-    gf = client("grafana", call)
-    wanted = workspace_name(call)
+    gf = client("grafana", config.region)
+    wanted = config.grafana
     token: str | None = None
     while True:
         page = gf.list_workspaces(**({"nextToken": token} if token else {}))
@@ -167,12 +153,12 @@ def _secret_lock(name: str) -> threading.Lock:
         return _secret_locks.setdefault(name, threading.Lock())
 
 
-def _read_secret(call: ResourceCall, name: str) -> tuple[bool, StoredKey | None]:
+def _read_secret(region: str, name: str) -> tuple[bool, StoredKey | None]:
     """(whether the secret exists, the key it holds if it holds one)."""
     from botocore.exceptions import ClientError
 
     try:
-        found = client("secretsmanager", call).get_secret_value(SecretId=name)
+        found = client("secretsmanager", region).get_secret_value(SecretId=name)
     except ClientError as exc:
         if is_not_found(exc):
             return False, None
@@ -184,14 +170,14 @@ def _read_secret(call: ResourceCall, name: str) -> tuple[bool, StoredKey | None]
     return True, StoredKey.from_secret(found.get("SecretString"))
 
 
-def _store(call: ResourceCall, name: str, stored: StoredKey, exists: bool) -> None:
+def _store(call: ResourceCall, config: AwsGrafanaDatasourceConfig, name: str, stored: StoredKey, exists: bool) -> None:
     from botocore.exceptions import ClientError
 
-    sm = client("secretsmanager", call)
+    sm = client("secretsmanager", config.region)
     if not exists:
         try:
             sm.create_secret(Name=name, SecretString=stored.to_secret(), Tags=tag_list(call),
-                             Description=f"Grafana API key of workspace {workspace_name(call)} (twin {call.twin})")
+                             Description=f"Grafana API key of workspace {config.grafana} (twin {call.twin})")
             return
         except ClientError as exc:
             if error_code(exc) != "ResourceExistsException":
@@ -200,12 +186,12 @@ def _store(call: ResourceCall, name: str, stored: StoredKey, exists: bool) -> No
     sm.put_secret_value(SecretId=name, SecretString=stored.to_secret())
 
 
-def _delete_workspace_key(call: ResourceCall, workspace_id: str, key_name: str) -> bool:
+def _delete_workspace_key(region: str, workspace_id: str, key_name: str) -> bool:
     """Delete a workspace API key by name; False when it was already gone (expired, deleted)."""
     from botocore.exceptions import ClientError
 
     try:
-        client("grafana", call).delete_workspace_api_key(workspaceId=workspace_id, keyName=key_name)
+        client("grafana", region).delete_workspace_api_key(workspaceId=workspace_id, keyName=key_name)
     except ClientError as exc:
         if is_not_found(exc):
             return False
@@ -213,22 +199,22 @@ def _delete_workspace_key(call: ResourceCall, workspace_id: str, key_name: str) 
     return True
 
 
-def _new_key(call: ResourceCall, workspace_id: str, seconds: int = KEY_SECONDS) -> StoredKey:
+def _new_key(region: str, workspace_id: str, seconds: int = KEY_SECONDS) -> StoredKey:
     key_name = f"{KEY_NAME_PREFIX}{uuid.uuid4().hex[:12]}"  # names are unique per workspace
-    made = client("grafana", call).create_workspace_api_key(
+    made = client("grafana", region).create_workspace_api_key(
         keyName=key_name, keyRole=KEY_ROLE, secondsToLive=seconds, workspaceId=workspace_id)
     # The expiry counts from before the call: never later than Grafana's own.
     return StoredKey(str(made["key"]), key_name, workspace_id, time.time() + seconds - HTTP_TIMEOUT_S)
 
 
-def _lookup(call: ResourceCall, name: str, workspace_id: str,
+def _lookup(region: str, name: str, workspace_id: str,
             rejected: str | None) -> tuple[bool, StoredKey | None, str | None]:
     """(whether the secret exists, what it holds, a usable key or None); under the secret's lock."""
     with _keys_lock:
         cached = _keys.get(name)
     if cached is not None and cached.key != rejected and cached.usable(workspace_id):
         return True, cached, cached.key
-    exists, stored = _read_secret(call, name)
+    exists, stored = _read_secret(region, name)
     if stored is not None and stored.key != rejected and stored.usable(workspace_id):
         with _keys_lock:
             _keys[name] = stored
@@ -236,61 +222,62 @@ def _lookup(call: ResourceCall, name: str, workspace_id: str,
     return exists, stored, None
 
 
-def stored_key(call: ResourceCall, workspace_id: str) -> str | None:
+def stored_key(config: AwsGrafanaDatasourceConfig, workspace_id: str) -> str | None:
     """The workspace's usable API key from this process's cache or the secret, else None."""
-    name = secret_name(call)
+    name = secret_name(config)
     with _secret_lock(name):
-        return _lookup(call, name, workspace_id, None)[2]
+        return _lookup(config.region, name, workspace_id, None)[2]
 
 
-def api_key(call: ResourceCall, workspace_id: str, rejected: str | None = None) -> str:
+def api_key(call: ResourceCall, config: AwsGrafanaDatasourceConfig, workspace_id: str,
+            rejected: str | None = None) -> str:
     """The workspace's API key: this process's, else the secret's while it has life left, else a
     new one (stored, and the previous one deleted). `rejected`: a key Grafana answered 401 to,
     never returned again (unless another process already stored a different one)."""
     from botocore.exceptions import ClientError
 
-    name = secret_name(call)
+    name = secret_name(config)
     with _secret_lock(name):
-        exists, stored, usable = _lookup(call, name, workspace_id, rejected)
+        exists, stored, usable = _lookup(config.region, name, workspace_id, rejected)
         if usable is not None:
             return usable
-        fresh = _new_key(call, workspace_id)
+        fresh = _new_key(config.region, workspace_id)
         try:
-            _store(call, name, fresh, exists)
+            _store(call, config, name, fresh, exists)
         except BaseException:
             # Kept nowhere, so no one could use it or delete it later: delete it now if we can
             # (the store's own error is the one to report).
             with suppress(ClientError):
-                _delete_workspace_key(call, workspace_id, fresh.key_name)
+                _delete_workspace_key(config.region, workspace_id, fresh.key_name)
             raise
         with _keys_lock:
             _keys[name] = fresh
         if stored is not None and stored.workspace_id == workspace_id and stored.key_name != fresh.key_name:
             # Best effort: the new key is stored and works; an old one left behind expires alone.
             with suppress(ClientError):
-                _delete_workspace_key(call, workspace_id, stored.key_name)
+                _delete_workspace_key(config.region, workspace_id, stored.key_name)
         return fresh.key
 
 
-def delete_api_key(call: ResourceCall, workspace_id: str | None) -> bool:
+def delete_api_key(config: AwsGrafanaDatasourceConfig, workspace_id: str | None) -> bool:
     """Delete the workspace's stored API key (if the workspace still exists) and its secret, for
     good (no recovery window: a re-deploy creates the secret again at once). True if anything
     was there."""
     from botocore.exceptions import ClientError
 
-    name = secret_name(call)
+    name = secret_name(config)
     with _secret_lock(name):
         with _keys_lock:
             _keys.pop(name, None)
         try:
-            exists, stored = _read_secret(call, name)
+            exists, stored = _read_secret(config.region, name)
         except SecretPendingDeletion:
             exists, stored = True, None  # deleted for good below
         if stored is not None and workspace_id is not None and stored.workspace_id == workspace_id:
-            _delete_workspace_key(call, workspace_id, stored.key_name)
+            _delete_workspace_key(config.region, workspace_id, stored.key_name)
         if exists:
             try:
-                client("secretsmanager", call).delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+                client("secretsmanager", config.region).delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
             except ClientError as exc:
                 if not is_not_found(exc):
                     raise
@@ -346,11 +333,12 @@ class GrafanaApi:
 
 
 @contextmanager
-def grafana_api(call: ResourceCall, ws: dict[str, Any] | None = None, keep: bool = True) -> Iterator[GrafanaApi | None]:
+def grafana_api(call: ResourceCall, config: AwsGrafanaDatasourceConfig, ws: dict[str, Any] | None = None,
+                keep: bool = True) -> Iterator[GrafanaApi | None]:
     """The workspace's API (None when the workspace no longer exists). `keep=False` (a delete):
     without a stored key, use a short-lived one for this call only and delete it after, rather
     than store a key that is about to be deleted with its secret."""
-    ws = workspace(call) if ws is None else ws
+    ws = workspace(config) if ws is None else ws
     if ws is None:
         yield None
         return
@@ -364,32 +352,35 @@ def grafana_api(call: ResourceCall, ws: dict[str, Any] | None = None, keep: bool
         )
     workspace_id = str(ws["id"])
     if keep:
-        yield GrafanaApi(endpoint, api_key(call, workspace_id),
-                         renew=lambda rejected: api_key(call, workspace_id, rejected=rejected))
+        yield GrafanaApi(endpoint, api_key(call, config, workspace_id),
+                         renew=lambda rejected: api_key(call, config, workspace_id, rejected=rejected))
         return
     try:
-        found = stored_key(call, workspace_id)
+        found = stored_key(config, workspace_id)
     except SecretPendingDeletion:
         found = None  # the delete removes it for good
     if found is not None:
         # A rejected stored key is replaced as usual; the caller deletes it with the secret.
-        yield GrafanaApi(endpoint, found, renew=lambda rejected: api_key(call, workspace_id, rejected=rejected))
+        yield GrafanaApi(endpoint, found, renew=lambda rejected: api_key(call, config, workspace_id, rejected=rejected))
         return
-    once = _new_key(call, workspace_id, ONE_CALL_KEY_SECONDS)
+    once = _new_key(config.region, workspace_id, ONE_CALL_KEY_SECONDS)
     try:
         yield GrafanaApi(endpoint, once.key)
     finally:
-        _delete_workspace_key(call, workspace_id, once.key_name)
+        _delete_workspace_key(config.region, workspace_id, once.key_name)
 
 
 @register("aws", "grafana-datasource")
-class GrafanaDatasource(Provider):
+class GrafanaDatasource(TypedProvider[AwsGrafanaDatasourceConfig]):
+    model = AwsGrafanaDatasourceConfig
+
     def ensure(self, call: ResourceCall) -> EnsureResult:
-        with grafana_api(call) as api:
+        config = self.config(call)
+        with grafana_api(call, config) as api:
             if api is None:
-                raise TransientError(f"Grafana workspace {workspace_name(call)} does not exist yet")
-            current = api.find(name_of(call))
-            wanted = wanted_body(call, current)
+                raise TransientError(f"Grafana workspace {config.grafana} does not exist yet")
+            current = api.find(config.name)
+            wanted = wanted_body(call, config, current)
             if not needs_write(current, wanted):
                 return EnsureResult(action="unchanged")
             if current is None:
@@ -397,16 +388,17 @@ class GrafanaDatasource(Provider):
             else:
                 status, _ = api.send("PUT", f"/api/datasources/{current['id']}", {**wanted, "id": current["id"]})
             if status not in (200, 201):
-                raise PermanentError(f"Grafana refused datasource {name_of(call)}: HTTP {status}")
+                raise PermanentError(f"Grafana refused datasource {config.name}: HTTP {status}")
             return EnsureResult(action="created" if current is None else "updated")
 
     def apply_settings(self, call: ResourceCall) -> bool:
         return self.ensure(call).action != "unchanged"
 
     def read(self, call: ResourceCall) -> ReadResult:
+        config = self.config(call)
         try:
-            with grafana_api(call) as api:
-                current = api.find(name_of(call)) if api is not None else None
+            with grafana_api(call, config) as api:
+                current = api.find(config.name) if api is not None else None
         except NoDataPlane:
             return ReadResult(exists=False, details={"reason": "no Grafana data plane in the sandbox"})
         if current is None:
@@ -414,14 +406,15 @@ class GrafanaDatasource(Provider):
         return ReadResult(exists=True, details={"url": current.get("url"), "type": current.get("type")})
 
     def delete(self, call: ResourceCall) -> EnsureResult:
-        ws = workspace(call)
+        config = self.config(call)
+        ws = workspace(config)
         status = 404
         try:
-            with grafana_api(call, ws, keep=False) as api:
+            with grafana_api(call, config, ws, keep=False) as api:
                 if api is not None:
-                    status, _ = api.send("DELETE", f"/api/datasources/name/{urllib.parse.quote(name_of(call), safe='')}")
+                    status, _ = api.send("DELETE", f"/api/datasources/name/{urllib.parse.quote(config.name, safe='')}")
         except NoDataPlane:
             pass  # it could never have been created there
         # The key only served this datasource: it and its secret go with it.
-        delete_api_key(call, str(ws["id"]) if ws is not None else None)
+        delete_api_key(config, str(ws["id"]) if ws is not None else None)
         return EnsureResult(action="deleted" if status == 200 else "absent")

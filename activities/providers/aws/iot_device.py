@@ -15,33 +15,32 @@ from functools import partial
 from typing import Any
 
 from activities.providers.aws._common import (
+    AwsResource,
     account_id,
     canonical,
-    cfg,
     client,
     get_or_none,
     ignore_missing,
-    name_of,
     naming,
-    region,
     tag_list,
 )
 from activities.providers.aws.iot_topic_rule import data_endpoint
-from activities.registry import Provider, register
+from activities.registry import register
 from shared.contracts import device_credentials_output
-from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.types import Action, EnsureResult, ResourceCall
+from shared.resources.aws import AwsIotDeviceConfig
 
 MAX_POLICY_VERSIONS = 5
 
 
-def policy_document(call: ResourceCall) -> dict[str, Any]:
-    prefix = f"arn:aws:iot:{region(call)}:{account_id(call)}"
-    feedback = naming(call).feedback_topic(str(cfg(call, "device_id")))
+def policy_document(call: ResourceCall, config: AwsIotDeviceConfig) -> dict[str, Any]:
+    prefix = f"arn:aws:iot:{config.region}:{account_id()}"
+    feedback = naming(call).feedback_topic(config.device_id)
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{prefix}:client/{name_of(call)}"},
-            {"Effect": "Allow", "Action": "iot:Publish", "Resource": f"{prefix}:topic/{cfg(call, 'topic')}"},
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{prefix}:client/{config.name}"},
+            {"Effect": "Allow", "Action": "iot:Publish", "Resource": f"{prefix}:topic/{config.topic}"},
             # Event feedback comes back on the device's own topic (event-feedback publishes it).
             {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": f"{prefix}:topicfilter/{feedback}"},
             {"Effect": "Allow", "Action": "iot:Receive", "Resource": f"{prefix}:topic/{feedback}"},
@@ -49,24 +48,16 @@ def policy_document(call: ResourceCall) -> dict[str, Any]:
     }
 
 
-def _policy_name(call: ResourceCall) -> str:
-    return str(cfg(call, "policy_name", name_of(call)))
-
-
-def _output_name(call: ResourceCall) -> str:
-    return device_credentials_output(str(cfg(call, "device_id")))
-
-
-def principals(call: ResourceCall) -> list[str]:
-    found = get_or_none(lambda: client("iot", call).list_thing_principals(thingName=name_of(call)))
+def principals(config: AwsIotDeviceConfig) -> list[str]:
+    found = get_or_none(lambda: client("iot", config.region).list_thing_principals(thingName=config.name))
     return list((found or {}).get("principals") or [])
 
 
-def retire_certificate(call: ResourceCall, cert_arn: str) -> None:
+def retire_certificate(config: AwsIotDeviceConfig, cert_arn: str) -> None:
     """Detach from the thing and its policies, deactivate, delete (tolerant of each step's absence)."""
-    iot = client("iot", call)
+    iot = client("iot", config.region)
     cert_id = cert_arn.rsplit("/", 1)[-1]
-    ignore_missing(lambda: iot.detach_thing_principal(thingName=name_of(call), principal=cert_arn))
+    ignore_missing(lambda: iot.detach_thing_principal(thingName=config.name, principal=cert_arn))
     attached = get_or_none(lambda: iot.list_attached_policies(target=cert_arn)) or {}
     for pol in attached.get("policies") or []:
         ignore_missing(partial(iot.detach_policy, policyName=pol["policyName"], target=cert_arn))
@@ -75,27 +66,32 @@ def retire_certificate(call: ResourceCall, cert_arn: str) -> None:
 
 
 @register("aws", "iot-device")
-class IotDevice(Provider):
-    def ensure(self, call: ResourceCall) -> EnsureResult:
-        iot = client("iot", call)
-        thing = name_of(call)
-        action: Action = "unchanged"
+class IotDevice(AwsResource[AwsIotDeviceConfig]):
+    model = AwsIotDeviceConfig
+    label = "IoT thing"
+
+    def describe(self, call: ResourceCall, config: AwsIotDeviceConfig) -> dict[str, Any] | None:
+        return get_or_none(lambda: client("iot", config.region).describe_thing(thingName=config.name))
+
+    def converge(self, call: ResourceCall, config: AwsIotDeviceConfig, action: Action) -> EnsureResult:
+        iot = client("iot", config.region)
+        thing = config.name
 
         def changed() -> None:
             nonlocal action
             if action == "unchanged":
                 action = "updated"
 
-        attributes = {"DigitalTwin": call.twin, "device_id": str(cfg(call, "device_id"))}
-        described = get_or_none(lambda: iot.describe_thing(thingName=thing))
+        attributes = {"DigitalTwin": call.twin, "device_id": config.device_id}
+        described = self.describe(call, config)
         if described is None:
             iot.create_thing(thingName=thing, attributePayload={"attributes": attributes})
             action = "created"
         elif any((described.get("attributes") or {}).get(k) != v for k, v in attributes.items()):
             iot.update_thing(thingName=thing, attributePayload={"attributes": attributes, "merge": True})
             changed()
-        policy_name = _policy_name(call)
-        wanted = policy_document(call)
+        policy_name = config.policy_name
+        wanted = policy_document(call, config)
         current = get_or_none(lambda: iot.get_policy(policyName=policy_name))
         if current is None:
             iot.create_policy(policyName=policy_name, policyDocument=json.dumps(wanted),
@@ -108,8 +104,8 @@ class IotDevice(Provider):
                 iot.delete_policy_version(policyName=policy_name, policyVersionId=old[-1]["versionId"])
             iot.create_policy_version(policyName=policy_name, policyDocument=json.dumps(wanted), setAsDefault=True)
             changed()
-        recorded = self._recorded(call)
-        attached = principals(call)
+        recorded = self._recorded(call, config)
+        attached = principals(config)
         credentials: dict[str, Any] | None = None
         if recorded is not None and recorded.get("certificate_arn") in attached:
             credentials = recorded
@@ -121,23 +117,24 @@ class IotDevice(Provider):
                 "certificate_arn": created["certificateArn"],
                 "certificate_pem": created["certificatePem"],
                 "private_key": created["keyPair"]["PrivateKey"],
-                "endpoint": data_endpoint(call),
-                "topic": str(cfg(call, "topic")),
+                "endpoint": data_endpoint(config.region),
+                "topic": config.topic,
             }
             iot.attach_thing_principal(thingName=thing, principal=created["certificateArn"])
             changed()
         cert_arn = str(credentials["certificate_arn"])
         for stale in [p for p in attached if p != cert_arn]:
-            retire_certificate(call, stale)
+            retire_certificate(config, stale)
             changed()
         on_cert = iot.list_attached_policies(target=cert_arn).get("policies") or []
         if policy_name not in {p.get("policyName") for p in on_cert}:
             iot.attach_policy(policyName=policy_name, target=cert_arn)
             changed()
-        return EnsureResult(action=action, outputs={_output_name(call): json.dumps(credentials, sort_keys=True)})
+        output = device_credentials_output(config.device_id)
+        return EnsureResult(action=action, outputs={output: json.dumps(credentials, sort_keys=True)})
 
-    def _recorded(self, call: ResourceCall) -> dict[str, Any] | None:
-        raw = call.current.get(_output_name(call))
+    def _recorded(self, call: ResourceCall, config: AwsIotDeviceConfig) -> dict[str, Any] | None:
+        raw = call.current.get(device_credentials_output(config.device_id))
         if not raw:
             return None
         try:
@@ -146,31 +143,27 @@ class IotDevice(Provider):
             return None
         return value if isinstance(value, dict) and value.get("private_key") else None
 
-    def read(self, call: ResourceCall) -> ReadResult:
-        described = get_or_none(lambda: client("iot", call).describe_thing(thingName=name_of(call)))
-        if described is None:
-            return ReadResult(exists=False)
+    def details(self, call: ResourceCall, config: AwsIotDeviceConfig, current: Any) -> dict[str, Any]:
         # The credentials are never read back (the key is not retrievable); only what exists.
-        return ReadResult(exists=True, details={"thing_arn": described.get("thingArn"),
-                                                "certificates": principals(call), "policy": _policy_name(call)})
+        return {"thing_arn": current.get("thingArn"), "certificates": principals(config), "policy": config.policy_name}
 
-    def delete(self, call: ResourceCall) -> EnsureResult:
-        iot = client("iot", call)
-        found = False
-        for cert in principals(call):
-            retire_certificate(call, cert)
-            found = True
-        found = ignore_missing(lambda: iot.delete_thing(thingName=name_of(call))) or found
-        policy_name = _policy_name(call)
+    def remove(self, call: ResourceCall, config: AwsIotDeviceConfig, current: Any) -> bool:
+        for cert in principals(config):
+            retire_certificate(config, cert)
+        ignore_missing(lambda: client("iot", config.region).delete_thing(thingName=config.name))
+        return True
+
+    def leftovers(self, call: ResourceCall, config: AwsIotDeviceConfig) -> bool:
+        """The device's policy (its versions first; still attached to a stray certificate: detached)."""
+        iot = client("iot", config.region)
+        policy_name = config.policy_name
         versions = get_or_none(lambda: iot.list_policy_versions(policyName=policy_name))
-        if versions is not None:
-            for v in versions.get("policyVersions") or []:
-                if not v.get("isDefaultVersion"):
-                    ignore_missing(partial(iot.delete_policy_version, policyName=policy_name,
-                                                  policyVersionId=v["versionId"]))
-            # A policy still attached to a certificate (e.g. one not on the thing) is detached first.
-            for target in (get_or_none(lambda: iot.list_targets_for_policy(policyName=policy_name)) or {}).get(
-                    "targets") or []:
-                ignore_missing(partial(iot.detach_policy, policyName=policy_name, target=target))
-            found = ignore_missing(lambda: iot.delete_policy(policyName=policy_name)) or found
-        return EnsureResult(action="deleted" if found else "absent")
+        if versions is None:
+            return False
+        for v in versions.get("policyVersions") or []:
+            if not v.get("isDefaultVersion"):
+                ignore_missing(partial(iot.delete_policy_version, policyName=policy_name, policyVersionId=v["versionId"]))
+        for target in (get_or_none(lambda: iot.list_targets_for_policy(policyName=policy_name)) or {}).get(
+                "targets") or []:
+            ignore_missing(partial(iot.detach_policy, policyName=policy_name, target=target))
+        return ignore_missing(lambda: iot.delete_policy(policyName=policy_name))

@@ -9,57 +9,45 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from activities.providers.aws._common import (
+    AwsResource,
     account_id,
-    cfg,
     client,
     error_code,
     get_or_none,
     ignore_missing,
     lambda_arn,
-    name_of,
-    region,
     tags,
 )
 from activities.providers.aws.lambda_function import ensure_permission, get_configuration, remove_permission
-from activities.registry import Provider, register
+from activities.registry import register
 from shared.contracts import Output
 from shared.engine.errors import TransientError
-from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.types import Action, EnsureResult, ResourceCall
+from shared.resources.aws import IotTopicRuleConfig
 
 SQL_VERSION = "2016-03-23"
 
 
-def rule_arn(call: ResourceCall) -> str:
-    return f"arn:aws:iot:{region(call)}:{account_id(call)}:rule/{name_of(call)}"
+def rule_arn(config: IotTopicRuleConfig) -> str:
+    return f"arn:aws:iot:{config.region}:{account_id()}:rule/{config.name}"
 
 
-def permission_sid(call: ResourceCall) -> str:
-    return f"iot-{name_of(call)}"
+def permission_sid(config: IotTopicRuleConfig) -> str:
+    return f"iot-{config.name}"
 
 
-def data_endpoint(call: ResourceCall) -> str:
-    return str(client("iot", call).describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"])
+def data_endpoint(region: str) -> str:
+    return str(client("iot", region).describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"])
 
 
-def payload(call: ResourceCall) -> dict[str, Any]:
+def payload(call: ResourceCall, config: IotTopicRuleConfig) -> dict[str, Any]:
     return {
-        "sql": str(cfg(call, "sql")),
+        "sql": config.sql,
         "description": f"{call.resource.id} of twin {call.twin}",
-        "actions": [{"lambda": {"functionArn": lambda_arn(call, str(cfg(call, "function")))}}],
+        "actions": [{"lambda": {"functionArn": lambda_arn(config.region, config.function)}}],
         "ruleDisabled": False,
         "awsIotSqlVersion": SQL_VERSION,
     }
-
-
-def get_rule(call: ResourceCall) -> dict[str, Any] | None:
-    try:
-        found = get_or_none(lambda: client("iot", call).get_topic_rule(ruleName=name_of(call)))
-    except ClientError as exc:
-        # IoT answers a missing rule with UnauthorizedException (it does not reveal existence).
-        if error_code(exc) == "UnauthorizedException":
-            return None
-        raise
-    return None if found is None else found.get("rule")
 
 
 def _differs(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
@@ -70,16 +58,27 @@ def _differs(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
 
 
 @register("aws", "iot-topic-rule")
-class IotTopicRule(Provider):
-    def ensure(self, call: ResourceCall) -> EnsureResult:
-        iot = client("iot", call)
-        name = name_of(call)
-        function = str(cfg(call, "function"))
-        if get_configuration(call, function) is None:
+class IotTopicRule(AwsResource[IotTopicRuleConfig]):
+    model = IotTopicRuleConfig
+    label = "IoT rule"
+
+    def describe(self, call: ResourceCall, config: IotTopicRuleConfig) -> dict[str, Any] | None:
+        try:
+            found = get_or_none(lambda: client("iot", config.region).get_topic_rule(ruleName=config.name))
+        except ClientError as exc:
+            # IoT answers a missing rule with UnauthorizedException (it does not reveal existence).
+            if error_code(exc) == "UnauthorizedException":
+                return None
+            raise
+        return None if found is None else found.get("rule")
+
+    def converge(self, call: ResourceCall, config: IotTopicRuleConfig, action: Action) -> EnsureResult:
+        iot = client("iot", config.region)
+        name, function = config.name, config.function
+        if get_configuration(config.region, function) is None:
             raise TransientError(f"IoT rule {name}: its target Lambda {function} does not exist yet")
-        wanted = payload(call)
-        action: Action = "unchanged"
-        current = get_rule(call)
+        wanted = payload(call, config)
+        current = self.describe(call, config)
         if current is None:
             iot.create_topic_rule(ruleName=name, topicRulePayload=wanted,
                                   tags="&".join(f"{k}={v}" for k, v in sorted(tags(call).items())))
@@ -88,26 +87,23 @@ class IotTopicRule(Provider):
             iot.replace_topic_rule(ruleName=name, topicRulePayload=wanted)
             action = "updated"
         # Without this permission IoT Core's invocations of the dispatcher are refused.
-        if ensure_permission(call, function, permission_sid(call), Action="lambda:InvokeFunction",
-                             Principal="iot.amazonaws.com", SourceArn=rule_arn(call), SourceAccount=account_id(call)):
+        if ensure_permission(config.region, function, permission_sid(config), Action="lambda:InvokeFunction",
+                             Principal="iot.amazonaws.com", SourceArn=rule_arn(config), SourceAccount=account_id()):
             action = "updated" if action == "unchanged" else action
-        return EnsureResult(action=action, outputs=self._outputs(call))
+        return EnsureResult(action=action, outputs=self.outputs(call, config, current))
 
-    def _outputs(self, call: ResourceCall) -> dict[str, str]:
-        return {Output.IOT_ENDPOINT: data_endpoint(call)} if Output.IOT_ENDPOINT in call.resource.produces else {}
+    def outputs(self, call: ResourceCall, config: IotTopicRuleConfig, current: Any) -> dict[str, str]:
+        if Output.IOT_ENDPOINT not in call.resource.produces:
+            return {}
+        return {Output.IOT_ENDPOINT: data_endpoint(config.region)}
 
-    def read(self, call: ResourceCall) -> ReadResult:
-        current = get_rule(call)
-        if current is None:
-            return ReadResult(exists=False)
-        return ReadResult(exists=True, outputs=self._outputs(call), details={
-            "arn": rule_arn(call), "sql": current.get("sql"),
-            "targets": [a.get("lambda", {}).get("functionArn") for a in current.get("actions") or []],
-        })
+    def details(self, call: ResourceCall, config: IotTopicRuleConfig, current: Any) -> dict[str, Any]:
+        return {"arn": rule_arn(config), "sql": current.get("sql"),
+                "targets": [a.get("lambda", {}).get("functionArn") for a in current.get("actions") or []]}
 
-    def delete(self, call: ResourceCall) -> EnsureResult:
-        removed_permission = remove_permission(call, str(cfg(call, "function")), permission_sid(call))
-        if get_rule(call) is None:
-            return EnsureResult(action="deleted" if removed_permission else "absent")
-        ignore_missing(lambda: client("iot", call).delete_topic_rule(ruleName=name_of(call)))
-        return EnsureResult(action="deleted")
+    def remove(self, call: ResourceCall, config: IotTopicRuleConfig, current: Any) -> bool:
+        ignore_missing(lambda: client("iot", config.region).delete_topic_rule(ruleName=config.name))
+        return True
+
+    def leftovers(self, call: ResourceCall, config: IotTopicRuleConfig) -> bool:
+        return remove_permission(config.region, config.function, permission_sid(config))

@@ -19,28 +19,26 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from activities.providers.aws._common import (
+    AwsResource,
     account_id,
-    action_from,
-    cfg,
     client,
     error_code,
     get_or_none,
     ignore_missing,
     lambda_arn,
     merge_action,
-    name_of,
     naming,
     pending,
-    region,
     tags,
 )
 from activities.providers.aws._iam import allow, delete_role, ensure_role
-from activities.registry import Provider, register
+from activities.registry import register
 from shared.contracts import Setting
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.resources.aws import LambdaConfig
 
-DEFAULT_MEMORY_MB = 256
+MEMORY_MB = 256
 DEFAULT_TIMEOUT_S = 30
 TIMER_TIMEOUT_S = 300
 URL_SID = "FunctionURLPublicAccess"
@@ -50,60 +48,61 @@ URL_INVOKE_SID = "FunctionURLInvokeAllowPublicAccess"
 # --- Lambda resource-policy permissions (also used by the IoT rule and the schedules) ---------
 
 
-def _statements(call: ResourceCall, function: str) -> dict[str, dict[str, Any]]:
-    found = get_or_none(lambda: client("lambda", call).get_policy(FunctionName=function))
+def _statements(region: str, function: str) -> dict[str, dict[str, Any]]:
+    found = get_or_none(lambda: client("lambda", region).get_policy(FunctionName=function))
     if found is None:
         return {}
     doc = json.loads(found.get("Policy") or "{}")
     return {str(s.get("Sid")): s for s in doc.get("Statement") or []}
 
 
-def ensure_permission(call: ResourceCall, function: str, sid: str, **kwargs: Any) -> bool:
+def ensure_permission(region: str, function: str, sid: str, **kwargs: Any) -> bool:
     """Add statement `sid` to `function`'s resource policy unless present; True if added."""
-    if sid in _statements(call, function):
+    if sid in _statements(region, function):
         return False
     try:
-        client("lambda", call).add_permission(FunctionName=function, StatementId=sid, **kwargs)
+        client("lambda", region).add_permission(FunctionName=function, StatementId=sid, **kwargs)
     except ClientError as exc:
-        if error_code(exc) == "ResourceConflictException" and sid in _statements(call, function):
+        if error_code(exc) == "ResourceConflictException" and sid in _statements(region, function):
             return False  # added by a concurrent run
         raise
     return True
 
 
-def remove_permission(call: ResourceCall, function: str, sid: str) -> bool:
-    return ignore_missing(lambda: client("lambda", call).remove_permission(FunctionName=function, StatementId=sid))
+def remove_permission(region: str, function: str, sid: str) -> bool:
+    return ignore_missing(lambda: client("lambda", region).remove_permission(FunctionName=function, StatementId=sid))
 
 
 # --- least privilege ------------------------------------------------------------------------
 
 
-def _has(call: ResourceCall, setting: str) -> str | None:
+def _has(call: ResourceCall, config: LambdaConfig, setting: str) -> str | None:
     """The value a wired or configured setting has now (None when not set)."""
     value = call.settings.get(setting)
     if value:
         return value
-    env = cfg(call, "environment", {}) or {}
-    found = env.get(setting)
-    return str(found) if found else None
+    return config.environment.get(setting) or None
 
 
-def policy_statements(call: ResourceCall) -> list[dict[str, Any]]:
+def policy_statements(call: ResourceCall, config: LambdaConfig) -> list[dict[str, Any]]:
     """The inline policy of this function's role: logs on its own log group plus exactly the
     calls its package makes (see `payload_functions/aws/`)."""
-    name = name_of(call)
+    name = config.name
     n = naming(call)
-    reg, acct = region(call), account_id(call)
-    package = str(cfg(call, "package", ""))
+    reg, acct = config.region, account_id()
+    package = str(config.package)
 
     def fn(function: str) -> str:
-        return lambda_arn(call, function)
+        return lambda_arn(reg, function)
+
+    def has(setting: str) -> str | None:
+        return _has(call, config, setting)
 
     def table() -> str:
-        return f"arn:aws:dynamodb:{reg}:{acct}:table/{_has(call, Setting.DYNAMODB_TABLE_NAME) or n.hot_table()}"
+        return f"arn:aws:dynamodb:{reg}:{acct}:table/{has(Setting.DYNAMODB_TABLE_NAME) or n.hot_table()}"
 
     def bucket(setting: str, default: str) -> str:
-        return f"arn:aws:s3:::{_has(call, setting) or default}"
+        return f"arn:aws:s3:::{has(setting) or default}"
 
     out = [
         allow(
@@ -113,32 +112,32 @@ def policy_statements(call: ResourceCall) -> list[dict[str, Any]]:
         )
     ]
     invoke: list[str] = []
-    hot_local = _has(call, Setting.DYNAMODB_TABLE_NAME) is not None
+    hot_local = has(Setting.DYNAMODB_TABLE_NAME) is not None
     cold = bucket(Setting.COLD_S3_BUCKET_NAME, n.cold_bucket())
     archive = bucket(Setting.ARCHIVE_S3_BUCKET_NAME, n.archive_bucket())
     if package == "dispatcher":
-        target = _has(call, Setting.TARGET_FUNCTION) or "processor"
+        target = has(Setting.TARGET_FUNCTION) or "processor"
         invoke.append(fn(n.function("*-processor")) if target == "processor" else fn(n.function("connector")))
     elif package == "ingestion":
         invoke.append(fn(n.function("*-processor")))
-    elif package == "processor" and not cfg(call, "user_function"):
+    elif package == "processor" and not config.user_function:
         invoke.append(fn(n.function("persister")))
     elif package == "persister":
         if hot_local:
             out.append(allow(["dynamodb:PutItem"], [table()], "HotWrite"))
-        if (_has(call, Setting.USE_EVENT_CHECKING) or "").lower() == "true":
+        if (has(Setting.USE_EVENT_CHECKING) or "").lower() == "true":
             invoke.append(fn(n.function("event-checker")))
     elif package == "event-checker":
-        workspace = _has(call, Setting.TWINMAKER_WORKSPACE_NAME)
+        workspace = has(Setting.TWINMAKER_WORKSPACE_NAME)
         if workspace:
             ws = f"arn:aws:iottwinmaker:{reg}:{acct}:workspace/{workspace}"
             out.append(allow(["iottwinmaker:GetPropertyValue"], [ws, f"{ws}/*"], "TwinRead"))
-        machine = _has(call, Setting.LAMBDA_CHAIN_STATE_MACHINE_ARN)
+        machine = has(Setting.LAMBDA_CHAIN_STATE_MACHINE_ARN)
         if machine:
             out.append(allow(["states:StartExecution"], [machine], "Workflow"))
-        if (_has(call, Setting.USE_FEEDBACK) or "").lower() == "true":
+        if (has(Setting.USE_FEEDBACK) or "").lower() == "true":
             invoke.append(fn(n.function("event-feedback")))
-        for rule in json.loads(_has(call, Setting.EVENT_RULES) or "[]"):
+        for rule in json.loads(has(Setting.EVENT_RULES) or "[]"):
             action = rule.get("action") or {} if isinstance(rule, dict) else {}
             for key in ("functionName", "functionNameB"):
                 if action.get(key):
@@ -152,14 +151,14 @@ def policy_statements(call: ResourceCall) -> list[dict[str, Any]]:
         out.append(allow(["dynamodb:PutItem"], [table()], "HotWrite"))
     elif package == "hot-to-cold-mover":
         out.append(allow(["dynamodb:Scan", "dynamodb:DeleteItem"], [table()], "HotMove"))
-        if _has(call, Setting.COLD_S3_BUCKET_NAME):
+        if has(Setting.COLD_S3_BUCKET_NAME):
             out.append(allow(["s3:PutObject"], [f"{cold}/*"], "ColdWrite"))
     elif package == "cold-writer":
         out.append(allow(["s3:PutObject"], [f"{cold}/*"], "ColdWrite"))
     elif package == "cold-to-archive-mover":
         out.append(allow(["s3:ListBucket"], [cold], "ColdList"))
         out.append(allow(["s3:GetObject", "s3:DeleteObject"], [f"{cold}/*"], "ColdMove"))
-        if _has(call, Setting.ARCHIVE_S3_BUCKET_NAME):
+        if has(Setting.ARCHIVE_S3_BUCKET_NAME):
             out.append(allow(["s3:PutObject"], [f"{archive}/*"], "ArchiveWrite"))
     elif package == "archive-writer":
         out.append(allow(["s3:PutObject"], [f"{archive}/*"], "ArchiveWrite"))
@@ -171,21 +170,19 @@ def policy_statements(call: ResourceCall) -> list[dict[str, Any]]:
 # --- package and configuration --------------------------------------------------------------
 
 
-def build_package(call: ResourceCall) -> Any:
+def build_package(config: LambdaConfig) -> Any:
     from payload_functions.packaging import PackagingError, build_lambda_package
 
-    package = str(cfg(call, "package", ""))
     try:
         # Packaging serialises its own parsing (shared.pysource), so parallel activities are safe.
-        return build_lambda_package(package)
+        return build_lambda_package(str(config.package))
     except PackagingError as exc:
-        raise PermanentError(f"Lambda {name_of(call)}: {exc}") from None
+        raise PermanentError(f"Lambda {config.name}: {exc}") from None
 
 
-def wanted_environment(call: ResourceCall, current: dict[str, str]) -> dict[str, str]:
+def wanted_environment(call: ResourceCall, config: LambdaConfig, current: dict[str, str]) -> dict[str, str]:
     """Current variables (others' kept) + the plan's + the wired settings (None removes)."""
-    out = dict(current)
-    out.update({str(k): str(v) for k, v in (cfg(call, "environment", {}) or {}).items()})
+    out = {**current, **config.environment}
     for key, value in call.settings.items():
         if value is None:
             out.pop(key, None)
@@ -194,30 +191,30 @@ def wanted_environment(call: ResourceCall, current: dict[str, str]) -> dict[str,
     return out
 
 
-def _config_changes(call: ResourceCall, conf: dict[str, Any], role_arn: str) -> dict[str, Any]:
+def _config_changes(call: ResourceCall, config: LambdaConfig, conf: dict[str, Any], role_arn: str) -> dict[str, Any]:
     from payload_functions.packaging import LAMBDA_HANDLER
 
     changes: dict[str, Any] = {}
     if conf.get("Role") != role_arn:
         changes["Role"] = role_arn
-    if conf.get("Runtime") != cfg(call, "runtime", "python3.12"):
-        changes["Runtime"] = cfg(call, "runtime", "python3.12")
+    if conf.get("Runtime") != config.runtime:
+        changes["Runtime"] = config.runtime
     if conf.get("Handler") != LAMBDA_HANDLER:
         changes["Handler"] = LAMBDA_HANDLER
-    if int(conf.get("Timeout") or 0) != _timeout(call):
-        changes["Timeout"] = _timeout(call)
-    if int(conf.get("MemorySize") or 0) != int(cfg(call, "memory_mb", DEFAULT_MEMORY_MB)):
-        changes["MemorySize"] = int(cfg(call, "memory_mb", DEFAULT_MEMORY_MB))
+    if int(conf.get("Timeout") or 0) != _timeout(config):
+        changes["Timeout"] = _timeout(config)
+    if int(conf.get("MemorySize") or 0) != MEMORY_MB:
+        changes["MemorySize"] = MEMORY_MB
     current_env = dict((conf.get("Environment") or {}).get("Variables") or {})
-    env = wanted_environment(call, current_env)
+    env = wanted_environment(call, config, current_env)
     if env != current_env:
         changes["Environment"] = {"Variables": env}
     return changes
 
 
-def _timeout(call: ResourceCall) -> int:
-    default = TIMER_TIMEOUT_S if cfg(call, "trigger") == "timer" else DEFAULT_TIMEOUT_S
-    return int(cfg(call, "timeout_s", default))
+def _timeout(config: LambdaConfig) -> int:
+    """Timer functions (the movers) move a day's data in one run; the others answer one call."""
+    return TIMER_TIMEOUT_S if config.trigger == "timer" else DEFAULT_TIMEOUT_S
 
 
 def _busy(conf: dict[str, Any]) -> bool:
@@ -236,55 +233,54 @@ def _role_not_ready(exc: ClientError) -> bool:
     )
 
 
-def get_configuration(call: ResourceCall, name: str) -> dict[str, Any] | None:
-    return get_or_none(lambda: client("lambda", call).get_function_configuration(FunctionName=name))
+def get_configuration(region: str, name: str) -> dict[str, Any] | None:
+    return get_or_none(lambda: client("lambda", region).get_function_configuration(FunctionName=name))
 
 
 @register("aws", "lambda")
-class LambdaFunction(Provider):
-    def ensure(self, call: ResourceCall) -> EnsureResult:
-        return self._converge(call, "unchanged")
+class LambdaFunction(AwsResource[LambdaConfig]):
+    model = LambdaConfig
+    label = "Lambda"
 
-    def poll(self, call: ResourceCall) -> EnsureResult:
-        return self._converge(call, action_from(call))
+    def describe(self, call: ResourceCall, config: LambdaConfig) -> dict[str, Any] | None:
+        return get_configuration(config.region, config.name)
 
-    def _converge(self, call: ResourceCall, action: Action) -> EnsureResult:
-        name = name_of(call)
-        lam = client("lambda", call)
-        role_name = str(cfg(call, "role_name", name))
-        role_arn, role_changed = ensure_role(call, role_name, "lambda.amazonaws.com", policy_statements(call))
+    def converge(self, call: ResourceCall, config: LambdaConfig, action: Action) -> EnsureResult:
+        name, role_name = config.name, config.role_name
+        lam = client("lambda", config.region)
+        role_arn, role_changed = ensure_role(call, role_name, "lambda.amazonaws.com", policy_statements(call, config))
         if role_changed and action == "unchanged":
             action = "updated"
-        package = build_package(call)
-        conf = get_configuration(call, name)
+        package = build_package(config)
+        conf = self.describe(call, config)
         if conf is None:
             from payload_functions.packaging import LAMBDA_HANDLER
 
             try:
                 lam.create_function(
                     FunctionName=name,
-                    Runtime=cfg(call, "runtime", "python3.12"),
+                    Runtime=config.runtime,
                     Role=role_arn,
                     Handler=LAMBDA_HANDLER,
                     Code={"ZipFile": package.data},
                     Description=f"{call.resource.id} of twin {call.twin}",
-                    Timeout=_timeout(call),
-                    MemorySize=int(cfg(call, "memory_mb", DEFAULT_MEMORY_MB)),
-                    Environment={"Variables": wanted_environment(call, {})},
+                    Timeout=_timeout(config),
+                    MemorySize=MEMORY_MB,
+                    Environment={"Variables": wanted_environment(call, config, {})},
                     Tags=tags(call),
                 )
             except ClientError as exc:
                 if _role_not_ready(exc):
                     raise TransientError(f"Lambda {name}: role {role_name} is not assumable yet (IAM propagation)") from None
                 raise
-            return self._after_write(call, merge_action(action, "created"))
+            return self._after_write(config, merge_action(action, "created"))
         _check_failed(name, conf)
         if _busy(conf):
             return pending(action, f"Lambda {name} is {conf.get('State')}/{conf.get('LastUpdateStatus')}")
         if conf.get("CodeSha256") != package.sha256:
             lam.update_function_code(FunctionName=name, ZipFile=package.data)
-            return self._after_write(call, merge_action(action, "updated"))
-        changes = _config_changes(call, conf, role_arn)
+            return self._after_write(config, merge_action(action, "updated"))
+        changes = _config_changes(call, config, conf, role_arn)
         if changes:
             try:
                 lam.update_function_configuration(FunctionName=name, **changes)
@@ -292,32 +288,32 @@ class LambdaFunction(Provider):
                 if _role_not_ready(exc):
                     raise TransientError(f"Lambda {name}: role {role_name} is not assumable yet (IAM propagation)") from None
                 raise
-            return self._after_write(call, merge_action(action, "updated"))
+            return self._after_write(config, merge_action(action, "updated"))
         have_tags = get_or_none(lambda: lam.list_tags(Resource=conf["FunctionArn"])) or {}
         missing = {k: v for k, v in tags(call).items() if (have_tags.get("Tags") or {}).get(k) != v}
         if missing:
             lam.tag_resource(Resource=conf["FunctionArn"], Tags=missing)
             action = merge_action(action, "updated")
-        url, url_changed = self._ensure_url(call, name)
+        url, url_changed = self._ensure_url(config)
         if url_changed:
             action = merge_action(action, "updated")
         return EnsureResult(action=action, outputs=self._outputs(call, conf, url))
 
-    def _after_write(self, call: ResourceCall, action: Action) -> EnsureResult:
+    def _after_write(self, config: LambdaConfig, action: Action) -> EnsureResult:
         # Every write is followed by a poll: it re-reads the function, waits while it is
         # Pending/InProgress, then finishes the remaining steps (URL, permission).
-        return pending(action, f"Lambda {name_of(call)} is being {'created' if action == 'created' else 'updated'}")
+        return pending(action, f"Lambda {config.name} is being {'created' if action == 'created' else 'updated'}")
 
-    def _ensure_url(self, call: ResourceCall, name: str) -> tuple[str, bool]:
-        lam = client("lambda", call)
-        wanted = bool(cfg(call, "function_url", False))
+    def _ensure_url(self, config: LambdaConfig) -> tuple[str, bool]:
+        name, region = config.name, config.region
+        lam = client("lambda", region)
         current = get_or_none(lambda: lam.get_function_url_config(FunctionName=name))
         changed = False
-        if not wanted:
+        if not config.function_url:
             if current is not None:
                 lam.delete_function_url_config(FunctionName=name)
-                remove_permission(call, name, URL_SID)
-                remove_permission(call, name, URL_INVOKE_SID)
+                remove_permission(region, name, URL_SID)
+                remove_permission(region, name, URL_INVOKE_SID)
                 changed = True
             return "", changed
         if current is None:
@@ -327,10 +323,10 @@ class LambdaFunction(Provider):
             current = lam.update_function_url_config(FunctionName=name, AuthType="NONE")
             changed = True
         # Public URL: anyone may call it; the payload checks X-Inter-Cloud-Token in constant time.
-        if ensure_permission(call, name, URL_SID, Action="lambda:InvokeFunctionUrl", Principal="*",
+        if ensure_permission(region, name, URL_SID, Action="lambda:InvokeFunctionUrl", Principal="*",
                              FunctionUrlAuthType="NONE"):
             changed = True
-        if ensure_permission(call, name, URL_INVOKE_SID, Action="lambda:InvokeFunction", Principal="*",
+        if ensure_permission(region, name, URL_INVOKE_SID, Action="lambda:InvokeFunction", Principal="*",
                              InvokedViaFunctionUrl=True):
             changed = True
         return str(current["FunctionUrl"]), changed
@@ -347,13 +343,16 @@ class LambdaFunction(Provider):
         return out
 
     def read(self, call: ResourceCall) -> ReadResult:
-        name = name_of(call)
-        conf = get_configuration(call, name)
+        config = self.config(call)
+        conf = self.describe(call, config)
         if conf is None:
             return ReadResult(exists=False)
-        url_conf = get_or_none(lambda: client("lambda", call).get_function_url_config(FunctionName=name))
+        url_conf = get_or_none(lambda: client("lambda", config.region).get_function_url_config(FunctionName=config.name))
         url = str(url_conf["FunctionUrl"]) if url_conf else ""
-        outputs = {o: v for o, v in self._outputs_safe(call, conf, url).items()}
+        try:
+            outputs = self._outputs(call, conf, url)
+        except PermanentError:
+            outputs = {}
         env = (conf.get("Environment") or {}).get("Variables") or {}
         return ReadResult(
             exists=True,
@@ -371,19 +370,13 @@ class LambdaFunction(Provider):
             },
         )
 
-    def _outputs_safe(self, call: ResourceCall, conf: dict[str, Any], url: str) -> dict[str, str]:
-        try:
-            return self._outputs(call, conf, url)
-        except PermanentError:
-            return {}
-
     def apply_settings(self, call: ResourceCall) -> bool:
-        name = name_of(call)
-        conf = get_configuration(call, name)
+        config = self.config(call)
+        conf = self.describe(call, config)
         if conf is None:
-            raise TransientError(f"Lambda {name} does not exist yet; its settings are applied when it is created")
+            raise TransientError(f"Lambda {config.name} does not exist yet; its settings are applied when it is created")
         if _busy(conf):
-            raise TransientError(f"Lambda {name} is being updated; settings are applied after it")
+            raise TransientError(f"Lambda {config.name} is being updated; settings are applied after it")
         current = dict((conf.get("Environment") or {}).get("Variables") or {})
         merged = dict(current)
         for key, value in call.settings.items():
@@ -393,11 +386,14 @@ class LambdaFunction(Provider):
                 merged[key] = str(value)
         if merged == current:
             return False
-        client("lambda", call).update_function_configuration(FunctionName=name, Environment={"Variables": merged})
+        client("lambda", config.region).update_function_configuration(FunctionName=config.name,
+                                                                      Environment={"Variables": merged})
         return True
 
-    def delete(self, call: ResourceCall) -> EnsureResult:
-        name = name_of(call)
-        deleted = ignore_missing(lambda: client("lambda", call).delete_function(FunctionName=name))
-        role_deleted = delete_role(call, str(cfg(call, "role_name", name)))
-        return EnsureResult(action="deleted" if deleted or role_deleted else "absent")
+    def remove(self, call: ResourceCall, config: LambdaConfig, current: Any) -> bool:
+        # Its URL and resource policy go with it.
+        ignore_missing(lambda: client("lambda", config.region).delete_function(FunctionName=config.name))
+        return True
+
+    def leftovers(self, call: ResourceCall, config: LambdaConfig) -> bool:
+        return delete_role(config.role_name)

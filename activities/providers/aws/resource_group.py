@@ -8,15 +8,16 @@ from typing import Any
 
 from activities.providers.aws._common import (
     TAG_TWIN,
+    AwsResource,
     canonical,
     client,
     get_or_none,
     ignore_missing,
-    name_of,
     tags,
 )
-from activities.registry import Provider, register
-from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from activities.registry import register
+from shared.engine.types import Action, EnsureResult, ResourceCall
+from shared.resources.aws import AwsResourceGroupConfig
 
 
 def resource_query(call: ResourceCall) -> dict[str, str]:
@@ -24,46 +25,43 @@ def resource_query(call: ResourceCall) -> dict[str, str]:
     return {"Type": "TAG_FILTERS_1_0", "Query": json.dumps(query)}
 
 
-def _group_tags(call: ResourceCall) -> dict[str, str]:
-    wanted = dict(tags(call))
-    wanted.update({str(k): str(v) for k, v in (call.resource.config.get("tags") or {}).items()})
-    return wanted
+def _group_tags(call: ResourceCall, config: AwsResourceGroupConfig) -> dict[str, str]:
+    return {**tags(call), **config.tags}
 
 
 @register("aws", "resource-group")
-class ResourceGroup(Provider):
-    def _get(self, call: ResourceCall) -> dict[str, Any] | None:
-        found = get_or_none(lambda: client("resource-groups", call).get_group(GroupName=name_of(call)))
+class ResourceGroup(AwsResource[AwsResourceGroupConfig]):
+    model = AwsResourceGroupConfig
+    label = "resource group"
+
+    def describe(self, call: ResourceCall, config: AwsResourceGroupConfig) -> dict[str, Any] | None:
+        found = get_or_none(lambda: client("resource-groups", config.region).get_group(GroupName=config.name))
         return None if found is None else found["Group"]
 
-    def ensure(self, call: ResourceCall) -> EnsureResult:
-        rg = client("resource-groups", call)
-        name = name_of(call)
+    def converge(self, call: ResourceCall, config: AwsResourceGroupConfig, action: Action) -> EnsureResult:
+        rg = client("resource-groups", config.region)
+        name = config.name
         wanted = resource_query(call)
-        group = self._get(call)
+        group = self.describe(call, config)
         if group is None:
             rg.create_group(Name=name, Description=f"Resources of digital twin {call.twin}", ResourceQuery=wanted,
-                            Tags=_group_tags(call))
+                            Tags=_group_tags(call, config))
             return EnsureResult(action="created")
-        action: Action = "unchanged"
         current = rg.get_group_query(GroupName=name)["GroupQuery"]["ResourceQuery"]
         if current.get("Type") != wanted["Type"] or canonical(current.get("Query") or "{}") != canonical(wanted["Query"]):
             rg.update_group_query(GroupName=name, ResourceQuery=wanted)
             action = "updated"
         have = rg.get_tags(Arn=group["GroupArn"]).get("Tags") or {}
-        missing = {k: v for k, v in _group_tags(call).items() if have.get(k) != v}
+        missing = {k: v for k, v in _group_tags(call, config).items() if have.get(k) != v}
         if missing:
             rg.tag(Arn=group["GroupArn"], Tags=missing)
             action = "updated"
         return EnsureResult(action=action)
 
-    def read(self, call: ResourceCall) -> ReadResult:
-        group = self._get(call)
-        if group is None:
-            return ReadResult(exists=False)
-        return ReadResult(exists=True, details={"arn": group.get("GroupArn"), "name": group.get("Name")})
+    def details(self, call: ResourceCall, config: AwsResourceGroupConfig, current: Any) -> dict[str, Any]:
+        return {"arn": current.get("GroupArn"), "name": current.get("Name")}
 
-    def delete(self, call: ResourceCall) -> EnsureResult:
+    def remove(self, call: ResourceCall, config: AwsResourceGroupConfig, current: Any) -> bool:
         # Deleting the group deletes only the group, never the resources it lists.
-        gone = ignore_missing(lambda: client("resource-groups", call).delete_group(GroupName=name_of(call)))
-        return EnsureResult(action="deleted" if gone else "absent")
+        ignore_missing(lambda: client("resource-groups", config.region).delete_group(GroupName=config.name))
+        return True

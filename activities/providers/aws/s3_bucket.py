@@ -9,28 +9,27 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from activities.providers.aws._common import cfg, client, error_code, get_or_none, name_of, region, tags
-from activities.registry import Provider, register
+from activities.providers.aws._common import AwsResource, client, error_code, get_or_none, tags
+from activities.registry import register
 from shared.engine.errors import PermanentError
-from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.types import Action, EnsureResult, ResourceCall
+from shared.resources.aws import S3BucketConfig, S3StorageClass
 
 RULE_ID = "twin-storage-class"
 # S3 refuses transitions to STANDARD_IA before 30 days; the archive classes accept 0.
-MIN_TRANSITION_DAYS = {"STANDARD_IA": 30, "ONEZONE_IA": 30, "INTELLIGENT_TIERING": 0, "GLACIER_IR": 0,
+MIN_TRANSITION_DAYS: dict[S3StorageClass, int] = {"STANDARD_IA": 30, "ONEZONE_IA": 30, "INTELLIGENT_TIERING": 0, "GLACIER_IR": 0,
                        "GLACIER": 0, "DEEP_ARCHIVE": 0}
 BLOCK_ALL = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
 ENCRYPTION = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
 
 
-def wanted_lifecycle(call: ResourceCall) -> list[dict[str, Any]]:
-    storage_class = str(cfg(call, "storage_class", "STANDARD"))
+def wanted_lifecycle(config: S3BucketConfig) -> list[dict[str, Any]]:
+    storage_class = config.storage_class
     rules: list[dict[str, Any]] = [{
         "ID": "abort-incomplete-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
     }]
     if storage_class != "STANDARD":
-        if storage_class not in MIN_TRANSITION_DAYS:
-            raise PermanentError(f"{call.resource.id}: unknown S3 storage class {storage_class!r}")
         rules.append({"ID": RULE_ID, "Status": "Enabled", "Filter": {"Prefix": ""},
                       "Transitions": [{"Days": MIN_TRANSITION_DAYS[storage_class], "StorageClass": storage_class}]})
     return rules
@@ -46,32 +45,36 @@ def _comparable(rules: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return sorted(out, key=repr)
 
 
-def exists(call: ResourceCall) -> bool:
+def exists(config: S3BucketConfig) -> bool:
     try:
-        client("s3", call).head_bucket(Bucket=name_of(call))
+        client("s3", config.region).head_bucket(Bucket=config.name)
     except ClientError as exc:
         code = error_code(exc)
         if code in ("404", "NoSuchBucket", "NotFound"):
             return False
         if code in ("403", "AccessDenied"):
             raise PermanentError(
-                f"S3 bucket {name_of(call)} belongs to another account (names are global): rename the twin"
+                f"S3 bucket {config.name} belongs to another account (names are global): rename the twin"
             ) from None
         raise
     return True
 
 
 @register("aws", "s3-bucket")
-class S3Bucket(Provider):
-    def ensure(self, call: ResourceCall) -> EnsureResult:
-        s3 = client("s3", call)
-        name = name_of(call)
-        action: Action = "unchanged"
-        if not exists(call):
+class S3Bucket(AwsResource[S3BucketConfig]):
+    model = S3BucketConfig
+    label = "S3 bucket"
+
+    def describe(self, call: ResourceCall, config: S3BucketConfig) -> dict[str, Any] | None:
+        return {"bucket": config.name} if exists(config) else None
+
+    def converge(self, call: ResourceCall, config: S3BucketConfig, action: Action) -> EnsureResult:
+        s3 = client("s3", config.region)
+        name = config.name
+        if not exists(config):
             kwargs: dict[str, Any] = {"Bucket": name}
-            reg = region(call)
-            if reg != "us-east-1":
-                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": reg}
+            if config.region != "us-east-1":
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": config.region}
             try:
                 s3.create_bucket(**kwargs)
             except ClientError as exc:
@@ -96,7 +99,7 @@ class S3Bucket(Provider):
         if not algos or algos[0] not in ("AES256", "aws:kms"):
             s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=ENCRYPTION)
             changed()
-        rules = wanted_lifecycle(call)
+        rules = wanted_lifecycle(config)
         current = get_or_none(lambda: s3.get_bucket_lifecycle_configuration(Bucket=name))
         if _comparable((current or {}).get("Rules") or []) != _comparable(rules):
             s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
@@ -107,25 +110,20 @@ class S3Bucket(Provider):
             merged = {**have, **tags(call)}
             s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(merged.items())]})
             changed()
-        return EnsureResult(action=action, outputs=self._outputs(call))
+        return EnsureResult(action=action, outputs=self.outputs(call, config, None))
 
-    def _outputs(self, call: ResourceCall) -> dict[str, str]:
-        return {o: name_of(call) for o in call.resource.produces if o.endswith("_BUCKET_NAME")}
+    def outputs(self, call: ResourceCall, config: S3BucketConfig, current: Any) -> dict[str, str]:
+        return {o: config.name for o in call.resource.produces if o.endswith("_BUCKET_NAME")}
 
-    def read(self, call: ResourceCall) -> ReadResult:
-        if not exists(call):
-            return ReadResult(exists=False)
-        s3 = client("s3", call)
-        lifecycle = get_or_none(lambda: s3.get_bucket_lifecycle_configuration(Bucket=name_of(call))) or {}
+    def details(self, call: ResourceCall, config: S3BucketConfig, current: Any) -> dict[str, Any]:
+        lifecycle = get_or_none(lambda: client("s3", config.region).get_bucket_lifecycle_configuration(
+            Bucket=config.name)) or {}
         classes = sorted({t.get("StorageClass") for r in lifecycle.get("Rules") or [] for t in r.get("Transitions") or []})
-        return ReadResult(exists=True, outputs=self._outputs(call),
-                          details={"bucket": name_of(call), "transitions_to": classes})
+        return {"bucket": config.name, "transitions_to": classes}
 
-    def delete(self, call: ResourceCall) -> EnsureResult:
-        if not exists(call):
-            return EnsureResult(action="absent")
-        s3 = client("s3", call)
-        name = name_of(call)
+    def remove(self, call: ResourceCall, config: S3BucketConfig, current: Any) -> bool:
+        s3 = client("s3", config.region)
+        name = config.name
         # A bucket must be empty before it can be deleted (versions and delete markers too).
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
             doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
@@ -141,5 +139,4 @@ class S3Bucket(Provider):
         except ClientError as exc:
             if error_code(exc) not in ("NoSuchBucket", "404"):
                 raise
-            return EnsureResult(action="absent")
-        return EnsureResult(action="deleted")
+        return True

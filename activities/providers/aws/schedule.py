@@ -7,44 +7,43 @@ from __future__ import annotations
 from typing import Any
 
 from activities.providers.aws._common import (
-    cfg,
+    AwsResource,
     client,
     get_or_none,
     ignore_missing,
     lambda_arn,
-    name_of,
     tag_list,
     tags,
 )
 from activities.providers.aws.lambda_function import ensure_permission, get_configuration, remove_permission
-from activities.registry import Provider, register
+from activities.registry import register
 from shared.engine.errors import TransientError
-from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.types import Action, EnsureResult, ResourceCall
+from shared.resources.aws import ScheduleConfig
 
 TARGET_ID = "mover"
 
 
-def permission_sid(call: ResourceCall) -> str:
-    return f"events-{name_of(call)}"
-
-
-def describe(call: ResourceCall) -> dict[str, Any] | None:
-    return get_or_none(lambda: client("events", call).describe_rule(Name=name_of(call)))
+def permission_sid(config: ScheduleConfig) -> str:
+    return f"events-{config.name}"
 
 
 @register("aws", "schedule")
-class Schedule(Provider):
-    def ensure(self, call: ResourceCall) -> EnsureResult:
-        events = client("events", call)
-        name = name_of(call)
-        function = str(cfg(call, "function"))
-        if get_configuration(call, function) is None:
+class Schedule(AwsResource[ScheduleConfig]):
+    model = ScheduleConfig
+    label = "schedule"
+
+    def describe(self, call: ResourceCall, config: ScheduleConfig) -> dict[str, Any] | None:
+        return get_or_none(lambda: client("events", config.region).describe_rule(Name=config.name))
+
+    def converge(self, call: ResourceCall, config: ScheduleConfig, action: Action) -> EnsureResult:
+        events = client("events", config.region)
+        name, function = config.name, config.function
+        if get_configuration(config.region, function) is None:
             raise TransientError(f"schedule {name}: its target Lambda {function} does not exist yet")
-        expression = str(cfg(call, "expression"))
-        action: Action = "unchanged"
-        rule = describe(call)
-        if rule is None or rule.get("ScheduleExpression") != expression or rule.get("State") != "ENABLED":
-            kwargs: dict[str, Any] = {"Name": name, "ScheduleExpression": expression, "State": "ENABLED",
+        rule = self.describe(call, config)
+        if rule is None or rule.get("ScheduleExpression") != config.expression or rule.get("State") != "ENABLED":
+            kwargs: dict[str, Any] = {"Name": name, "ScheduleExpression": config.expression, "State": "ENABLED",
                                       "Description": f"{call.resource.id} of twin {call.twin}"}
             if rule is None:
                 kwargs["Tags"] = tag_list(call)
@@ -57,7 +56,7 @@ class Schedule(Provider):
             if missing:
                 events.tag_resource(ResourceARN=rule_arn, Tags=[{"Key": k, "Value": v} for k, v in missing.items()])
                 action = "updated"
-        target_arn = lambda_arn(call, function)
+        target_arn = lambda_arn(config.region, function)
         targets = events.list_targets_by_rule(Rule=name).get("Targets") or []
         if [(t.get("Id"), t.get("Arn")) for t in targets] != [(TARGET_ID, target_arn)]:
             stale = [t["Id"] for t in targets if t.get("Id") != TARGET_ID]
@@ -65,27 +64,23 @@ class Schedule(Provider):
                 events.remove_targets(Rule=name, Ids=stale)
             events.put_targets(Rule=name, Targets=[{"Id": TARGET_ID, "Arn": target_arn}])
             action = "updated" if action == "unchanged" else action
-        if ensure_permission(call, function, permission_sid(call), Action="lambda:InvokeFunction",
+        if ensure_permission(config.region, function, permission_sid(config), Action="lambda:InvokeFunction",
                              Principal="events.amazonaws.com", SourceArn=rule_arn):
             action = "updated" if action == "unchanged" else action
         return EnsureResult(action=action)
 
-    def read(self, call: ResourceCall) -> ReadResult:
-        rule = describe(call)
-        if rule is None:
-            return ReadResult(exists=False)
-        targets = client("events", call).list_targets_by_rule(Rule=name_of(call)).get("Targets") or []
-        return ReadResult(exists=True, details={"arn": rule.get("Arn"), "expression": rule.get("ScheduleExpression"),
-                                                "state": rule.get("State"), "targets": [t.get("Arn") for t in targets]})
+    def details(self, call: ResourceCall, config: ScheduleConfig, current: Any) -> dict[str, Any]:
+        targets = client("events", config.region).list_targets_by_rule(Rule=config.name).get("Targets") or []
+        return {"arn": current.get("Arn"), "expression": current.get("ScheduleExpression"),
+                "state": current.get("State"), "targets": [t.get("Arn") for t in targets]}
 
-    def delete(self, call: ResourceCall) -> EnsureResult:
-        events = client("events", call)
-        name = name_of(call)
-        removed_permission = remove_permission(call, str(cfg(call, "function")), permission_sid(call))
-        if describe(call) is None:
-            return EnsureResult(action="deleted" if removed_permission else "absent")
-        targets = events.list_targets_by_rule(Rule=name).get("Targets") or []
+    def remove(self, call: ResourceCall, config: ScheduleConfig, current: Any) -> bool:
+        events = client("events", config.region)
+        targets = events.list_targets_by_rule(Rule=config.name).get("Targets") or []
         if targets:
-            events.remove_targets(Rule=name, Ids=[t["Id"] for t in targets])
-        ignore_missing(lambda: events.delete_rule(Name=name))
-        return EnsureResult(action="deleted")
+            events.remove_targets(Rule=config.name, Ids=[t["Id"] for t in targets])
+        ignore_missing(lambda: events.delete_rule(Name=config.name))
+        return True
+
+    def leftovers(self, call: ResourceCall, config: ScheduleConfig) -> bool:
+        return remove_permission(config.region, config.function, permission_sid(config))

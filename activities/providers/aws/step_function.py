@@ -15,23 +15,22 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from activities.providers.aws._common import (
+    AwsResource,
     account_id,
     canonical,
-    cfg,
     client,
     error_code,
     get_or_none,
     ignore_missing,
     lambda_arn,
-    name_of,
-    region,
     tag_list,
 )
 from activities.providers.aws._iam import allow, delete_role, ensure_role
-from activities.registry import Provider, register
+from activities.registry import register
 from shared.contracts import Output
 from shared.engine.errors import PermanentError, TransientError
-from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.types import Action, EnsureResult, ResourceCall
+from shared.resources.aws import StepFunctionConfig
 
 DEFAULT_DEFINITION_FILE = "state_machines/aws_step_function.json"
 LAMBDA_CHAIN: dict[str, Any] = {
@@ -57,70 +56,68 @@ LAMBDA_CHAIN: dict[str, Any] = {
 }
 
 
-def definition(call: ResourceCall) -> dict[str, Any]:
-    given = cfg(call, "definition", DEFAULT_DEFINITION_FILE)
-    if isinstance(given, dict):
-        return given
-    if given == DEFAULT_DEFINITION_FILE:
+def definition(call: ResourceCall, config: StepFunctionConfig) -> dict[str, Any]:
+    if isinstance(config.definition, dict):
+        return config.definition
+    if config.definition == DEFAULT_DEFINITION_FILE:
         return LAMBDA_CHAIN
-    raise PermanentError(f"{call.resource.id}: config.definition {given!r} is neither an object nor the built-in "
-                         f"{DEFAULT_DEFINITION_FILE}")
+    raise PermanentError(f"{call.resource.id}: config.definition {config.definition!r} is neither an object nor the "
+                         f"built-in {DEFAULT_DEFINITION_FILE}")
 
 
-def machine_arn(call: ResourceCall) -> str:
-    return f"arn:aws:states:{region(call)}:{account_id(call)}:stateMachine:{name_of(call)}"
-
-
-def role_name(call: ResourceCall) -> str:
-    return str(cfg(call, "role_name", name_of(call)))
-
-
-def describe(call: ResourceCall) -> dict[str, Any] | None:
-    found = get_or_none(lambda: client("stepfunctions", call).describe_state_machine(stateMachineArn=machine_arn(call)))
-    if found is None or found.get("status") == "DELETING":
-        return None
-    return dict(found)
+def machine_arn(config: StepFunctionConfig) -> str:
+    return f"arn:aws:states:{config.region}:{account_id()}:stateMachine:{config.name}"
 
 
 @register("aws", "step-function")
-class StepFunction(Provider):
-    def ensure(self, call: ResourceCall) -> EnsureResult:
-        sfn = client("stepfunctions", call)
-        name = name_of(call)
-        statements = [allow(["lambda:InvokeFunction"], [lambda_arn(call, f"{call.twin}-*")], "TwinFunctions")]
-        role_arn, role_changed = ensure_role(call, role_name(call), "states.amazonaws.com", statements)
-        action: Action = "updated" if role_changed else "unchanged"
-        wanted = definition(call)
-        current = describe(call)
+class StepFunction(AwsResource[StepFunctionConfig]):
+    """The state machine and its role (named like it)."""
+
+    model = StepFunctionConfig
+    label = "state machine"
+
+    def describe(self, call: ResourceCall, config: StepFunctionConfig) -> dict[str, Any] | None:
+        found = get_or_none(lambda: client("stepfunctions", config.region).describe_state_machine(
+            stateMachineArn=machine_arn(config)))
+        if found is None or found.get("status") == "DELETING":
+            return None
+        return dict(found)
+
+    def converge(self, call: ResourceCall, config: StepFunctionConfig, action: Action) -> EnsureResult:
+        sfn = client("stepfunctions", config.region)
+        name = config.name
+        statements = [allow(["lambda:InvokeFunction"], [lambda_arn(config.region, f"{call.twin}-*")], "TwinFunctions")]
+        role_arn, role_changed = ensure_role(call, name, "states.amazonaws.com", statements)
+        action = "updated" if role_changed else action
+        wanted = definition(call, config)
+        current = self.describe(call, config)
         try:
             if current is None:
                 sfn.create_state_machine(name=name, definition=json.dumps(wanted), roleArn=role_arn, type="STANDARD",
                                          tags=[{"key": t["Key"], "value": t["Value"]} for t in tag_list(call)])
                 action = "created"
             elif canonical(current.get("definition") or "{}") != canonical(wanted) or current.get("roleArn") != role_arn:
-                sfn.update_state_machine(stateMachineArn=machine_arn(call), definition=json.dumps(wanted),
+                sfn.update_state_machine(stateMachineArn=machine_arn(config), definition=json.dumps(wanted),
                                          roleArn=role_arn)
                 action = "updated"
         except ClientError as exc:
             if error_code(exc) in ("AccessDeniedException", "InvalidArn") and "role" in str(exc).lower():
                 raise TransientError(f"state machine {name}: role not assumable yet (IAM propagation)") from None
             raise
-        return EnsureResult(action=action, outputs=self._outputs(call))
+        return EnsureResult(action=action, outputs=self.outputs(call, config, current))
 
-    def _outputs(self, call: ResourceCall) -> dict[str, str]:
+    def outputs(self, call: ResourceCall, config: StepFunctionConfig, current: Any) -> dict[str, str]:
         if Output.LAMBDA_CHAIN_STATE_MACHINE_ARN not in call.resource.produces:
             return {}
-        return {Output.LAMBDA_CHAIN_STATE_MACHINE_ARN: machine_arn(call)}
+        return {Output.LAMBDA_CHAIN_STATE_MACHINE_ARN: machine_arn(config)}
 
-    def read(self, call: ResourceCall) -> ReadResult:
-        current = describe(call)
-        if current is None:
-            return ReadResult(exists=False)
-        return ReadResult(exists=True, outputs=self._outputs(call),
-                          details={"arn": current.get("stateMachineArn"), "status": current.get("status")})
+    def details(self, call: ResourceCall, config: StepFunctionConfig, current: Any) -> dict[str, Any]:
+        return {"arn": current.get("stateMachineArn"), "status": current.get("status")}
 
-    def delete(self, call: ResourceCall) -> EnsureResult:
-        gone = describe(call) is not None and ignore_missing(
-            lambda: client("stepfunctions", call).delete_state_machine(stateMachineArn=machine_arn(call)))
-        role_gone = delete_role(call, role_name(call))
-        return EnsureResult(action="deleted" if gone or role_gone else "absent")
+    def remove(self, call: ResourceCall, config: StepFunctionConfig, current: Any) -> bool:
+        ignore_missing(lambda: client("stepfunctions", config.region).delete_state_machine(
+            stateMachineArn=machine_arn(config)))
+        return True
+
+    def leftovers(self, call: ResourceCall, config: StepFunctionConfig) -> bool:
+        return delete_role(config.name)

@@ -11,28 +11,23 @@ from __future__ import annotations
 from typing import Any
 
 from activities.providers.aws._common import (
-    action_from,
-    cfg,
+    AwsResource,
     client,
     get_or_none,
     ignore_missing,
     merge_action,
-    name_of,
     pending,
 )
-from activities.registry import Provider, register
+from activities.registry import register
 from shared.contracts import Setting
 from shared.engine.errors import PermanentError, TransientError
-from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.types import Action, EnsureResult, ResourceCall
+from shared.resources.aws import TwinMakerComponentTypeConfig
 
 DATA_READER = "dataReader"
 LAST_ENTRY_READER = "attributePropertyValueReaderByEntity"
 VALUE_KEYS = {"STRING": "stringValue", "DOUBLE": "doubleValue", "INTEGER": "integerValue", "LONG": "longValue",
               "BOOLEAN": "booleanValue"}
-
-
-def _workspace(call: ResourceCall) -> str:
-    return str(cfg(call, "workspace"))
 
 
 def _default_value(data_type: str, value: Any) -> dict[str, Any]:
@@ -46,28 +41,20 @@ def _default_value(data_type: str, value: Any) -> dict[str, Any]:
     return {key: str(value)}
 
 
-def wanted_definitions(call: ResourceCall) -> dict[str, dict[str, Any]]:
+def wanted_definitions(config: TwinMakerComponentTypeConfig) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for prop in cfg(call, "properties", []) or []:
-        out[str(prop["name"])] = {
-            "dataType": {"type": str(prop.get("dataType", "DOUBLE"))},
-            "isTimeSeries": bool(prop.get("isTimeSeries", True)),
-            "isStoredExternally": True,
-        }
-    for const in cfg(call, "constProperties", []) or []:
-        data_type = str(const.get("dataType", "STRING"))
-        out[str(const["name"])] = {
-            "dataType": {"type": data_type},
-            "defaultValue": _default_value(data_type, const.get("value")),
-        }
+    for name, data_type in config.properties.items():
+        out[name] = {"dataType": {"type": data_type}, "isTimeSeries": True, "isStoredExternally": True}
+    for name, const in config.const_properties.items():
+        out[name] = {"dataType": {"type": const.data_type}, "defaultValue": _default_value(const.data_type, const.value)}
     return out
 
 
-def wanted_functions(call: ResourceCall) -> dict[str, dict[str, Any]]:
+def wanted_functions(call: ResourceCall, config: TwinMakerComponentTypeConfig) -> dict[str, dict[str, Any]]:
     reader = call.settings.get(Setting.DATA_READER_FUNCTION_ARN)
     last = call.settings.get(Setting.LAST_ENTRY_READER_FUNCTION_ARN)
     if not reader:
-        raise TransientError(f"component type {name_of(call)}: the data reader's ARN is not known yet")
+        raise TransientError(f"component type {config.name}: the data reader's ARN is not known yet")
     out = {DATA_READER: {"implementedBy": {"lambda": {"arn": reader}, "isNative": False}}}
     if last:
         out[LAST_ENTRY_READER] = {"implementedBy": {"lambda": {"arn": last}, "isNative": False}}
@@ -91,42 +78,38 @@ def _comparable_functions(funcs: dict[str, Any]) -> dict[str, Any]:
             if k in (DATA_READER, LAST_ENTRY_READER)}
 
 
-def get_type(call: ResourceCall) -> dict[str, Any] | None:
-    return get_or_none(lambda: client("iottwinmaker", call).get_component_type(
-        workspaceId=_workspace(call), componentTypeId=name_of(call)))
+def get_type(config: TwinMakerComponentTypeConfig) -> dict[str, Any] | None:
+    return get_or_none(lambda: client("iottwinmaker", config.region).get_component_type(
+        workspaceId=config.workspace, componentTypeId=config.name))
 
 
 @register("aws", "twinmaker-component-type")
-class TwinMakerComponentType(Provider):
-    def ensure(self, call: ResourceCall) -> EnsureResult:
-        return self._converge(call, "unchanged")
+class TwinMakerComponentType(AwsResource[TwinMakerComponentTypeConfig]):
+    model = TwinMakerComponentTypeConfig
+    label = "component type"
 
-    def poll(self, call: ResourceCall) -> EnsureResult:
-        if call.pending is not None and call.pending.token.get("stage") == "delete":
-            if get_type(call) is None:
-                return EnsureResult(action="deleted")
-            return pending("deleted", f"component type {name_of(call)} is being deleted", stage="delete")
-        return self._converge(call, action_from(call))
+    def describe(self, call: ResourceCall, config: TwinMakerComponentTypeConfig) -> dict[str, Any] | None:
+        return get_type(config)
 
-    def _converge(self, call: ResourceCall, action: Action) -> EnsureResult:
-        tm = client("iottwinmaker", call)
-        name = name_of(call)
-        defs, funcs = wanted_definitions(call), wanted_functions(call)
-        current = get_type(call)
+    def converge(self, call: ResourceCall, config: TwinMakerComponentTypeConfig, action: Action) -> EnsureResult:
+        tm = client("iottwinmaker", config.region)
+        name = config.name
+        defs, funcs = wanted_definitions(config), wanted_functions(call, config)
+        current = get_type(config)
         if current is None:
-            tm.create_component_type(workspaceId=_workspace(call), componentTypeId=name,
-                                     description=f"device {cfg(call, 'device_id')} of twin {call.twin}",
+            tm.create_component_type(workspaceId=config.workspace, componentTypeId=name,
+                                     description=f"device {config.device_id} of twin {call.twin}",
                                      propertyDefinitions=defs, functions=funcs,
                                      tags={"DigitalTwin": call.twin, "Layer": call.resource.layer})
             return pending(merge_action(action, "created"), f"component type {name} is being created")
         state = (current.get("status") or {}).get("state")
         if state in ("CREATING", "UPDATING", "DELETING"):
             return pending(action, f"component type {name} is {state}")
-        return self._reconcile(call, current, defs, funcs, action)
+        return self._reconcile(call, config, current, defs, funcs, action)
 
-    def _reconcile(self, call: ResourceCall, current: dict[str, Any], defs: dict[str, Any], funcs: dict[str, Any],
-                   action: Action) -> EnsureResult:
-        name = name_of(call)
+    def _reconcile(self, call: ResourceCall, config: TwinMakerComponentTypeConfig, current: dict[str, Any],
+                   defs: dict[str, Any], funcs: dict[str, Any], action: Action) -> EnsureResult:
+        name = config.name
         state = (current.get("status") or {}).get("state")
         have_defs = {p: d for p, d in (current.get("propertyDefinitions") or {}).items() if not d.get("isInherited")}
         differs = (set(have_defs) != set(defs)
@@ -137,47 +120,39 @@ class TwinMakerComponentType(Provider):
             if call.pending is not None and call.pending.token.get("retried"):
                 raise PermanentError(f"component type {name} failed twice: {error.get('message', 'ERROR state')}")
             # TwinMaker's way to retry a failed provisioning is an update.
-            self._update(call, defs, funcs)
+            self._update(config, defs, funcs)
             return pending(merge_action(action, "updated"), f"component type {name} is being re-provisioned",
                            retried=True)
         if differs:
-            self._update(call, defs, funcs)
+            self._update(config, defs, funcs)
             return pending(merge_action(action, "updated"), f"component type {name} is being updated")
         return EnsureResult(action=action)
 
-    def _update(self, call: ResourceCall, defs: dict[str, Any], funcs: dict[str, Any]) -> None:
+    def _update(self, config: TwinMakerComponentTypeConfig, defs: dict[str, Any], funcs: dict[str, Any]) -> None:
         # UpdateComponentType replaces the definitions and functions as a whole.
-        client("iottwinmaker", call).update_component_type(
-            workspaceId=_workspace(call), componentTypeId=name_of(call), propertyDefinitions=defs, functions=funcs)
+        client("iottwinmaker", config.region).update_component_type(
+            workspaceId=config.workspace, componentTypeId=config.name, propertyDefinitions=defs, functions=funcs)
 
     def apply_settings(self, call: ResourceCall) -> bool:
-        current = get_type(call)
+        config = self.config(call)
+        current = get_type(config)
         if current is None:
-            raise TransientError(f"component type {name_of(call)} does not exist yet")
+            raise TransientError(f"component type {config.name} does not exist yet")
         state = (current.get("status") or {}).get("state")
         if state in ("CREATING", "UPDATING"):
-            raise TransientError(f"component type {name_of(call)} is {state}; settings are applied after it")
-        defs, funcs = wanted_definitions(call), wanted_functions(call)
+            raise TransientError(f"component type {config.name} is {state}; settings are applied after it")
+        defs, funcs = wanted_definitions(config), wanted_functions(call, config)
         if _comparable_functions(current.get("functions") or {}) == _comparable_functions(funcs):
             return False
-        self._update(call, defs, funcs)
+        self._update(config, defs, funcs)
         return True
 
-    def read(self, call: ResourceCall) -> ReadResult:
-        current = get_type(call)
-        if current is None:
-            return ReadResult(exists=False)
-        return ReadResult(exists=True, details={
-            "arn": current.get("arn"), "state": (current.get("status") or {}).get("state"),
-            "properties": sorted(current.get("propertyDefinitions") or {}),
-            "functions": _comparable_functions(current.get("functions") or {}),
-        })
+    def details(self, call: ResourceCall, config: TwinMakerComponentTypeConfig, current: Any) -> dict[str, Any]:
+        return {"arn": current.get("arn"), "state": (current.get("status") or {}).get("state"),
+                "properties": sorted(current.get("propertyDefinitions") or {}),
+                "functions": _comparable_functions(current.get("functions") or {})}
 
-    def delete(self, call: ResourceCall) -> EnsureResult:
-        gone = ignore_missing(lambda: client("iottwinmaker", call).delete_component_type(
-            workspaceId=_workspace(call), componentTypeId=name_of(call)))
-        if not gone:
-            return EnsureResult(action="absent")
-        if get_type(call) is None:
-            return EnsureResult(action="deleted")
-        return pending("deleted", f"component type {name_of(call)} is being deleted", stage="delete")
+    def remove(self, call: ResourceCall, config: TwinMakerComponentTypeConfig, current: Any) -> bool:
+        ignore_missing(lambda: client("iottwinmaker", config.region).delete_component_type(
+            workspaceId=config.workspace, componentTypeId=config.name))
+        return get_type(config) is None

@@ -7,22 +7,15 @@ of the workspace that the hierarchy no longer has are deleted, so the tree conve
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from activities.providers.aws._common import (
-    action_from,
-    cfg,
-    client,
-    get_or_none,
-    merge_action,
-    naming,
-    pending,
-)
-from activities.registry import Provider, register
+from activities.providers.aws._common import AwsResource, client, get_or_none, merge_action, pending
+from activities.registry import register
 from shared.engine.errors import PermanentError
 from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.resources.aws import TwinMakerEntitiesConfig, TwinMakerEntity
 
 ROOT = "$ROOT"
 
@@ -32,43 +25,22 @@ class WantedEntity:
     entity_id: str
     name: str
     parent: str | None
-    components: dict[str, str] = field(default_factory=dict)
+    components: dict[str, str]
     """Component name -> component type id."""
 
 
-def _workspace(call: ResourceCall) -> str:
-    return str(cfg(call, "workspace"))
-
-
-def wanted_entities(call: ResourceCall) -> list[WantedEntity]:
-    """The tree flattened parents first, with the path of any malformed node in the error."""
-    n = naming(call)
+def wanted_entities(call: ResourceCall, config: TwinMakerEntitiesConfig) -> list[WantedEntity]:
+    """The tree flattened parents first; an entity id used twice is refused."""
     out: list[WantedEntity] = []
 
-    def walk(node: Any, parent: WantedEntity | None, path: str) -> None:
-        if not isinstance(node, dict):
-            raise PermanentError(f"{call.resource.id}: config.{path} is not an object")
-        kind = node.get("type", "entity")
-        if kind == "component":
-            if parent is None:
-                raise PermanentError(f"{call.resource.id}: config.{path} is a component outside any entity")
-            cname = node.get("name") or node.get("iotDeviceId")
-            device = node.get("iotDeviceId")
-            type_id = node.get("componentTypeId") or (n.component_type(str(device)) if device else None)
-            if not cname or not type_id:
-                raise PermanentError(f"{call.resource.id}: config.{path} needs name and iotDeviceId or componentTypeId")
-            parent.components[str(cname)] = str(type_id)
-            return
-        entity_id = node.get("id")
-        if not entity_id:
-            raise PermanentError(f"{call.resource.id}: config.{path}.id is missing")
-        entity = WantedEntity(str(entity_id), str(node.get("name") or entity_id), parent.entity_id if parent else None)
-        out.append(entity)
-        for i, child in enumerate(node.get("children") or []):
-            walk(child, entity, f"{path}.children[{i}]")
+    def walk(node: TwinMakerEntity, parent: str | None) -> None:
+        out.append(WantedEntity(node.entity_id, node.name, parent,
+                                {c.name: c.component_type_id for c in node.components}))
+        for child in node.children:
+            walk(child, node.entity_id)
 
-    for i, root in enumerate(cfg(call, "entities", []) or []):
-        walk(root, None, f"entities[{i}]")
+    for root in config.entities:
+        walk(root, None)
     seen: set[str] = set()
     for e in out:
         if e.entity_id in seen:
@@ -77,13 +49,13 @@ def wanted_entities(call: ResourceCall) -> list[WantedEntity]:
     return out
 
 
-def list_entities(call: ResourceCall) -> list[dict[str, Any]] | None:
+def list_entities(config: TwinMakerEntitiesConfig) -> list[dict[str, Any]] | None:
     """Every entity of the workspace, or None when the workspace does not exist."""
-    tm = client("iottwinmaker", call)
+    tm = client("iottwinmaker", config.region)
     out: list[dict[str, Any]] = []
     token: str | None = None
     while True:
-        kwargs: dict[str, Any] = {"workspaceId": _workspace(call), "maxResults": 200}
+        kwargs: dict[str, Any] = {"workspaceId": config.workspace, "maxResults": 200}
         if token:
             kwargs["nextToken"] = token
         page = get_or_none(partial(tm.list_entities, **kwargs))
@@ -100,20 +72,20 @@ def _state(entity: dict[str, Any]) -> str:
 
 
 @register("aws", "twinmaker-entities")
-class TwinMakerEntities(Provider):
-    def ensure(self, call: ResourceCall) -> EnsureResult:
-        return self._converge(call, "unchanged")
+class TwinMakerEntities(AwsResource[TwinMakerEntitiesConfig]):
+    """The tree as a whole: `describe` is the workspace's entity list (None: no workspace)."""
 
-    def poll(self, call: ResourceCall) -> EnsureResult:
-        if call.pending is not None and call.pending.token.get("stage") == "delete":
-            return self.delete(call)
-        return self._converge(call, action_from(call))
+    model = TwinMakerEntitiesConfig
+    label = "entities"
 
-    def _converge(self, call: ResourceCall, action: Action) -> EnsureResult:
-        tm = client("iottwinmaker", call)
-        ws = _workspace(call)
-        wanted = wanted_entities(call)
-        existing = list_entities(call)
+    def describe(self, call: ResourceCall, config: TwinMakerEntitiesConfig) -> list[dict[str, Any]] | None:
+        return list_entities(config)
+
+    def converge(self, call: ResourceCall, config: TwinMakerEntitiesConfig, action: Action) -> EnsureResult:
+        tm = client("iottwinmaker", config.region)
+        ws = config.workspace
+        wanted = wanted_entities(call, config)
+        existing = list_entities(config)
         if existing is None:
             raise PermanentError(f"TwinMaker workspace {ws} does not exist (deploy twinmaker-workspace first)")
         by_id = {e["entityId"]: e for e in existing}
@@ -137,7 +109,7 @@ class TwinMakerEntities(Provider):
                 continue
             if _state(summary) in ("CREATING", "UPDATING"):
                 continue
-            if self._reconcile_one(call, entity, summary):
+            if self._reconcile_one(config, entity, summary):
                 action = merge_action(action, "updated")
                 wrote = True
         wanted_ids = {e.entity_id for e in wanted}
@@ -151,9 +123,9 @@ class TwinMakerEntities(Provider):
             return pending(action, "entities are being created or updated")
         return EnsureResult(action=action)
 
-    def _reconcile_one(self, call: ResourceCall, entity: WantedEntity, summary: dict[str, Any]) -> bool:
-        tm = client("iottwinmaker", call)
-        ws = _workspace(call)
+    def _reconcile_one(self, config: TwinMakerEntitiesConfig, entity: WantedEntity, summary: dict[str, Any]) -> bool:
+        tm = client("iottwinmaker", config.region)
+        ws = config.workspace
         body: dict[str, Any] = {}
         parent = summary.get("parentEntityId") or ROOT
         if parent != (entity.parent or ROOT):
@@ -182,23 +154,31 @@ class TwinMakerEntities(Provider):
         return True
 
     def read(self, call: ResourceCall) -> ReadResult:
-        existing = list_entities(call)
+        config = self.config(call)
+        existing = list_entities(config)
         if existing is None:
             return ReadResult(exists=False)
-        wanted = {e.entity_id for e in wanted_entities(call)}
+        wanted = {e.entity_id for e in wanted_entities(call, config)}
         have = {e["entityId"] for e in existing}
         return ReadResult(exists=bool(wanted & have) or (not wanted and not have), details={
             "entities": sorted(have), "missing": sorted(wanted - have), "extra": sorted(have - wanted)})
 
     def delete(self, call: ResourceCall) -> EnsureResult:
-        existing = list_entities(call)
+        return self._delete(call, self.config(call))
+
+    def poll_delete(self, call: ResourceCall, config: TwinMakerEntitiesConfig) -> EnsureResult:
+        return self._delete(call, config)
+
+    def _delete(self, call: ResourceCall, config: TwinMakerEntitiesConfig) -> EnsureResult:
+        """Delete the roots recursively until the workspace holds no entity (polled)."""
+        existing = list_entities(config)
         if existing is None or (not existing and call.pending is None):
             return EnsureResult(action="absent")
         if not existing:
             return EnsureResult(action="deleted")
-        tm = client("iottwinmaker", call)
+        tm = client("iottwinmaker", config.region)
         ids = {e["entityId"] for e in existing}
         for root in [e for e in existing if (e.get("parentEntityId") or ROOT) not in ids]:
-            get_or_none(partial(tm.delete_entity, workspaceId=_workspace(call), entityId=root["entityId"],
+            get_or_none(partial(tm.delete_entity, workspaceId=config.workspace, entityId=root["entityId"],
                                 isRecursive=True))
         return pending("deleted", "entities are being deleted", stage="delete")

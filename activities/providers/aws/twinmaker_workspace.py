@@ -12,56 +12,51 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from activities.providers.aws._common import (
-    cfg,
+    AwsResource,
     client,
     error_code,
     get_or_none,
     ignore_missing,
     lambda_arn,
     missing_tags,
-    name_of,
     naming,
 )
 from activities.providers.aws._iam import allow, delete_role, ensure_role
-from activities.registry import Provider, register
+from activities.registry import register
 from shared.contracts import Function, Output
 from shared.engine.errors import TransientError
-from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.types import Action, EnsureResult, ResourceCall
+from shared.resources.aws import TwinMakerWorkspaceConfig
 
 READERS = (Function.HOT_READER, Function.HOT_READER_LAST_ENTRY, Function.DT_READER, Function.DT_READER_LAST_ENTRY)
 
 
-def role_name(call: ResourceCall) -> str:
-    return str(cfg(call, "role_name", name_of(call)))
-
-
-def bucket(call: ResourceCall) -> str:
-    return str(cfg(call, "bucket", naming(call).twinmaker_bucket()))
-
-
-def role_statements(call: ResourceCall) -> list[dict[str, Any]]:
-    b = f"arn:aws:s3:::{bucket(call)}"
+def role_statements(call: ResourceCall, config: TwinMakerWorkspaceConfig) -> list[dict[str, Any]]:
+    b = f"arn:aws:s3:::{config.bucket}"
     n = naming(call)
     return [
         allow(["s3:GetBucketLocation", "s3:ListBucket"], [b], "WorkspaceBucket"),
         allow(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [f"{b}/*"], "WorkspaceObjects"),
-        allow(["lambda:InvokeFunction"], [lambda_arn(call, n.function(str(f))) for f in READERS], "Readers"),
+        allow(["lambda:InvokeFunction"], [lambda_arn(config.region, n.function(str(f))) for f in READERS], "Readers"),
     ]
 
 
-def get_workspace(call: ResourceCall) -> dict[str, Any] | None:
-    return get_or_none(lambda: client("iottwinmaker", call).get_workspace(workspaceId=name_of(call)))
-
-
 @register("aws", "twinmaker-workspace")
-class TwinMakerWorkspace(Provider):
-    def ensure(self, call: ResourceCall) -> EnsureResult:
-        tm = client("iottwinmaker", call)
-        name = name_of(call)
-        role_arn, role_changed = ensure_role(call, role_name(call), "iottwinmaker.amazonaws.com", role_statements(call))
-        action: Action = "updated" if role_changed else "unchanged"
-        s3_location = f"arn:aws:s3:::{bucket(call)}"
-        ws = get_workspace(call)
+class TwinMakerWorkspace(AwsResource[TwinMakerWorkspaceConfig]):
+    model = TwinMakerWorkspaceConfig
+    label = "TwinMaker workspace"
+
+    def describe(self, call: ResourceCall, config: TwinMakerWorkspaceConfig) -> dict[str, Any] | None:
+        return get_or_none(lambda: client("iottwinmaker", config.region).get_workspace(workspaceId=config.name))
+
+    def converge(self, call: ResourceCall, config: TwinMakerWorkspaceConfig, action: Action) -> EnsureResult:
+        tm = client("iottwinmaker", config.region)
+        name = config.name
+        role_arn, role_changed = ensure_role(call, config.role_name, "iottwinmaker.amazonaws.com",
+                                             role_statements(call, config))
+        action = "updated" if role_changed else action
+        s3_location = f"arn:aws:s3:::{config.bucket}"
+        ws = self.describe(call, config)
         if ws is None:
             try:
                 tm.create_workspace(workspaceId=name, description=f"Digital twin {call.twin}", s3Location=s3_location,
@@ -80,22 +75,20 @@ class TwinMakerWorkspace(Provider):
             if add:
                 tm.tag_resource(resourceARN=ws["arn"], tags=add)
                 action = "updated"
-        return EnsureResult(action=action, outputs=self._outputs(call))
+        return EnsureResult(action=action, outputs=self.outputs(call, config, ws))
 
-    def _outputs(self, call: ResourceCall) -> dict[str, str]:
+    def outputs(self, call: ResourceCall, config: TwinMakerWorkspaceConfig, current: Any) -> dict[str, str]:
         if Output.TWINMAKER_WORKSPACE_NAME not in call.resource.produces:
             return {}
-        return {Output.TWINMAKER_WORKSPACE_NAME: name_of(call)}
+        return {Output.TWINMAKER_WORKSPACE_NAME: config.name}
 
-    def read(self, call: ResourceCall) -> ReadResult:
-        ws = get_workspace(call)
-        if ws is None:
-            return ReadResult(exists=False)
-        return ReadResult(exists=True, outputs=self._outputs(call),
-                          details={"arn": ws.get("arn"), "role": ws.get("role"), "s3Location": ws.get("s3Location")})
+    def details(self, call: ResourceCall, config: TwinMakerWorkspaceConfig, current: Any) -> dict[str, Any]:
+        return {"arn": current.get("arn"), "role": current.get("role"), "s3Location": current.get("s3Location")}
 
-    def delete(self, call: ResourceCall) -> EnsureResult:
+    def remove(self, call: ResourceCall, config: TwinMakerWorkspaceConfig, current: Any) -> bool:
         # Entities and component types are their own resources, deleted before this one.
-        gone = ignore_missing(lambda: client("iottwinmaker", call).delete_workspace(workspaceId=name_of(call)))
-        role_gone = delete_role(call, role_name(call))
-        return EnsureResult(action="deleted" if gone or role_gone else "absent")
+        ignore_missing(lambda: client("iottwinmaker", config.region).delete_workspace(workspaceId=config.name))
+        return True
+
+    def leftovers(self, call: ResourceCall, config: TwinMakerWorkspaceConfig) -> bool:
+        return delete_role(config.role_name)

@@ -1,4 +1,5 @@
-"""Digital Twins data-plane helpers shared by the models and the twin graph."""
+"""The Digital Twins data plane, as the models and the twin graph use it: a client for the twin's
+instance, and 403s classified while the deployer's data role is not effective yet."""
 
 from __future__ import annotations
 
@@ -6,10 +7,29 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from azure.core.exceptions import HttpResponseError
+from azure.digitaltwins.core import DigitalTwinsClient
 
-from shared.engine.errors import TransientError
+from activities.providers.azure._common import clouds
+from activities.providers.azure.digital_twins import instance_url
+from shared.engine.errors import PermanentError, TransientError
+from shared.resources.azure import DtdlModelsConfig, TwinGraphConfig
 
 T = TypeVar("T")
+
+
+def data_client(config: DtdlModelsConfig | TwinGraphConfig) -> DigitalTwinsClient:
+    """The data-plane client of `config.instance` (PermanentError when the instance is gone)."""
+    url = instance_url(config.resource_group, config.instance)
+    cl = clouds()
+    return DigitalTwinsClient(url, cl.azure_credential(), **cl.azure_client_kwargs())
+
+
+def existing_client(config: DtdlModelsConfig | TwinGraphConfig) -> DigitalTwinsClient | None:
+    """The data-plane client, or None when the instance is gone (and everything in it)."""
+    try:
+        return data_client(config)
+    except PermanentError:
+        return None
 
 
 def data_plane(what: str, fn: Callable[[], T]) -> T:

@@ -1,5 +1,5 @@
 """What every Azure resource module shares: clients from the credentials seam, ARM ids, and the
-monitor-style lifecycle of an ARM resource (`ArmResource`).
+monitor-style lifecycle of an ARM resource (`ArmResource`), typed by its kind's configuration.
 
 Long-running operations are started with `polling=False` (one request, no polling thread) and
 then observed by GETting the resource: its `provisioningState` says whether the operation is
@@ -21,11 +21,12 @@ from typing import Any, TypeVar
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from activities.clouds import ARM_SCOPE, Clouds, clouds_from_environ
-from activities.registry import Provider
+from activities.providers.typed import TypedProvider
 from shared.contracts import ControlPlaneSetting
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
-from shared.naming import AzureNaming
+from shared.resources.azure import AzureConfig, ReferencedKind, ResourceRef
+from shared.resources.base import C
 
 T = TypeVar("T")
 
@@ -69,35 +70,9 @@ def visibility_grace_seconds(cl: Clouds | None = None) -> float:
     return SANDBOX_VISIBILITY_GRACE_SECONDS if (cl or clouds()).is_sandbox else REAL_VISIBILITY_GRACE_SECONDS
 
 
-def subscription_id(call: ResourceCall | None = None) -> str:
-    configured = (call.resource.config.get("subscription_id") if call is not None else None) or ""
-    return str(configured) or clouds().azure_subscription_id()
-
-
-def naming(call: ResourceCall) -> AzureNaming:
-    return AzureNaming(call.twin)
-
-
-def resource_group(call: ResourceCall) -> str:
-    return str(call.resource.config.get("resource_group") or naming(call).resource_group())
-
-
-def name_of(call: ResourceCall) -> str:
-    name = call.resource.config.get("name")
-    if not isinstance(name, str) or not name:
-        raise PermanentError(f"{call.resource.id}: config.name is missing")
-    return name
-
-
-def cfg(call: ResourceCall, key: str, default: Any = None) -> Any:
-    value = call.resource.config.get(key, default)
-    if value is None and default is None:
-        raise PermanentError(f"{call.resource.id}: config.{key} is missing")
-    return value
-
-
-def location(call: ResourceCall) -> str:
-    return str(cfg(call, "location"))
+def subscription_id() -> str:
+    """The subscription the control plane deploys into (the credentials seam's)."""
+    return clouds().azure_subscription_id()
 
 
 def rg_id(sub: str, rg: str) -> str:
@@ -109,8 +84,8 @@ def arm_id(sub: str, rg: str, provider_type: str, name: str) -> str:
     return f"{rg_id(sub, rg)}/providers/{provider_type}/{name}"
 
 
-# Resource kinds of the plan that other resources point at (`{"kind", "name"}` references).
-SCOPE_TYPES = {
+# ARM types of the plan's kinds that other resources point at (`ResourceRef`).
+SCOPE_TYPES: dict[ReferencedKind, str] = {
     "iot-hub": "Microsoft.Devices/IotHubs",
     "digital-twins": "Microsoft.DigitalTwins/digitalTwinsInstances",
     "storage-account": "Microsoft.Storage/storageAccounts",
@@ -120,13 +95,9 @@ SCOPE_TYPES = {
 }
 
 
-def ref_id(call: ResourceCall, ref: Any, what: str) -> str:
-    """The ARM id of a `{"kind", "name"}` reference in a resource's config."""
-    if not isinstance(ref, dict) or ref.get("kind") not in SCOPE_TYPES or not ref.get("name"):
-        raise PermanentError(
-            f"{call.resource.id}: config.{what} must be {{kind, name}} with kind one of {', '.join(sorted(SCOPE_TYPES))}"
-        )
-    return arm_id(subscription_id(), resource_group(call), SCOPE_TYPES[str(ref["kind"])], str(ref["name"]))
+def ref_id(config: AzureConfig, ref: ResourceRef) -> str:
+    """The ARM id of a resource of the twin's resource group that `config` refers to."""
+    return arm_id(subscription_id(), config.resource_group, SCOPE_TYPES[ref.kind], ref.name)
 
 
 def get_or_none(fn: Callable[[], T]) -> T | None:
@@ -199,31 +170,32 @@ class Throttle:
             time.sleep(delay)
 
 
-class ArmResource(Provider):
-    """The lifecycle of one ARM resource, monitor style. Subclasses fill in the specifics."""
+class ArmResource(TypedProvider[C]):
+    """The lifecycle of one ARM resource, monitor style. Subclasses fill in the specifics; each
+    operation parses the configuration once and hands it to them."""
 
     #: what a person reads in progress and errors
     label = "resource"
 
     # --- the specifics ---------------------------------------------------------------------
 
-    def get(self, call: ResourceCall) -> Any:
+    def get(self, call: ResourceCall, config: C) -> Any:
         """The current resource (a deserialized SDK model) or None."""
         raise PermanentError(f"{type(self).__name__} does not define get")
 
-    def put(self, call: ResourceCall, current: Any) -> None:
+    def put(self, call: ResourceCall, config: C, current: Any) -> None:
         """Start the create/update (one request; LROs with `polling=False`)."""
         raise PermanentError(f"{type(self).__name__} does not define put")
 
-    def remove(self, call: ResourceCall, current: Any) -> None:
+    def remove(self, call: ResourceCall, config: C, current: Any) -> None:
         """Start the delete (one request)."""
         raise PermanentError(f"{type(self).__name__} does not define remove")
 
-    def differs(self, call: ResourceCall, current: Any) -> list[str]:
+    def differs(self, call: ResourceCall, config: C, current: Any) -> list[str]:
         """The fields whose current value differs from the desired configuration."""
         return []
 
-    def outputs(self, call: ResourceCall, current: Any) -> dict[str, str]:
+    def outputs(self, call: ResourceCall, config: C, current: Any) -> dict[str, str]:
         return {}
 
     def details(self, current: Any) -> dict[str, Any]:
@@ -236,84 +208,95 @@ class ArmResource(Provider):
     # --- the lifecycle ---------------------------------------------------------------------
 
     def ensure(self, call: ResourceCall) -> EnsureResult:
-        current = self.get(call)
-        if current is not None and self._running(current):
-            # Another operation (ours from an earlier attempt, or someone else's) is under way.
-            return self._pending(call, "updated", 0)
-        if current is not None and state_of(current) not in FAILED:
-            changed = self.differs(call, current)
-            if not changed:
-                return EnsureResult("unchanged", self.outputs(call, current))
-        action: Action = "created" if current is None else "updated"
-        self.put(call, current)
-        return self._settle(call, action, 1, put_at=time.time())
+        return self.ensure_config(call, self.config(call))
 
     def poll(self, call: ResourceCall) -> EnsureResult:
+        return self.poll_config(call, self.config(call))
+
+    def ensure_config(self, call: ResourceCall, config: C) -> EnsureResult:
+        """`ensure` with the configuration parsed (a kind made of parts walks each with it)."""
+        current = self.get(call, config)
+        if current is not None and self._running(current):
+            # Another operation (ours from an earlier attempt, or someone else's) is under way.
+            return self._pending(config, "updated", 0)
+        if current is not None and state_of(current) not in FAILED:
+            changed = self.differs(call, config, current)
+            if not changed:
+                return EnsureResult("unchanged", self.outputs(call, config, current))
+        action: Action = "created" if current is None else "updated"
+        self.put(call, config, current)
+        return self._settle(call, config, action, 1, put_at=time.time())
+
+    def poll_config(self, call: ResourceCall, config: C) -> EnsureResult:
+        """`poll` with the configuration parsed."""
         token = call.pending.token if call.pending is not None else {}
         op = token.get("op", "put")
         attempts = int(token.get("attempts", 1))
         if op == "delete":
-            return self._poll_delete(call, attempts)
+            return self._poll_delete(call, config, attempts)
         action: Action = token.get("action", "updated")
         put_at = token.get("put_at")
-        current = self.get(call)
+        current = self.get(call, config)
         if current is None and isinstance(put_at, int | float) and time.time() - put_at < visibility_grace_seconds():
             # Accepted but not readable yet (eventual visibility): wait rather than create it again.
-            return self._pending(call, action, attempts, put_at=put_at)
+            return self._pending(config, action, attempts, put_at=put_at)
         if current is None or state_of(current) in FAILED:
             if attempts >= MAX_LRO_ATTEMPTS:
                 raise PermanentError(
-                    f"{self.label} {name_of(call)}: provisioning failed {attempts} times; see the Azure activity log"
+                    f"{self.label} {config.name}: provisioning failed {attempts} times; see the Azure activity log"
                 )
-            self.put(call, current)
-            return self._settle(call, action, attempts + 1, put_at=time.time())
+            self.put(call, config, current)
+            return self._settle(call, config, action, attempts + 1, put_at=time.time())
         if self._running(current) or not self.ready(current):
-            return self._pending(call, action, attempts)
-        return EnsureResult(action, self.outputs(call, current))
+            return self._pending(config, action, attempts)
+        return EnsureResult(action, self.outputs(call, config, current))
 
     def read(self, call: ResourceCall) -> ReadResult:
-        current = self.get(call)
+        config = self.config(call)
+        current = self.get(call, config)
         if current is None:
             return ReadResult(False)
-        outputs = self.outputs(call, current) if not self._running(current) and self.ready(current) else {}
+        outputs = self.outputs(call, config, current) if not self._running(current) and self.ready(current) else {}
         return ReadResult(True, outputs, self.details(current))
 
     def delete(self, call: ResourceCall) -> EnsureResult:
-        current = self.get(call)
+        config = self.config(call)
+        current = self.get(call, config)
         if current is None:
             return EnsureResult("absent")
         if state_of(current) != "deleting":
-            self.remove(call, current)
-        if self.get(call) is None:
+            self.remove(call, config, current)
+        if self.get(call, config) is None:
             return EnsureResult("deleted")
-        return EnsureResult("deleted", pending=self._pending_token(call, {"op": "delete", "attempts": 1}))
+        return EnsureResult("deleted", pending=self._pending_token(config, {"op": "delete", "attempts": 1}))
 
-    def _poll_delete(self, call: ResourceCall, attempts: int) -> EnsureResult:
-        current = self.get(call)
+    def _poll_delete(self, call: ResourceCall, config: C, attempts: int) -> EnsureResult:
+        current = self.get(call, config)
         if current is None:
             return EnsureResult("deleted")
         if state_of(current) != "deleting":
             # The delete failed (or was cancelled): start it again.
             if attempts >= MAX_LRO_ATTEMPTS:
-                raise PermanentError(f"{self.label} {name_of(call)}: deleting failed {attempts} times")
-            self.remove(call, current)
+                raise PermanentError(f"{self.label} {config.name}: deleting failed {attempts} times")
+            self.remove(call, config, current)
             attempts += 1
-        return EnsureResult("deleted", pending=self._pending_token(call, {"op": "delete", "attempts": attempts}))
+        return EnsureResult("deleted", pending=self._pending_token(config, {"op": "delete", "attempts": attempts}))
 
-    def _settle(self, call: ResourceCall, action: Action, attempts: int, put_at: float | None = None) -> EnsureResult:
-        current = self.get(call)
+    def _settle(self, call: ResourceCall, config: C, action: Action, attempts: int,
+                put_at: float | None = None) -> EnsureResult:
+        current = self.get(call, config)
         if current is not None and not self._running(current) and state_of(current) not in FAILED and self.ready(current):
-            return EnsureResult(action, self.outputs(call, current))
-        return self._pending(call, action, attempts, put_at=put_at)
+            return EnsureResult(action, self.outputs(call, config, current))
+        return self._pending(config, action, attempts, put_at=put_at)
 
-    def _pending(self, call: ResourceCall, action: Action, attempts: int, put_at: float | None = None) -> EnsureResult:
+    def _pending(self, config: C, action: Action, attempts: int, put_at: float | None = None) -> EnsureResult:
         token: dict[str, Any] = {"op": "put", "action": action, "attempts": attempts}
         if put_at is not None:
             token["put_at"] = put_at  # when ARM accepted the create: reads may lag behind it
-        return EnsureResult(action, pending=self._pending_token(call, token))
+        return EnsureResult(action, pending=self._pending_token(config, token))
 
-    def _pending_token(self, call: ResourceCall, token: dict[str, Any]) -> Pending:
-        return Pending(token=token, poll_after_seconds=poll_seconds(), description=f"{self.label} {name_of(call)}")
+    def _pending_token(self, config: C, token: dict[str, Any]) -> Pending:
+        return Pending(token=token, poll_after_seconds=poll_seconds(), description=f"{self.label} {config.name}")
 
     @staticmethod
     def _running(current: Any) -> bool:

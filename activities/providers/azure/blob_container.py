@@ -12,58 +12,44 @@ from azure.mgmt.storage import StorageManagementClient
 from azure.mgmt.storage.models import BlobContainer as BlobContainerModel
 from azure.mgmt.storage.models import ContainerProperties
 
-from activities.providers.azure._common import (
-    ArmResource,
-    cfg,
-    enum_str,
-    get_or_none,
-    mgmt,
-    name_of,
-    naming,
-    resource_group,
-)
+from activities.providers.azure._common import ArmResource, enum_str, get_or_none, mgmt
 from activities.registry import register
 from shared.engine.types import ResourceCall
+from shared.resources.azure import BlobContainerConfig
 
 TIER_METADATA = "access_tier"
 
 
-def _account(call: ResourceCall) -> str:
-    return str(call.resource.config.get("storage_account") or naming(call).storage_account())
-
-
 @register("azure", "blob-container")
-class BlobContainer(ArmResource):
+class BlobContainer(ArmResource[BlobContainerConfig]):
+    model = BlobContainerConfig
     label = "blob container"
 
-    def get(self, call: ResourceCall) -> Any:
+    def get(self, call: ResourceCall, config: BlobContainerConfig) -> Any:
         client = mgmt(StorageManagementClient)
-        return get_or_none(lambda: client.blob_containers.get(resource_group(call), _account(call), name_of(call)))
+        return get_or_none(lambda: client.blob_containers.get(config.resource_group, config.storage_account,
+                                                              config.name))
 
-    def _desired(self, call: ResourceCall) -> tuple[str, dict[str, str]]:
-        return str(cfg(call, "public_access", "None")), {TIER_METADATA: str(cfg(call, "access_tier", "Cool"))}
-
-    def differs(self, call: ResourceCall, current: Any) -> list[str]:
-        access, metadata = self._desired(call)
+    def differs(self, call: ResourceCall, config: BlobContainerConfig, current: Any) -> list[str]:
         out = []
-        if (enum_str(current.public_access) or "None") != access:
+        if (enum_str(current.public_access) or "None") != config.public_access:
             out.append("public_access")
-        have = dict(current.metadata or {})
-        if any(have.get(k) != v for k, v in metadata.items()):
+        if dict(current.metadata or {}).get(TIER_METADATA) != config.access_tier:
             out.append("metadata")
         return out
 
-    def put(self, call: ResourceCall, current: Any) -> None:
-        access, metadata = self._desired(call)
-        if current is not None:
-            metadata = {**dict(current.metadata or {}), **metadata}  # keep others' metadata
+    def put(self, call: ResourceCall, config: BlobContainerConfig, current: Any) -> None:
+        # Metadata set by others is kept.
+        metadata = {**dict((current.metadata or {}) if current is not None else {}), TIER_METADATA: config.access_tier}
         mgmt(StorageManagementClient).blob_containers.create(
-            resource_group(call), _account(call), name_of(call),
-            BlobContainerModel(container_properties=ContainerProperties(public_access=access, metadata=metadata)),
+            config.resource_group, config.storage_account, config.name,
+            BlobContainerModel(container_properties=ContainerProperties(public_access=config.public_access,
+                                                                        metadata=metadata)),
         )
 
-    def remove(self, call: ResourceCall, current: Any) -> None:
-        mgmt(StorageManagementClient).blob_containers.delete(resource_group(call), _account(call), name_of(call))
+    def remove(self, call: ResourceCall, config: BlobContainerConfig, current: Any) -> None:
+        mgmt(StorageManagementClient).blob_containers.delete(config.resource_group, config.storage_account,
+                                                             config.name)
 
-    def outputs(self, call: ResourceCall, current: Any) -> dict[str, str]:
-        return {str(p): name_of(call) for p in call.resource.produces}
+    def outputs(self, call: ResourceCall, config: BlobContainerConfig, current: Any) -> dict[str, str]:
+        return {str(p): config.name for p in call.resource.produces}

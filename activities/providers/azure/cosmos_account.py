@@ -14,63 +14,57 @@ from azure.mgmt.cosmosdb.models import (
     Location,
 )
 
-from activities.providers.azure._common import (
-    ArmResource,
-    cfg,
-    enum_str,
-    get_or_none,
-    location,
-    mgmt,
-    name_of,
-    resource_group,
-)
+from activities.providers.azure._common import ArmResource, enum_str, get_or_none, mgmt
 from activities.registry import register
 from shared.contracts import Output
 from shared.engine.errors import TransientError
 from shared.engine.types import ResourceCall
+from shared.resources.azure import CosmosAccountConfig
 
 
 @register("azure", "cosmos-account")
-class CosmosAccount(ArmResource):
+class CosmosAccount(ArmResource[CosmosAccountConfig]):
+    model = CosmosAccountConfig
     label = "Cosmos DB account"
 
-    def get(self, call: ResourceCall) -> Any:
+    def get(self, call: ResourceCall, config: CosmosAccountConfig) -> Any:
         client = mgmt(CosmosDBManagementClient)
-        return get_or_none(lambda: client.database_accounts.get(resource_group(call), name_of(call)))
+        return get_or_none(lambda: client.database_accounts.get(config.resource_group, config.name))
 
-    def differs(self, call: ResourceCall, current: Any) -> list[str]:
+    def differs(self, call: ResourceCall, config: CosmosAccountConfig, current: Any) -> list[str]:
         out = []
         have = {str(c.name) for c in (current.capabilities or [])}
-        if not set(cfg(call, "capabilities", [])) <= have:
+        if not set(config.capabilities) <= have:
             out.append("capabilities")
         level = enum_str(current.consistency_policy.default_consistency_level) if current.consistency_policy else ""
-        if level.lower() != str(cfg(call, "consistency", "Session")).lower():
+        if level.lower() != config.consistency.lower():
             out.append("consistency")
         return out
 
-    def put(self, call: ResourceCall, current: Any) -> None:
-        capabilities = set(cfg(call, "capabilities", []))
+    def put(self, call: ResourceCall, config: CosmosAccountConfig, current: Any) -> None:
+        capabilities = set(config.capabilities)
         if current is not None:
             capabilities |= {str(c.name) for c in (current.capabilities or [])}
         params = DatabaseAccountCreateUpdateParameters(
-            location=location(call),
+            location=config.location,
             kind="GlobalDocumentDB",
             properties=DatabaseAccountCreateUpdateProperties(
-                locations=[Location(location_name=location(call), failover_priority=0, is_zone_redundant=False)],
+                locations=[Location(location_name=config.location, failover_priority=0, is_zone_redundant=False)],
                 capabilities=[Capability(name=c) for c in sorted(capabilities)],
-                consistency_policy=ConsistencyPolicy(default_consistency_level=cfg(call, "consistency", "Session")),
+                consistency_policy=ConsistencyPolicy(default_consistency_level=config.consistency),
             ),
         )
         mgmt(CosmosDBManagementClient).database_accounts.begin_create_or_update(
-            resource_group(call), name_of(call), params, polling=False
+            config.resource_group, config.name, params, polling=False
         )
 
-    def remove(self, call: ResourceCall, current: Any) -> None:
-        mgmt(CosmosDBManagementClient).database_accounts.begin_delete(resource_group(call), name_of(call), polling=False)
+    def remove(self, call: ResourceCall, config: CosmosAccountConfig, current: Any) -> None:
+        mgmt(CosmosDBManagementClient).database_accounts.begin_delete(config.resource_group, config.name,
+                                                                       polling=False)
 
-    def outputs(self, call: ResourceCall, current: Any) -> dict[str, str]:
+    def outputs(self, call: ResourceCall, config: CosmosAccountConfig, current: Any) -> dict[str, str]:
         endpoint = current.document_endpoint
         if not endpoint:
-            raise TransientError(f"Cosmos DB account {name_of(call)}: no documentEndpoint yet")
-        keys = mgmt(CosmosDBManagementClient).database_accounts.list_keys(resource_group(call), name_of(call))
+            raise TransientError(f"Cosmos DB account {config.name}: no documentEndpoint yet")
+        keys = mgmt(CosmosDBManagementClient).database_accounts.list_keys(config.resource_group, config.name)
         return {Output.COSMOS_DB_ENDPOINT: str(endpoint), Output.COSMOS_DB_KEY: str(keys.primary_master_key)}

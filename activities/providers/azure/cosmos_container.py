@@ -17,99 +17,96 @@ from azure.mgmt.cosmosdb.models import (
     SqlDatabaseResource,
 )
 
-from activities.providers.azure._common import ArmResource, cfg, get_or_none, mgmt, name_of, resource_group
+from activities.providers.azure._common import ArmResource, get_or_none, mgmt
 from activities.registry import register
 from shared.contracts import Output
 from shared.engine.errors import PermanentError
 from shared.engine.types import Action, EnsureResult, ResourceCall
+from shared.resources.azure import CosmosContainerConfig
 
 
-def _names(call: ResourceCall) -> tuple[str, str, str, str]:
-    return resource_group(call), str(cfg(call, "account")), str(cfg(call, "database")), name_of(call)
+class _Database(ArmResource[CosmosContainerConfig]):
+    """The container's database, walked first with the container's configuration."""
 
-
-class _Database(ArmResource):
+    model = CosmosContainerConfig
     label = "Cosmos DB database"
 
-    def get(self, call: ResourceCall) -> Any:
-        rg, account, db, _ = _names(call)
+    def get(self, call: ResourceCall, config: CosmosContainerConfig) -> Any:
         sql = mgmt(CosmosDBManagementClient).sql_resources
-        return get_or_none(lambda: sql.get_sql_database(rg, account, db))
+        return get_or_none(lambda: sql.get_sql_database(config.resource_group, config.account, config.database))
 
-    def put(self, call: ResourceCall, current: Any) -> None:
-        rg, account, db, _ = _names(call)
+    def put(self, call: ResourceCall, config: CosmosContainerConfig, current: Any) -> None:
         mgmt(CosmosDBManagementClient).sql_resources.begin_create_update_sql_database(
-            rg, account, db, SqlDatabaseCreateUpdateParameters(
-                properties=SqlDatabaseCreateUpdateProperties(resource=SqlDatabaseResource(id=db))), polling=False
+            config.resource_group, config.account, config.database, SqlDatabaseCreateUpdateParameters(
+                properties=SqlDatabaseCreateUpdateProperties(resource=SqlDatabaseResource(id=config.database))),
+            polling=False,
         )
 
-    def remove(self, call: ResourceCall, current: Any) -> None:
-        rg, account, db, _ = _names(call)
-        mgmt(CosmosDBManagementClient).sql_resources.begin_delete_sql_database(rg, account, db, polling=False)
+    def remove(self, call: ResourceCall, config: CosmosContainerConfig, current: Any) -> None:
+        mgmt(CosmosDBManagementClient).sql_resources.begin_delete_sql_database(
+            config.resource_group, config.account, config.database, polling=False)
 
 
 _DATABASE = _Database()
 
 
 @register("azure", "cosmos-container")
-class CosmosContainer(ArmResource):
+class CosmosContainer(ArmResource[CosmosContainerConfig]):
+    model = CosmosContainerConfig
     label = "Cosmos DB container"
 
-    def get(self, call: ResourceCall) -> Any:
-        rg, account, db, container = _names(call)
+    def get(self, call: ResourceCall, config: CosmosContainerConfig) -> Any:
         sql = mgmt(CosmosDBManagementClient).sql_resources
-        return get_or_none(lambda: sql.get_sql_container(rg, account, db, container))
+        return get_or_none(lambda: sql.get_sql_container(config.resource_group, config.account, config.database,
+                                                         config.name))
 
-    def differs(self, call: ResourceCall, current: Any) -> list[str]:
+    def differs(self, call: ResourceCall, config: CosmosContainerConfig, current: Any) -> list[str]:
         resource = current.resource
         paths = list(resource.partition_key.paths or []) if resource is not None and resource.partition_key else []
-        if paths != [cfg(call, "partition_key_path")]:
+        if paths != [config.partition_key_path]:
             raise PermanentError(
-                f"Cosmos DB container {name_of(call)} is partitioned by {paths}, not "
-                f"[{cfg(call, 'partition_key_path')}]: a partition key cannot change; move the data and delete it"
+                f"Cosmos DB container {config.name} is partitioned by {paths}, not "
+                f"[{config.partition_key_path}]: a partition key cannot change; move the data and delete it"
             )
         ttl = resource.default_ttl if resource is not None else None
-        return [] if ttl == cfg(call, "default_ttl", -1) else ["default_ttl"]
+        return [] if ttl == config.default_ttl else ["default_ttl"]
 
-    def put(self, call: ResourceCall, current: Any) -> None:
-        rg, account, db, container = _names(call)
+    def put(self, call: ResourceCall, config: CosmosContainerConfig, current: Any) -> None:
         params = SqlContainerCreateUpdateParameters(properties=SqlContainerCreateUpdateProperties(
             resource=SqlContainerResource(
-                id=container,
-                partition_key=ContainerPartitionKey(paths=[str(cfg(call, "partition_key_path"))], kind="Hash"),
-                default_ttl=int(cfg(call, "default_ttl", -1)),
+                id=config.name,
+                partition_key=ContainerPartitionKey(paths=[config.partition_key_path], kind="Hash"),
+                default_ttl=config.default_ttl,
             )))
         mgmt(CosmosDBManagementClient).sql_resources.begin_create_update_sql_container(
-            rg, account, db, container, params, polling=False
+            config.resource_group, config.account, config.database, config.name, params, polling=False
         )
 
-    def remove(self, call: ResourceCall, current: Any) -> None:
-        rg, account, db, container = _names(call)
-        mgmt(CosmosDBManagementClient).sql_resources.begin_delete_sql_container(rg, account, db, container,
-                                                                                 polling=False)
+    def remove(self, call: ResourceCall, config: CosmosContainerConfig, current: Any) -> None:
+        mgmt(CosmosDBManagementClient).sql_resources.begin_delete_sql_container(
+            config.resource_group, config.account, config.database, config.name, polling=False)
 
-    def outputs(self, call: ResourceCall, current: Any) -> dict[str, str]:
-        _, _, db, container = _names(call)
-        return {Output.COSMOS_DB_DATABASE: db, Output.COSMOS_DB_CONTAINER: container}
+    def outputs(self, call: ResourceCall, config: CosmosContainerConfig, current: Any) -> dict[str, str]:
+        return {Output.COSMOS_DB_DATABASE: config.database, Output.COSMOS_DB_CONTAINER: config.name}
 
     # The database comes first: its own walk, then the container's.
-    def ensure(self, call: ResourceCall) -> EnsureResult:
-        first = _DATABASE.ensure(call)
+    def ensure_config(self, call: ResourceCall, config: CosmosContainerConfig) -> EnsureResult:
+        first = _DATABASE.ensure_config(call, config)
         if first.pending is not None:
             return self._wrap(first, "database", first.action)
-        return self._container(call, first.action)
+        return self._container(call, config, first.action)
 
-    def poll(self, call: ResourceCall) -> EnsureResult:
+    def poll_config(self, call: ResourceCall, config: CosmosContainerConfig) -> EnsureResult:
         token = dict(call.pending.token) if call.pending is not None else {}
         if token.get("part") == "database":
-            result = _DATABASE.poll(call)
+            result = _DATABASE.poll_config(call, config)
             if result.pending is not None:
                 return self._wrap(result, "database", token.get("db_action", "updated"))
-            return self._container(call, token.get("db_action", "updated"))
-        return super().poll(call)
+            return self._container(call, config, token.get("db_action", "updated"))
+        return super().poll_config(call, config)
 
-    def _container(self, call: ResourceCall, db_action: Action) -> EnsureResult:
-        result = super().ensure(call)
+    def _container(self, call: ResourceCall, config: CosmosContainerConfig, db_action: Action) -> EnsureResult:
+        result = super().ensure_config(call, config)
         if result.done and result.action == "unchanged" and db_action != "unchanged":
             return EnsureResult("updated", result.outputs)
         return result
@@ -121,6 +118,4 @@ class CosmosContainer(ArmResource):
                                        description=result.pending.description)
         return EnsureResult(result.action, pending=pending)
 
-    def delete(self, call: ResourceCall) -> EnsureResult:
-        # The container only; the database goes with the account (another layer may share it).
-        return super().delete(call)
+    # Delete: the container only; the database goes with the account (another layer may share it).

@@ -5,24 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from azure.digitaltwins.core import DigitalTwinsClient
 from azure.mgmt.digitaltwins import AzureDigitalTwinsManagementClient
 from azure.mgmt.digitaltwins.models import DigitalTwinsDescription, DigitalTwinsIdentity
 
-from activities.providers.azure._common import (
-    ArmResource,
-    clouds,
-    get_or_none,
-    location,
-    mgmt,
-    name_of,
-    naming,
-    resource_group,
-)
+from activities.providers.azure._common import ArmResource, get_or_none, mgmt
 from activities.registry import register
 from shared.contracts import Output
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import ResourceCall
+from shared.resources.azure import DigitalTwinsConfig
 
 
 def instance_url(rg: str, name: str) -> str:
@@ -35,44 +26,41 @@ def instance_url(rg: str, name: str) -> str:
     return f"https://{inst.host_name}"
 
 
-def data_client(call: ResourceCall) -> DigitalTwinsClient:
-    """The data-plane client of the twin's instance (config.name names the instance)."""
-    url = instance_url(resource_group(call), str(call.resource.config.get("instance") or
-                                                 call.resource.config.get("name") or naming(call).twin + "-adt"))
-    cl = clouds()
-    return DigitalTwinsClient(url, cl.azure_credential(), **cl.azure_client_kwargs())
+def _region(value: str) -> str:
+    return value.replace(" ", "").lower()
 
 
 @register("azure", "digital-twins")
-class DigitalTwins(ArmResource):
+class DigitalTwins(ArmResource[DigitalTwinsConfig]):
+    model = DigitalTwinsConfig
     label = "Digital Twins instance"
 
-    def get(self, call: ResourceCall) -> Any:
+    def get(self, call: ResourceCall, config: DigitalTwinsConfig) -> Any:
         client = mgmt(AzureDigitalTwinsManagementClient)
-        return get_or_none(lambda: client.digital_twins.get(resource_group(call), name_of(call)))
+        return get_or_none(lambda: client.digital_twins.get(config.resource_group, config.name))
 
-    def differs(self, call: ResourceCall, current: Any) -> list[str]:
-        if current.location.replace(" ", "").lower() != location(call).replace(" ", "").lower():
+    def differs(self, call: ResourceCall, config: DigitalTwinsConfig, current: Any) -> list[str]:
+        if _region(current.location) != _region(config.location):
             raise PermanentError(
-                f"Digital Twins instance {name_of(call)} exists in {current.location}, not {location(call)}: "
+                f"Digital Twins instance {config.name} exists in {current.location}, not {config.location}: "
                 "destroy L4 or set clouds.azure.region_digital_twin to its region"
             )
         return []
 
-    def put(self, call: ResourceCall, current: Any) -> None:
-        desc = DigitalTwinsDescription(location=location(call), identity=DigitalTwinsIdentity(type="SystemAssigned"),
+    def put(self, call: ResourceCall, config: DigitalTwinsConfig, current: Any) -> None:
+        desc = DigitalTwinsDescription(location=config.location, identity=DigitalTwinsIdentity(type="SystemAssigned"),
                                        tags=dict((current.tags or {}) if current is not None else {}))
         mgmt(AzureDigitalTwinsManagementClient).digital_twins.begin_create_or_update(
-            resource_group(call), name_of(call), desc, polling=False
+            config.resource_group, config.name, desc, polling=False
         )
 
-    def remove(self, call: ResourceCall, current: Any) -> None:
-        mgmt(AzureDigitalTwinsManagementClient).digital_twins.begin_delete(resource_group(call), name_of(call),
+    def remove(self, call: ResourceCall, config: DigitalTwinsConfig, current: Any) -> None:
+        mgmt(AzureDigitalTwinsManagementClient).digital_twins.begin_delete(config.resource_group, config.name,
                                                                              polling=False)
 
-    def outputs(self, call: ResourceCall, current: Any) -> dict[str, str]:
+    def outputs(self, call: ResourceCall, config: DigitalTwinsConfig, current: Any) -> dict[str, str]:
         if not current.host_name:
-            raise TransientError(f"Digital Twins instance {name_of(call)}: no hostName yet")
+            raise TransientError(f"Digital Twins instance {config.name}: no hostName yet")
         return {Output.ADT_INSTANCE_URL: f"https://{current.host_name}"}
 
     def details(self, current: Any) -> dict[str, Any]:

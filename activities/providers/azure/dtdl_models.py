@@ -6,21 +6,22 @@ and a different definition under an existing id is refused (bump the model's ver
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
-from activities.providers.azure._adt import data_plane
-from activities.providers.azure._common import cfg
-from activities.providers.azure.digital_twins import data_client
-from activities.registry import Provider, register
+from activities.providers.azure._adt import data_client, data_plane, existing_client
+from activities.providers.typed import TypedProvider
+from activities.registry import register
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.resources.azure import DtdlModelsConfig
 
 MAX_MODELS_PER_CALL = 250
 
 
-def model_id(model: dict[str, Any]) -> str:
+def model_id(model: Mapping[str, Any]) -> str:
     mid = model.get("@id")
     if not isinstance(mid, str) or not mid.startswith("dtmi:"):
         raise PermanentError(f"a DTDL model has no valid '@id' (a dtmi): {json.dumps(model)[:120]}")
@@ -35,7 +36,7 @@ def _refs(value: Any) -> list[str]:
     return []
 
 
-def dependencies(model: dict[str, Any]) -> tuple[set[str], set[str]]:
+def dependencies(model: Mapping[str, Any]) -> tuple[set[str], set[str]]:
     """(hard, soft) model ids `model` refers to: `extends` and component schemas must exist first;
     relationship targets may also come in the same upload (cycles between targets are legal)."""
     hard = set(_refs(model.get("extends")))
@@ -53,7 +54,7 @@ def dependencies(model: dict[str, Any]) -> tuple[set[str], set[str]]:
     return hard, soft - hard
 
 
-def upload_order(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def upload_order(models: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Models sorted so each one's dependencies come before it (stable; cycles of relationship
     targets keep their given order). A missing or cyclic `extends`/component is refused."""
     by_id = {model_id(m): m for m in models}
@@ -78,15 +79,15 @@ def upload_order(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [by_id[mid] for mid in order]
 
 
-def chunks(models: list[dict[str, Any]], size: int = MAX_MODELS_PER_CALL) -> list[list[dict[str, Any]]]:
-    return [models[i:i + size] for i in range(0, len(models), size)]
+def chunks(models: Sequence[Mapping[str, Any]], size: int = MAX_MODELS_PER_CALL) -> list[list[Mapping[str, Any]]]:
+    return [list(models[i:i + size]) for i in range(0, len(models), size)]
 
 
 def _canonical(model: Any) -> str:
     return json.dumps(model, sort_keys=True, separators=(",", ":"))
 
 
-def _compare(models: list[dict[str, Any]], have: dict[str, Any]) -> None:
+def _compare(models: Sequence[Mapping[str, Any]], have: dict[str, Any]) -> None:
     for m in models:
         mid = model_id(m)
         if mid in have and have[mid] is not None and _canonical(have[mid]) != _canonical(m):
@@ -102,10 +103,13 @@ def existing_models(client: Any) -> dict[str, Any]:
 
 
 @register("azure", "dtdl-models")
-class DtdlModels(Provider):
+class DtdlModels(TypedProvider[DtdlModelsConfig]):
+    model = DtdlModelsConfig
+
     def ensure(self, call: ResourceCall) -> EnsureResult:
-        models = upload_order(list(cfg(call, "models", [])))
-        client = data_client(call)
+        config = self.config(call)
+        models = upload_order(config.models)
+        client = data_client(config)
         have = existing_models(client)
         _compare(models, have)
         missing = [m for m in models if model_id(m) not in have]
@@ -124,23 +128,24 @@ class DtdlModels(Provider):
         return EnsureResult(action)
 
     def read(self, call: ResourceCall) -> ReadResult:
-        wanted = [model_id(m) for m in cfg(call, "models", [])]
-        try:
-            have = existing_models(data_client(call))
-        except PermanentError:
+        config = self.config(call)
+        wanted = [model_id(m) for m in config.models]
+        client = existing_client(config)
+        if client is None:
             return ReadResult(False)
+        have = existing_models(client)
         present = [mid for mid in wanted if mid in have]
         return ReadResult(len(present) == len(wanted), details={"present": present,
                                                                  "missing": [m for m in wanted if m not in have]})
 
     def delete(self, call: ResourceCall) -> EnsureResult:
-        try:
-            client = data_client(call)
-        except PermanentError:
+        config = self.config(call)
+        client = existing_client(config)
+        if client is None:
             return EnsureResult("absent")  # the instance is gone, and its models with it
         deleted = 0
         # Dependents first: the reverse of the upload order.
-        for m in reversed(upload_order(list(cfg(call, "models", [])))):
+        for m in reversed(upload_order(config.models)):
             try:
                 data_plane("delete a model", lambda mid=model_id(m): client.delete_model(mid))  # type: ignore[misc]
                 deleted += 1

@@ -14,62 +14,56 @@ from azure.mgmt.eventgrid.models import (
     EventSubscriptionFilter,
 )
 
-from activities.providers.azure._common import (
-    ArmResource,
-    cfg,
-    enum_str,
-    get_or_none,
-    mgmt,
-    name_of,
-    resource_group,
-)
+from activities.providers.azure._common import ArmResource, enum_str, get_or_none, mgmt
 from activities.providers.azure.function_app import function_id
 from activities.registry import register
 from shared.engine.types import ResourceCall
+from shared.resources.azure import EventSubscriptionConfig
 
 MAX_EVENTS_PER_BATCH = 1
 PREFERRED_BATCH_KB = 64
 
 
-def _destination(call: ResourceCall) -> str:
-    return function_id(call, str(cfg(call, "function_app")), str(cfg(call, "function")))
+def _destination(config: EventSubscriptionConfig) -> str:
+    return function_id(config.resource_group, config.function_app, str(config.function))
 
 
 @register("azure", "event-subscription")
-class EventSubscriptionToFunction(ArmResource):
+class EventSubscriptionToFunction(ArmResource[EventSubscriptionConfig]):
+    model = EventSubscriptionConfig
     label = "Event Grid subscription"
 
-    def get(self, call: ResourceCall) -> Any:
+    def get(self, call: ResourceCall, config: EventSubscriptionConfig) -> Any:
         client = mgmt(EventGridManagementClient)
         return get_or_none(lambda: client.system_topic_event_subscriptions.get(
-            resource_group(call), str(cfg(call, "system_topic")), name_of(call)))
+            config.resource_group, config.system_topic, config.name))
 
-    def differs(self, call: ResourceCall, current: Any) -> list[str]:
+    def differs(self, call: ResourceCall, config: EventSubscriptionConfig, current: Any) -> list[str]:
         out = []
         dest = current.destination
         if enum_str(getattr(dest, "endpoint_type", "")) != "AzureFunction" or str(
             getattr(dest, "resource_id", "")
-        ).lower() != _destination(call).lower():
+        ).lower() != _destination(config).lower():
             out.append("destination")
         have = sorted((current.filter.included_event_types or []) if current.filter else [])
-        if have != sorted(cfg(call, "included_event_types", [])):
+        if have != sorted(config.included_event_types):
             out.append("filter")
         return out
 
-    def put(self, call: ResourceCall, current: Any) -> None:
+    def put(self, call: ResourceCall, config: EventSubscriptionConfig, current: Any) -> None:
         sub = EventSubscription(
             destination=AzureFunctionEventSubscriptionDestination(
-                resource_id=_destination(call), max_events_per_batch=MAX_EVENTS_PER_BATCH,
+                resource_id=_destination(config), max_events_per_batch=MAX_EVENTS_PER_BATCH,
                 preferred_batch_size_in_kilobytes=PREFERRED_BATCH_KB,
             ),
-            filter=EventSubscriptionFilter(included_event_types=list(cfg(call, "included_event_types", [])),
+            filter=EventSubscriptionFilter(included_event_types=list(config.included_event_types),
                                            is_subject_case_sensitive=False),
         )
         mgmt(EventGridManagementClient).system_topic_event_subscriptions.begin_create_or_update(
-            resource_group(call), str(cfg(call, "system_topic")), name_of(call), sub, polling=False
+            config.resource_group, config.system_topic, config.name, sub, polling=False
         )
 
-    def remove(self, call: ResourceCall, current: Any) -> None:
+    def remove(self, call: ResourceCall, config: EventSubscriptionConfig, current: Any) -> None:
         mgmt(EventGridManagementClient).system_topic_event_subscriptions.begin_delete(
-            resource_group(call), str(cfg(call, "system_topic")), name_of(call), polling=False
+            config.resource_group, config.system_topic, config.name, polling=False
         )

@@ -26,7 +26,9 @@ from azure.mgmt.storage import StorageManagementClient
 from azure.mgmt.storage.models import BlobContainer, ContainerProperties
 from azure.mgmt.web import WebSiteManagementClient
 from azure.mgmt.web.models import (
-    FunctionAppConfig,
+    FunctionAppConfig as SiteFunctionAppConfig,
+)
+from azure.mgmt.web.models import (
     FunctionsDeployment,
     FunctionsDeploymentStorage,
     FunctionsDeploymentStorageAuthentication,
@@ -45,16 +47,11 @@ from activities.clouds import ARM_SCOPE
 from activities.providers.azure._common import (
     ArmResource,
     arm_id,
-    cfg,
     clouds,
     enum_str,
     get_or_none,
-    location,
     mgmt,
-    name_of,
-    naming,
     poll_seconds,
-    resource_group,
     subscription_id,
 )
 from activities.providers.azure.app_service_plan import is_flex
@@ -62,6 +59,7 @@ from activities.registry import register
 from shared.contracts import RECEIVER_OUTPUTS, Function, Output, Setting, azure_function_url
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import Action, EnsureResult, Pending, ResourceCall
+from shared.resources.azure import FunctionAppConfig
 
 PACKAGE_TAG = "twin-package-sha256"
 # Outputs that name a function's URL, besides the cross-cloud receivers.
@@ -74,73 +72,68 @@ URL_OUTPUTS: dict[str, str] = {
     Output.CONNECTOR_URL: Function.CONNECTOR,
 }
 KEY_OUTPUTS = {Output.PROCESSOR_KEY}
-# Kudu DeployStatus: 3 Failed, 4 Success (projectkudu DeployStatus.cs).
+# Kudu DeployStatus: 3 Failed, 4 Success (the Kudu deployment service's status codes).
 KUDU_FAILED, KUDU_SUCCESS = 3, 4
 MAX_DEPLOY_ATTEMPTS = 2
 # Index polls before triggers are synced again, and before giving up.
 RESYNC_EVERY, MAX_INDEX_POLLS = 10, 120
 
 
-def site_id(call: ResourceCall, app: str | None = None) -> str:
-    return arm_id(subscription_id(), resource_group(call), "Microsoft.Web/sites", app or name_of(call))
+def site_id(resource_group: str, app: str) -> str:
+    return arm_id(subscription_id(), resource_group, "Microsoft.Web/sites", app)
 
 
-def function_id(call: ResourceCall, app: str, function: str) -> str:
-    return f"{site_id(call, app)}/functions/{function}"
+def function_id(resource_group: str, app: str, function: str) -> str:
+    return f"{site_id(resource_group, app)}/functions/{function}"
 
 
-def _plan_sku(call: ResourceCall) -> str:
-    plan = mgmt(WebSiteManagementClient).app_service_plans.get(resource_group(call), str(cfg(call, "plan")))
+def _plan_sku(config: FunctionAppConfig) -> str:
+    plan = mgmt(WebSiteManagementClient).app_service_plans.get(config.resource_group, config.plan)
     return str(plan.sku.name if plan.sku is not None else "")
 
 
-def _identity_id(call: ResourceCall) -> str:
-    return arm_id(subscription_id(), resource_group(call), "Microsoft.ManagedIdentity/userAssignedIdentities",
-                  str(cfg(call, "identity")))
+def _farm_id(config: FunctionAppConfig) -> str:
+    return arm_id(subscription_id(), config.resource_group, "Microsoft.Web/serverfarms", config.plan)
+
+
+def _identity_id(config: FunctionAppConfig) -> str:
+    return arm_id(subscription_id(), config.resource_group, "Microsoft.ManagedIdentity/userAssignedIdentities",
+                  config.identity)
 
 
 def _package_container(app: str) -> str:
     return f"pkg-{app}".lower()[:63].rstrip("-")
 
 
-def _expected_functions(call: ResourceCall) -> list[str]:
-    return [str(f["name"]) for f in cfg(call, "functions", []) if isinstance(f, dict) and f.get("name")]
-
-
-def _runtime(call: ResourceCall) -> tuple[str, str]:
-    rt = cfg(call, "runtime", {"name": "python", "version": "3.11"})
-    return str(rt.get("name", "python")), str(rt.get("version", "3.11"))
-
-
 _package_lock = threading.Lock()
 _package_cache: dict[str, Any] = {}
 
 
-def build_package(call: ResourceCall) -> Any:
-    """The app's package (one zip for the whole app), built reproducibly from the plan config,
+def build_package(config: FunctionAppConfig) -> Any:
+    """The app's package (one zip for the whole app), built reproducibly from its configuration,
     once per process and configuration (parallel activities share the build)."""
     from payload_functions.packaging import PackagingError, build_for_resource
 
-    key = json.dumps([name_of(call), call.resource.config.get("functions")], sort_keys=True, default=str)
+    key = json.dumps([config.name, [f.model_dump(mode="json") for f in config.functions]], sort_keys=True)
     with _package_lock:
         if key in _package_cache:
             return _package_cache[key]
         try:
-            package = build_for_resource("function-app", name_of(call), call.resource.config)
+            package = build_for_resource("function-app", config.name, config)
         except PackagingError as exc:
-            raise PermanentError(f"Function App {name_of(call)}: cannot build its package: {exc}") from exc
+            raise PermanentError(f"Function App {config.name}: cannot build its package: {exc}") from exc
         _package_cache[key] = package
         return package
 
 
-def platform_settings(call: ResourceCall, flex: bool) -> dict[str, str]:
+def platform_settings(call: ResourceCall, config: FunctionAppConfig, flex: bool) -> dict[str, str]:
     if flex:
         # Flex takes runtime and version from functionAppConfig and rejects the build settings.
         storage = call.settings.get(Setting.AZURE_WEBJOBS_STORAGE)
         return {Setting.DEPLOYMENT_STORAGE_CONNECTION_STRING: storage} if storage else {}
     return {
         Setting.FUNCTIONS_EXTENSION_VERSION: "~4",
-        Setting.FUNCTIONS_WORKER_RUNTIME: _runtime(call)[0],
+        Setting.FUNCTIONS_WORKER_RUNTIME: config.runtime.name,
         # Remote build installs requirements.txt; run-from-package would skip it.
         Setting.SCM_DO_BUILD_DURING_DEPLOYMENT: "true",
         Setting.ENABLE_ORYX_BUILD: "true",
@@ -170,87 +163,86 @@ def kudu_client(scm_base: str) -> Any:
 
 
 @register("azure", "function-app")
-class FunctionApp(ArmResource):
+class FunctionApp(ArmResource[FunctionAppConfig]):
+    model = FunctionAppConfig
     label = "Function App"
 
     # --- ARM resource specifics ---------------------------------------------------------------
 
-    def get(self, call: ResourceCall) -> Any:
+    def get(self, call: ResourceCall, config: FunctionAppConfig) -> Any:
         client = mgmt(WebSiteManagementClient)
-        return get_or_none(lambda: client.web_apps.get(resource_group(call), name_of(call)))
+        return get_or_none(lambda: client.web_apps.get(config.resource_group, config.name))
 
-    def differs(self, call: ResourceCall, current: Any) -> list[str]:
+    def differs(self, call: ResourceCall, config: FunctionAppConfig, current: Any) -> list[str]:
         out = []
-        farm = arm_id(subscription_id(), resource_group(call), "Microsoft.Web/serverfarms", str(cfg(call, "plan")))
-        if str(current.server_farm_id or "").lower() != farm.lower():
+        if str(current.server_farm_id or "").lower() != _farm_id(config).lower():
             out.append("plan")
         uai = {k.lower() for k in ((current.identity.user_assigned_identities or {}) if current.identity else {})}
-        if _identity_id(call).lower() not in uai:
+        if _identity_id(config).lower() not in uai:
             out.append("identity")
         if not current.https_only:
             out.append("https_only")
-        name, version = _runtime(call)
+        name, version = config.runtime.name, config.runtime.version
         fac = current.function_app_config
         if fac is not None and fac.runtime is not None:
             if (enum_str(fac.runtime.name).lower(), str(fac.runtime.version)) != (name, version):
                 out.append("runtime")
         else:
             # A site read does not carry siteConfig ("not returned on normal reads"): config/web does.
-            config = mgmt(WebSiteManagementClient).web_apps.get_configuration(resource_group(call), name_of(call))
-            if str(config.linux_fx_version or "").lower() != f"{name}|{version}".lower():
+            web_config = mgmt(WebSiteManagementClient).web_apps.get_configuration(config.resource_group, config.name)
+            if str(web_config.linux_fx_version or "").lower() != f"{name}|{version}".lower():
                 out.append("runtime")
         return out
 
-    def put(self, call: ResourceCall, current: Any) -> None:
-        rg, app = resource_group(call), name_of(call)
-        flex = is_flex(_plan_sku(call))
-        farm = arm_id(subscription_id(), rg, "Microsoft.Web/serverfarms", str(cfg(call, "plan")))
-        identities = {_identity_id(call): UserAssignedIdentity()}
+    def put(self, call: ResourceCall, config: FunctionAppConfig, current: Any) -> None:
+        flex = is_flex(_plan_sku(config))
+        identities = {_identity_id(config): UserAssignedIdentity()}
         if current is not None and current.identity is not None:
             # Keep identities attached by others.
             identities = {**{k: UserAssignedIdentity() for k in (current.identity.user_assigned_identities or {})},
                           **identities}
-        rt_name, rt_version = _runtime(call)
-        props = SiteProperties(reserved=True, https_only=True, server_farm_id=farm)
+        runtime = config.runtime
+        props = SiteProperties(reserved=True, https_only=True, server_farm_id=_farm_id(config))
         site = Site(
-            location=location(call),
+            location=config.location,
             kind="functionapp,linux",
             properties=props,
             identity=ManagedServiceIdentity(type="UserAssigned", user_assigned_identities=identities),
             tags=dict(current.tags or {}) if current is not None else {},
         )
         if flex:
-            props.function_app_config = FunctionAppConfig(
+            props.function_app_config = SiteFunctionAppConfig(
                 deployment=FunctionsDeployment(storage=FunctionsDeploymentStorage(
                     type="blobContainer",
-                    value=self._package_container_url(call),
+                    value=self._package_container_url(config),
                     authentication=FunctionsDeploymentStorageAuthentication(
                         type="StorageAccountConnectionString",
                         storage_account_connection_string_name=Setting.DEPLOYMENT_STORAGE_CONNECTION_STRING,
                     ),
                 )),
-                runtime=FunctionsRuntime(name=rt_name, version=rt_version),
+                runtime=FunctionsRuntime(name=runtime.name, version=runtime.version),
                 scale_and_concurrency=FunctionsScaleAndConcurrency(maximum_instance_count=40, instance_memory_mb=2048),
             )
             props.site_config = SiteConfig(min_tls_version="1.2", ftps_state="Disabled")
         else:
-            props.site_config = SiteConfig(linux_fx_version=f"{rt_name.upper()}|{rt_version}", min_tls_version="1.2",
-                                          ftps_state="Disabled")
+            props.site_config = SiteConfig(linux_fx_version=f"{runtime.name.upper()}|{runtime.version}",
+                                          min_tls_version="1.2", ftps_state="Disabled")
         if current is None:
             # A new site starts with the platform settings (Flex validates that the setting naming
             # its package storage exists); every other setting is read-modify-written afterwards,
             # and an update never sends settings (a PUT with appSettings would replace them all).
-            first = {**platform_settings(call, flex)}
+            first = {**platform_settings(call, config, flex)}
             storage = call.settings.get(Setting.AZURE_WEBJOBS_STORAGE)
             if storage:
                 first[Setting.AZURE_WEBJOBS_STORAGE] = storage
             props.site_config.app_settings = [NameValuePair(name=k, value=v) for k, v in sorted(first.items())]
-        mgmt(WebSiteManagementClient).web_apps.begin_create_or_update(rg, app, site, polling=False)
+        mgmt(WebSiteManagementClient).web_apps.begin_create_or_update(config.resource_group, config.name, site,
+                                                                      polling=False)
 
-    def _package_container_url(self, call: ResourceCall) -> str:
+    def _package_container_url(self, config: FunctionAppConfig) -> str:
         """Create (if missing) the Flex package container in the setup storage account; its URL."""
         storage = mgmt(StorageManagementClient)
-        rg, account, container = resource_group(call), naming(call).storage_account(), _package_container(name_of(call))
+        rg, account, container = config.resource_group, config.storage_account, _package_container(config.name)
         if get_or_none(lambda: storage.blob_containers.get(rg, account, container)) is None:
             storage.blob_containers.create(
                 rg, account, container, BlobContainer(container_properties=ContainerProperties(public_access="None")))
@@ -258,23 +250,23 @@ class FunctionApp(ArmResource):
         blob = str(props.primary_endpoints.blob if props.primary_endpoints else f"https://{account}.blob.core.windows.net/")
         return blob.rstrip("/") + "/" + container
 
-    def remove(self, call: ResourceCall, current: Any) -> None:
-        mgmt(WebSiteManagementClient).web_apps.delete(resource_group(call), name_of(call))
+    def remove(self, call: ResourceCall, config: FunctionAppConfig, current: Any) -> None:
+        mgmt(WebSiteManagementClient).web_apps.delete(config.resource_group, config.name)
 
-    def outputs(self, call: ResourceCall, current: Any) -> dict[str, str]:
+    def outputs(self, call: ResourceCall, config: FunctionAppConfig, current: Any) -> dict[str, str]:
         host = str(current.default_host_name)
         out: dict[str, str] = {}
         for name in call.resource.produces:
             if name in URL_OUTPUTS:
                 out[name] = azure_function_url(host, URL_OUTPUTS[name])
             elif name in KEY_OUTPUTS:
-                keys = mgmt(WebSiteManagementClient).web_apps.list_host_keys(resource_group(call), name_of(call))
+                keys = mgmt(WebSiteManagementClient).web_apps.list_host_keys(config.resource_group, config.name)
                 key = (keys.function_keys or {}).get("default")
                 if not key:
-                    raise TransientError(f"Function App {name_of(call)}: the host has no default function key yet")
+                    raise TransientError(f"Function App {config.name}: the host has no default function key yet")
                 out[name] = str(key)
             else:
-                raise PermanentError(f"Function App {name_of(call)}: does not know how to produce output {name}")
+                raise PermanentError(f"Function App {config.name}: does not know how to produce output {name}")
         return out
 
     def details(self, current: Any) -> dict[str, Any]:
@@ -283,48 +275,44 @@ class FunctionApp(ArmResource):
 
     # --- the converging walk ----------------------------------------------------------------
 
-    def ensure(self, call: ResourceCall) -> EnsureResult:
-        return self._converge(call, None)
+    def ensure_config(self, call: ResourceCall, config: FunctionAppConfig) -> EnsureResult:
+        return self._converge(call, config, None)
 
-    def poll(self, call: ResourceCall) -> EnsureResult:
+    def poll_config(self, call: ResourceCall, config: FunctionAppConfig) -> EnsureResult:
         token = dict(call.pending.token) if call.pending is not None else {}
         if token.get("op") == "delete":
-            return super().poll(call)
+            return super().poll_config(call, config)
         action: Action = token.get("action", "updated")
         stage = token.get("stage")
         if stage == "deploy":
-            return self._poll_deploy(call, token, action)
+            return self._poll_deploy(call, config, token, action)
         if stage == "index":
-            return self._poll_index(call, token, action)
-        return self._converge(call, action)
+            return self._poll_index(call, config, token, action)
+        return self._converge(call, config, action)
 
-    def _converge(self, call: ResourceCall, action: Action | None) -> EnsureResult:
-        rg, app = resource_group(call), name_of(call)
+    def _converge(self, call: ResourceCall, config: FunctionAppConfig, action: Action | None) -> EnsureResult:
+        rg, app = config.resource_group, config.name
         web = mgmt(WebSiteManagementClient).web_apps
-        current = self.get(call)
-        if current is None or self.differs(call, current):
-            self.put(call, current)
+        current = self.get(call, config)
+        if current is None or self.differs(call, config, current):
+            self.put(call, config, current)
             action = action or ("created" if current is None else "updated")
-            current = self.get(call)
+            current = self.get(call, config)
             if current is None or self._running(current):
-                return self._stage(call, "site", action, {})
-        flex = is_flex(_plan_sku(call)) or current.function_app_config is not None
-        wanted: dict[str, str | None] = {
-            **platform_settings(call, flex),
-            **{str(k): str(v) for k, v in (cfg(call, "app_settings", {}) or {}).items()},
-            **call.settings,
-        }
+                return self._stage(config, "site", action, {})
+        flex = is_flex(_plan_sku(config)) or current.function_app_config is not None
+        wanted: dict[str, str | None] = {**platform_settings(call, config, flex), **config.app_settings, **call.settings}
         if self._write_settings(rg, app, wanted):
             action = action or "updated"
-        package = build_package(call)
+        package = build_package(config)
         if (current.tags or {}).get(PACKAGE_TAG) != package.sha256_hex:
-            return self._deploy(call, current, package, action or "updated", flex, attempts=1)
-        missing = self._missing_functions(call)
+            return self._deploy(config, current, package, action or "updated", flex, attempts=1)
+        missing = self._missing_functions(config)
         if missing:
             # The code is current but the host does not list it (e.g. a trigger sync was lost).
             web.sync_function_triggers(rg, app)
-            return self._stage(call, "index", action or "updated", {"polls": 0})
-        return EnsureResult(action or "unchanged", self.outputs(call, current))
+            return self._stage(config, "index", action or "updated", {"polls": 0})
+        return EnsureResult(action or "unchanged", self.outputs(call, config, current))
 
     def _write_settings(self, rg: str, app: str, wanted: dict[str, str | None]) -> bool:
         web = mgmt(WebSiteManagementClient).web_apps
@@ -344,7 +332,7 @@ class FunctionApp(ArmResource):
                 return f"https://{host}"
         raise TransientError(f"Function App {current.name}: no SCM (Kudu) host name is listed yet")
 
-    def _deploy(self, call: ResourceCall, current: Any, package: Any, action: Action, flex: bool,
+    def _deploy(self, config: FunctionAppConfig, current: Any, package: Any, action: Action, flex: bool,
                 attempts: int) -> EnsureResult:
         scm = self._scm_base(current)
         if flex:
@@ -355,76 +343,79 @@ class FunctionApp(ArmResource):
                                   headers={"Content-Type": "application/zip"})
         response = kudu_client(scm).send_request(request)
         if response.status_code == 409:
-            raise TransientError(f"Function App {name_of(call)}: another deployment is in progress")
+            raise TransientError(f"Function App {config.name}: another deployment is in progress")
         if response.status_code not in (200, 202):
-            raise _kudu_error(name_of(call), "deploy", response)
+            raise _kudu_error(config.name, "deploy", response)
         location_url = response.headers.get("Location") or f"{scm}/api/deployments/latest"
-        return self._stage(call, "deploy", action, {"location": location_url, "scm": scm, "sha": package.sha256_hex,
-                                                    "attempts": attempts, "flex": flex})
+        return self._stage(config, "deploy", action, {"location": location_url, "scm": scm,
+                                                      "sha": package.sha256_hex, "attempts": attempts, "flex": flex})
 
-    def _poll_deploy(self, call: ResourceCall, token: dict[str, Any], action: Action) -> EnsureResult:
+    def _poll_deploy(self, call: ResourceCall, config: FunctionAppConfig, token: dict[str, Any],
+                     action: Action) -> EnsureResult:
         scm = str(token["scm"])
         response = kudu_client(scm).send_request(HttpRequest("GET", str(token["location"])))
         if response.status_code not in (200, 202):
-            raise _kudu_error(name_of(call), "read the deployment of", response)
+            raise _kudu_error(config.name, "read the deployment of", response)
         body = response.json()
         status = body.get("status")
         if not body.get("complete") and status not in (KUDU_FAILED, KUDU_SUCCESS):
-            return self._stage(call, "deploy", action, token)
+            return self._stage(config, "deploy", action, token)
         if status == KUDU_FAILED:
             if int(token.get("attempts", 1)) < MAX_DEPLOY_ATTEMPTS:
-                current = self.get(call)
+                current = self.get(call, config)
                 if current is None:
-                    raise TransientError(f"Function App {name_of(call)} disappeared during its deployment")
-                return self._deploy(call, current, build_package(call), action, bool(token.get("flex")),
+                    raise TransientError(f"Function App {config.name} disappeared during its deployment")
+                return self._deploy(config, current, build_package(config), action, bool(token.get("flex")),
                                     int(token.get("attempts", 1)) + 1)
             raise PermanentError(
-                f"Function App {name_of(call)}: the deployment failed: {body.get('status_text') or 'see the Kudu log'}"
+                f"Function App {config.name}: the deployment failed: {body.get('status_text') or 'see the Kudu log'}"
             )
-        rg, app = resource_group(call), name_of(call)
+        rg, app = config.resource_group, config.name
         web = mgmt(WebSiteManagementClient).web_apps
         web.sync_function_triggers(rg, app)
         # Record what is deployed, so an unchanged package is never deployed again: merged into the
         # site's tags (others' tags kept) through the tags API, which any tracked resource takes.
         mgmt(ResourceManagementClient).tags.begin_update_at_scope(
-            site_id(call), TagsPatchResource(operation="Merge", properties=Tags(tags={PACKAGE_TAG: str(token["sha"])})),
+            site_id(rg, app), TagsPatchResource(operation="Merge", properties=Tags(tags={PACKAGE_TAG: str(token["sha"])})),
             polling=False)
-        return self._stage(call, "index", action, {"polls": 0})
+        return self._stage(config, "index", action, {"polls": 0})
 
-    def _poll_index(self, call: ResourceCall, token: dict[str, Any], action: Action) -> EnsureResult:
-        missing = self._missing_functions(call)
+    def _poll_index(self, call: ResourceCall, config: FunctionAppConfig, token: dict[str, Any],
+                    action: Action) -> EnsureResult:
+        missing = self._missing_functions(config)
         if not missing:
-            current = self.get(call)
+            current = self.get(call, config)
             if current is None:
-                raise TransientError(f"Function App {name_of(call)} disappeared while its functions were indexed")
-            return EnsureResult(action, self.outputs(call, current))
+                raise TransientError(f"Function App {config.name} disappeared while its functions were indexed")
+            return EnsureResult(action, self.outputs(call, config, current))
         polls = int(token.get("polls", 0)) + 1
         if polls >= MAX_INDEX_POLLS:
             raise PermanentError(
-                f"Function App {name_of(call)}: functions {', '.join(missing)} were deployed but never indexed; "
+                f"Function App {config.name}: functions {', '.join(missing)} were deployed but never indexed; "
                 "check the app's logs for an import error"
             )
         if polls % RESYNC_EVERY == 0:
-            mgmt(WebSiteManagementClient).web_apps.sync_function_triggers(resource_group(call), name_of(call))
-        return self._stage(call, "index", action, {"polls": polls})
+            mgmt(WebSiteManagementClient).web_apps.sync_function_triggers(config.resource_group, config.name)
+        return self._stage(config, "index", action, {"polls": polls})
 
-    def _missing_functions(self, call: ResourceCall) -> list[str]:
+    def _missing_functions(self, config: FunctionAppConfig) -> list[str]:
         web = mgmt(WebSiteManagementClient)
-        listed = {str(f.name).rsplit("/", 1)[-1].lower() for f in web.web_apps.list_functions(resource_group(call),
-                                                                                             name_of(call))}
-        return [f for f in _expected_functions(call) if f.lower() not in listed]
+        listed = {str(f.name).rsplit("/", 1)[-1].lower() for f in web.web_apps.list_functions(config.resource_group,
+                                                                                             config.name)}
+        return [f.name for f in config.functions if f.name.lower() not in listed]
 
-    def _stage(self, call: ResourceCall, stage: str, action: Action, extra: dict[str, Any]) -> EnsureResult:
+    def _stage(self, config: FunctionAppConfig, stage: str, action: Action, extra: dict[str, Any]) -> EnsureResult:
         token = {**extra, "op": "put", "stage": stage, "action": action}
         return EnsureResult(action, pending=Pending(token=token, poll_after_seconds=poll_seconds(),
-                                                    description=f"Function App {name_of(call)}: {stage}"))
+                                                    description=f"Function App {config.name}: {stage}"))
 
     # --- settings wired from other resources ------------------------------------------------
 
     def apply_settings(self, call: ResourceCall) -> bool:
         if not call.settings:
             return False
-        return self._write_settings(resource_group(call), name_of(call), dict(call.settings))
+        config = self.config(call)
+        return self._write_settings(config.resource_group, config.name, dict(call.settings))
 
 
 def _kudu_error(app: str, what: str, response: Any) -> Exception:

@@ -19,35 +19,28 @@ from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolic
 from azure.core.rest import HttpRequest
 from azure.mgmt.dashboard import DashboardManagementClient
 
-from activities.providers.azure._common import (
-    cfg,
-    clouds,
-    deployer_principal_id,
-    get_or_none,
-    mgmt,
-    name_of,
-    resource_group,
-)
+from activities.providers.azure._common import clouds, deployer_principal_id, get_or_none, mgmt
 from activities.providers.azure.role_assignment import assign
 from activities.providers.grafana import datasource_body, needs_write
-from activities.registry import Provider, register
+from activities.providers.typed import TypedProvider
+from activities.registry import register
 from shared.contracts import Setting
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import EnsureResult, ReadResult, ResourceCall
+from shared.resources.azure import AzureGrafanaDatasourceConfig
 
 GRAFANA_SCOPE = "ce34e7e5-485f-4d76-964f-b3d2b16d1e4f/.default"
 GRAFANA_ADMIN_ROLE = "22926164-76b3-42b3-bc55-97df8dab3e41"
 
 
 class GrafanaApi:
-    def __init__(self, call: ResourceCall) -> None:
-        graf = get_or_none(lambda: mgmt(DashboardManagementClient).grafana.get(resource_group(call),
-                                                                                 str(cfg(call, "grafana"))))
+    def __init__(self, config: AzureGrafanaDatasourceConfig) -> None:
+        graf = get_or_none(lambda: mgmt(DashboardManagementClient).grafana.get(config.resource_group, config.grafana))
         if graf is None:
-            raise PermanentError(f"Managed Grafana {cfg(call, 'grafana')} does not exist: deploy L5's Grafana first")
+            raise PermanentError(f"Managed Grafana {config.grafana} does not exist: deploy L5's Grafana first")
         endpoint = graf.properties.endpoint if graf.properties else None
         if not endpoint:
-            raise TransientError(f"Managed Grafana {cfg(call, 'grafana')}: no endpoint yet")
+            raise TransientError(f"Managed Grafana {config.grafana}: no endpoint yet")
         cl = clouds()
         host = urllib.parse.urlparse(str(endpoint)).hostname or ""
         if cl.is_sandbox and host not in ("127.0.0.1", "localhost"):
@@ -82,14 +75,17 @@ def _check(response: Any, what: str) -> None:
 
 
 @register("azure", "grafana-datasource")
-class GrafanaDatasource(Provider):
+class GrafanaDatasource(TypedProvider[AzureGrafanaDatasourceConfig]):
+    model = AzureGrafanaDatasourceConfig
+
     def ensure(self, call: ResourceCall) -> EnsureResult:
+        config = self.config(call)
         url, token = call.settings.get(Setting.DATASOURCE_URL), call.settings.get(Setting.DATASOURCE_TOKEN)
-        api = GrafanaApi(call)
+        api = GrafanaApi(config)
         # Grafana's API needs the deployer to be a Grafana Admin of the workspace.
         assign(api.workspace_id, GRAFANA_ADMIN_ROLE, deployer_principal_id())
-        current = api.find(name_of(call))
-        wanted = datasource_body(name_of(call), url, token, str(cfg(call, "type")), str(cfg(call, "access")), current)
+        current = api.find(config.name)
+        wanted = datasource_body(config.name, url, token, config.type, config.access, current)
         if not needs_write(current, wanted):
             return EnsureResult("unchanged")
         if current is None:
@@ -102,15 +98,17 @@ class GrafanaDatasource(Provider):
         return self.ensure(call).action != "unchanged"
 
     def read(self, call: ResourceCall) -> ReadResult:
-        current = GrafanaApi(call).find(name_of(call))
+        config = self.config(call)
+        current = GrafanaApi(config).find(config.name)
         return ReadResult(current is not None, details={"uid": (current or {}).get("uid")})
 
     def delete(self, call: ResourceCall) -> EnsureResult:
+        config = self.config(call)
         try:
-            api = GrafanaApi(call)
+            api = GrafanaApi(config)
         except (TransientError, PermanentError):
             return EnsureResult("absent")  # no Grafana (or none reachable here): nothing to delete
-        current = api.find(name_of(call))
+        current = api.find(config.name)
         if current is None:
             return EnsureResult("absent")
         _check(api.send("DELETE", f"/api/datasources/uid/{current.get('uid')}"), "delete the datasource")

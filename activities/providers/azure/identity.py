@@ -6,39 +6,34 @@ from typing import Any
 
 from azure.mgmt.msi import ManagedServiceIdentityClient
 
-from activities.providers.azure._common import (
-    ArmResource,
-    get_or_none,
-    location,
-    mgmt,
-    name_of,
-    resource_group,
-)
+from activities.providers.azure._common import ArmResource, get_or_none, mgmt
 from activities.registry import register
 from shared.contracts import Output
 from shared.engine.types import ResourceCall
+from shared.resources.azure import IdentityConfig
 
 
 @register("azure", "identity")
-class Identity(ArmResource):
+class Identity(ArmResource[IdentityConfig]):
+    model = IdentityConfig
     label = "managed identity"
 
-    def get(self, call: ResourceCall) -> Any:
+    def get(self, call: ResourceCall, config: IdentityConfig) -> Any:
         client = mgmt(ManagedServiceIdentityClient)
-        return get_or_none(lambda: client.user_assigned_identities.get(resource_group(call), name_of(call)))
+        return get_or_none(lambda: client.user_assigned_identities.get(config.resource_group, config.name))
 
-    def differs(self, call: ResourceCall, current: Any) -> list[str]:
+    def differs(self, call: ResourceCall, config: IdentityConfig, current: Any) -> list[str]:
         return []  # location cannot change; nothing else is configured
 
-    def put(self, call: ResourceCall, current: Any) -> None:
+    def put(self, call: ResourceCall, config: IdentityConfig, current: Any) -> None:
         mgmt(ManagedServiceIdentityClient).user_assigned_identities.create_or_update(
-            resource_group(call), name_of(call), {"location": location(call)}
+            config.resource_group, config.name, {"location": config.location}
         )
 
-    def remove(self, call: ResourceCall, current: Any) -> None:
-        mgmt(ManagedServiceIdentityClient).user_assigned_identities.delete(resource_group(call), name_of(call))
+    def remove(self, call: ResourceCall, config: IdentityConfig, current: Any) -> None:
+        mgmt(ManagedServiceIdentityClient).user_assigned_identities.delete(config.resource_group, config.name)
 
-    def outputs(self, call: ResourceCall, current: Any) -> dict[str, str]:
+    def outputs(self, call: ResourceCall, config: IdentityConfig, current: Any) -> dict[str, str]:
         return {
             Output.AZURE_IDENTITY_CLIENT_ID: str(current.client_id),
             Output.AZURE_IDENTITY_PRINCIPAL_ID: str(current.principal_id),

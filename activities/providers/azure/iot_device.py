@@ -17,11 +17,13 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.core.pipeline.policies import RetryPolicy
 from azure.core.rest import HttpRequest
 
-from activities.providers.azure._common import cfg, clouds, name_of, resource_group
+from activities.providers.azure._common import clouds
 from activities.providers.azure.iot_hub import REGISTRY_POLICY, hub_host, hub_policy_key
-from activities.registry import Provider, register
+from activities.providers.typed import TypedProvider
+from activities.registry import register
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.resources.azure import AzureIotDeviceConfig
 
 REGISTRY_API_VERSION = "2021-04-12"
 SAS_LIFETIME_SECONDS = 3600
@@ -39,10 +41,9 @@ def sas_token(host: str, policy: str, key: str, expiry: int | None = None) -> st
 class Registry:
     """The hub's device registry over REST."""
 
-    def __init__(self, call: ResourceCall) -> None:
-        rg, hub = resource_group(call), str(cfg(call, "hub"))
-        self.host = hub_host(rg, hub)
-        self.key = hub_policy_key(rg, hub, REGISTRY_POLICY)
+    def __init__(self, config: AzureIotDeviceConfig) -> None:
+        self.host = hub_host(config.resource_group, config.hub)
+        self.key = hub_policy_key(config.resource_group, config.hub, REGISTRY_POLICY)
         self.client = PipelineClient(f"https://{self.host}", policies=[RetryPolicy()], **clouds().azure_client_kwargs())
 
     def _send(self, method: str, device: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
@@ -95,32 +96,37 @@ def _connection_string(host: str, device: dict[str, Any]) -> str:
 
 
 @register("azure", "iot-device")
-class IotDevice(Provider):
+class IotDevice(TypedProvider[AzureIotDeviceConfig]):
+    model = AzureIotDeviceConfig
+
     def ensure(self, call: ResourceCall) -> EnsureResult:
-        registry = Registry(call)
-        device = registry.get(name_of(call))
+        config = self.config(call)
+        registry = Registry(config)
+        device = registry.get(config.name)
         action: Action = "unchanged"
         if device is None:
-            device = registry.put(name_of(call), None)
+            device = registry.put(config.name, None)
             action = "created"
         elif str(device.get("status", "enabled")).lower() != "enabled" or (
-            (device.get("authentication") or {}).get("type") != "sas"
+            (device.get("authentication") or {}).get("type") != config.auth
         ):
-            device = registry.put(name_of(call), str(device.get("etag") or "") or None)
+            device = registry.put(config.name, str(device.get("etag") or "") or None)
             action = "updated"
         return EnsureResult(action, {p: _connection_string(registry.host, device) for p in call.resource.produces})
 
     def read(self, call: ResourceCall) -> ReadResult:
-        registry = Registry(call)
-        device = registry.get(name_of(call))
+        config = self.config(call)
+        registry = Registry(config)
+        device = registry.get(config.name)
         if device is None:
             return ReadResult(False)
         return ReadResult(True, {p: _connection_string(registry.host, device) for p in call.resource.produces},
                           {"deviceId": device.get("deviceId"), "status": device.get("status")})
 
     def delete(self, call: ResourceCall) -> EnsureResult:
+        config = self.config(call)
         try:
-            registry = Registry(call)
+            registry = Registry(config)
         except ResourceNotFoundError:
             return EnsureResult("absent")  # the hub itself is gone: so are its devices
-        return EnsureResult("deleted" if registry.delete(name_of(call)) else "absent")
+        return EnsureResult("deleted" if registry.delete(config.name) else "absent")

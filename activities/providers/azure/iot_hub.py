@@ -8,20 +8,12 @@ from typing import Any
 from azure.mgmt.iothub import IotHubClient
 from azure.mgmt.iothub.models import IotHubDescription, IotHubSkuInfo
 
-from activities.providers.azure._common import (
-    ArmResource,
-    cfg,
-    enum_str,
-    get_or_none,
-    location,
-    mgmt,
-    name_of,
-    resource_group,
-)
+from activities.providers.azure._common import ArmResource, enum_str, get_or_none, mgmt
 from activities.registry import register
 from shared.contracts import Output
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import ResourceCall
+from shared.resources.azure import IotHubConfig
 
 SERVICE_POLICY = "service"
 REGISTRY_POLICY = "registryReadWrite"
@@ -46,34 +38,37 @@ def hub_host(rg: str, hub: str) -> str:
     return str(host)
 
 
+def _region(value: str) -> str:
+    return value.replace(" ", "").lower()
+
+
 @register("azure", "iot-hub")
-class IotHub(ArmResource):
+class IotHub(ArmResource[IotHubConfig]):
+    model = IotHubConfig
     label = "IoT Hub"
 
-    def get(self, call: ResourceCall) -> Any:
-        return get_or_none(lambda: mgmt(IotHubClient).iot_hub_resource.get(resource_group(call), name_of(call)))
+    def get(self, call: ResourceCall, config: IotHubConfig) -> Any:
+        return get_or_none(lambda: mgmt(IotHubClient).iot_hub_resource.get(config.resource_group, config.name))
 
     def ready(self, current: Any) -> bool:
         state = enum_str(current.properties.state if current.properties is not None else "").lower()
         return super().ready(current) and state in ("", "active")
 
-    def differs(self, call: ResourceCall, current: Any) -> list[str]:
+    def differs(self, call: ResourceCall, config: IotHubConfig, current: Any) -> list[str]:
         out = []
-        if current.location.replace(" ", "").lower() != location(call).replace(" ", "").lower():
+        if _region(current.location) != _region(config.location):
             raise PermanentError(
-                f"IoT Hub {name_of(call)} exists in {current.location}, not {location(call)}: a hub cannot move; "
+                f"IoT Hub {config.name} exists in {current.location}, not {config.location}: a hub cannot move; "
                 "destroy L1 or set clouds.azure.region_iothub to its region"
             )
-        if enum_str(current.sku.name) != cfg(call, "sku", "S1") or int(current.sku.capacity or 1) != int(
-            cfg(call, "capacity", 1)
-        ):
+        if enum_str(current.sku.name) != config.sku or int(current.sku.capacity or 1) != config.capacity:
             out.append("sku")
         return out
 
-    def put(self, call: ResourceCall, current: Any) -> None:
+    def put(self, call: ResourceCall, config: IotHubConfig, current: Any) -> None:
         desc = IotHubDescription(
-            location=location(call),
-            sku=IotHubSkuInfo(name=cfg(call, "sku", "S1"), capacity=int(cfg(call, "capacity", 1))),
+            location=config.location,
+            sku=IotHubSkuInfo(name=config.sku, capacity=config.capacity),
             tags=dict((current.tags or {}) if current is not None else {}),
         )
         if current is not None:
@@ -81,17 +76,17 @@ class IotHub(ArmResource):
             desc.properties = current.properties
             desc.etag = current.etag
         mgmt(IotHubClient).iot_hub_resource.begin_create_or_update(
-            resource_group(call), name_of(call), desc, polling=False
+            config.resource_group, config.name, desc, polling=False
         )
 
-    def remove(self, call: ResourceCall, current: Any) -> None:
-        mgmt(IotHubClient).iot_hub_resource.begin_delete(resource_group(call), name_of(call), polling=False)
+    def remove(self, call: ResourceCall, config: IotHubConfig, current: Any) -> None:
+        mgmt(IotHubClient).iot_hub_resource.begin_delete(config.resource_group, config.name, polling=False)
 
-    def outputs(self, call: ResourceCall, current: Any) -> dict[str, str]:
+    def outputs(self, call: ResourceCall, config: IotHubConfig, current: Any) -> dict[str, str]:
         if Output.IOT_HUB_SERVICE_CONNECTION_STRING not in call.resource.produces:
             return {}
         host = str(current.properties.host_name)
-        key = hub_policy_key(resource_group(call), name_of(call), SERVICE_POLICY)
+        key = hub_policy_key(config.resource_group, config.name, SERVICE_POLICY)
         return {Output.IOT_HUB_SERVICE_CONNECTION_STRING: hub_connection_string(host, SERVICE_POLICY, key)}
 
     def details(self, current: Any) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.engine.errors import PermanentError
+from shared.resources import ResourceConfig, config_model, parse_config
+from shared.resources.azure import AppServicePlanConfig, DigitalTwinsConfig
 
 # Azure Digital Twins is offered in these regions only.
 ADT_REGIONS = frozenset({
@@ -41,29 +43,36 @@ class PreflightProblem:
     message: str
 
 
-def _region(value: Any) -> str:
-    return str(value or "").replace(" ", "").lower()
+def _region(value: str) -> str:
+    return value.replace(" ", "").lower()
+
+
+def _config(resource: Any) -> ResourceConfig:
+    """A plan resource's typed configuration, or an engine resource's parsed from its JSON form."""
+    if isinstance(resource.config, ResourceConfig):
+        return resource.config
+    return parse_config(resource.id, resource.config, config_model(resource.provider, resource.kind))
 
 
 def check_resources(resources: Iterable[Any]) -> list[PreflightProblem]:
     """Problems of the Azure resources (plan or activity `Resource`s: provider, kind, id, config)."""
     problems: list[PreflightProblem] = []
     for r in resources:
-        if r.provider != "azure":
+        if r.provider != "azure" or r.kind not in ("app-service-plan", "digital-twins"):
             continue
-        config = r.config or {}
-        region = _region(config.get("location"))
-        if r.kind == "app-service-plan":
-            sku = str(config.get("sku", "FC1")).upper()
-            if sku == "Y1" and region in Y1_LINUX_UNAVAILABLE:
+        config = _config(r)
+        if isinstance(config, AppServicePlanConfig):
+            region = _region(config.location)
+            if config.sku == "Y1" and region in Y1_LINUX_UNAVAILABLE:
                 problems.append(PreflightProblem(r.id, (
                     f"Linux Consumption (Y1) is not offered in {region}: set clouds.azure.functions_plan to FC1 "
                     "(Flex Consumption) or EP1, or choose another clouds.azure.region")))
-            elif sku == "FC1" and region and region not in FLEX_REGIONS:
+            elif config.sku == "FC1" and region and region not in FLEX_REGIONS:
                 problems.append(PreflightProblem(r.id, (
                     f"Flex Consumption (FC1) is not offered in {region}: set clouds.azure.functions_plan to EP1 "
                     f"or Y1, or choose one of {', '.join(sorted(FLEX_REGIONS))}")))
-        elif r.kind == "digital-twins" and region not in ADT_REGIONS:
+        elif isinstance(config, DigitalTwinsConfig) and _region(config.location) not in ADT_REGIONS:
+            region = _region(config.location)
             problems.append(PreflightProblem(r.id, (
                 f"Azure Digital Twins is not offered in {region or '(no region)'}: set "
                 f"clouds.azure.region_digital_twin to one of {', '.join(sorted(ADT_REGIONS))}")))

@@ -6,35 +6,40 @@ from typing import Any
 
 from azure.mgmt.resource.resources import ResourceManagementClient
 
-from activities.providers.azure._common import ArmResource, cfg, get_or_none, location, mgmt, name_of
+from activities.providers.azure._common import ArmResource, get_or_none, mgmt
 from activities.registry import register
 from shared.engine.errors import PermanentError
 from shared.engine.types import ResourceCall
+from shared.resources.azure import AzureResourceGroupConfig
+
+
+def _region(value: str) -> str:
+    return value.replace(" ", "").lower()
 
 
 @register("azure", "resource-group")
-class ResourceGroup(ArmResource):
+class ResourceGroup(ArmResource[AzureResourceGroupConfig]):
+    model = AzureResourceGroupConfig
     label = "resource group"
 
-    def get(self, call: ResourceCall) -> Any:
-        return get_or_none(lambda: mgmt(ResourceManagementClient).resource_groups.get(name_of(call)))
+    def get(self, call: ResourceCall, config: AzureResourceGroupConfig) -> Any:
+        return get_or_none(lambda: mgmt(ResourceManagementClient).resource_groups.get(config.name))
 
-    def differs(self, call: ResourceCall, current: Any) -> list[str]:
-        if str(current.location).replace(" ", "").lower() != location(call).replace(" ", "").lower():
+    def differs(self, call: ResourceCall, config: AzureResourceGroupConfig, current: Any) -> list[str]:
+        if _region(str(current.location)) != _region(config.location):
             raise PermanentError(
-                f"resource group {name_of(call)} exists in {current.location}, not {location(call)}: a resource "
+                f"resource group {config.name} exists in {current.location}, not {config.location}: a resource "
                 "group cannot move; delete it or choose the region it is in"
             )
-        wanted = dict(cfg(call, "tags", {}) or {})
         have = dict(current.tags or {})
-        return ["tags"] if any(have.get(k) != v for k, v in wanted.items()) else []
+        return ["tags"] if any(have.get(k) != v for k, v in config.tags.items()) else []
 
-    def put(self, call: ResourceCall, current: Any) -> None:
+    def put(self, call: ResourceCall, config: AzureResourceGroupConfig, current: Any) -> None:
         # Tags set by others are kept: merge ours into theirs.
-        tags = {**dict((current.tags or {}) if current is not None else {}), **dict(cfg(call, "tags", {}) or {})}
+        tags = {**dict((current.tags or {}) if current is not None else {}), **config.tags}
         mgmt(ResourceManagementClient).resource_groups.create_or_update(
-            name_of(call), {"location": location(call), "tags": tags}
+            config.name, {"location": config.location, "tags": tags}
         )
 
-    def remove(self, call: ResourceCall, current: Any) -> None:
-        mgmt(ResourceManagementClient).resource_groups.begin_delete(name_of(call), polling=False)
+    def remove(self, call: ResourceCall, config: AzureResourceGroupConfig, current: Any) -> None:
+        mgmt(ResourceManagementClient).resource_groups.begin_delete(config.name, polling=False)

@@ -13,7 +13,6 @@ from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
 
 from activities.providers.azure._common import (
-    cfg,
     deployer_principal_id,
     deterministic_guid,
     get_or_none,
@@ -21,10 +20,12 @@ from activities.providers.azure._common import (
     ref_id,
     subscription_id,
 )
-from activities.registry import Provider, register
+from activities.providers.typed import TypedProvider
+from activities.registry import register
 from shared.contracts import Setting
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.resources.azure import RoleAssignmentConfig
 
 DEPLOYER_TOO = {"digital-twins"}
 
@@ -33,7 +34,7 @@ def role_definition_id(role: str) -> str:
     return f"/subscriptions/{subscription_id()}/providers/Microsoft.Authorization/roleDefinitions/{role}"
 
 
-def _wanted(call: ResourceCall) -> list[tuple[str, str, str]]:
+def _wanted(call: ResourceCall, config: RoleAssignmentConfig) -> list[tuple[str, str, str]]:
     """(scope, role guid, principal) for every assignment the resource stands for."""
     principal = call.settings.get(Setting.PRINCIPAL_ID)
     if not principal:
@@ -41,15 +42,13 @@ def _wanted(call: ResourceCall) -> list[tuple[str, str, str]]:
             f"{call.resource.id}: the principal to assign (setting {Setting.PRINCIPAL_ID}) is not known yet; "
             "the identity must be deployed first"
         )
-    scope_ref = cfg(call, "scope")
-    scope = ref_id(call, scope_ref, "scope")
+    scope = ref_id(config, config.scope)
     principals = [str(principal)]
-    if scope_ref.get("kind") in DEPLOYER_TOO:
+    if config.scope.kind in DEPLOYER_TOO:
         deployer = deployer_principal_id()
         if deployer not in principals:
             principals.append(deployer)
-    roles = [str(r) for r in cfg(call, "role_definition_ids")]
-    return [(scope, role, p) for role in roles for p in principals]
+    return [(scope, role, p) for role in config.role_definition_ids for p in principals]
 
 
 def _name(scope: str, role: str, principal: str) -> str:
@@ -94,13 +93,16 @@ def assign(scope: str, role: str, principal: str, principal_type: str | None = N
 
 
 @register("azure", "role-assignment")
-class RoleAssignment(Provider):
+class RoleAssignment(TypedProvider[RoleAssignmentConfig]):
+    model = RoleAssignmentConfig
+
     def ensure(self, call: ResourceCall) -> EnsureResult:
+        config = self.config(call)
         created = 0
-        wanted = _wanted(call)
+        wanted = _wanted(call, config)
         for scope, role, principal in wanted:
             # The identity is a service principal; the deployer may be a user, so its type is left to RBAC.
-            kind = cfg(call, "principal_type", "ServicePrincipal") if principal == wanted[0][2] else None
+            kind = config.principal_type if principal == wanted[0][2] else None
             created += assign(scope, role, principal, kind)
         action: Action = "unchanged" if not created else ("created" if created == len(wanted) else "updated")
         return EnsureResult(action)
@@ -111,15 +113,16 @@ class RoleAssignment(Provider):
 
     def read(self, call: ResourceCall) -> ReadResult:
         found = {f"{role}:{principal}": _find(scope, role, principal) is not None
-                 for scope, role, principal in _wanted(call)}
+                 for scope, role, principal in _wanted(call, self.config(call))}
         return ReadResult(all(found.values()), details={"assignments": found})
 
     def delete(self, call: ResourceCall) -> EnsureResult:
+        config = self.config(call)
         if not call.settings.get(Setting.PRINCIPAL_ID):
             return EnsureResult("absent")
         client = mgmt(AuthorizationManagementClient).role_assignments
         deleted = 0
-        for scope, role, principal in _wanted(call):
+        for scope, role, principal in _wanted(call, config):
             found = _find(scope, role, principal)
             if found is None:
                 continue

@@ -12,19 +12,12 @@ from azure.mgmt.storage.models import (
     StorageAccountPropertiesCreateParameters,
 )
 
-from activities.providers.azure._common import (
-    ArmResource,
-    cfg,
-    get_or_none,
-    location,
-    mgmt,
-    name_of,
-    resource_group,
-)
+from activities.providers.azure._common import ArmResource, get_or_none, mgmt
 from activities.registry import register
 from shared.contracts import Output
 from shared.engine.errors import PermanentError
 from shared.engine.types import ResourceCall
+from shared.resources.azure import StorageAccountConfig
 
 
 def connection_string(account: str, key: str, endpoints: dict[str, str] | None = None) -> str:
@@ -39,8 +32,8 @@ def connection_string(account: str, key: str, endpoints: dict[str, str] | None =
     return ";".join(parts)
 
 
-def account_key(call: ResourceCall, account: str) -> str:
-    result = mgmt(StorageManagementClient).storage_accounts.list_keys(resource_group(call), account)
+def account_key(resource_group: str, account: str) -> str:
+    result = mgmt(StorageManagementClient).storage_accounts.list_keys(resource_group, account)
     # The model is a Mapping, so its `keys` attribute is the Mapping method: read the JSON.
     keys = [k for k in (result.as_dict().get("keys") or []) if isinstance(k, dict) and k.get("value")]
     for k in keys:
@@ -51,49 +44,51 @@ def account_key(call: ResourceCall, account: str) -> str:
     raise PermanentError(f"storage account {account}: listKeys returned no key")
 
 
-def account_connection_string(call: ResourceCall, account: str, current: Any) -> str:
+def account_connection_string(resource_group: str, account: str, current: Any) -> str:
     endpoints = current.primary_endpoints
     named = {k: getattr(endpoints, k, None) for k in ("blob", "queue", "table")} if endpoints is not None else {}
-    return connection_string(account, account_key(call, account), {k: str(v) for k, v in named.items() if v})
+    return connection_string(account, account_key(resource_group, account), {k: str(v) for k, v in named.items() if v})
 
 
 @register("azure", "storage-account")
-class StorageAccount(ArmResource):
+class StorageAccount(ArmResource[StorageAccountConfig]):
+    model = StorageAccountConfig
     label = "storage account"
 
-    def get(self, call: ResourceCall) -> Any:
+    def get(self, call: ResourceCall, config: StorageAccountConfig) -> Any:
         client = mgmt(StorageManagementClient)
-        return get_or_none(lambda: client.storage_accounts.get_properties(resource_group(call), name_of(call)))
+        return get_or_none(lambda: client.storage_accounts.get_properties(config.resource_group, config.name))
 
-    def differs(self, call: ResourceCall, current: Any) -> list[str]:
+    def differs(self, call: ResourceCall, config: StorageAccountConfig, current: Any) -> list[str]:
         out = []
-        if current.sku is None or current.sku.name != cfg(call, "sku", "Standard_LRS"):
+        if current.sku is None or current.sku.name != config.sku:
             out.append("sku")
-        if current.kind != cfg(call, "kind", "StorageV2"):
+        if current.kind != config.kind:
             out.append("kind")
-        if bool(current.enable_https_traffic_only) != bool(cfg(call, "https_only", True)):
+        if bool(current.enable_https_traffic_only) != config.https_only:
             out.append("https_only")
-        if (current.minimum_tls_version or "") != cfg(call, "minimum_tls_version", "TLS1_2"):
+        if (current.minimum_tls_version or "") != config.minimum_tls_version:
             out.append("minimum_tls_version")
         return out
 
-    def put(self, call: ResourceCall, current: Any) -> None:
+    def put(self, call: ResourceCall, config: StorageAccountConfig, current: Any) -> None:
         params = StorageAccountCreateParameters(
-            sku=Sku(name=cfg(call, "sku", "Standard_LRS")),
-            kind=cfg(call, "kind", "StorageV2"),
-            location=location(call),
+            sku=Sku(name=config.sku),
+            kind=config.kind,
+            location=config.location,
             properties=StorageAccountPropertiesCreateParameters(
-                enable_https_traffic_only=bool(cfg(call, "https_only", True)),
-                minimum_tls_version=cfg(call, "minimum_tls_version", "TLS1_2"),
+                enable_https_traffic_only=config.https_only,
+                minimum_tls_version=config.minimum_tls_version,
                 allow_blob_public_access=False,
             ),
         )
         mgmt(StorageManagementClient).storage_accounts.begin_create(
-            resource_group(call), name_of(call), params, polling=False
+            config.resource_group, config.name, params, polling=False
         )
 
-    def remove(self, call: ResourceCall, current: Any) -> None:
-        mgmt(StorageManagementClient).storage_accounts.delete(resource_group(call), name_of(call))
+    def remove(self, call: ResourceCall, config: StorageAccountConfig, current: Any) -> None:
+        mgmt(StorageManagementClient).storage_accounts.delete(config.resource_group, config.name)
 
-    def outputs(self, call: ResourceCall, current: Any) -> dict[str, str]:
-        return {Output.AZURE_STORAGE_CONNECTION_STRING: account_connection_string(call, name_of(call), current)}
+    def outputs(self, call: ResourceCall, config: StorageAccountConfig, current: Any) -> dict[str, str]:
+        return {Output.AZURE_STORAGE_CONNECTION_STRING: account_connection_string(config.resource_group, config.name,
+                                                                                  current)}

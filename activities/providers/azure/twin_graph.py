@@ -14,12 +14,12 @@ from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from activities.providers.azure._adt import data_plane
-from activities.providers.azure._common import Throttle, cfg, get_or_none, poll_seconds
-from activities.providers.azure.digital_twins import data_client
-from activities.registry import Provider, register
-from shared.engine.errors import PermanentError
+from activities.providers.azure._adt import data_client, data_plane, existing_client
+from activities.providers.azure._common import Throttle, get_or_none, poll_seconds
+from activities.providers.typed import TypedProvider
+from activities.registry import register
 from shared.engine.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
+from shared.resources.azure import DigitalTwin, TwinGraphConfig, TwinRelationship
 
 # Digital Twins allows 10 writes per second on one twin (and its relationships): stay below.
 WRITES_PER_TWIN_PER_SECOND = 8.0
@@ -27,34 +27,25 @@ CALL_BUDGET_SECONDS = 20.0
 _throttle = Throttle(WRITES_PER_TWIN_PER_SECOND)
 
 
-def _desired_properties(twin: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in twin.items() if not k.startswith("$")}
-
-
 def _model(twin: dict[str, Any]) -> str:
     return str((twin.get("$metadata") or {}).get("$model") or "")
 
 
-def _items(call: ResourceCall) -> list[tuple[str, dict[str, Any]]]:
-    twins = [("twin", dict(t)) for t in cfg(call, "twins", [])]
-    rels = [("relationship", dict(r)) for r in cfg(call, "relationships", [])]
-    for kind, item in twins + rels:
-        if not item.get("$dtId") or (kind == "relationship" and not item.get("$relationshipId")):
-            raise PermanentError(f"{call.resource.id}: a {kind} lacks $dtId/$relationshipId: {str(item)[:120]}")
-    return twins + rels
+def _items(config: TwinGraphConfig) -> list[DigitalTwin | TwinRelationship]:
+    """Twins first, then the relationships between them."""
+    return [*config.twins, *config.relationships]
 
 
-def reconcile_twin(client: Any, twin: dict[str, Any]) -> str:
+def reconcile_twin(client: Any, twin: DigitalTwin) -> str:
     """'created', 'updated' or 'unchanged' for one twin."""
-    tid = str(twin["$dtId"])
+    tid = twin.twin_id
     current = data_plane(f"read twin {tid}", lambda: get_or_none(lambda: client.get_digital_twin(tid)))
-    body = {"$metadata": {"$model": _model(twin)}, **_desired_properties(twin)}
-    if current is None or _model(current) != _model(twin):
+    body = {"$metadata": {"$model": twin.model}, **twin.properties}
+    if current is None or _model(current) != twin.model:
         _throttle.wait(tid)
         data_plane(f"write twin {tid}", lambda: client.upsert_digital_twin(tid, body))
         return "created" if current is None else "updated"
-    patch = [{"op": "add", "path": f"/{k}", "value": v}
-             for k, v in _desired_properties(twin).items() if current.get(k) != v]
+    patch = [{"op": "add", "path": f"/{k}", "value": v} for k, v in twin.properties.items() if current.get(k) != v]
     if not patch:
         return "unchanged"
     _throttle.wait(tid)
@@ -62,34 +53,36 @@ def reconcile_twin(client: Any, twin: dict[str, Any]) -> str:
     return "updated"
 
 
-def reconcile_relationship(client: Any, rel: dict[str, Any]) -> str:
-    src, rid = str(rel["$dtId"]), str(rel["$relationshipId"])
-    body = {k: v for k, v in rel.items() if k != "$dtId"}
-    body["$sourceId"] = src
+def reconcile_relationship(client: Any, rel: TwinRelationship) -> str:
+    src, rid = rel.source_id, rel.relationship_id
+    body = {"$relationshipId": rid, "$targetId": rel.target_id, "$relationshipName": rel.name}
     current = data_plane(f"read relationship {rid}", lambda: get_or_none(lambda: client.get_relationship(src, rid)))
-    if current is not None and all(current.get(k) == v for k, v in body.items() if k != "$sourceId"):
+    if current is not None and all(current.get(k) == v for k, v in body.items()):
         return "unchanged"
     _throttle.wait(src)
-    data_plane(f"write relationship {rid}", lambda: client.upsert_relationship(src, rid, body))
+    data_plane(f"write relationship {rid}", lambda: client.upsert_relationship(src, rid, {**body, "$sourceId": src}))
     return "created" if current is None else "updated"
 
 
 @register("azure", "twin-graph")
-class TwinGraph(Provider):
+class TwinGraph(TypedProvider[TwinGraphConfig]):
+    model = TwinGraphConfig
+
     def ensure(self, call: ResourceCall) -> EnsureResult:
-        return self._walk(call, 0, set())
+        return self._walk(self.config(call), 0, set())
 
     def poll(self, call: ResourceCall) -> EnsureResult:
         token = call.pending.token if call.pending is not None else {}
-        return self._walk(call, int(token.get("cursor", 0)), set(token.get("seen", [])))
+        return self._walk(self.config(call), int(token.get("cursor", 0)), set(token.get("seen", [])))
 
-    def _walk(self, call: ResourceCall, cursor: int, seen: set[str]) -> EnsureResult:
-        items = _items(call)
-        client = data_client(call)
+    def _walk(self, config: TwinGraphConfig, cursor: int, seen: set[str]) -> EnsureResult:
+        items = _items(config)
+        client = data_client(config)
         deadline = time.monotonic() + CALL_BUDGET_SECONDS
         while cursor < len(items):
-            kind, item = items[cursor]
-            outcome = reconcile_twin(client, item) if kind == "twin" else reconcile_relationship(client, item)
+            item = items[cursor]
+            outcome = reconcile_twin(client, item) if isinstance(item, DigitalTwin) else reconcile_relationship(
+                client, item)
             seen.add(outcome)
             cursor += 1
             if cursor < len(items) and time.monotonic() > deadline:
@@ -99,27 +92,26 @@ class TwinGraph(Provider):
         return EnsureResult(_action(seen))
 
     def read(self, call: ResourceCall) -> ReadResult:
-        try:
-            client = data_client(call)
-        except PermanentError:
+        config = self.config(call)
+        client = existing_client(config)
+        if client is None:
             return ReadResult(False)
         missing = []
-        for kind, item in _items(call):
-            if kind == "twin":
-                found = get_or_none(lambda i=item: client.get_digital_twin(i["$dtId"]))  # type: ignore[misc]
-            else:
-                found = get_or_none(lambda i=item: client.get_relationship(i["$dtId"], i["$relationshipId"]))  # type: ignore[misc]
-            if found is None:
-                missing.append(item.get("$relationshipId") or item["$dtId"])
+        for twin in config.twins:
+            if get_or_none(lambda t=twin: client.get_digital_twin(t.twin_id)) is None:  # type: ignore[misc]
+                missing.append(twin.twin_id)
+        for rel in config.relationships:
+            if get_or_none(lambda r=rel: client.get_relationship(r.source_id, r.relationship_id)) is None:  # type: ignore[misc]
+                missing.append(rel.relationship_id)
         return ReadResult(not missing, details={"missing": missing})
 
     def delete(self, call: ResourceCall) -> EnsureResult:
-        try:
-            client = data_client(call)
-        except PermanentError:
+        config = self.config(call)
+        client = existing_client(config)
+        if client is None:
             return EnsureResult("absent")  # the instance is gone, and the graph with it
         deleted = 0
-        twins = [str(t["$dtId"]) for t in cfg(call, "twins", [])]
+        twins = [twin.twin_id for twin in config.twins]
         for tid in twins:
             # Every relationship touching the twin goes before it (ours and anyone else's).
             for rel in data_plane("list relationships", lambda t=tid: list(get_or_none(

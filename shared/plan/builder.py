@@ -1,0 +1,353 @@
+"""`build_plan(spec)`: walks the layers and decides what the twin needs, whichever clouds host
+them: the receivers where a boundary crosses clouds, which function calls which, which output
+feeds which setting (the wires), and the twin-update path. How one cloud realises each piece is
+that cloud's planner (`aws.py`, `azure.py`, `gcp.py`).
+
+Boundary rules: a receiver runs in L0 of the receiving cloud only when the sending layer is on
+another cloud (`shared.wiring`). Twin updates when L4 is Azure are pushed exactly once per
+reading: by the `adt-updater` when L1, L2 and L4 are all Azure, by the Azure persister when only
+L1 is elsewhere, through the Azure L0 `adt-pusher` when L2 is elsewhere; with L4 on AWS,
+TwinMaker pulls through the hot reader (`shared.contracts.TwinUpdatePath`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from shared.contracts import (
+    BOUNDARIES,
+    CONTROL,
+    LATE_BOUND_SETTINGS,
+    LAYER_SLOTS,
+    PULL_TWIN_PROVIDERS,
+    RECEIVER_OUTPUTS,
+    Function,
+    Layer,
+    Output,
+    Setting,
+    TwinUpdatePath,
+    is_secret_output,
+)
+from shared.plan.aws import AwsPlanner
+from shared.plan.azure import AzurePlanner
+from shared.plan.cloud import CloudPlanner, MoverSchedule
+from shared.plan.drafts import Drafts, Hosted
+from shared.plan.gcp import GcpPlanner
+from shared.plan.model import BoundaryDecision, Plan, PlannedOutput, Resource, Wire
+from shared.resources.control import GeneratedSecretConfig
+from shared.spec import TwinSpec
+from shared.validation import Problem, SpecError
+from shared.wiring import (
+    READER_BOUNDARY,
+    boundary_receivers,
+    function_resource_id,
+    hot_reader_layer,
+    reader_receivers_needed,
+    remote_twin_pull,
+)
+
+HOT_TO_COLD = MoverSchedule(azure_ncrontab="0 0 0 * * *", aws_cron="cron(0 12 * * ? *)", gcp_cron="0 12 * * *")
+COLD_TO_ARCHIVE = MoverSchedule(azure_ncrontab="0 0 0 * * *", aws_cron="cron(0 18 * * ? *)", gcp_cron="0 18 * * *")
+FUNCTION_KINDS = ("lambda", "cloud-function")
+
+
+def placement_of(spec: TwinSpec) -> dict[str, str]:
+    """Layer slot -> provider, e.g. {"L1": "aws", ..., "L5": "azure"}."""
+    p = spec.providers
+    return {str(layer): str(getattr(p, slot)) for layer, slot in LAYER_SLOTS.items()}
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+class _Builder(Drafts):
+    def __init__(self, spec: TwinSpec) -> None:
+        super().__init__(spec, placement_of(spec))
+        self.clouds: dict[str, CloudPlanner] = {
+            "aws": AwsPlanner(self), "azure": AzurePlanner(self), "gcp": GcpPlanner(self)}
+
+    def cloud(self, layer: str) -> CloudPlanner:
+        """The planner of the cloud that hosts `layer`."""
+        return self.clouds[self.placement[layer]]
+
+    def wire_store(self, consumer: str, tier: str, provider: str) -> None:
+        """Wire the settings that reach the hot/cold/archive store on `provider` (same cloud)."""
+        for output, setting in self.clouds[provider].store_settings(tier):
+            self.wire(output, consumer, setting)
+
+    # -- layers ----------------------------------------------------------------------------
+
+    def build(self) -> Plan:
+        self.add(CONTROL, "setup", "inter-cloud-token", "secret", GeneratedSecretConfig(
+            name="inter-cloud-token", bytes=32, encoding="urlsafe-base64", keeps_previous=True),
+            produces=[Output.INTER_CLOUD_TOKEN, Output.INTER_CLOUD_TOKEN_PREVIOUS])
+        for provider in self.spec.used_providers():
+            self.clouds[provider].setup()
+        receivers = boundary_receivers(self.placement)
+        for provider in ("aws", "azure", "gcp"):
+            for fn in receivers.get(provider, []):
+                self.receiver(provider, fn)
+        self.layer_1()
+        self.layer_2()
+        self.layer_3_hot()
+        self.layer_3_cold()
+        self.cloud("L3_archive").archive_store()
+        self.cloud("L4").layer_4()
+        self.layer_5()
+        return self.finish(receivers)
+
+    def receiver(self, provider: str, fn: Function) -> None:
+        """One L0 receiver on the receiving cloud, with its token and its local targets."""
+        cloud = self.clouds[provider]
+        produces: list[str] = []
+        if provider in PULL_TWIN_PROVIDERS and self.placement["L4"] == provider == self.placement["L3_hot"]:
+            # The hot cloud has one reader; its own TwinMaker invokes the public one directly.
+            if fn == Function.HOT_READER:
+                produces.append(Output.HOT_READER_FUNCTION_ARN)
+            elif fn == Function.HOT_READER_LAST_ENTRY:
+                produces.append(Output.HOT_READER_LAST_ENTRY_FUNCTION_ARN)
+        host = cloud.function(Hosted("L0", fn, public_url=RECEIVER_OUTPUTS[fn], produces=tuple(produces)))
+        self.wire_token(host, receiver=True)
+        if fn == Function.INGESTION:
+            for output, setting in cloud.processor_access():
+                self.wire(output, host, setting)
+        elif fn in (Function.HOT_WRITER, Function.HOT_READER, Function.HOT_READER_LAST_ENTRY):
+            self.wire_store(host, "hot", provider)
+        elif fn == Function.COLD_WRITER:
+            self.wire_store(host, "cold", provider)
+        elif fn == Function.ARCHIVE_WRITER:
+            self.wire_store(host, "archive", provider)
+        elif fn == Function.ADT_PUSHER:
+            self.wire(Output.ADT_INSTANCE_URL, host, Setting.ADT_INSTANCE_URL)
+
+    def layer_1(self) -> None:
+        """Ingestion dispatches to the processor on its cloud, or to a connector that POSTs to
+        the remote ingestion receiver."""
+        p = self.placement["L1"]
+        cloud = self.clouds[p]
+        target = Function.PROCESSOR if p == self.placement["L2"] else Function.CONNECTOR
+        cloud.layer_1(target)
+        if target == Function.CONNECTOR:
+            connector = cloud.function(Hosted(
+                "L1", Function.CONNECTOR, produces=(Output.CONNECTOR_URL,) if cloud.calls_by_url else ()))
+            self.wire(Output.INGESTION_URL, connector, Setting.REMOTE_INGESTION_URL)
+            self.wire_token(connector, receiver=False)
+
+    def layer_2(self) -> None:
+        """Processors, the persister (local or remote hot storage; the twin update it owns), the
+        event checker with its workflow, event feedback, and users' event actions."""
+        p = self.placement["L2"]
+        cloud = self.clouds[p]
+        opts = self.spec.options
+        hot = self.placement["L3_hot"]
+        # Feedback publishes back through the L1 device channel of its own cloud (IoT Core data
+        # endpoint, IoT Hub device twin); GCP has no device channel to publish to.
+        feedback = opts.return_feedback_to_device and self.placement["L1"] == p and p != "gcp"
+        if opts.return_feedback_to_device and not feedback:
+            self.notes.append("event feedback to devices needs L1 and L2 on the same cloud (aws or azure); "
+                              "it is not planned")
+        cloud.processors()
+        # The persister derives its twin duty from DIGITAL_TWIN_INFO.providers with
+        # contracts.twin_update_path; the config states it too so providers and tests can see it.
+        persister = cloud.function(Hosted(
+            "L2", Function.PERSISTER, environment={Setting.USE_EVENT_CHECKING: _flag(opts.use_event_checking)},
+            produces=(Output.PERSISTER_URL,) if cloud.calls_by_url else (), twin_update=self.path))
+        if hot == p:
+            self.wire_store(persister, "hot", p)
+        else:
+            self.wire(Output.HOT_WRITER_URL, persister, Setting.REMOTE_WRITER_URL)
+            self.wire_token(persister, receiver=False)
+        if self.path == TwinUpdatePath.REMOTE_ADT_PUSHER:
+            self.wire(Output.ADT_PUSHER_URL, persister, Setting.REMOTE_ADT_PUSHER_URL)
+            self.wire_token(persister, receiver=False)
+        elif self.path == TwinUpdatePath.PERSISTER_DIRECT:
+            self.wire(Output.ADT_INSTANCE_URL, persister, Setting.ADT_INSTANCE_URL)
+        if opts.use_event_checking:
+            self.event_checker(cloud, persister, feedback)
+        if feedback:
+            fb = cloud.function(Hosted("L2", Function.EVENT_FEEDBACK))
+            output, setting = cloud.feedback_channel()
+            self.wire(output, fb, setting)
+        seen: set[str] = set()
+        for index, event in enumerate(self.spec.events):
+            action = event.action
+            if not action.auto_deploy or action.type not in ("lambda", "function"):
+                continue
+            for field_name, fname in (("functionName", action.function_name), ("functionNameB", action.function_name_b)):
+                if fname is None or fname in seen:
+                    continue
+                seen.add(fname)
+                cloud.event_action(fname, action.path_to_code, f"events[{index}].action.{field_name}")
+
+    def event_checker(self, cloud: CloudPlanner, persister: str, feedback: bool) -> None:
+        p = cloud.provider
+        opts = self.spec.options
+        rules = json.dumps([e.model_dump(by_alias=True, exclude_none=True) for e in self.spec.events],
+                           sort_keys=True, separators=(",", ":"))
+        checker = cloud.function(Hosted(
+            "L2", Function.EVENT_CHECKER, environment={Setting.EVENT_RULES: rules, Setting.USE_FEEDBACK: _flag(feedback)},
+            produces=(Output.EVENT_CHECKER_URL,) if cloud.calls_by_url else ()))
+        if cloud.calls_by_url:
+            self.wire(Output.EVENT_CHECKER_URL, persister, Setting.EVENT_CHECKER_URL)
+        l4 = self.placement["L4"]
+        if l4 == p == "aws":
+            self.wire(Output.TWINMAKER_WORKSPACE_NAME, checker, Setting.TWINMAKER_WORKSPACE_NAME)
+        elif l4 == p == "azure":
+            self.wire(Output.ADT_INSTANCE_URL, checker, Setting.ADT_INSTANCE_URL)
+        elif l4 != p:
+            self.notes.append(
+                f"the event checker on {p} cannot read live twin values from {l4}; conditions on twin "
+                "properties evaluate against the reading itself")
+        if opts.trigger_notification_workflow:
+            output, setting = cloud.workflow()
+            self.wire(output, checker, setting)
+
+    def layer_3_hot(self) -> None:
+        """The hot store, the readers TwinMaker or Grafana use on the same cloud, and the mover
+        to cold storage (local, or through the remote cold writer)."""
+        p = self.placement["L3_hot"]
+        cloud = self.clouds[p]
+        cloud.hot_store()
+        if hot_reader_layer(self.placement) == Layer.L3_HOT:
+            l5_local = self.placement["L5"] == p
+            l4_local = self.placement["L4"] == p and p in PULL_TWIN_PROVIDERS
+            for fn, arn in ((Function.HOT_READER, Output.HOT_READER_FUNCTION_ARN),
+                            (Function.HOT_READER_LAST_ENTRY, Output.HOT_READER_LAST_ENTRY_FUNCTION_ARN)):
+                if fn == Function.HOT_READER_LAST_ENTRY and not l4_local:
+                    continue  # only TwinMaker reads the latest entry; Grafana queries ranges
+                url = Output.LOCAL_HOT_READER_URL if (fn == Function.HOT_READER and l5_local) else None
+                host = cloud.function(Hosted("L3_hot", fn, public_url=url, produces=(arn,) if l4_local else ()))
+                self.wire_store(host, "hot", p)
+                if url is not None:
+                    self.wire_token(host, receiver=True)
+        mover = cloud.mover("L3_hot", Function.HOT_TO_COLD_MOVER, HOT_TO_COLD)
+        self.wire_store(mover, "hot", p)
+        if self.placement["L3_cold"] == p:
+            self.wire_store(mover, "cold", p)
+        else:
+            self.wire(Output.COLD_WRITER_URL, mover, Setting.REMOTE_COLD_WRITER_URL)
+            self.wire_token(mover, receiver=False)
+
+    def layer_3_cold(self) -> None:
+        """The cold store and the mover to the archive (local, or through the archive writer)."""
+        p = self.placement["L3_cold"]
+        cloud = self.clouds[p]
+        cloud.cold_store()
+        mover = cloud.mover("L3_cold", Function.COLD_TO_ARCHIVE_MOVER, COLD_TO_ARCHIVE)
+        self.wire_store(mover, "cold", p)
+        if self.placement["L3_archive"] == p:
+            self.wire_store(mover, "archive", p)
+        else:
+            self.wire(Output.ARCHIVE_WRITER_URL, mover, Setting.REMOTE_ARCHIVE_WRITER_URL)
+            self.wire_token(mover, receiver=False)
+
+    def layer_5(self) -> None:
+        """Grafana's datasource queries the public reader when there is one (it serves a
+        same-cloud datasource too), else the local one."""
+        datasource = self.cloud("L5").layer_5()
+        url = Output.HOT_READER_URL if hot_reader_layer(self.placement) == Layer.L0 else Output.LOCAL_HOT_READER_URL
+        self.wire(url, datasource, Setting.DATASOURCE_URL)
+        self.wire(Output.INTER_CLOUD_TOKEN, datasource, Setting.DATASOURCE_TOKEN)
+
+    # -- finishing -------------------------------------------------------------------------
+
+    def check_cloud_names(self) -> None:
+        """Two resources must never manage the same cloud object. Only a user-chosen name (an
+        AWS event action is `{twin}-{functionName}`) can cause that; report it as a spec problem."""
+        owner: dict[tuple[str, str], str] = {}
+        problems: list[Problem] = []
+        for d in self.drafts.values():
+            if d.kind not in FUNCTION_KINDS:
+                continue
+            key = (d.provider, d.name)
+            if key not in owner:
+                owner[key] = d.id
+                continue
+            other = owner[key]
+            user = d.id if d.id in self.user_named else other
+            if user not in self.user_named:
+                raise RuntimeError(f"{other} and {d.id} both manage {d.provider} function {d.name}")
+            clash = other if user == d.id else d.id
+            problems.append(Problem(self.user_named[user],
+                                    f"the action's function would be named {d.name!r}, which the twin already "
+                                    f"uses for {clash}; choose another function name"))
+        if problems:
+            raise SpecError(problems)
+
+    def finish(self, receivers: Mapping[str, list[Function]]) -> Plan:
+        self.check_cloud_names()
+        order = {rid: i for i, rid in enumerate(self.drafts)}
+        producer: dict[str, str] = {}
+        for d in self.drafts.values():
+            for out in d.produces:
+                if out in producer and producer[out] != d.id:
+                    raise RuntimeError(f"output {out} has two producers: {producer[out]} and {d.id}")
+                producer[out] = d.id
+        wires: list[Wire] = []
+        for output, consumer, setting in self.wires:
+            if output not in producer:
+                raise RuntimeError(f"{consumer} consumes {output}, which no planned resource produces")
+            late = setting in LATE_BOUND_SETTINGS
+            wires.append(Wire(output, producer[output], consumer, setting, late))
+            if producer[output] != consumer and not late:
+                self.drafts[consumer].needs.append(producer[output])
+        resources = []
+        for d in self.drafts.values():
+            missing = [n for n in d.needs if n not in order]
+            if missing:
+                raise RuntimeError(f"{d.id} needs {missing}, which are not planned")
+            needs = sorted({n for n in d.needs if n != d.id}, key=order.__getitem__)
+            produces = list(dict.fromkeys(d.produces))
+            resources.append(Resource(d.id, d.layer, d.provider, d.kind, d.name, tuple(needs), tuple(produces),
+                                      d.final_config()))
+        outputs = [PlannedOutput(name, r.id, is_secret_output(name)) for r in resources for name in r.produces]
+        decisions = self.boundary_decisions(receivers)
+        return Plan(self.twin, self.placement, resources, outputs, wires, self.path, decisions, self.notes)
+
+    def boundary_decisions(self, receivers: Mapping[str, list[Function]]) -> list[BoundaryDecision]:
+        out: list[BoundaryDecision] = []
+        pl = self.placement
+        for b in BOUNDARIES:
+            if b.name == READER_BOUNDARY:
+                hot = pl["L3_hot"]
+                crosses = reader_receivers_needed(pl)
+                senders: list[str] = []
+                if remote_twin_pull(pl):
+                    senders += [function_resource_id(pl["L4"], "L4", Function.DT_READER),
+                                function_resource_id(pl["L4"], "L4", Function.DT_READER_LAST_ENTRY)]
+                if pl["L5"] != hot:
+                    senders.append(f"{pl['L5']}/L5/grafana-datasource")
+                out.append(BoundaryDecision(
+                    b.name, ",".join(sorted({pl["L4"], pl["L5"]})), hot, crosses,
+                    tuple(dict.fromkeys(function_resource_id(hot, "L0", f) for f in b.receivers)) if crosses else (),
+                    tuple(dict.fromkeys(senders))))
+                continue
+            s, r = pl[b.sender_layer], pl[b.receiver_layer]
+            crosses = s != r
+            out.append(BoundaryDecision(
+                b.name, s, r, crosses,
+                tuple(function_resource_id(r, "L0", f) for f in b.receivers) if crosses else (),
+                (function_resource_id(s, b.sender_layer, b.sender),) if crosses else ()))
+        pushing = self.path == TwinUpdatePath.REMOTE_ADT_PUSHER
+        out.append(BoundaryDecision(
+            "L2->L4 (adt-pusher)", pl["L2"], pl["L4"], pushing,
+            (function_resource_id("azure", "L0", Function.ADT_PUSHER),) if pushing else (),
+            (function_resource_id(pl["L2"], "L2", Function.PERSISTER),) if pushing else ()))
+        return out
+
+
+def build_plan(spec: TwinSpec) -> Plan:
+    """The resources, outputs and wires of `spec` (pure and deterministic).
+
+    Raises `SpecError` if L4 or L5 is placed on gcp (GCP hosts neither); the loaders already
+    reject such specs, so this only guards direct callers."""
+    placement = placement_of(spec)
+    problems = [Problem(f"providers.{LAYER_SLOTS[Layer(layer)]}", f"{layer} cannot run on gcp; choose aws or azure")
+                for layer in ("L4", "L5") if placement[layer] == "gcp"]
+    if problems:
+        raise SpecError(problems)
+    plan = _Builder(spec).build()
+    plan.topological_order()
+    return plan

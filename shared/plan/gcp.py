@@ -1,0 +1,151 @@
+"""What a twin's layers are made of on GCP: Cloud Functions (2nd gen) calling each other by URL,
+a Pub/Sub telemetry topic, Firestore, Cloud Storage, Cloud Scheduler jobs and Workflows, all run
+by one service account. GCP hosts neither L4 nor L5. Planned only: no GCP provider yet."""
+
+from __future__ import annotations
+
+from shared.contracts import FUNCTIONS, Function, Output, Setting, device_credentials_output
+from shared.plan.cloud import CloudPlanner, MoverSchedule, StorePairs
+from shared.plan.drafts import Hosted
+from shared.resources import EVENT_ACTION_PACKAGE
+from shared.resources.gcp import (
+    CloudFunctionConfig,
+    FirestoreConfig,
+    GcpIotDeviceConfig,
+    GcsBucketConfig,
+    PubSubTopicConfig,
+    SchedulerJobConfig,
+    ServiceAccountConfig,
+    WorkflowConfig,
+)
+
+FUNCTION_RUNTIME = "python311"
+SERVICE_ACCOUNT = "gcp/setup/service-account"
+FUNCTIONS_BUCKET = "gcp/setup/functions-bucket"
+WORKFLOW_DEFINITION = "state_machines/google_cloud_workflow.json"
+
+
+class GcpPlanner(CloudPlanner):
+    provider = "gcp"
+    calls_by_url = True
+
+    @property
+    def project(self) -> str | None:
+        return self.d.spec.clouds.gcp.project_id
+
+    @property
+    def region(self) -> str:
+        return self.d.spec.clouds.gcp.region
+
+    # -- hosting ---------------------------------------------------------------------------
+
+    def function(self, hosted: Hosted) -> str:
+        d = self.d
+        short = hosted.short or str(hosted.function)
+        config = CloudFunctionConfig(
+            name=hosted.cloud_name or d.gcp.function(short),
+            project_id=self.project,
+            region=self.region,
+            package=EVENT_ACTION_PACKAGE if hosted.user_function else hosted.function,
+            runtime=FUNCTION_RUNTIME,
+            trigger=FUNCTIONS[hosted.function].trigger,
+            environment=d.environment(hosted),
+            public=hosted.public_url is not None,
+            service_account=d.gcp.service_account(),
+            topic=hosted.topic,
+            processors=hosted.processors,
+            twin_update=hosted.twin_update,
+            user_function=hosted.user_function,
+            path_to_code=hosted.path_to_code,
+        )
+        outputs = [str(p) for p in (hosted.public_url, *hosted.produces) if p is not None]
+        return d.add("gcp", hosted.layer, short, "cloud-function", config,
+                     [SERVICE_ACCOUNT, FUNCTIONS_BUCKET, *hosted.needs], outputs).id
+
+    def processor_access(self) -> StorePairs:
+        return [(Output.PROCESSOR_URL, Setting.PROCESSOR_URL)]
+
+    def store_settings(self, tier: str) -> StorePairs:
+        return {
+            "hot": [
+                (Output.FIRESTORE_DATABASE, Setting.FIRESTORE_DATABASE),
+                (Output.FIRESTORE_COLLECTION, Setting.FIRESTORE_COLLECTION),
+            ],
+            "cold": [(Output.COLD_GCS_BUCKET, Setting.COLD_GCS_BUCKET)],
+            "archive": [(Output.ARCHIVE_GCS_BUCKET, Setting.ARCHIVE_GCS_BUCKET)],
+        }[tier]
+
+    # -- layers ----------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """The service account the functions run as, and the bucket their sources go to."""
+        d = self.d
+        d.add("gcp", "setup", "service-account", "service-account", ServiceAccountConfig(
+            name=d.gcp.service_account(), project_id=self.project))
+        d.add("gcp", "setup", "functions-bucket", "gcs-bucket", GcsBucketConfig(
+            name=d.gcp.functions_bucket(), project_id=self.project, location=self.region, storage_class="STANDARD"))
+
+    def layer_1(self, target: Function) -> None:
+        """A Pub/Sub topic devices publish to (each device gets credentials for it), and the
+        dispatcher it triggers."""
+        d = self.d
+        topic = d.gcp.telemetry_topic()
+        topic_id = d.add("gcp", "L1", "telemetry-topic", "pubsub-topic", PubSubTopicConfig(
+            name=topic, project_id=self.project), needs=[SERVICE_ACCOUNT]).id
+        dispatcher = self.function(Hosted("L1", Function.DISPATCHER, environment={Setting.TARGET_FUNCTION: str(target)},
+                                          needs=(topic_id,), topic=topic))
+        if target == Function.PROCESSOR:
+            for output, setting in self.processor_access():
+                d.wire(output, dispatcher, setting)
+        else:
+            d.wire(Output.CONNECTOR_URL, dispatcher, Setting.CONNECTOR_URL)
+        for device in d.spec.devices:
+            d.add("gcp", "L1", f"device-{device.id}", "iot-device", GcpIotDeviceConfig(
+                name=f"{topic}/{device.id}", project_id=self.project, device_id=device.id, topic=topic),
+                needs=[topic_id], produces=[device_credentials_output(device.id)])
+
+    def processors(self) -> None:
+        """One `processor` function runs every device's processing, then calls the persister."""
+        d = self.d
+        proc = self.function(Hosted("L2", Function.PROCESSOR, produces=(Output.PROCESSOR_URL,),
+                                    processors=tuple(device.id for device in d.spec.devices)))
+        d.wire(Output.PERSISTER_URL, proc, Setting.PERSISTER_URL)
+
+    def workflow(self) -> tuple[Output, Setting]:
+        d = self.d
+        d.add("gcp", "L2", "event-workflow", "workflow", WorkflowConfig(
+            name=d.gcp.workflow(), project_id=self.project, region=self.region, definition=WORKFLOW_DEFINITION),
+            needs=[SERVICE_ACCOUNT], produces=[Output.WORKFLOW_NAME])
+        return Output.WORKFLOW_NAME, Setting.WORKFLOW_NAME
+
+    def event_action(self, user_function: str, path_to_code: str | None, spec_path: str) -> None:
+        self.function(Hosted("L2", Function.PROCESSOR, short=f"event-action-{user_function}",
+                             user_function=user_function, path_to_code=path_to_code))
+
+    def hot_store(self) -> None:
+        d = self.d
+        d.add("gcp", "L3_hot", "firestore", "firestore", FirestoreConfig(
+            name=d.gcp.firestore_database(), project_id=self.project, location=self.region,
+            collection=d.gcp.hot_collection()),
+            needs=[SERVICE_ACCOUNT], produces=[Output.FIRESTORE_DATABASE, Output.FIRESTORE_COLLECTION])
+
+    def cold_store(self) -> None:
+        d = self.d
+        d.add("gcp", "L3_cold", "cold-bucket", "gcs-bucket", GcsBucketConfig(
+            name=d.gcp.cold_bucket(), project_id=self.project, location=self.region, storage_class="NEARLINE"),
+            needs=[SERVICE_ACCOUNT], produces=[Output.COLD_GCS_BUCKET])
+
+    def archive_store(self) -> None:
+        d = self.d
+        d.add("gcp", "L3_archive", "archive-bucket", "gcs-bucket", GcsBucketConfig(
+            name=d.gcp.archive_bucket(), project_id=self.project, location=self.region, storage_class="ARCHIVE"),
+            needs=[SERVICE_ACCOUNT], produces=[Output.ARCHIVE_GCS_BUCKET])
+
+    def mover(self, layer: str, function: Function, schedule: MoverSchedule) -> str:
+        """The mover function and the Cloud Scheduler job that calls it."""
+        d = self.d
+        mover = self.function(Hosted(layer, function))
+        d.add("gcp", layer, f"{function}-schedule", "scheduler-job", SchedulerJobConfig(
+            name=d.gcp.schedule(str(function)), project_id=self.project, region=self.region,
+            cron=schedule.gcp_cron, function=d.gcp.function(str(function))), needs=[mover])
+        return mover

@@ -1,0 +1,81 @@
+"""What every resource configuration shares, and how one is read back from its JSON form.
+
+A configuration is the desired state of one planned resource: the planner builds it, its JSON
+form (`to_json`) crosses the Durable boundary inside the activity payload, and the resource's
+provider parses it back once (`parse_config`) and then reads attributes. Models are frozen (a
+plan never changes) and forbid unknown fields (a misspelt field is an error, never ignored).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+
+from shared.contracts import Function
+
+EVENT_ACTION_PACKAGE: Literal["event-action"] = "event-action"
+"""Package name of a user's event action function (its code comes from the user, not from us)."""
+
+PackageName = Function | Literal["event-action"]
+"""What a hosted function runs: one of our payload functions, or a user's event action."""
+
+
+class ResourceConfig(BaseModel):
+    """The fields of every resource kind. Ownership (the twin and the control plane that own a
+    cloud object) belongs here, once for every kind."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    """The resource's name in its cloud (from `shared.naming`)."""
+
+    def to_json(self) -> dict[str, JsonValue]:
+        """The JSON form that crosses the Durable boundary (`parse_config` reads it back)."""
+        return self.model_dump(mode="json")
+
+
+class ConfigPart(BaseModel):
+    """A part of a configuration: frozen, unknown fields refused, like the configuration."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GrafanaDatasourceFields(ResourceConfig):
+    """The hot-reader datasource in a Grafana workspace (either cloud's Managed Grafana). Its URL
+    and token are wired settings, never configuration."""
+
+    grafana: str
+    """The workspace's name."""
+    type: str
+    """The datasource plugin (`marcusolsson-json-datasource`)."""
+    access: Literal["proxy", "direct"]
+
+
+C = TypeVar("C", bound=ResourceConfig)
+
+
+class ConfigError(ValueError):
+    """A configuration that does not fit its kind's model; `problems` are (JSON path, message)."""
+
+    def __init__(self, resource_id: str, problems: list[tuple[str, str]]) -> None:
+        self.resource_id = resource_id
+        self.problems = problems
+        listed = "; ".join(f"{path}: {message}" for path, message in problems)
+        super().__init__(f"{resource_id}: invalid configuration: {listed}")
+
+
+def _path(location: tuple[int | str, ...]) -> str:
+    out = "config"
+    for part in location:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def parse_config(resource_id: str, data: object, model: type[C]) -> C:
+    """`data` (a configuration's JSON form) as `model`; a `ConfigError` naming every problem's
+    JSON path otherwise. Values are never echoed: a wrong field must not leak what it held."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(resource_id, [(_path(e["loc"]), e["msg"]) for e in exc.errors(include_input=False)]) from None

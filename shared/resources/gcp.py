@@ -1,0 +1,84 @@
+"""Configurations of the GCP resource kinds the plan already places on GCP (no provider yet).
+
+Every kind names its project (`GcpConfig`; None: the credentials' default project); regional
+kinds (functions, scheduler jobs, workflows, buckets, Firestore) name their region too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from shared.contracts import Trigger, TwinUpdatePath
+from shared.resources.base import PackageName, ResourceConfig
+
+
+class GcpConfig(ResourceConfig):
+    project_id: str | None
+
+
+class ServiceAccountConfig(GcpConfig):
+    """Setup: the service account the twin's functions run as."""
+
+
+class GcsBucketConfig(GcpConfig):
+    location: str
+    storage_class: Literal["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"]
+
+
+class PubSubTopicConfig(GcpConfig):
+    """L1: the telemetry topic devices publish to (Cloud IoT Core was retired in 2023)."""
+
+
+class CloudFunctionConfig(GcpConfig):
+    """A Cloud Function (2nd gen) running one of our packages (or a user's event action)."""
+
+    region: str
+    package: PackageName
+    runtime: str
+    """e.g. `python311`."""
+    trigger: Trigger
+    environment: Mapping[str, str]
+    """Static environment (never secrets: those are wired at apply time)."""
+    public: bool
+    """Callable from other clouds (receivers: they check the inter-cloud token in code)."""
+    service_account: str
+    topic: str | None = None
+    """Pub/Sub-triggered functions: the topic."""
+    processors: tuple[str, ...] = ()
+    """The processor: the device ids whose processing it runs."""
+    twin_update: TwinUpdatePath | None = None
+    """The persister: how its readings reach the twin graph."""
+    user_function: str | None = None
+    """A user's event action: its function name in the spec."""
+    path_to_code: str | None = None
+
+
+class FirestoreConfig(GcpConfig):
+    """L3 hot: a Firestore database with the readings' collection."""
+
+    location: str
+    collection: str
+
+
+class GcpIotDeviceConfig(GcpConfig):
+    """A device's credentials to publish to the telemetry topic."""
+
+    device_id: str
+    topic: str
+
+
+class SchedulerJobConfig(GcpConfig):
+    """A Cloud Scheduler job calling function `function` on `cron` (unix cron, UTC)."""
+
+    region: str
+    cron: str
+    function: str
+
+
+class WorkflowConfig(GcpConfig):
+    """The notification workflow the event checker starts."""
+
+    region: str
+    definition: str
+    """The original project's definition file name."""
