@@ -26,6 +26,11 @@ _START_TIMEOUT_SECONDS = 30
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+# The moto services the providers, payload functions and tests call (moto's backend names).
+MOTO_SERVICES = ("moto_api", "sts", "iam", "lambda", "iot", "iot-data", "dynamodb", "s3", "events",
+                 "logs", "secretsmanager", "stepfunctions", "resource-groups", "resourcegroupstaggingapi")
+
+
 class AwsSandbox:
     """The AWS side of the sandbox.
 
@@ -63,6 +68,7 @@ class AwsSandbox:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
+        self._build_service_apps()
         host, port = self._moto.get_host_and_port()
         self._moto_url = f"http://{host}:{port}"
         try:
@@ -75,6 +81,20 @@ class AwsSandbox:
             self.stop()
             raise
         return self.endpoints
+
+    def _build_service_apps(self) -> None:
+        """Build moto's per-service apps now, before any traffic. moto builds one on a service's
+        first request, on a server thread, and werkzeug compiles each URL rule with `ast.parse`;
+        CPython 3.11's AST constructor is not thread-safe (gh-106905), so that could corrupt a parse
+        running at the same time on another thread (an activity packaging payload code)."""
+        server = getattr(self._moto, "_server", None)
+        dispatcher = getattr(server, "app", None)
+        if dispatcher is None:
+            return
+        with dispatcher.lock:
+            for service in MOTO_SERVICES:
+                if service not in dispatcher.app_instances:
+                    dispatcher.app_instances[service] = dispatcher.create_app(service)
 
     @property
     def endpoints(self) -> dict[str, Any]:
