@@ -23,6 +23,7 @@ functions import this inside Lambdas and Function Apps (their packages carry the
 
 from shared.contracts.boundaries import (
     BOUNDARIES,
+    FEEDBACK_BOUNDARY,
     RECEIVER_OUTPUTS,
     Boundary,
     TwinUpdatePath,
@@ -38,6 +39,7 @@ from shared.contracts.events import (
 from shared.contracts.functions import (
     FUNCTIONS,
     ROUTE_PREFIX,
+    USER_CODE_FUNCTIONS,
     Function,
     FunctionContract,
     Trigger,
@@ -92,6 +94,7 @@ from shared.contracts.twin_info import DigitalTwinInfo
 
 __all__ = [
     "BOUNDARIES",
+    "FEEDBACK_BOUNDARY",
     "CONTROL",
     "COSMOS_PARTITION_KEY_PATH",
     "DEVICE_CREDENTIALS_PREFIX",
@@ -110,6 +113,7 @@ __all__ = [
     "PULL_TWIN_PROVIDERS",
     "RECEIVER_OUTPUTS",
     "ROUTE_PREFIX",
+    "USER_CODE_FUNCTIONS",
     "SECRET_OUTPUTS",
     "SECRET_SETTINGS",
     "AdtPush",
