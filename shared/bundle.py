@@ -79,8 +79,8 @@ PROVIDED_IMPORTS: dict[str, tuple[str, ...]] = {
 
 _SKIPPED_PARTS = frozenset({"__pycache__", ".git", ".hg", ".svn", ".venv", "node_modules", ".DS_Store"})
 """Folder parts `deploy FOLDER` leaves out (caches and tool state, never code)."""
-_FIXED_DATE = (1980, 1, 1, 0, 0, 0)
-_FILE_MODE = 0o100644
+FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+FILE_MODE = 0o100644
 _PATH_SHOWN = 60
 
 
@@ -217,10 +217,10 @@ def deterministic_zip(files: Mapping[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name in sorted(files):
-            info = zipfile.ZipInfo(name, date_time=_FIXED_DATE)
+            info = zipfile.ZipInfo(name, date_time=FIXED_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.create_system = 3  # unix, so external_attr carries the mode
-            info.external_attr = _FILE_MODE << 16
+            info.external_attr = FILE_MODE << 16
             archive.writestr(info, files[name], compresslevel=9)
     return buffer.getvalue()
 

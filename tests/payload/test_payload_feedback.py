@@ -34,7 +34,14 @@ from payload_functions.common.errors import BadRequest
 from payload_functions.core.events import feedback_for, feedback_request, parse_feedback
 from sandbox.core.auth import SandboxCredential
 from sandbox.server import Sandbox
-from shared.contracts import FEEDBACK_DESIRED_PROPERTY, IOT_HUB_SERVICE_API_VERSION, Function, Setting
+from payload_functions.common.envelope import build_envelope
+from shared.contracts import (
+    FEEDBACK_DESIRED_PROPERTY,
+    INTER_CLOUD_TOKEN_HEADER,
+    IOT_HUB_SERVICE_API_VERSION,
+    Function,
+    Setting,
+)
 from shared.naming import AwsNaming, AzureNaming
 
 Client = Callable[[str], Any]
@@ -296,18 +303,38 @@ def azure_feedback_env(hub: Hub, set_twin: Callable[..., Any], twin_name: str,
     set_twin(default="azure")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", hub.sb.ca_file)
     monkeypatch.setenv(str(Setting.IOT_HUB_SERVICE_CONNECTION_STRING), hub.connection_string())
+    monkeypatch.setenv(str(Setting.INTER_CLOUD_TOKEN), FEEDBACK_TOKEN)
     registry_id = AzureNaming(twin_name).iot_device("s1")
     hub.register(registry_id)
     return registry_id
 
 
-def _call(body: Any) -> tuple[int, dict[str, Any]]:
+FEEDBACK_TOKEN = "feedback-token-" + "x" * 24
+
+
+def _call(body: Any, token: str | None = FEEDBACK_TOKEN) -> tuple[int, dict[str, Any]]:
+    """`event-feedback` over HTTP, as an event checker on another cloud calls it (token, envelope or not)."""
     app = func.FunctionApp()
     app.register_functions(azure_feedback.bp)
     (fn,) = [f for f in app.get_functions() if f.get_function_name() == str(Function.EVENT_FEEDBACK)]
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    res = fn.get_user_function()(func.HttpRequest("POST", "/api/event-feedback", body=raw))
+    headers = {INTER_CLOUD_TOKEN_HEADER: token} if token is not None else {}
+    res = fn.get_user_function()(func.HttpRequest("POST", "/api/event-feedback", body=raw, headers=headers))
     return res.status_code, json.loads(res.get_body())
+
+
+def test_azure_feedback_over_http_needs_the_token_and_takes_the_envelope(
+    hub: Hub, azure_feedback_env: str, twin_name: str,
+) -> None:
+    registry_id = azure_feedback_env
+    for token in (None, "wrong"):
+        status, out = _call(feedback_request(twin_name, "s1", "x"), token=token)
+        assert status == 401 and "X-Inter-Cloud-Token" in out["error"]
+    assert hub.twin(registry_id)["properties"]["desired"]["$version"] == 1
+    wrapped = build_envelope(feedback_request(twin_name, "s1", "from aws"), "aws", "L1", message_type="feedback")
+    status, out = _call(wrapped)
+    assert status == 200, out
+    assert hub.twin(registry_id)["properties"]["desired"][FEEDBACK_DESIRED_PROPERTY]["payload"] == "from aws"
 
 
 def test_azure_feedback_writes_the_device_twin_desired_property(
@@ -411,7 +438,8 @@ def test_azure_l2_app_deployed_in_the_sandbox_delivers_feedback_to_the_twin(hub:
     info = DigitalTwinInfo(twin_name, "DEBUG", 30, 90, {"L1": "azure", "L2": "azure", "L4": "azure"}).to_json()
     settings = {"FUNCTIONS_WORKER_RUNTIME": "python", str(Setting.DIGITAL_TWIN_INFO): info,
                 str(Setting.EVENT_RULES): json.dumps([RULE]), str(Setting.USE_FEEDBACK): "true",
-                str(Setting.IOT_HUB_SERVICE_CONNECTION_STRING): hub.connection_string()}
+                str(Setting.IOT_HUB_SERVICE_CONNECTION_STRING): hub.connection_string(),
+                str(Setting.INTER_CLOUD_TOKEN): FEEDBACK_TOKEN}
     site = web_client.web_apps.begin_create_or_update("rg-feedback", name, Site(
         location="westeurope", kind="functionapp,linux", reserved=True, server_farm_id=plan.id,
         site_config=SiteConfig(linux_fx_version="Python|3.11",
@@ -435,7 +463,8 @@ def test_azure_l2_app_deployed_in_the_sandbox_delivers_feedback_to_the_twin(hub:
 
     def post(function: Function, body: Any) -> requests.Response:
         return requests.post(f"https://{site.default_host_name}/api/{function}", json=body, timeout=30,
-                             headers={"x-functions-key": key}, verify=sb.ca_file)
+                             headers={"x-functions-key": key, INTER_CLOUD_TOKEN_HEADER: FEEDBACK_TOKEN},
+                             verify=sb.ca_file)
 
     checked = post(Function.EVENT_CHECKER, HOT)
     assert checked.status_code == 200, checked.text
