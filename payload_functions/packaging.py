@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.bundle import FILE_MODE, FIXED_DATE, deterministic_zip, folder_digest
+from shared.bundle import deterministic_zip, folder_digest
 from shared.contracts import ROUTE_PREFIX, Function
 from shared.pysource import parse_python
 from shared.resources import UserCodeRef

@@ -28,7 +28,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
-import json
 import stat
 import sys
 import zipfile
@@ -290,11 +289,11 @@ def python_facts(source: bytes, name: str) -> PythonFacts:
     """Parse `source` (raises SyntaxError like `ast.parse`)."""
     tree = parse_python(source, filename=name)
     defines: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef):
-            defines.add(node.name)
-        elif isinstance(node, ast.ImportFrom):
-            defines.update(alias.asname or alias.name for alias in node.names)
+    for statement in tree.body:
+        if isinstance(statement, ast.FunctionDef):
+            defines.add(statement.name)
+        elif isinstance(statement, ast.ImportFrom):
+            defines.update(alias.asname or alias.name for alias in statement.names)
     imports: list[ImportedName] = []
     for node in ast.walk(tree):  # imports inside functions count too
         if isinstance(node, ast.Import):

@@ -10,7 +10,6 @@ Standard library only, like `shared.contracts`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-
 from typing import Literal
 
 from shared.contracts import (

@@ -21,7 +21,14 @@ from payload_functions.common.http import post_json
 from payload_functions.common.settings import InvalidSetting, Settings
 from payload_functions.common.telemetry import normalise
 from payload_functions.core.api import Request
-from shared.contracts import EVENT_ACTION_EVENT, MESSAGE_TYPE_FEEDBACK, FeedbackField, Layer, Setting, Telemetry
+from shared.contracts import (
+    EVENT_ACTION_EVENT,
+    MESSAGE_TYPE_FEEDBACK,
+    FeedbackField,
+    Layer,
+    Setting,
+    Telemetry,
+)
 from shared.wiring import sends_remote
 
 _REFERENCE = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-
 from typing import TYPE_CHECKING
 
 from shared.contracts import (

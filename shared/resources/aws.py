@@ -12,7 +12,13 @@ from typing import Literal
 from pydantic import Field, JsonValue
 
 from shared.contracts import Trigger, TwinUpdatePath
-from shared.resources.base import ConfigPart, GrafanaDatasourceFields, PackageName, ResourceConfig, UserCodeRef
+from shared.resources.base import (
+    ConfigPart,
+    GrafanaDatasourceFields,
+    PackageName,
+    ResourceConfig,
+    UserCodeRef,
+)
 from shared.spec import DataType
 
 S3StorageClass = Literal["STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER",

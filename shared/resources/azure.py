@@ -13,7 +13,13 @@ from typing import Literal
 from pydantic import Field, JsonValue, field_validator
 
 from shared.contracts import Function, Trigger, TwinUpdatePath
-from shared.resources.base import ConfigPart, GrafanaDatasourceFields, PackageName, ResourceConfig, UserCodeRef
+from shared.resources.base import (
+    ConfigPart,
+    GrafanaDatasourceFields,
+    PackageName,
+    ResourceConfig,
+    UserCodeRef,
+)
 
 FunctionsSku = Literal["FC1", "Y1", "EP1", "EP2", "EP3"]
 """Function App hosting plans: Flex Consumption, Consumption, Elastic Premium (Linux)."""

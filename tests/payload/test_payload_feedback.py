@@ -30,11 +30,11 @@ from payload_functions.aws import event_feedback as aws_feedback
 from payload_functions.aws.runtime import InvocationFailed
 from payload_functions.azure import event_checker as azure_event_checker
 from payload_functions.azure import event_feedback as azure_feedback
+from payload_functions.common.envelope import build_envelope
 from payload_functions.common.errors import BadRequest
 from payload_functions.core.events import feedback_for, feedback_request, parse_feedback
 from sandbox.core.auth import SandboxCredential
 from sandbox.server import Sandbox
-from payload_functions.common.envelope import build_envelope
 from shared.contracts import (
     FEEDBACK_DESIRED_PROPERTY,
     INTER_CLOUD_TOKEN_HEADER,
