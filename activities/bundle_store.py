@@ -12,6 +12,7 @@ Reads are cached per process (a deployment packages many functions from one bund
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -54,10 +55,8 @@ class BundleStore:
                 blob.upload_blob(data, overwrite=False, content_type="application/zip")
             except ResourceNotFoundError:
                 # The container is missing (first bundle ever): create it, then store.
-                try:
+                with contextlib.suppress(ResourceExistsError):
                     self.container.create_container()
-                except ResourceExistsError:
-                    pass
                 blob.upload_blob(data, overwrite=False, content_type="application/zip")
         except ResourceExistsError:
             return False  # stored meanwhile by a concurrent request: same name, same content

@@ -16,6 +16,7 @@ and AWS"); locally the commands that start a local host against the sandbox do
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -136,10 +137,8 @@ def ensure_bundle_container(clouds: Clouds) -> str | None:
         return None
     url = f"{account_url.rstrip('/')}/{BUNDLE_CONTAINER}"
     container = clouds.blob_container(url)
-    try:
+    with contextlib.suppress(ResourceExistsError):
         container.create_container()
-    except ResourceExistsError:
-        pass
     return url
 
 
