@@ -22,7 +22,7 @@ import requests
 from aiohttp import web
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.iotdata.models import iotdata_backends
-from payload_helpers import REGION, ThreadedServer
+from payload_helpers import REGION, ThreadedServer, function_url_event
 
 import sandbox.iothub as iothub
 from payload_functions.aws import event_checker as aws_event_checker
@@ -477,3 +477,57 @@ def test_azure_l2_app_deployed_in_the_sandbox_delivers_feedback_to_the_twin(hub:
     refused = post(Function.EVENT_FEEDBACK, {"detail": {"iotDeviceId": "s1"}})
     assert refused.status_code == 400 and refused.json()["error"].startswith("body.detail.payload")
     web_client.web_apps.delete("rg-feedback", name)
+
+
+# --- feedback across clouds: the event checker on L2, event-feedback on L1's cloud --------------
+
+
+def test_aws_feedback_receiver_takes_a_remote_checkers_call_with_the_token_only(
+    set_twin: Callable[..., Any], aws: Client, iot_endpoint: str, twin_name: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """L1 on AWS, L2 on Azure: the Azure checker POSTs to this Lambda's Function URL."""
+    set_twin(L2="azure")
+    monkeypatch.setenv(str(Setting.INTER_CLOUD_TOKEN), FEEDBACK_TOKEN)
+    topic = AwsNaming(twin_name).feedback_topic("s1")
+    body = json.dumps(build_envelope(feedback_request(twin_name, "s1", "vent"), "azure", "L1", message_type="feedback"))
+    for headers in ({}, {INTER_CLOUD_TOKEN_HEADER: "wrong"}):
+        refused = aws_feedback.handler(function_url_event("/", headers, body.encode()))
+        assert refused["statusCode"] == 401
+    assert _published(topic) == []
+    sent = aws_feedback.handler(function_url_event("/", {INTER_CLOUD_TOKEN_HEADER: FEEDBACK_TOKEN}, body.encode()))
+    assert sent["statusCode"] == 200, sent
+    assert [m["payload"] for m in _published(topic)] == ["vent"]
+
+
+def test_checkers_send_feedback_to_l1s_cloud_when_l2_is_elsewhere(
+    set_twin: Callable[..., Any], twin_name: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The AWS checker (L1 on Azure) and the Azure checker (L1 on AWS) both POST the request, in
+    the envelope, with the token, to REMOTE_FEEDBACK_URL, and invoke no local event-feedback."""
+    received: list[tuple[str | None, Any]] = []
+
+    async def feedback(request: web.Request) -> web.Response:
+        received.append((request.headers.get(INTER_CLOUD_TOKEN_HEADER), await request.json()))
+        return web.json_response({"published": "ok"})
+
+    app = web.Application()
+    app.router.add_post("/event-feedback", feedback)
+    server = ThreadedServer(app).start()
+    try:
+        monkeypatch.setenv(str(Setting.REMOTE_FEEDBACK_URL), f"{server.url}/event-feedback")
+        monkeypatch.setenv(str(Setting.INTER_CLOUD_TOKEN), FEEDBACK_TOKEN)
+        # An action with nothing to start here: only the feedback travels.
+        rule = {**RULE, "action": {**RULE["action"], "type": "step_function"}}
+        monkeypatch.setenv(str(Setting.EVENT_RULES), json.dumps([rule]))
+        monkeypatch.setenv(str(Setting.USE_FEEDBACK), "true")
+        set_twin(default="aws", L1="azure")
+        aws_event_checker.handler(HOT)
+        set_twin(default="azure", L1="aws", L4="aws")
+        out = azure_event_checker.check_reading(HOT)
+        assert out["feedback"] == [{"published": "ok"}]
+    finally:
+        server.stop()
+    assert [token for token, _ in received] == [FEEDBACK_TOKEN, FEEDBACK_TOKEN]
+    for (_, body), source in zip(received, ("aws", "azure"), strict=True):
+        assert body["source_cloud"] == source and body["target_layer"] == "L1" and body["message_type"] == "feedback"
+        assert parse_feedback(body["payload"], twin_name).payload == "open the vents"

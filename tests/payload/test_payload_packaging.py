@@ -15,8 +15,6 @@ import pytest
 
 from payload_functions.packaging import (
     EXTENSION_BUNDLE,
-    FILE_MODE,
-    FIXED_DATE,
     LAMBDA_HANDLER,
     PackagingError,
     UserCodeFolder,
@@ -26,7 +24,7 @@ from payload_functions.packaging import (
     supported_functions,
     user_package_name,
 )
-from shared.bundle import folder_digest
+from shared.bundle import FILE_MODE, FIXED_DATE, folder_digest
 from shared.contracts import Function, Setting
 from shared.resources import UserCodeRef
 from shared.resources.aws import LambdaConfig
@@ -273,3 +271,47 @@ def test_generated_app_is_served_by_the_local_host(tmp_path: Path) -> None:
         assert status == 503 and str(Setting.ADT_INSTANCE_URL) in body["error"]
     finally:
         host.stop()
+
+
+def test_user_code_runs_from_the_packages_alone(tmp_path: Path) -> None:
+    """The Azure user-functions app and an AWS event-action Lambda, each unpacked and run in a
+    fresh interpreter: the user's modules load from the package (relative imports included), a
+    device without code is a 404, the original `lambda_handler(event, context)` form runs."""
+    process = _folder("processor", "s1", {
+        "process.py": b"from .scale import factor\n\ndef process(event):\n"
+                      b"    event['temperature'] = event['temperature'] * factor()\n    return event\n",
+        "scale.py": b"def factor():\n    return 2\n"}, path="azure_functions/processors/s1")
+    legacy = _folder("event-action", "alert", {
+        "lambda_function.py": b"def lambda_handler(event, context):\n    return {'rule': event['e']['condition'], "
+                              b"'context': context}\n"},
+        path="lambda_functions/event_actions/alert", entry=("lambda_function", "lambda_handler"))
+    app = build_azure_app_package("user-app", [Function.USER_PROCESSOR, Function.EVENT_ACTION],
+                                  user_code=[process, legacy])
+    root = _extract(app.data, tmp_path / "azure")
+    result = _run_isolated(root, (
+        "import os, json\n"
+        "os.environ['DIGITAL_TWIN_INFO'] = json.dumps({'twin_name': 't', 'mode': 'DEBUG', 'hot_storage_days': 1,"
+        " 'cold_storage_days': 1, 'providers': {}})\n"
+        "import azure.functions as func\n"
+        "import function_app\n"
+        "fns = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}\n"
+        "def call(name, body, params=None):\n"
+        "    res = fns[name](func.HttpRequest('POST', '/api/' + name, body=json.dumps(body).encode(),"
+        " params=params or {}))\n"
+        "    return [res.status_code, json.loads(res.get_body())]\n"
+        "RESULT = [call('user-processor', {'iotDeviceId': 's1', 'time': '2025-01-01T00:00:00Z', 'temperature': 21}),\n"
+        "          call('user-processor', {'iotDeviceId': 's2', 'temperature': 21}),\n"
+        "          call('event-action', {'e': {'condition': 'a.b.c > DOUBLE(1)'}}, {'name': 'alert'}),\n"
+        "          call('event-action', {'e': {}}, {'name': 'other'})]\n"
+    ))
+    processed, unknown, ran, missing = result
+    assert processed[0] == 200 and processed[1]["temperature"] == 42 and processed[1]["iotDeviceId"] == "s1"
+    assert unknown[0] == 404 and "has no processor of its own" in unknown[1]["error"]
+    assert ran == [200, {"action": "alert", "result": {"rule": "a.b.c > DOUBLE(1)", "context": None}}]
+    assert missing[0] == 404
+    lam = build_lambda_package(Function.EVENT_ACTION, user_code=[legacy])
+    root = _extract(lam.data, tmp_path / "aws")
+    result = _run_isolated(root, (
+        "import lambda_function\n"
+        "RESULT = lambda_function.handler({'e': {'condition': 'x'}, 'reading': {}}, 'ctx')\n"))
+    assert result == {"action": "alert", "result": {"rule": "x", "context": "ctx"}}
