@@ -151,18 +151,3 @@ def test_bundle_limits_and_content_types(api: Api) -> None:
     status, body = api.post(f"twins/{TWIN}/refresh", make_zip({"twin.json": "{}"}))
     assert status == 415 and "must be sent as application/json (" in body["errors"][0]["message"]
 
-
-def test_without_a_bundle_store_a_bundle_is_refused_503_and_not_deployed(tmp_path: Path) -> None:
-    port = free_port()
-    host = LocalHost(app_dir=APP, state_dir=tmp_path / "host", port=port, function_key=KEY,
-                     environ=engine_environ(tmp_path, port))
-    host.start()
-    try:
-        reply = http("POST", f"{host.base_url}/api/deployments", raw=make_zip(_example(tmp_path)),
-                     headers={"x-functions-key": KEY, "Content-Type": "application/zip"})
-        assert reply.status == 503, reply.body
-        assert ControlPlaneSetting.BUNDLE_CONTAINER_URL in reply.json()["errors"][0]["message"]
-        listed = http("GET", f"{host.base_url}/runtime/webhooks/durabletask/instances/?code={KEY}")
-        assert listed.json() == []
-    finally:
-        host.stop()
