@@ -43,7 +43,7 @@ SPEC_BODY = {
                    f"or a bundle ({BUNDLE_TYPE}, at most {MAX_BUNDLE_BYTES:,} bytes): twin.json or the original "
                    "project's layout at its root, with the users' code folders beside it",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TwinSpec"}},
-                BUNDLE_TYPE: {"schema": {"type": "string", "contentMediaType": BUNDLE_TYPE}}},
+                BUNDLE_TYPE: {"schema": {"type": "string", "format": "binary", "contentMediaType": BUNDLE_TYPE}}},
 }
 BODY_ERRORS = {"400": ERRORS, "413": TOO_LARGE, "415": NOT_JSON}
 SPEC_ERRORS = {"400": ERRORS, "413": SPEC_TOO_LARGE, "415": NOT_SPEC}
