@@ -374,16 +374,31 @@ class BundleCode:
     sha256: str
     files: Mapping[str, bytes] = field(repr=False)
     facts: Mapping[str, PythonFacts] = field(repr=False)
+    _folders: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Folder -> the files under it (at any depth), so a plan with many devices looks each
+        # folder up once instead of scanning every file per device.
+        for name in sorted(self.files):
+            for parent in PurePosixPath(name).parents:
+                if str(parent) != ".":
+                    self._folders.setdefault(str(parent), []).append(name)
+
+    def folder_files(self, folder: str) -> list[str]:
+        return self._folders.get(folder.rstrip("/"), [])
 
     def has_folder(self, folder: str) -> bool:
-        return bool(folder_files(self.files, folder))
+        return bool(self.folder_files(folder))
+
+    def digest(self, folder: str) -> str:
+        return folder_digest({name: self.files[name] for name in self.folder_files(folder)}, folder)
 
     def _check_folder(self, folder: str, cloud: str) -> list[Problem]:
         """What the folder's modules import: the folder itself (relatively), the standard library,
         what `cloud` provides."""
         problems: list[Problem] = []
         prefix = folder + "/"
-        names = folder_files(self.files, folder)
+        names = self.folder_files(folder)
         siblings = {PurePosixPath(n[len(prefix):]).parts[0].removesuffix(".py") for n in names}
         for name in names:
             facts = self.facts.get(name)
@@ -414,7 +429,7 @@ class BundleCode:
 
     def _ref(self, kind: str, name: str, folder: str, entry: tuple[str, str]) -> UserCodeRef:
         return UserCodeRef(kind=kind, name=name, bundle=self.sha256, path=folder,  # type: ignore[arg-type]
-                           digest=folder_digest(self.files, folder), module=entry[0], function=entry[1])
+                           digest=self.digest(folder), module=entry[0], function=entry[1])
 
     def _defines(self, folder: str, entry: tuple[str, str]) -> bool:
         facts = self.facts.get(f"{folder}/{entry[0]}.py")
