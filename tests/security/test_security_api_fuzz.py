@@ -6,12 +6,11 @@ every 4xx has the error shape, every answer is one the document declares."""
 from __future__ import annotations
 
 import copy
+import io
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import io
-import zipfile
 
 import pytest
 import schemathesis
