@@ -111,6 +111,28 @@ class Clouds:
         kwargs = self.azure_client_kwargs() if endpoint.startswith("https") else {}
         return EventGridPublisherClient(endpoint, credential, **kwargs)
 
+    # --- Blob (the control plane's bundle store) -----------------------------------------
+
+    def blob_container(self, container_url: str) -> Any:
+        """`ContainerClient` for one of the control plane's blob containers: with its identity on
+        Azure; in the sandbox with the Azurite account's shared key (Azurite speaks OAuth only
+        over HTTPS, and the sandbox serves Blob over plain HTTP on 127.0.0.1)."""
+        from azure.storage.blob import ContainerClient
+
+        if not self.is_sandbox:
+            return ContainerClient.from_container_url(container_url, credential=self.azure_credential())
+        blob = self.endpoints.get("blob") or {}
+        fields = dict(part.split("=", 1) for part in str(blob.get("connection_string", "")).split(";") if "=" in part)
+        if not fields.get("AccountName") or not fields.get("AccountKey"):
+            raise PermanentError("the sandbox runs without Blob (started with --no-blob): no bundle store")
+        credential = {"account_name": fields["AccountName"], "account_key": fields["AccountKey"]}
+        return ContainerClient.from_container_url(container_url, credential=credential)
+
+    def bundle_container_url(self) -> str | None:
+        """Where bundles are kept (`TWIN_BUNDLE_CONTAINER_URL`), or None when not configured."""
+        value = self.environ.get(ControlPlaneSetting.BUNDLE_CONTAINER_URL, "").strip()
+        return value or None
+
     # --- Key Vault -----------------------------------------------------------------------
 
     def secret_client(self, vault_url: str) -> Any:

@@ -3,6 +3,9 @@
 - `POST /api/deployments[?prune=false]`: validate (400 with every problem), refuse while a deploy,
   destroy or rotation of the twin runs (409), start `deploy_twin`, answer Durable's 202
   check-status payload. Recorded resources the spec no longer has are deleted unless `prune=false`.
+  The body is a spec (JSON) or a bundle (`application/zip`: the spec with the users' code); an
+  accepted bundle is stored content-addressed (`activities.bundle_store`) and the orchestration
+  gets the plan, whose functions reference their code in it.
 - `GET /api/deployments/{instanceId}`: the readable deployment view (secrets redacted).
 - `GET /api/twins/{twin}`: recorded resources and outputs (redacted).
 - `DELETE /api/twins/{twin}`: start `destroy_twin` (202).
@@ -27,12 +30,12 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from control_plane import operations as ops
-from control_plane.api import error, errors_response, json_response, read_json_body
+from control_plane.api import error, errors_response, json_response, plan_of_body, read_body, read_json_body
+from shared.bundle import Bundle
 from shared.contracts import ControlPlaneSetting
 from shared.engine import names
 from shared.engine.plan import plan_to_engine
-from shared.loaders import json_path, spec_problems
-from shared.plan import build_plan
+from shared.loaders import json_path
 from shared.spec import TWIN_NAME_REGEX
 from shared.validation import Problem, quote_value
 
@@ -100,18 +103,34 @@ def _accepted(client: df.DurableOrchestrationClient, req: func.HttpRequest, inst
     return json_response(body, 202, headers=dict(response.headers))
 
 
-def _validated(req: func.HttpRequest) -> tuple[Any, dict[str, Any] | None, func.HttpResponse | None]:
-    """(spec document, engine plan) of the body, or the 4xx answer. CPU-bound: runs in a thread."""
-    data, answer = read_json_body(req, required=True, what="the deployment spec")
+def _validated(req: func.HttpRequest) -> tuple[Bundle | None, dict[str, Any] | None, func.HttpResponse | None]:
+    """(bundle if one was sent, engine plan) of the body, or the 4xx answer. CPU-bound: runs in
+    a thread."""
+    body, answer = read_body(req, required=True, what="the deployment spec", bundles=True)
     if answer is not None:
         return None, None, answer
-    spec, problems = spec_problems(data)
-    if spec is None or problems:
-        return None, None, errors_response(problems)
-    plan = plan_to_engine(build_plan(spec))
+    built, answer = plan_of_body(body)
+    if answer is not None or built is None:
+        return None, None, answer or error(400, "", "the deployment spec is invalid")
+    if built.code_problems:
+        # The users' code: each problem at its spec path or bundle file.
+        return None, None, errors_response(built.code_problems)
+    plan = plan_to_engine(built)
     if plan["problems"]:
         return None, None, errors_response([Problem("providers", p) for p in plan["problems"]])
-    return data, plan, None
+    return body.bundle, plan, None
+
+
+def _store_bundle(bundle: Bundle) -> func.HttpResponse | None:
+    """Keep an accepted bundle in the bundle store (its digest names it), or the 503 saying why
+    it cannot be kept. Blocking I/O: runs in a thread."""
+    from activities.bundle_store import StoreUnavailable, store
+
+    try:
+        store().put(bundle.sha256, bundle.data)
+    except StoreUnavailable as exc:
+        return error(503, "", f"{exc}; the bundle was not deployed")
+    return None
 
 
 def _small_body(req: func.HttpRequest, allowed: str, example: str) -> tuple[dict[str, Any], func.HttpResponse | None]:
@@ -138,7 +157,7 @@ async def deployments_start(req: func.HttpRequest, client: df.DurableOrchestrati
     if prune_arg not in ("true", "false"):
         return error(400, "?prune", "must be true or false")
     # Parsing and validating a large spec takes a while: off the event loop that serves the rest.
-    data, plan, answer = await asyncio.to_thread(_validated, req)
+    bundle, plan, answer = await asyncio.to_thread(_validated, req)
     if answer is not None or plan is None:
         return answer or error(400, "", "the deployment spec is invalid")
     twin = plan["twin"]
@@ -149,10 +168,16 @@ async def deployments_start(req: func.HttpRequest, client: df.DurableOrchestrati
         conflict = await _conflict(client, twin)
         if conflict is not None:
             return conflict
+        if bundle is not None:
+            answer = await asyncio.to_thread(_store_bundle, bundle)
+            if answer is not None:
+                return answer
         replace = await ops.stale_holder(client, await ops.read_state(client, twin))
         instance = ops.instance_id(twin, "deploy")
+        # The plan built here is what deploys: its functions reference their code by digest
+        # (never the code itself: Durable carries references only).
         await client.start_new(names.DEPLOY_TWIN, instance,
-                               {"spec": data, "options": options, "replace": replace, "prune": prune_arg == "true"})
+                               {"plan": plan, "options": options, "replace": replace, "prune": prune_arg == "true"})
     return _accepted(client, req, instance)
 
 

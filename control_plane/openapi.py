@@ -17,6 +17,7 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
+from shared.bundle import BUNDLE_TYPE, MAX_BUNDLE_BYTES
 from shared.loaders import MAX_DOCUMENT_BYTES
 from shared.spec import TWIN_NAME_MAX_LENGTH, TWIN_NAME_PATTERN, spec_components
 
@@ -29,16 +30,23 @@ ERRORS = {
 UNAUTHORIZED = {**ERRORS, "description": "No valid key (x-functions-key header, else the code query parameter)"}
 TOO_LARGE = {**ERRORS, "description": f"The body is larger than {MAX_DOCUMENT_BYTES:,} bytes"}
 NOT_JSON = {**ERRORS, "description": "The body is not application/json in UTF-8"}
+SPEC_TOO_LARGE = {**ERRORS, "description": f"A JSON spec larger than {MAX_DOCUMENT_BYTES:,} bytes, or a bundle beyond "
+                                           f"its limits ({MAX_BUNDLE_BYTES:,} bytes; see README, Bundles)"}
+NOT_SPEC = {**ERRORS, "description": f"The body is neither application/json in UTF-8 nor {BUNDLE_TYPE}"}
 ACCEPTED = {
     "description": "Started; Durable's check-status payload (Location header = statusQueryGetUri)",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CheckStatus"}}},
 }
 SPEC_BODY = {
     "required": True,
-    "description": f"The deployment spec (DESIGN.md section 4), at most {MAX_DOCUMENT_BYTES:,} bytes of UTF-8 JSON",
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TwinSpec"}}},
+    "description": f"The deployment spec (DESIGN.md section 4), at most {MAX_DOCUMENT_BYTES:,} bytes of UTF-8 JSON; "
+                   f"or a bundle ({BUNDLE_TYPE}, at most {MAX_BUNDLE_BYTES:,} bytes): twin.json or the original "
+                   "project's layout at its root, with the users' code folders beside it",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TwinSpec"}},
+                BUNDLE_TYPE: {"schema": {"type": "string", "format": "binary", "contentMediaType": BUNDLE_TYPE}}},
 }
 BODY_ERRORS = {"400": ERRORS, "413": TOO_LARGE, "415": NOT_JSON}
+SPEC_ERRORS = {"400": ERRORS, "413": SPEC_TOO_LARGE, "415": NOT_SPEC}
 
 
 def _object(description: str) -> dict[str, Any]:
@@ -49,7 +57,7 @@ ROUTE_METADATA: dict[str, dict[str, Any]] = {
     "plan": {
         "summary": "The plan for a spec (resources, outputs, wires); no side effects",
         "requestBody": SPEC_BODY,
-        "responses": {"200": _object("The plan document"), **BODY_ERRORS},
+        "responses": {"200": _object("The plan document"), **SPEC_ERRORS},
     },
     "deployments_start": {
         "summary": "Validate a spec and start deploying it (resources no longer in the spec are deleted)",
@@ -57,7 +65,8 @@ ROUTE_METADATA: dict[str, dict[str, Any]] = {
                         "schema": {"type": "boolean", "default": True},
                         "description": "false keeps recorded resources that the spec no longer has"}],
         "requestBody": SPEC_BODY,
-        "responses": {"202": ACCEPTED, **BODY_ERRORS, "409": ERRORS},
+        "responses": {"202": ACCEPTED, **SPEC_ERRORS, "409": ERRORS,
+                      "503": {**ERRORS, "description": "A bundle was sent and the bundle store cannot keep it"}},
     },
     "deployments_get": {
         "summary": "A deployment's status, per-layer and per-resource progress, outputs (redacted), errors",

@@ -20,17 +20,17 @@ import ast
 import base64
 import functools
 import hashlib
-import io
 import json
 import sys
-import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.bundle import deterministic_zip, folder_digest
 from shared.contracts import ROUTE_PREFIX, Function
 from shared.pysource import parse_python
+from shared.resources import UserCodeRef
 from shared.resources.aws import LambdaConfig
 from shared.resources.azure import FunctionAppConfig
 
@@ -39,9 +39,8 @@ FIRST_PARTY = ("payload_functions", "shared")
 EXTENSION_BUNDLE = {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"}
 LAMBDA_ENTRY_MODULE = "lambda_function"
 LAMBDA_HANDLER = f"{LAMBDA_ENTRY_MODULE}.handler"
-USER_PROCESSOR_FILE = "user_processor.py"
-FIXED_DATE = (1980, 1, 1, 0, 0, 0)
-FILE_MODE = 0o100644
+USER_CODE_PACKAGE = "user_code"
+"""Where a package carries users' code (`payload_functions.core.usercode` reads it)."""
 
 # Import name prefix -> requirement line (kept in step with pyproject.toml).
 REQUIREMENTS: dict[str, str] = {
@@ -190,18 +189,6 @@ def requirements_for(third_party: Iterable[str], what: str) -> tuple[str, ...]:
     return tuple(sorted(lines))
 
 
-def deterministic_zip(files: Mapping[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name in sorted(files):
-            info = zipfile.ZipInfo(name, date_time=FIXED_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.create_system = 3  # unix, so external_attr carries the mode
-            info.external_attr = FILE_MODE << 16
-            archive.writestr(info, files[name], compresslevel=9)
-    return buffer.getvalue()
-
-
 def _package(name: str, files: Mapping[str, bytes], functions: Iterable[str], requirements: Iterable[str],
              entry_point: str | None = None) -> Package:
     data = deterministic_zip(files)
@@ -236,32 +223,115 @@ def function_app_source(functions: Iterable[Function]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _user_code(user_processor: bytes | None, functions: Iterable[Function], what: str) -> dict[str, bytes]:
-    if user_processor is None:
-        return {}
-    if Function.PROCESSOR not in set(functions):
-        raise PackagingError(f"{what}: user processor code is only packaged with the {Function.PROCESSOR} function")
-    try:
-        parse_python(user_processor, filename=USER_PROCESSOR_FILE)
-    except SyntaxError as exc:
-        raise PackagingError(f"{what}: {USER_PROCESSOR_FILE} line {exc.lineno}: {exc.msg}") from None
-    return {USER_PROCESSOR_FILE: user_processor}
+@dataclass(frozen=True)
+class UserCodeFolder:
+    """One folder of users' code to ship: its reference and its files (paths relative to the folder)."""
+
+    ref: UserCodeRef
+    files: Mapping[str, bytes] = field(repr=False)
+
+
+def user_package_name(ref: UserCodeRef) -> str:
+    """The folder's package inside `user_code/`: named by content, so the same code shipped for
+    several devices is there once, and the name is an identifier whatever the device id."""
+    return f"c{ref.digest[:16]}"
+
+
+def _user_sources(folder: UserCodeFolder, what: str) -> dict[str, bytes]:
+    """The folder's files under its package, checked: they are what the plan referenced, they
+    parse, the entry exists. (The bundle was checked when it was accepted; this guards the
+    package against a store that changed under it.)"""
+    ref = folder.ref
+    digest = folder_digest({f"{ref.path}/{name}": data for name, data in folder.files.items()}, ref.path)
+    if digest != ref.digest:
+        raise PackagingError(f"{what}: the code of {ref.kind} {ref.name} at {ref.path} is not the code the plan "
+                             f"referenced (digest {digest[:12]}..., expected {ref.digest[:12]}...)")
+    base = f"{USER_CODE_PACKAGE}/{user_package_name(ref)}"
+    out: dict[str, bytes] = {}
+    for name, data in folder.files.items():
+        if name.endswith(".py"):
+            try:
+                parse_python(data, filename=f"{ref.path}/{name}")
+            except (SyntaxError, ValueError) as exc:
+                raise PackagingError(f"{what}: {ref.path}/{name}: {exc}") from None
+        out[f"{base}/{name}"] = data
+    if f"{ref.module}.py" not in folder.files:
+        raise PackagingError(f"{what}: {ref.path} has no {ref.module}.py")
+    # A package of its own, so its modules import each other relatively (`from . import x`).
+    out.setdefault(f"{base}/__init__.py", b"")
+    return out
+
+
+def user_code_index_source(refs: Iterable[UserCodeRef]) -> str:
+    """`user_code/__init__.py`: (package, module, function) of each processor and event action."""
+    tables: dict[str, dict[str, tuple[str, str, str]]] = {"processor": {}, "event-action": {}}
+    for ref in refs:
+        tables[ref.kind][ref.name] = (f"{USER_CODE_PACKAGE}.{user_package_name(ref)}", ref.module, ref.function)
+
+    def render(table: dict[str, tuple[str, str, str]]) -> str:
+        rows = "".join(f"    {json.dumps(k)}: {json.dumps(list(v))},\n" for k, v in sorted(table.items()))
+        return "{\n" + rows + "}" if rows else "{}"
+
+    return (
+        '"""Generated by payload_functions.packaging: the users\' code this package carries."""\n\n'
+        f"PROCESSORS = {render(tables['processor'])}\n"
+        f"ACTIONS = {render(tables['event-action'])}\n"
+    )
+
+
+def user_code_files(folders: Iterable[UserCodeFolder], what: str) -> tuple[dict[str, bytes], set[str]]:
+    """The files that ship users' code in a package (`user_code/...`), and the third-party
+    imports of that code (dotted names), for the package's requirements."""
+    chosen = list(folders)
+    files: dict[str, bytes] = {}
+    third: set[str] = set()
+    for folder in chosen:
+        sources = _user_sources(folder, what)
+        files.update(sources)
+        for name, data in sources.items():
+            if not name.endswith(".py"):
+                continue
+            package = name.rsplit("/", 1)[0].replace("/", ".")
+            for imported in _imports(parse_python(data, filename=name), package):
+                top = imported.split(".")[0]
+                if imported and top not in sys.stdlib_module_names and top not in ("__future__", USER_CODE_PACKAGE):
+                    third.add(imported)
+    if chosen:
+        files[f"{USER_CODE_PACKAGE}/__init__.py"] = user_code_index_source(f.ref for f in chosen).encode("utf-8")
+    return files, third
+
+
+def _check_user_code(folders: list[UserCodeFolder], functions: Iterable[Function], what: str) -> None:
+    """Users' code rides only with the functions that run it, and those never go without it."""
+    hosted = set(functions)
+    kinds = {f.ref.kind for f in folders}
+    for fn, kind in ((Function.USER_PROCESSOR, "processor"), (Function.EVENT_ACTION, "event-action")):
+        if fn in hosted and kind not in kinds:
+            raise PackagingError(f"{what}: {fn} runs users' code, and none ({kind}) was given")
+    for folder in folders:
+        ref = folder.ref
+        runs = {Function.PROCESSOR, Function.USER_PROCESSOR} if ref.kind == "processor" else {Function.EVENT_ACTION}
+        if not hosted & runs:
+            raise PackagingError(f"{what}: the code of {ref.kind} {ref.name} needs one of "
+                                 f"{', '.join(sorted(map(str, runs)))} in the package")
 
 
 def build_azure_app_package(
-    app_name: str, functions: Iterable[Function | str], *, user_processor: bytes | None = None
+    app_name: str, functions: Iterable[Function | str], *, user_code: Iterable[UserCodeFolder] = ()
 ) -> Package:
-    """One zip for a whole Function App hosting `functions` (names from `shared.contracts.Function`)."""
+    """One zip for a whole Function App hosting `functions` (names from `shared.contracts.Function`),
+    with the users' code its user-code functions run."""
     chosen = sorted({_function(f, "azure") for f in functions}, key=str)
     if not chosen:
         raise PackagingError(f"Function App {app_name}: no functions to package")
-    user = _user_code(user_processor, chosen, f"Function App {app_name}")
-    closure = import_closure([module_name("azure", f) for f in chosen], extra_sources=user)
-    third = closure.third_party | {"azure.functions"}
-    if user:
-        # The user's own imports must be installable too; unknown ones are refused by name.
-        third |= import_closure([], extra_sources=user).third_party
-    requirements = requirements_for(third, f"Function App {app_name}")
+    folders = list(user_code)
+    what = f"Function App {app_name}"
+    _check_user_code(folders, chosen, what)
+    user, user_imports = user_code_files(folders, what)
+    closure = import_closure([module_name("azure", f) for f in chosen])
+    # The users' imports must be installable too (the remote build installs requirements.txt).
+    third = closure.third_party | {"azure.functions"} | user_imports
+    requirements = requirements_for(third, what)
     files: dict[str, bytes] = {path: src.read_bytes() for path, src in closure.files.items()}
     files["function_app.py"] = function_app_source(chosen).encode("utf-8")
     files["host.json"] = host_json()
@@ -278,29 +348,44 @@ def lambda_entry_source(function: Function) -> str:
     )
 
 
-def build_lambda_package(function: Function | str, *, user_processor: bytes | None = None) -> Package:
-    """One zip for one Lambda; handler `lambda_function.handler`."""
+def build_lambda_package(function: Function | str, *, user_code: Iterable[UserCodeFolder] = ()) -> Package:
+    """One zip for one Lambda; handler `lambda_function.handler`. `user_code`: the device's own
+    processor (package `processor`) or the action's code (package `event-action`)."""
     fn = _function(function, "aws")
-    user = _user_code(user_processor, [fn], f"Lambda {fn}")
-    closure = import_closure([module_name("aws", fn)], extra_sources=user)
-    requirements = requirements_for(closure.third_party, f"Lambda {fn}")
+    folders = list(user_code)
+    what = f"Lambda {fn}"
+    _check_user_code(folders, [fn], what)
+    if fn == Function.EVENT_ACTION and len(folders) != 1:
+        raise PackagingError(f"{what}: an event action Lambda runs exactly one action's code, got {len(folders)}")
+    if fn == Function.PROCESSOR and len(folders) > 1:
+        raise PackagingError(f"{what}: a processor Lambda runs one device's code, got {len(folders)}")
+    user, user_imports = user_code_files(folders, what)
+    closure = import_closure([module_name("aws", fn)])
+    requirements = requirements_for(closure.third_party | user_imports, what)
     extra = [r for r in requirements if r not in LAMBDA_RUNTIME_PROVIDES]
     if extra:
-        raise PackagingError(f"Lambda {fn} imports packages the Lambda runtime lacks: {', '.join(extra)}")
+        raise PackagingError(f"{what} imports packages the Lambda runtime lacks: {', '.join(extra)}")
     files: dict[str, bytes] = {path: src.read_bytes() for path, src in closure.files.items()}
     files[f"{LAMBDA_ENTRY_MODULE}.py"] = lambda_entry_source(fn).encode("utf-8")
     files.update(user)
     return _package(str(fn), files, [str(fn)], requirements, LAMBDA_HANDLER)
 
 
-def build_for_resource(kind: str, name: str, config: FunctionAppConfig | LambdaConfig) -> Package:
-    """The package of a planned resource (`function-app` or `lambda`), from its typed configuration."""
+def build_for_resource(kind: str, name: str, config: FunctionAppConfig | LambdaConfig,
+                       user_code: Iterable[UserCodeFolder] = ()) -> Package:
+    """The package of a planned resource (`function-app` or `lambda`), from its typed configuration
+    and the users' code it references (`config.user_code`, read by the provider)."""
+    folders = list(user_code)
+    wanted = {(r.kind, r.name, r.digest) for r in config.user_code}
+    given = {(f.ref.kind, f.ref.name, f.ref.digest) for f in folders}
+    if wanted != given:
+        raise PackagingError(f"{kind} {name}: the users' code given is not the code its configuration references")
     if kind == "function-app" and isinstance(config, FunctionAppConfig):
         packages = [str(f.package) for f in config.functions]
         unsupported = sorted({p for p in packages if p not in {str(f) for f in supported_functions("azure")}})
         if unsupported:
             raise PackagingError(f"Function App {name}: no package for {', '.join(unsupported)}")
-        return build_azure_app_package(name, packages)
+        return build_azure_app_package(name, packages, user_code=folders)
     if kind == "lambda" and isinstance(config, LambdaConfig):
-        return build_lambda_package(str(config.package))
+        return build_lambda_package(str(config.package), user_code=folders)
     raise PackagingError(f"resource kind {kind!r} has no payload package (expected function-app or lambda)")

@@ -12,7 +12,7 @@ import json
 import re
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ __all__ = [
     "MAX_NUMBER_CHARS",
     "DocumentError",
     "json_path",
+    "legacy_dict",
+    "legacy_spec",
     "load_spec",
     "parse_json_document",
     "spec_from_dict",
@@ -462,42 +464,45 @@ def _legacy_path(path: str) -> str:
     return path
 
 
-def _legacy_dict(folder: Path) -> tuple[dict[str, Any], list[Problem]]:
+def legacy_dict(read: Callable[[str], tuple[Any, list[Problem]] | None]) -> tuple[dict[str, Any], list[Problem]]:
+    """The spec dict of an original-layout project whose files `read(name)` gives: (parsed JSON,
+    problems) of the file called `name` (e.g. `config.json`), or None when there is no such file.
+    A folder and a deployment bundle read their files differently; the mapping is the same."""
     problems: list[Problem] = []
     data: dict[str, Any] = {}
 
-    def read(key: str, required: bool) -> Any:
+    def get(key: str, required: bool) -> Any:
         name = LEGACY_FILES[key]
-        file = folder / name
-        if not file.exists():
+        found = read(name)
+        if found is None:
             if required:
                 problems.append(
                     Problem(name, f"{name} is missing; an original-layout folder needs config.json, "
                             "config_providers.json and config_iot_devices.json")
                 )
             return None
-        value, found = _read_json(file, name)
-        problems.extend(found)
+        value, read_problems = found
+        problems.extend(read_problems)
         return value
 
-    config = read("config", True)
+    config = get("config", True)
     if config is not None:
         if isinstance(config, dict):
             data["twin"] = {_CONFIG_KEYS.get(k, k): v for k, v in config.items()}
         else:
             problems.append(Problem(LEGACY_FILES["config"], f"must be a JSON object, not {_kind(config)}"))
     for key, section, required in (("providers", "providers", True), ("devices", "devices", True), ("events", "events", False)):
-        value = read(key, required)
+        value = get(key, required)
         if value is not None:
             data[section] = value
     hierarchy: dict[str, Any] = {}
     for key, section in (("azure_hierarchy", "azure"), ("aws_hierarchy", "aws")):
-        value = read(key, False)
+        value = get(key, False)
         if value is not None:
             hierarchy[section] = value
     if hierarchy:
         data["hierarchy"] = hierarchy
-    optimization = read("optimization", False)
+    optimization = get("optimization", False)
     if optimization is not None:
         flags = optimization.get("result", {}) if isinstance(optimization, dict) else None
         flags = flags.get("inputParamsUsed") if isinstance(flags, dict) else None
@@ -509,6 +514,19 @@ def _legacy_dict(folder: Path) -> tuple[dict[str, Any], list[Problem]]:
             # Only the flags we act on; the optimizer writes others (needs3DModel, ...) we ignore.
             data["options"] = {snake: flags[camel] for camel, snake in _OPTIMIZATION_FLAGS.items() if camel in flags}
     return data, problems
+
+
+def legacy_spec(read: Callable[[str], tuple[Any, list[Problem]] | None]) -> TwinSpec:
+    """The spec of an original-layout project (see `legacy_dict`); problems name the file they
+    come from (`config_providers.json:layer_1_provider`). Raises `SpecError`."""
+    data, read_problems = legacy_dict(read)
+    spec, problems = spec_problems(data)
+    if spec is not None and not read_problems:
+        return spec
+    # A file that could not be read shows up as a missing section too: say it once.
+    broken = {p.path.split(":", 1)[0] for p in read_problems}
+    relabelled = [p for p in _relabel(problems) if p.path.split(":", 1)[0] not in broken]
+    raise SpecError([*read_problems, *relabelled])
 
 
 def load_spec(path: str | Path) -> TwinSpec:
@@ -528,14 +546,12 @@ def load_spec(path: str | Path) -> TwinSpec:
             raise SpecError(problems)
         return spec_from_dict(data)
     if is_dir:
-        data, read_problems = _legacy_dict(target)
-        spec, problems = spec_problems(data)
-        if spec is not None and not read_problems:
-            return spec
-        # A file that could not be read shows up as a missing section too: say it once.
-        broken = {p.path.split(":", 1)[0] for p in read_problems}
-        relabelled = [p for p in _relabel(problems) if p.path.split(":", 1)[0] not in broken]
-        raise SpecError([*read_problems, *relabelled])
+
+        def read(name: str) -> tuple[Any, list[Problem]] | None:
+            file = target / name
+            return _read_json(file, name) if file.exists() else None
+
+        return legacy_spec(read)
     raise SpecError([Problem("", f"no spec at {str(path)!r}: expected a JSON file or an original-layout folder")])
 
 

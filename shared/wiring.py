@@ -10,9 +10,11 @@ Standard library only, like `shared.contracts`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 from shared.contracts import (
     BOUNDARIES,
+    FEEDBACK_BOUNDARY,
     PULL_TWIN_PROVIDERS,
     Boundary,
     Function,
@@ -73,13 +75,40 @@ def update_path(placement: Placement) -> TwinUpdatePath:
     return twin_update_path(placement[Layer.L1], placement[Layer.L2], placement[Layer.L4])
 
 
-def boundary_receivers(placement: Placement) -> dict[str, list[Function]]:
+FEEDBACK_CHANNELS = frozenset({"aws", "azure"})
+"""Clouds whose L1 can send to a device (IoT Core MQTT publish, the IoT Hub device twin); GCP's
+L1 is a Pub/Sub topic devices publish to, with no way back."""
+FEEDBACK_SENDERS = frozenset({"aws", "azure"})
+"""Clouds whose event checker sends feedback to a remote `event-feedback` (GCP's does not yet)."""
+
+
+def feedback_path(placement: Placement, wanted: bool) -> Literal["local", "remote"] | None:
+    """How event feedback reaches devices: `local` (L1 and L2 share a cloud: the L2
+    `event-feedback`), `remote` (the `event-feedback` receiver on L1's cloud, token-checked), or
+    None (not asked for, or L1's cloud has no channel back to devices, or L2's checker cannot send
+    across yet)."""
+    if not wanted:
+        return None
+    l1, l2 = placement[Layer.L1], placement[Layer.L2]
+    if l1 not in FEEDBACK_CHANNELS:
+        return None
+    if l1 == l2:
+        return "local"
+    return "remote" if l2 in FEEDBACK_SENDERS else None
+
+
+def boundary_receivers(placement: Placement, feedback: bool = False) -> dict[str, list[Function]]:
     """Provider -> the receiver functions its L0 hosts. A receiver runs on the receiving cloud
     only when the sending layer is on another cloud; the ADT pusher runs in Azure L0 whenever a
-    persister on aws/gcp must reach an Azure L4. A provider absent from the result has no L0."""
+    persister on aws/gcp must reach an Azure L4; `event-feedback` runs on L1's cloud when
+    `feedback` is asked for and the event checker is elsewhere (`feedback_path`). A provider
+    absent from the result has no L0."""
     out: dict[str, list[Function]] = {}
     for b in BOUNDARIES:
-        if b.name == READER_BOUNDARY:
+        if b.name == FEEDBACK_BOUNDARY:
+            if feedback_path(placement, feedback) == "remote":
+                out.setdefault(placement[b.receiver_layer], []).extend(b.receivers)
+        elif b.name == READER_BOUNDARY:
             if reader_receivers_needed(placement):
                 out.setdefault(placement[b.receiver_layer], []).extend(b.receivers)
         elif sends_remote(placement, b.sender_layer, b.receiver_layer):

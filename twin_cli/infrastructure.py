@@ -5,7 +5,9 @@ group `twin-control-plane`, holding
   `Microsoft.Resources.Subscriptions`) whose event subscription delivers `ResourceWriteSuccess` /
   `ResourceDeleteSuccess` to this app's `azure_resource_events` trigger (the trigger ignores
   resources that produce no twin's outputs);
-- the **vault** where secret outputs live (`activities/secrets.py`).
+- the **vault** where secret outputs live (`activities/secrets.py`);
+- the **bundle store**, a blob container where deployment bundles (users' code) are kept
+  content-addressed (`activities/bundle_store.py`); in the sandbox, on Azurite.
 
 On Azure the operator creates them with the control plane (README, "Running against real Azure
 and AWS"); locally the commands that start a local host against the sandbox do
@@ -14,6 +16,7 @@ and AWS"); locally the commands that start a local host against the sandbox do
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -121,9 +124,33 @@ def ensure_vault(clouds: Clouds, location: str = "westeurope") -> str:
     return str((vault.properties or {})["vaultUri"])
 
 
+BUNDLE_CONTAINER = "twin-bundles"
+
+
+def ensure_bundle_container(clouds: Clouds) -> str | None:
+    """The sandbox's bundle container URL (created if missing), or None when the sandbox runs
+    without Blob. On Azure the operator creates the container and sets the URL (README)."""
+    from azure.core.exceptions import ResourceExistsError
+
+    account_url = str((clouds.endpoints.get("blob") or {}).get("account_url") or "")
+    if not account_url:
+        return None
+    url = f"{account_url.rstrip('/')}/{BUNDLE_CONTAINER}"
+    container = clouds.blob_container(url)
+    with contextlib.suppress(ResourceExistsError):
+        container.create_container()
+    return url
+
+
 def sandbox_settings(environ: dict[str, str]) -> dict[str, str]:
     """App settings a local control plane needs beside `environ` (which names the sandbox): the
-    vault's URL, unless the process environment already names a vault."""
-    if ControlPlaneSetting.KEY_VAULT_URL in os.environ:
-        return {}
-    return {ControlPlaneSetting.KEY_VAULT_URL: ensure_vault(clouds_from_environ({**os.environ, **environ}))}
+    vault's URL and the bundle store's, unless the process environment already names them."""
+    clouds = clouds_from_environ({**os.environ, **environ})
+    out: dict[str, str] = {}
+    if ControlPlaneSetting.KEY_VAULT_URL not in os.environ:
+        out[ControlPlaneSetting.KEY_VAULT_URL] = ensure_vault(clouds)
+    if ControlPlaneSetting.BUNDLE_CONTAINER_URL not in os.environ:
+        url = ensure_bundle_container(clouds)
+        if url is not None:
+            out[ControlPlaneSetting.BUNDLE_CONTAINER_URL] = url
+    return out

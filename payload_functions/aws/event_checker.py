@@ -1,5 +1,6 @@
 """L2 event checker (async invoke from the persister): evaluate the rules; fire Lambda actions,
-the Step Functions chain and device feedback."""
+the Step Functions chain and device feedback (the L2 `event-feedback` when L1 is on AWS too, else
+the token-checked `event-feedback` on L1's cloud)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from typing import Any
 from payload_functions.aws.runtime import client, direct, invoke_async, naming
 from payload_functions.common.errors import UpstreamError
 from payload_functions.common.settings import Settings
-from payload_functions.core.events import Ref, check, feedback_for
+from payload_functions.core.events import Ref, action_event, check, feedback_for, send_feedback
 from shared.contracts import Function, Setting
 
 FUNCTION = Function.EVENT_CHECKER
 READS = frozenset({Setting.DIGITAL_TWIN_INFO, Setting.EVENT_RULES, Setting.USE_FEEDBACK,
-                   Setting.LAMBDA_CHAIN_STATE_MACHINE_ARN, Setting.TWINMAKER_WORKSPACE_NAME})
+                   Setting.LAMBDA_CHAIN_STATE_MACHINE_ARN, Setting.TWINMAKER_WORKSPACE_NAME,
+                   Setting.REMOTE_FEEDBACK_URL, Setting.INTER_CLOUD_TOKEN})
 
 
 def handler(event: Any, context: Any = None) -> Any:
@@ -41,7 +43,7 @@ def handler(event: Any, context: Any = None) -> Any:
         names = naming(settings)
         kind = action.get("type")
         if kind in ("lambda", "function") and action.get("functionName"):
-            invoke_async(names.event_action(str(action["functionName"])), {"e": dict(rule), "reading": reading})
+            invoke_async(names.event_action(str(action["functionName"])), action_event(rule, reading))
         arn = settings.optional(Setting.LAMBDA_CHAIN_STATE_MACHINE_ARN)
         if kind == "step_function" and arn:
             try:
@@ -51,6 +53,7 @@ def handler(event: Any, context: Any = None) -> Any:
                 raise UpstreamError(f"starting the notification workflow failed: {type(exc).__name__}") from None
         feedback = feedback_for(rule, reading, names.twin)
         if feedback is not None and settings.flag(Setting.USE_FEEDBACK):
-            invoke_async(names.function(str(Function.EVENT_FEEDBACK)), feedback)
+            send_feedback(feedback, settings, "aws",
+                          lambda request: invoke_async(names.function(str(Function.EVENT_FEEDBACK)), request))
 
     return direct(str(FUNCTION), event, lambda e: check(e, settings, live_value, fire))

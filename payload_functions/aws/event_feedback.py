@@ -1,6 +1,7 @@
-"""L2 event feedback (async invoke from the event checker): publish a rule's feedback to the
-device over MQTT, through the IoT Core data plane (`iot-data` `Publish`, QoS 1) on the topic
-`{twin}/feedback/{device}` (`AwsNaming.feedback_topic`).
+"""Event feedback: publish a rule's feedback to the device over MQTT, through the IoT Core data
+plane (`iot-data` `Publish`, QoS 1) on the topic `{twin}/feedback/{device}`
+(`AwsNaming.feedback_topic`). Invoked directly by the event checker on AWS (L2), or through its
+Function URL, token-checked, by an event checker on another cloud (L0 of L1's cloud).
 
 Input: `{"detail": {"digitalTwinName", "iotDeviceId", "payload"}}` (`core.events.parse_feedback`).
 """
@@ -11,14 +12,15 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from payload_functions.aws.runtime import client, direct, naming
+from payload_functions.aws.runtime import client, either, naming
 from payload_functions.common.errors import UpstreamError
 from payload_functions.common.settings import Settings
-from payload_functions.core.events import parse_feedback
+from payload_functions.core.events import feedback_received, parse_feedback
 from shared.contracts import Function, Setting
 
 FUNCTION = Function.EVENT_FEEDBACK
-READS = frozenset({Setting.DIGITAL_TWIN_INFO, Setting.IOT_ENDPOINT})
+READS = frozenset({Setting.DIGITAL_TWIN_INFO, Setting.IOT_ENDPOINT, Setting.INTER_CLOUD_TOKEN,
+                   Setting.INTER_CLOUD_TOKEN_PREVIOUS})
 QOS = 1
 """At least once: a device that was briefly offline with a persistent session still gets it."""
 IOT_DATA = "iot-data"
@@ -65,4 +67,5 @@ def publish(event: Any, settings: Settings) -> dict[str, Any]:
 
 def handler(event: Any, context: Any = None) -> Any:
     settings = Settings(READS)
-    return direct(str(FUNCTION), event, lambda e: publish(e, settings))
+    return either(str(FUNCTION), event, lambda e: publish(e, settings),
+                  lambda req: publish(feedback_received(req, settings), settings))

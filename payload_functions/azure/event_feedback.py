@@ -8,7 +8,8 @@ So this function PATCHes `https://{hub}/twins/{registry id}` with
 the hub's `service` policy connection string (`IOT_HUB_SERVICE_CONNECTION_STRING`; ServiceConnect
 covers twin updates).
 
-The event checker in the same app calls `deliver` in-process; the HTTP route serves other callers.
+The event checker in the same app calls `deliver` in-process; the HTTP route (anonymous,
+token-checked) serves an event checker on another cloud, when this app is L0 of L1's cloud.
 Input: `{"detail": {"digitalTwinName", "iotDeviceId", "payload"}}` (`core.events.parse_feedback`).
 """
 
@@ -29,12 +30,13 @@ import azure.functions as func
 from payload_functions.azure.runtime import http
 from payload_functions.common.errors import UpstreamError
 from payload_functions.common.settings import InvalidSetting, Settings
-from payload_functions.core.events import parse_feedback
+from payload_functions.core.events import feedback_received, parse_feedback
 from shared.contracts import FEEDBACK_DESIRED_PROPERTY, IOT_HUB_SERVICE_API_VERSION, Function, Setting
 from shared.naming import AzureNaming
 
 FUNCTION = Function.EVENT_FEEDBACK
-READS = frozenset({Setting.DIGITAL_TWIN_INFO, Setting.IOT_HUB_SERVICE_CONNECTION_STRING})
+READS = frozenset({Setting.DIGITAL_TWIN_INFO, Setting.IOT_HUB_SERVICE_CONNECTION_STRING, Setting.INTER_CLOUD_TOKEN,
+                   Setting.INTER_CLOUD_TOKEN_PREVIOUS})
 SAS_TTL_SECONDS = 3600
 RETRIES = 3
 READ_TIMEOUT_SECONDS = 30
@@ -135,6 +137,7 @@ def deliver(raw: Any) -> dict[str, Any]:
 
 
 @bp.function_name(name="event-feedback")
-@bp.route(route="event-feedback", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="event-feedback", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def event_feedback_function(req: func.HttpRequest) -> func.HttpResponse:
-    return http(str(FUNCTION), req, lambda r: deliver(r.json()))
+    settings = Settings(READS)
+    return http(str(FUNCTION), req, lambda r: deliver(feedback_received(r, settings)))

@@ -14,10 +14,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from payload_functions.common.auth import check_token
+from payload_functions.common.envelope import build_envelope, unwrap
 from payload_functions.common.errors import BadRequest
+from payload_functions.common.http import post_json
 from payload_functions.common.settings import InvalidSetting, Settings
 from payload_functions.common.telemetry import normalise
-from shared.contracts import FeedbackField, Setting, Telemetry
+from payload_functions.core.api import Request
+from shared.contracts import (
+    EVENT_ACTION_EVENT,
+    MESSAGE_TYPE_FEEDBACK,
+    FeedbackField,
+    Layer,
+    Setting,
+    Telemetry,
+)
+from shared.wiring import sends_remote
 
 _REFERENCE = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
 _CONSTANT = re.compile(r"(DOUBLE|INTEGER|STRING)\((.*)\)", re.DOTALL)
@@ -182,3 +194,33 @@ def parse_feedback(raw: Any, twin: str) -> Feedback:
     if size > MAX_FEEDBACK_PAYLOAD_BYTES:
         raise BadRequest(f"{path}.{FeedbackField.PAYLOAD}: {size} bytes; at most {MAX_FEEDBACK_PAYLOAD_BYTES} are sent")
     return Feedback(twin, device, payload)
+
+
+def feedback_is_remote(settings: Settings) -> bool:
+    """Feedback goes to `event-feedback` on L1's cloud when the event checker's L2 is elsewhere
+    (the plan's boundary `L2->L1`, decided from the same placement)."""
+    return sends_remote(settings.twin_info().providers, Layer.L2, Layer.L1)
+
+
+def send_feedback(request: Mapping[str, Any], settings: Settings, provider: str,
+                  local: Callable[[Mapping[str, Any]], Any]) -> Any:
+    """Deliver a feedback request: through this cloud's own `event-feedback` (`local`), or to the
+    token-checked one on L1's cloud, in the inter-cloud envelope."""
+    if not feedback_is_remote(settings):
+        return local(request)
+    url = settings.require(Setting.REMOTE_FEEDBACK_URL)
+    envelope = build_envelope(dict(request), provider, str(Layer.L1), message_type=MESSAGE_TYPE_FEEDBACK)
+    answer = post_json(url, envelope, token=settings.require(Setting.INTER_CLOUD_TOKEN))
+    return answer.body if isinstance(answer.body, dict) else {"status": answer.status}
+
+
+def feedback_received(request: Request, settings: Settings) -> Any:
+    """`event-feedback` called from another cloud: the token first, then the envelope's payload."""
+    check_token(request.headers, settings.tokens())
+    return unwrap(request.json()).payload
+
+
+def action_event(rule: Mapping[str, Any], reading: Mapping[str, Any]) -> dict[str, Any]:
+    """What an event action gets: the fired rule (`e`, as the original project sent it) and the
+    reading that fired it."""
+    return {EVENT_ACTION_EVENT: dict(rule), "reading": dict(reading)}

@@ -8,7 +8,6 @@ job, and only then acknowledges; a failed twin update fails the call with the re
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,6 +18,7 @@ from payload_functions.common.http import post_json
 from payload_functions.common.settings import InvalidSetting, Settings
 from payload_functions.common.telemetry import normalise, values_of
 from payload_functions.core.ports import HotStore
+from payload_functions.core.usercode import call_process, packaged_processor
 from shared.contracts import (
     AdtPush,
     DigitalTwinInfo,
@@ -31,10 +31,6 @@ from shared.contracts import (
 )
 
 log = logging.getLogger("payload_functions")
-
-USER_PROCESSOR_MODULE = "user_processor"
-"""Module a processor package may ship with the user's `process(event) -> event`."""
-
 
 class TwinUpdateFailed(PayloadError):
     """The reading is stored, but the twin was not updated: the call fails so it is retried."""
@@ -76,33 +72,28 @@ def connect(raw: Any, settings: Settings, source_cloud: str) -> dict[str, Any]:
             "trace_id": envelope["trace_id"]}
 
 
-def user_process() -> Callable[[dict[str, Any]], Any] | None:
-    """The user's `process` when the package ships `user_processor.py`, else None (default)."""
-    try:
-        module = importlib.import_module(USER_PROCESSOR_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name == USER_PROCESSOR_MODULE:
-            return None
-        raise PayloadError(500, f"[SYSTEM_ERROR] user processor imports a missing module {exc.name!r}") from None
-    process = getattr(module, "process", None)
-    if not callable(process):
-        raise PayloadError(500, f"[SYSTEM_ERROR] {USER_PROCESSOR_MODULE}.py has no process(event) function")
-    return process  # type: ignore[no-any-return]
+UserProcessor = Callable[[str], Callable[[dict[str, Any]], Any] | None]
+"""Device id -> how to run that device's own processing, or None (pass through)."""
 
 
-def process(raw: Any, persist: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
-    """L2: run the user's processing (default: pass through), then hand on to the persister."""
+def user_event(reading: Mapping[str, Any]) -> dict[str, Any]:
+    """What a user's `process(event)` gets: the reading, with the original project's names for
+    its device and time (`iotDeviceId`, `time`) beside ours (`device_id`, `timestamp`)."""
+    return {**reading, "iotDeviceId": reading[Telemetry.DEVICE_ID], "time": reading[Telemetry.TIMESTAMP]}
+
+
+def process(raw: Any, persist: Callable[[dict[str, Any]], Any], user: UserProcessor = packaged_processor) -> dict[str, Any]:
+    """L2: run the device's own processing (default: pass through), then hand on to the
+    persister. `user` finds it: in this package by default (AWS: a Lambda per device carries
+    it); the Azure processor calls the user-functions app instead. What the user's `process`
+    returns is the reading; its device and time stay those of the reading it was given."""
     reading = normalise(raw)
-    fn = user_process()
+    device = str(reading[Telemetry.DEVICE_ID])
+    fn = user(device)
     if fn is not None:
-        try:
-            result = fn(dict(reading))
-        except Exception as exc:  # user code: report as the user's error, not ours
-            raise PayloadError(500, f"[USER_LOGIC_ERROR] process() raised {type(exc).__name__}: {exc}") from None
-        if not isinstance(result, Mapping):
-            raise PayloadError(500, "[USER_LOGIC_ERROR] process() must return the event as a dict")
-        # The user may drop or rename keys; the reading keeps its identity.
-        reading = normalise({**reading, **result})
+        result = call_process(fn, user_event(reading), device)
+        reading = normalise({**result, str(Telemetry.DEVICE_ID): device,
+                             str(Telemetry.TIMESTAMP): reading[Telemetry.TIMESTAMP]})
     persist(reading)
     return {"status": "processed", "device_id": reading[Telemetry.DEVICE_ID],
             "timestamp": reading[Telemetry.TIMESTAMP], "custom": fn is not None}

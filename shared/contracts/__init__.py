@@ -23,6 +23,7 @@ functions import this inside Lambdas and Function Apps (their packages carry the
 
 from shared.contracts.boundaries import (
     BOUNDARIES,
+    FEEDBACK_BOUNDARY,
     RECEIVER_OUTPUTS,
     Boundary,
     TwinUpdatePath,
@@ -38,6 +39,7 @@ from shared.contracts.events import (
 from shared.contracts.functions import (
     FUNCTIONS,
     ROUTE_PREFIX,
+    USER_CODE_FUNCTIONS,
     Function,
     FunctionContract,
     Trigger,
@@ -63,11 +65,14 @@ from shared.contracts.outputs import (
 )
 from shared.contracts.payloads import (
     COSMOS_PARTITION_KEY_PATH,
+    EVENT_ACTION_EVENT,
+    EVENT_ACTION_NAME_PARAM,
     FEEDBACK_DESIRED_PROPERTY,
     INTER_CLOUD_TOKEN_HEADER,
     IOT_HUB_SERVICE_API_VERSION,
     LEGACY_DEVICE_ID_FIELDS,
     LEGACY_TIMESTAMP_FIELDS,
+    MESSAGE_TYPE_FEEDBACK,
     MESSAGE_TYPE_TELEMETRY,
     AdtPush,
     ArchiveObject,
@@ -92,10 +97,13 @@ from shared.contracts.twin_info import DigitalTwinInfo
 
 __all__ = [
     "BOUNDARIES",
+    "FEEDBACK_BOUNDARY",
     "CONTROL",
     "COSMOS_PARTITION_KEY_PATH",
     "DEVICE_CREDENTIALS_PREFIX",
     "EVENT_SOURCE_PREFIX",
+    "EVENT_ACTION_EVENT",
+    "EVENT_ACTION_NAME_PARAM",
     "FEEDBACK_DESIRED_PROPERTY",
     "FUNCTIONS",
     "INTER_CLOUD_TOKEN_HEADER",
@@ -105,11 +113,13 @@ __all__ = [
     "LAYER_SLOTS",
     "LEGACY_DEVICE_ID_FIELDS",
     "LEGACY_TIMESTAMP_FIELDS",
+    "MESSAGE_TYPE_FEEDBACK",
     "MESSAGE_TYPE_TELEMETRY",
     "PROVIDER_NAMES",
     "PULL_TWIN_PROVIDERS",
     "RECEIVER_OUTPUTS",
     "ROUTE_PREFIX",
+    "USER_CODE_FUNCTIONS",
     "SECRET_OUTPUTS",
     "SECRET_SETTINGS",
     "AdtPush",

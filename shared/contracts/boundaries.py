@@ -41,7 +41,14 @@ BOUNDARIES: tuple[Boundary, ...] = (
              (Function.HOT_READER, Function.HOT_READER_LAST_ENTRY),
              ((Output.HOT_READER_URL, Setting.REMOTE_READER_URL),
               (Output.HOT_READER_LAST_ENTRY_URL, Setting.REMOTE_READER_LAST_ENTRY_URL))),
+    # Event feedback goes back against the telemetry's direction: the event checker on L2 sends
+    # it to `event-feedback` on L1's cloud, which reaches the device through L1. Only planned when
+    # the spec asks for feedback (`options.return_feedback_to_device`).
+    Boundary("L2->L1", Layer.L2, Layer.L1, Function.EVENT_CHECKER, (Function.EVENT_FEEDBACK,),
+             ((Output.FEEDBACK_URL, Setting.REMOTE_FEEDBACK_URL),)),
 )
+
+FEEDBACK_BOUNDARY = "L2->L1"
 
 RECEIVER_OUTPUTS: dict[Function, Output] = {
     Function.INGESTION: Output.INGESTION_URL,
@@ -51,6 +58,7 @@ RECEIVER_OUTPUTS: dict[Function, Output] = {
     Function.HOT_READER: Output.HOT_READER_URL,
     Function.HOT_READER_LAST_ENTRY: Output.HOT_READER_LAST_ENTRY_URL,
     Function.ADT_PUSHER: Output.ADT_PUSHER_URL,
+    Function.EVENT_FEEDBACK: Output.FEEDBACK_URL,
 }
 """The URL output each receiver yields (one receiver of each kind per twin at most)."""
 

@@ -33,7 +33,14 @@ class Function(StrEnum):
     DT_READER = "dt-reader"
     """AWS L4 side of the hot-reader boundary: TwinMaker's dataReader forwarding to a remote reader."""
     DT_READER_LAST_ENTRY = "dt-reader-last-entry"
+    USER_PROCESSOR = "user-processor"
+    """Azure: runs a device's own `process` (users' code, in the L2 user-functions app)."""
+    EVENT_ACTION = "event-action"
+    """A user's event action (`autoDeploy`): its code runs in this function (users' code)."""
 
+
+USER_CODE_FUNCTIONS: frozenset[Function] = frozenset({Function.USER_PROCESSOR, Function.EVENT_ACTION})
+"""Functions whose package carries users' code (a processor's package may too)."""
 
 Trigger = Literal["http", "event-grid", "timer", "pubsub", "iot-rule", "invoke"]
 
@@ -65,12 +72,15 @@ FUNCTIONS: dict[Function, FunctionContract] = {
         FunctionContract(Function.PROCESSOR, Layer.L2, "http", False, "Runs the device's processing, then calls the persister."),
         FunctionContract(Function.PERSISTER, Layer.L2, "http", False, "Stores a reading (locally or remote), updates twins when it owns that."),
         FunctionContract(Function.EVENT_CHECKER, Layer.L2, "http", False, "Evaluates the spec's event rules."),
-        FunctionContract(Function.EVENT_FEEDBACK, Layer.L2, "http", False, "Publishes feedback back to a device."),
+        FunctionContract(Function.EVENT_FEEDBACK, Layer.L0, "http", True,
+                         "Publishes feedback back to a device; on L1's cloud a token-checked receiver when L2 is elsewhere."),
         FunctionContract(Function.HOT_TO_COLD_MOVER, Layer.L3_HOT, "timer", False, "Moves expired hot readings to cold storage."),
         FunctionContract(Function.COLD_TO_ARCHIVE_MOVER, Layer.L3_COLD, "timer", False, "Moves expired cold objects to the archive."),
         FunctionContract(Function.ADT_UPDATER, Layer.L4, "event-grid", False, "All-Azure path: IoT Hub telemetry -> twin patch."),
         FunctionContract(Function.DT_READER, Layer.L4, "invoke", False, "TwinMaker dataReader forwarding to the remote hot reader."),
         FunctionContract(Function.DT_READER_LAST_ENTRY, Layer.L4, "invoke", False, "TwinMaker last-entry reader forwarding to the remote reader."),
+        FunctionContract(Function.USER_PROCESSOR, Layer.L2, "http", False, "Azure: a device's own process(event) (users' code)."),
+        FunctionContract(Function.EVENT_ACTION, Layer.L2, "http", False, "A user's event action, run when its rule fires."),
     )
 }
 

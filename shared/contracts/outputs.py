@@ -23,6 +23,8 @@ class Output(StrEnum):
     HOT_READER_URL = "HOT_READER_URL"
     HOT_READER_LAST_ENTRY_URL = "HOT_READER_LAST_ENTRY_URL"
     ADT_PUSHER_URL = "ADT_PUSHER_URL"
+    FEEDBACK_URL = "FEEDBACK_URL"
+    """`event-feedback` on L1's cloud, when the event checker (L2) runs on another cloud."""
 
     # Azure setup
     AZURE_IDENTITY_CLIENT_ID = "AZURE_IDENTITY_CLIENT_ID"
@@ -49,6 +51,12 @@ class Output(StrEnum):
     LAMBDA_CHAIN_STATE_MACHINE_ARN = "LAMBDA_CHAIN_STATE_MACHINE_ARN"
     LOGIC_APP_TRIGGER_URL = "LOGIC_APP_TRIGGER_URL"
     WORKFLOW_NAME = "WORKFLOW_NAME"
+    USER_PROCESSOR_URL = "USER_PROCESSOR_URL"
+    """Azure: the users' processors in the L2 user-functions app (`user-processor`)."""
+    EVENT_ACTION_URL = "EVENT_ACTION_URL"
+    """Azure: the users' event actions in the L2 user-functions app (`event-action?name=...`)."""
+    USER_FUNCTIONS_KEY = "USER_FUNCTIONS_KEY"
+    """A function key of the Azure user-functions app, sent as `x-functions-key`."""
 
     # L3
     DYNAMODB_TABLE_NAME = "DYNAMODB_TABLE_NAME"
@@ -95,6 +103,7 @@ SECRET_OUTPUTS: frozenset[str] = frozenset(
         Output.AZURE_STORAGE_CONNECTION_STRING,
         Output.IOT_HUB_SERVICE_CONNECTION_STRING,
         Output.PROCESSOR_KEY,
+        Output.USER_FUNCTIONS_KEY,
         Output.LOGIC_APP_TRIGGER_URL,
         Output.COSMOS_DB_KEY,
     }

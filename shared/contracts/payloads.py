@@ -21,6 +21,8 @@ class Envelope(StrEnum):
 
 
 MESSAGE_TYPE_TELEMETRY = "telemetry"
+MESSAGE_TYPE_FEEDBACK = "feedback"
+"""Envelope `message_type` of event feedback sent to `event-feedback` on another cloud."""
 
 
 class Telemetry(StrEnum):
@@ -88,6 +90,10 @@ class FeedbackField(StrEnum):
     """Added by `event-feedback` to what reaches the device (UTC ISO-8601)."""
 
 
+EVENT_ACTION_NAME_PARAM = "name"
+"""Azure `event-action`: the query parameter naming the action (the spec's `functionName`)."""
+EVENT_ACTION_EVENT = "e"
+"""What an event action receives: `{"e": the fired rule, "reading": the reading}`."""
 FEEDBACK_DESIRED_PROPERTY = "feedback"
 """Azure: the device twin desired property `event-feedback` writes (`properties.desired.feedback`)."""
 IOT_HUB_SERVICE_API_VERSION = "2021-04-12"

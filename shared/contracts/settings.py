@@ -33,6 +33,8 @@ class Setting(StrEnum):
     REMOTE_READER_URL = "REMOTE_READER_URL"
     REMOTE_READER_LAST_ENTRY_URL = "REMOTE_READER_LAST_ENTRY_URL"
     REMOTE_ADT_PUSHER_URL = "REMOTE_ADT_PUSHER_URL"
+    REMOTE_FEEDBACK_URL = "REMOTE_FEEDBACK_URL"
+    """The event checker: `event-feedback` on L1's cloud when L1 and L2 are on different clouds."""
 
     # Dispatch inside a cloud
     TARGET_FUNCTION = "TARGET_FUNCTION"
@@ -42,6 +44,14 @@ class Setting(StrEnum):
     PROCESSOR_KEY = "PROCESSOR_KEY"
     """Function key of the Azure L2 app (the processor's auth level is FUNCTION)."""
     PERSISTER_URL = "PERSISTER_URL"
+    USER_PROCESSOR_URL = "USER_PROCESSOR_URL"
+    """Azure L2: where the users' processors run (the user-functions app)."""
+    USER_PROCESSOR_DEVICES = "USER_PROCESSOR_DEVICES"
+    """Azure L2: JSON list of the device ids that have their own processor code."""
+    EVENT_ACTION_URL = "EVENT_ACTION_URL"
+    """Azure L2: where the users' event actions run (the user-functions app)."""
+    USER_FUNCTIONS_KEY = "USER_FUNCTIONS_KEY"
+    """Azure L2: function key of the user-functions app."""
     EVENT_CHECKER_URL = "EVENT_CHECKER_URL"
     CONNECTOR_URL = "CONNECTOR_URL"
     USE_EVENT_CHECKING = "USE_EVENT_CHECKING"
@@ -136,6 +146,9 @@ class ControlPlaneSetting(StrEnum):
     without it the app refuses to start there."""
     FUNCTIONS_HOST_KEY = "FUNCTIONS_HOST_KEY"
     """Local host / sandbox Function Apps: the key FUNCTION-level routes require."""
+    BUNDLE_CONTAINER_URL = "TWIN_BUNDLE_CONTAINER_URL"
+    """Blob container (`https://<account>.blob.core.windows.net/<container>`) where deployment
+    bundles are kept, content-addressed; reached with the control plane's identity."""
     FUNCTIONS_FUNCTION_KEYS = "FUNCTIONS_FUNCTION_KEYS"
     """Comma-separated function keys the local host also accepts on FUNCTION-level routes (as Azure
     accepts the host's `default` function key next to the master key); webhooks take the master key."""
@@ -150,6 +163,7 @@ LATE_BOUND_SETTINGS: frozenset[Setting] = frozenset(
         Setting.REMOTE_READER_URL,
         Setting.REMOTE_READER_LAST_ENTRY_URL,
         Setting.REMOTE_ADT_PUSHER_URL,
+        Setting.REMOTE_FEEDBACK_URL,
         Setting.ADT_INSTANCE_URL,
         Setting.DATASOURCE_URL,
     }
@@ -165,6 +179,7 @@ SECRET_SETTINGS: frozenset[Setting] = frozenset(
         Setting.INTER_CLOUD_TOKEN,
         Setting.INTER_CLOUD_TOKEN_PREVIOUS,
         Setting.PROCESSOR_KEY,
+        Setting.USER_FUNCTIONS_KEY,
         Setting.LOGIC_APP_TRIGGER_URL,
         Setting.IOT_HUB_SERVICE_CONNECTION_STRING,
         Setting.AZURE_WEBJOBS_STORAGE,
@@ -264,6 +279,9 @@ def settings_read(function: Function | str, provider: str) -> frozenset[Setting]
     elif fn == Function.PROCESSOR:
         if provider == "gcp":
             reads.add(Setting.PERSISTER_URL)
+        if provider == "azure":
+            # Devices with their own code are processed by the user-functions app.
+            reads.update((Setting.USER_PROCESSOR_URL, Setting.USER_FUNCTIONS_KEY, Setting.USER_PROCESSOR_DEVICES))
     elif fn == Function.PERSISTER:
         reads.update(hot_store_settings(provider))
         reads.update((Setting.USE_EVENT_CHECKING, Setting.REMOTE_WRITER_URL, Setting.INTER_CLOUD_TOKEN))
@@ -286,12 +304,17 @@ def settings_read(function: Function | str, provider: str) -> frozenset[Setting]
         if provider == "aws":
             reads.add(Setting.TWINMAKER_WORKSPACE_NAME)
         if provider == "azure":
-            reads.update((Setting.ADT_INSTANCE_URL, Setting.AZURE_CLIENT_ID))
+            reads.update((Setting.ADT_INSTANCE_URL, Setting.AZURE_CLIENT_ID, Setting.EVENT_ACTION_URL,
+                          Setting.USER_FUNCTIONS_KEY))
+        if provider in ("aws", "azure"):
+            # Feedback to devices on another cloud goes through its token-checked receiver.
+            reads.update((Setting.REMOTE_FEEDBACK_URL, Setting.INTER_CLOUD_TOKEN))
     elif fn == Function.EVENT_FEEDBACK:
         if provider == "aws":
             reads.add(Setting.IOT_ENDPOINT)
         elif provider == "azure":
             reads.add(Setting.IOT_HUB_SERVICE_CONNECTION_STRING)
+        reads.update(_RECEIVER_AUTH)
     elif fn == Function.HOT_TO_COLD_MOVER:
         reads.update(hot_store_settings(provider))
         reads.update(cold_store_settings(provider))

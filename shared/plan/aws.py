@@ -15,7 +15,7 @@ from shared.contracts import (
 from shared.naming import AzureNaming
 from shared.plan.cloud import CloudPlanner, MoverSchedule, StorePairs
 from shared.plan.drafts import Hosted
-from shared.resources import EVENT_ACTION_PACKAGE
+from shared.resources import UserCodeRef
 from shared.resources.aws import (
     AwsGrafanaConfig,
     AwsGrafanaDatasourceConfig,
@@ -60,7 +60,7 @@ class AwsPlanner(CloudPlanner):
             name=name,
             region=self.region,
             role_name=d.aws.role(short) if hosted.cloud_name is None else hosted.cloud_name,
-            package=EVENT_ACTION_PACKAGE if hosted.user_function else hosted.function,
+            package=hosted.function,
             runtime=LAMBDA_RUNTIME,
             trigger=FUNCTIONS[hosted.function].trigger,
             environment=d.environment(hosted),
@@ -69,6 +69,7 @@ class AwsPlanner(CloudPlanner):
             twin_update=hosted.twin_update,
             user_function=hosted.user_function,
             path_to_code=hosted.path_to_code,
+            user_code=hosted.user_code,
         )
         outputs = [str(p) for p in (hosted.public_url, *hosted.produces) if p is not None]
         return d.add("aws", hosted.layer, short, "lambda", config, [RESOURCE_GROUP, *hosted.needs], outputs).id
@@ -103,12 +104,15 @@ class AwsPlanner(CloudPlanner):
                 needs=[RESOURCE_GROUP], produces=[device_credentials_output(device.id)])
 
     def processors(self) -> None:
-        """One processor Lambda per device, invoked by name (`{twin}-{device}-processor`)."""
+        """One processor Lambda per device, invoked by name (`{twin}-{device}-processor`); its
+        package carries the device's own `process` when the bundle has one."""
         for device in self.d.spec.devices:
+            code = self.d.processor_code(device.id)
             # Resource ids are prefixed by kind (`processor-`, `event-action-`) so no device
             # id or user function name can collide with another resource.
             self.function(Hosted("L2", Function.PROCESSOR, short=f"processor-{device.id}",
-                                 cloud_name=self.d.aws.function(f"{device.id}-processor"), device_id=device.id))
+                                 cloud_name=self.d.aws.function(f"{device.id}-processor"), device_id=device.id,
+                                 user_code=(code,) if code else ()))
 
     def workflow(self) -> tuple[Output, Setting]:
         d = self.d
@@ -120,11 +124,14 @@ class AwsPlanner(CloudPlanner):
     def feedback_channel(self) -> tuple[Output, Setting]:
         return Output.IOT_ENDPOINT, Setting.IOT_ENDPOINT
 
-    def event_action(self, user_function: str, path_to_code: str | None, spec_path: str) -> None:
-        # The user names the Lambda (`{twin}-{functionName}`): a clash is reported on that path.
-        rid = self.function(Hosted("L2", Function.PROCESSOR, short=f"event-action-{user_function}",
+    def event_action(self, user_function: str, path_to_code: str | None, spec_path: str,
+                     code: UserCodeRef | None) -> None:
+        """A Lambda per action (`{twin}-{functionName}`), invoked by the event checker."""
+        # The user names the Lambda: a clash is reported on that path.
+        rid = self.function(Hosted("L2", Function.EVENT_ACTION, short=f"event-action-{user_function}",
                                    cloud_name=self.d.aws.event_action(user_function),
-                                   user_function=user_function, path_to_code=path_to_code))
+                                   user_function=user_function, path_to_code=path_to_code,
+                                   user_code=(code,) if code else ()))
         self.d.user_named[rid] = spec_path
 
     def hot_store(self) -> None:

@@ -4,9 +4,12 @@ Managed Grafana, and the identity, storage and role assignments they share."""
 
 from __future__ import annotations
 
+import json
+
 from shared.contracts import (
     COSMOS_PARTITION_KEY_PATH,
     FUNCTIONS,
+    USER_CODE_FUNCTIONS,
     Function,
     Output,
     Setting,
@@ -16,7 +19,7 @@ from shared.contracts import (
 from shared.naming import AzureNaming
 from shared.plan.cloud import CloudPlanner, MoverSchedule, StorePairs
 from shared.plan.drafts import Draft, Drafts, FunctionAppDraft, Hosted
-from shared.resources import EVENT_ACTION_PACKAGE
+from shared.resources import UserCodeRef
 from shared.resources.azure import (
     AppServicePlanConfig,
     AzureGrafanaConfig,
@@ -62,8 +65,8 @@ class AzurePlanner(CloudPlanner):
 
     def __init__(self, drafts: Drafts) -> None:
         super().__init__(drafts)
-        self.apps: dict[str, tuple[Draft, FunctionAppDraft]] = {}
-        """Layer -> its Function App."""
+        self.apps: dict[tuple[str, bool], tuple[Draft, FunctionAppDraft]] = {}
+        """(layer, users' code) -> its Function App."""
 
     @property
     def rg(self) -> str:
@@ -76,12 +79,16 @@ class AzurePlanner(CloudPlanner):
     # -- hosting ---------------------------------------------------------------------------
 
     def function(self, hosted: Hosted) -> str:
-        """A function joins its layer's Function App (created with the layer's first function)."""
-        app, config = self.app(hosted.layer)
+        """A function joins its layer's Function App (created with the layer's first function);
+        users' code runs in the layer's user-functions app (`USER_CODE_FUNCTIONS`)."""
+        app, config = self.app(hosted.layer, user=hosted.function in USER_CODE_FUNCTIONS)
         contract = FUNCTIONS[hosted.function]
+        name = str(hosted.function) if hosted.short is None else hosted.short
+        if any(f.name == name for f in config.functions):
+            return app.id  # one function of the app serves every device / action
         config.functions.append(HostedFunction(
-            name=str(hosted.function) if hosted.short is None else hosted.short,
-            package=EVENT_ACTION_PACKAGE if hosted.user_function else hosted.function,
+            name=name,
+            package=hosted.function,
             trigger=contract.trigger,
             # Receivers are called from other clouds and check the inter-cloud token in code.
             auth_level="anonymous" if contract.receiver else ("function" if contract.trigger == "http" else None),
@@ -96,15 +103,20 @@ class AzurePlanner(CloudPlanner):
         app.needs.extend(hosted.needs)
         return app.id
 
-    def app(self, layer: str) -> tuple[Draft, FunctionAppDraft]:
+    def app(self, layer: str, user: bool = False) -> tuple[Draft, FunctionAppDraft]:
         """The layer's Function App (created with its App Service plan by the layer's first
-        function) and its configuration in the making."""
-        if layer in self.apps:
-            return self.apps[layer]
+        function) and its configuration in the making. `user`: the layer's user-functions app,
+        where the users' own code runs apart from ours (as the original project's
+        `user-functions` app did), so a change of their code redeploys only that app."""
+        key = (layer, user)
+        if key in self.apps:
+            return self.apps[key]
         d = self.d
         az = d.spec.clouds.azure
-        plan = d.add("azure", layer, "app-plan", "app-service-plan", AppServicePlanConfig(
-            name=d.az.plan(layer), resource_group=self.rg, location=az.region, sku=az.functions_plan),
+        slot = f"{layer}-user" if user else layer  # names: `{twin}-l2-user-functions`, `{twin}-l2-user-plan`
+        prefix = "user-" if user else ""
+        plan = d.add("azure", layer, f"{prefix}app-plan", "app-service-plan", AppServicePlanConfig(
+            name=d.az.plan(slot), resource_group=self.rg, location=az.region, sku=az.functions_plan),
             needs=[RESOURCE_GROUP])
         settings: dict[str, str] = {str(Setting.DIGITAL_TWIN_INFO): d.info_json}
         if az.functions_plan != "FC1":
@@ -115,11 +127,11 @@ class AzurePlanner(CloudPlanner):
             resource_group=self.rg, location=az.region, plan=plan.name,
             runtime=FunctionRuntime(name="python", version=PYTHON_VERSION), identity=d.az.identity(),
             storage_account=d.az.storage_account(), app_settings=settings)
-        app = d.add("azure", layer, "function-app", "function-app", draft, needs=[plan.id, IDENTITY, STORAGE_ACCOUNT],
-                    name=d.az.function_app(layer))
+        app = d.add("azure", layer, f"{prefix}function-app", "function-app", draft,
+                    needs=[plan.id, IDENTITY, STORAGE_ACCOUNT], name=d.az.function_app(slot))
         d.wire(Output.AZURE_STORAGE_CONNECTION_STRING, app.id, Setting.AZURE_WEBJOBS_STORAGE)
         d.wire(Output.AZURE_IDENTITY_CLIENT_ID, app.id, Setting.AZURE_CLIENT_ID)
-        self.apps[layer] = (app, draft)
+        self.apps[key] = (app, draft)
         return app, draft
 
     def processor_access(self) -> StorePairs:
@@ -196,10 +208,23 @@ class AzurePlanner(CloudPlanner):
                 auth="sas"), needs=[hub.id], produces=[device_credentials_output(device.id)])
 
     def processors(self) -> None:
-        """One `processor` function in the L2 app runs every device's processing."""
-        self.function(Hosted("L2", Function.PROCESSOR, produces=(Output.PROCESSOR_URL, Output.PROCESSOR_KEY)))
+        """One `processor` function in the L2 app runs every device's processing; a device with
+        its own code is processed by `user-processor` in the user-functions app, which the
+        processor calls before persisting."""
+        d = self.d
+        l2 = self.function(Hosted("L2", Function.PROCESSOR, produces=(Output.PROCESSOR_URL, Output.PROCESSOR_KEY)))
         _, config = self.app("L2")
-        config.processors = tuple(device.id for device in self.d.spec.devices)
+        config.processors = tuple(device.id for device in d.spec.devices)
+        codes = [code for code in (d.processor_code(device.id) for device in d.spec.devices) if code is not None]
+        if not codes:
+            return
+        self.function(Hosted("L2", Function.USER_PROCESSOR,
+                                    produces=(Output.USER_PROCESSOR_URL, Output.USER_FUNCTIONS_KEY)))
+        _, user_config = self.app("L2", user=True)
+        user_config.user_code.extend(codes)
+        config.app_settings[Setting.USER_PROCESSOR_DEVICES] = json.dumps(sorted(c.name for c in codes))
+        d.wire(Output.USER_PROCESSOR_URL, l2, Setting.USER_PROCESSOR_URL)
+        d.wire(Output.USER_FUNCTIONS_KEY, l2, Setting.USER_FUNCTIONS_KEY)
 
     def workflow(self) -> tuple[Output, Setting]:
         d = self.d
@@ -211,10 +236,19 @@ class AzurePlanner(CloudPlanner):
     def feedback_channel(self) -> tuple[Output, Setting]:
         return Output.IOT_HUB_SERVICE_CONNECTION_STRING, Setting.IOT_HUB_SERVICE_CONNECTION_STRING
 
-    def event_action(self, user_function: str, path_to_code: str | None, spec_path: str) -> None:
-        # Prefixed so a user function can never clash with a built-in function name.
-        self.function(Hosted("L2", Function.PROCESSOR, short=f"event-action-{user_function}",
-                             user_function=user_function, path_to_code=path_to_code))
+    def event_action(self, user_function: str, path_to_code: str | None, spec_path: str,
+                     code: UserCodeRef | None) -> None:
+        """`event-action` in the user-functions app runs every action (by `?name=`); the event
+        checker in the L2 app calls it with the app's key."""
+        d = self.d
+        self.function(Hosted("L2", Function.EVENT_ACTION,
+                                    produces=(Output.EVENT_ACTION_URL, Output.USER_FUNCTIONS_KEY)))
+        _, user_config = self.app("L2", user=True)
+        if code is not None:
+            user_config.user_code.append(code)
+        l2, _ = self.app("L2")
+        d.wire(Output.EVENT_ACTION_URL, l2.id, Setting.EVENT_ACTION_URL)
+        d.wire(Output.USER_FUNCTIONS_KEY, l2.id, Setting.USER_FUNCTIONS_KEY)
 
     def hot_store(self) -> None:
         """A serverless Cosmos DB account and its container, partitioned by device."""

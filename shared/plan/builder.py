@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from shared.contracts import (
     BOUNDARIES,
     CONTROL,
+    FEEDBACK_BOUNDARY,
     LATE_BOUND_SETTINGS,
     LAYER_SLOTS,
     PULL_TWIN_PROVIDERS,
@@ -41,11 +43,15 @@ from shared.validation import Problem, SpecError
 from shared.wiring import (
     READER_BOUNDARY,
     boundary_receivers,
+    feedback_path,
     function_resource_id,
     hot_reader_layer,
     reader_receivers_needed,
     remote_twin_pull,
 )
+
+if TYPE_CHECKING:
+    from shared.bundle import BundleCode
 
 HOT_TO_COLD = MoverSchedule(azure_ncrontab="0 0 0 * * *", aws_cron="cron(0 12 * * ? *)", gcp_cron="0 12 * * *")
 COLD_TO_ARCHIVE = MoverSchedule(azure_ncrontab="0 0 0 * * *", aws_cron="cron(0 18 * * ? *)", gcp_cron="0 18 * * *")
@@ -63,8 +69,10 @@ def _flag(value: bool) -> str:
 
 
 class _Builder(Drafts):
-    def __init__(self, spec: TwinSpec) -> None:
-        super().__init__(spec, placement_of(spec))
+    def __init__(self, spec: TwinSpec, code: BundleCode | None = None) -> None:
+        super().__init__(spec, placement_of(spec), code)
+        opts = spec.options
+        self.feedback = feedback_path(self.placement, opts.return_feedback_to_device and opts.use_event_checking)
         self.clouds: dict[str, CloudPlanner] = {
             "aws": AwsPlanner(self), "azure": AzurePlanner(self), "gcp": GcpPlanner(self)}
 
@@ -85,7 +93,7 @@ class _Builder(Drafts):
             produces=[Output.INTER_CLOUD_TOKEN, Output.INTER_CLOUD_TOKEN_PREVIOUS])
         for provider in self.spec.used_providers():
             self.clouds[provider].setup()
-        receivers = boundary_receivers(self.placement)
+        receivers = boundary_receivers(self.placement, feedback=self.feedback is not None)
         for provider in ("aws", "azure", "gcp"):
             for fn in receivers.get(provider, []):
                 self.receiver(provider, fn)
@@ -121,6 +129,10 @@ class _Builder(Drafts):
             self.wire_store(host, "archive", provider)
         elif fn == Function.ADT_PUSHER:
             self.wire(Output.ADT_INSTANCE_URL, host, Setting.ADT_INSTANCE_URL)
+        elif fn == Function.EVENT_FEEDBACK:
+            # Feedback from an event checker on another cloud reaches devices through this L1.
+            output, setting = cloud.feedback_channel()
+            self.wire(output, host, setting)
 
     def layer_1(self) -> None:
         """Ingestion dispatches to the processor on its cloud, or to a connector that POSTs to
@@ -142,12 +154,12 @@ class _Builder(Drafts):
         cloud = self.clouds[p]
         opts = self.spec.options
         hot = self.placement["L3_hot"]
-        # Feedback publishes back through the L1 device channel of its own cloud (IoT Core data
-        # endpoint, IoT Hub device twin); GCP has no device channel to publish to.
-        feedback = opts.return_feedback_to_device and self.placement["L1"] == p and p != "gcp"
-        if opts.return_feedback_to_device and not feedback:
-            self.notes.append("event feedback to devices needs L1 and L2 on the same cloud (aws or azure); "
-                              "it is not planned")
+        if opts.return_feedback_to_device and self.feedback is None:
+            self.notes.append(
+                "event feedback to devices is not planned: "
+                + ("it needs the event checker (options.use_event_checking)" if not opts.use_event_checking else
+                   f"L1 on {self.placement['L1']} has no channel back to devices" if self.placement["L1"] == "gcp" else
+                   f"the event checker on {p} cannot send feedback to another cloud yet"))
         cloud.processors()
         # The persister derives its twin duty from DIGITAL_TWIN_INFO.providers with
         # contracts.twin_update_path; the config states it too so providers and tests can see it.
@@ -165,11 +177,17 @@ class _Builder(Drafts):
         elif self.path == TwinUpdatePath.PERSISTER_DIRECT:
             self.wire(Output.ADT_INSTANCE_URL, persister, Setting.ADT_INSTANCE_URL)
         if opts.use_event_checking:
-            self.event_checker(cloud, persister, feedback)
-        if feedback:
+            self.event_checker(cloud, persister)
+        if self.feedback == "local":
             fb = cloud.function(Hosted("L2", Function.EVENT_FEEDBACK))
             output, setting = cloud.feedback_channel()
             self.wire(output, fb, setting)
+        deployed = [e for e in self.spec.events if e.action.auto_deploy and e.action.type in ("lambda", "function")]
+        if deployed and not opts.use_event_checking:
+            # Only the event checker runs actions: without it they would be deployed for nothing.
+            self.notes.append("event actions with autoDeploy are not planned: nothing runs them without the event "
+                              "checker (options.use_event_checking)")
+            return
         seen: set[str] = set()
         for index, event in enumerate(self.spec.events):
             action = event.action
@@ -179,16 +197,24 @@ class _Builder(Drafts):
                 if fname is None or fname in seen:
                     continue
                 seen.add(fname)
-                cloud.event_action(fname, action.path_to_code, f"events[{index}].action.{field_name}")
+                spec_path = f"events[{index}].action.{field_name}"
+                # pathToCode is the code of functionName; functionNameB's is in its default folder.
+                path_to_code = action.path_to_code if field_name == "functionName" else None
+                code = self.action_code(fname, path_to_code, spec_path)
+                cloud.event_action(fname, path_to_code, spec_path, code)
 
-    def event_checker(self, cloud: CloudPlanner, persister: str, feedback: bool) -> None:
+    def event_checker(self, cloud: CloudPlanner, persister: str) -> None:
         p = cloud.provider
         opts = self.spec.options
         rules = json.dumps([e.model_dump(by_alias=True, exclude_none=True) for e in self.spec.events],
                            sort_keys=True, separators=(",", ":"))
         checker = cloud.function(Hosted(
-            "L2", Function.EVENT_CHECKER, environment={Setting.EVENT_RULES: rules, Setting.USE_FEEDBACK: _flag(feedback)},
+            "L2", Function.EVENT_CHECKER,
+            environment={Setting.EVENT_RULES: rules, Setting.USE_FEEDBACK: _flag(self.feedback is not None)},
             produces=(Output.EVENT_CHECKER_URL,) if cloud.calls_by_url else ()))
+        if self.feedback == "remote":
+            self.wire(Output.FEEDBACK_URL, checker, Setting.REMOTE_FEEDBACK_URL)
+            self.wire_token(checker, receiver=False)
         if cloud.calls_by_url:
             self.wire(Output.EVENT_CHECKER_URL, persister, Setting.EVENT_CHECKER_URL)
         l4 = self.placement["L4"]
@@ -304,12 +330,21 @@ class _Builder(Drafts):
                                       d.final_config()))
         outputs = [PlannedOutput(name, r.id, is_secret_output(name)) for r in resources for name in r.produces]
         decisions = self.boundary_decisions(receivers)
-        return Plan(self.twin, self.placement, resources, outputs, wires, self.path, decisions, self.notes)
+        return Plan(self.twin, self.placement, resources, outputs, wires, self.path, decisions, self.notes,
+                    self.code_problems)
 
     def boundary_decisions(self, receivers: Mapping[str, list[Function]]) -> list[BoundaryDecision]:
         out: list[BoundaryDecision] = []
         pl = self.placement
         for b in BOUNDARIES:
+            if b.name == FEEDBACK_BOUNDARY:
+                s, r = pl[b.sender_layer], pl[b.receiver_layer]
+                crosses = self.feedback == "remote"
+                out.append(BoundaryDecision(
+                    b.name, s, r, crosses,
+                    tuple(function_resource_id(r, "L0", f) for f in b.receivers) if crosses else (),
+                    (function_resource_id(s, b.sender_layer, b.sender),) if crosses else ()))
+                continue
             if b.name == READER_BOUNDARY:
                 hot = pl["L3_hot"]
                 crosses = reader_receivers_needed(pl)
@@ -338,8 +373,11 @@ class _Builder(Drafts):
         return out
 
 
-def build_plan(spec: TwinSpec) -> Plan:
-    """The resources, outputs and wires of `spec` (pure and deterministic).
+def build_plan(spec: TwinSpec, code: BundleCode | None = None) -> Plan:
+    """The resources, outputs and wires of `spec` (pure and deterministic). `code` is the code of
+    the bundle the spec came in (`shared.bundle`): processors and event actions are planned from
+    it; without it devices get the default processor and `autoDeploy` actions cannot be deployed
+    (`Plan.code_problems` says why, with their paths).
 
     Raises `SpecError` if L4 or L5 is placed on gcp (GCP hosts neither); the loaders already
     reject such specs, so this only guards direct callers."""
@@ -348,6 +386,6 @@ def build_plan(spec: TwinSpec) -> Plan:
                 for layer in ("L4", "L5") if placement[layer] == "gcp"]
     if problems:
         raise SpecError(problems)
-    plan = _Builder(spec).build()
+    plan = _Builder(spec, code).build()
     plan.topological_order()
     return plan

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from shared.contracts import Function, Output, Setting
 from shared.plan.drafts import Drafts, Hosted
+from shared.resources import UserCodeRef
 
 StorePairs = Sequence[tuple[Output, Setting]]
 """(output, setting) pairs a function of the same cloud needs to reach a store."""
@@ -65,8 +66,10 @@ class CloudPlanner:
         """L2: how `event-feedback` reaches devices through this cloud's L1."""
         raise self.unsupported("event feedback")
 
-    def event_action(self, user_function: str, path_to_code: str | None, spec_path: str) -> None:
-        """L2: a user's event action function (`autoDeploy`)."""
+    def event_action(self, user_function: str, path_to_code: str | None, spec_path: str,
+                     code: UserCodeRef | None) -> None:
+        """L2: a user's event action function (`autoDeploy`) running `code` (None: the spec came
+        without it, which `Plan.code_problems` reports)."""
         raise self.unsupported("event actions")
 
     def hot_store(self) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from shared.contracts import (
     DigitalTwinInfo,
@@ -17,9 +18,13 @@ from shared.contracts import (
     twin_update_path,
 )
 from shared.naming import AwsNaming, AzureNaming, GcpNaming
-from shared.resources import ResourceConfig
+from shared.resources import ResourceConfig, UserCodeRef
 from shared.resources.azure import FunctionAppConfig, FunctionRuntime, HostedFunction
 from shared.spec import TwinSpec
+from shared.validation import Problem, quote_value
+
+if TYPE_CHECKING:
+    from shared.bundle import BundleCode
 
 
 @dataclass
@@ -36,6 +41,7 @@ class FunctionAppDraft:
     app_settings: dict[str, str]
     functions: list[HostedFunction] = field(default_factory=list)
     processors: tuple[str, ...] = ()
+    user_code: list[UserCodeRef] = field(default_factory=list)
 
     def build(self, name: str) -> FunctionAppConfig:
         # Sorted: the same functions and settings always give the same configuration.
@@ -44,6 +50,7 @@ class FunctionAppDraft:
             runtime=self.runtime, identity=self.identity, storage_account=self.storage_account,
             functions=tuple(sorted(self.functions, key=lambda f: f.name)),
             app_settings=dict(sorted(self.app_settings.items())), processors=self.processors,
+            user_code=tuple(sorted(self.user_code, key=lambda r: (r.kind, r.name))),
         )
 
 
@@ -89,13 +96,19 @@ class Hosted:
     user_function: str | None = None
     """A user's event action (`autoDeploy`): its function name in the spec."""
     path_to_code: str | None = None
+    user_code: tuple[UserCodeRef, ...] = ()
+    """The users' code its package carries (a device's processor, an event action's code)."""
 
 
 class Drafts:
     """The resources and wires planned so far, and what planning reads."""
 
-    def __init__(self, spec: TwinSpec, placement: Mapping[str, str]) -> None:
+    def __init__(self, spec: TwinSpec, placement: Mapping[str, str], code: BundleCode | None = None) -> None:
         self.spec = spec
+        self.code = code
+        """The bundle's code (None: a plain spec, whose devices get the default processor)."""
+        self.code_problems: list[Problem] = []
+        """Why users' code cannot be deployed (missing or broken folders), with their paths."""
         self.twin = spec.twin.name
         self.placement = dict(placement)
         self.az = AzureNaming(self.twin)
@@ -151,6 +164,34 @@ class Drafts:
         if receiver:
             # Receivers accept the previous token too, so a rotation rejects no in-flight call.
             self.wire(Output.INTER_CLOUD_TOKEN_PREVIOUS, consumer, Setting.INTER_CLOUD_TOKEN_PREVIOUS)
+
+    def processor_code(self, device_id: str) -> UserCodeRef | None:
+        """The device's own processor on the L2 cloud (or the bundle's default one), if any."""
+        if self.code is None:
+            return None
+        ref, problems = self.code.processor(self.placement["L2"], device_id)
+        self.code_problems.extend(p for p in problems if p not in self.code_problems)
+        return ref
+
+    def action_code(self, function_name: str, path_to_code: str | None, spec_path: str) -> UserCodeRef | None:
+        """An `autoDeploy` event action's code from the bundle; a problem when it has none."""
+        from shared.bundle import action_folder, quote_path
+
+        folder = action_folder(self.placement["L2"], function_name, path_to_code)
+        where = spec_path.rsplit(".", 1)[0] + ".pathToCode" if path_to_code is not None else spec_path
+        if folder is None:
+            self.code_problems.append(Problem(where, f"{quote_value(str(path_to_code))} is not a folder path inside "
+                                                     "a bundle (relative, no '..')"))
+            return None
+        if self.code is None:
+            self.code_problems.append(Problem(where, f"event action {quote_value(function_name)} has autoDeploy, so "
+                                                     f"its code (folder {quote_path(folder)}) must come with the spec: "
+                                                     "deploy the folder with its code, or send a bundle "
+                                                     "(application/zip), or set autoDeploy to false"))
+            return None
+        ref, problems = self.code.action(self.placement["L2"], function_name, folder, where)
+        self.code_problems.extend(problems)
+        return ref
 
     def environment(self, hosted: Hosted) -> dict[str, str]:
         """A function's static environment: `DIGITAL_TWIN_INFO` and its own settings."""

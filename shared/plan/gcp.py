@@ -7,7 +7,7 @@ from __future__ import annotations
 from shared.contracts import FUNCTIONS, Function, Output, Setting, device_credentials_output
 from shared.plan.cloud import CloudPlanner, MoverSchedule, StorePairs
 from shared.plan.drafts import Hosted
-from shared.resources import EVENT_ACTION_PACKAGE
+from shared.resources import UserCodeRef
 from shared.resources.gcp import (
     CloudFunctionConfig,
     FirestoreConfig,
@@ -46,7 +46,7 @@ class GcpPlanner(CloudPlanner):
             name=hosted.cloud_name or d.gcp.function(short),
             project_id=self.project,
             region=self.region,
-            package=EVENT_ACTION_PACKAGE if hosted.user_function else hosted.function,
+            package=hosted.function,
             runtime=FUNCTION_RUNTIME,
             trigger=FUNCTIONS[hosted.function].trigger,
             environment=d.environment(hosted),
@@ -57,6 +57,7 @@ class GcpPlanner(CloudPlanner):
             twin_update=hosted.twin_update,
             user_function=hosted.user_function,
             path_to_code=hosted.path_to_code,
+            user_code=hosted.user_code,
         )
         outputs = [str(p) for p in (hosted.public_url, *hosted.produces) if p is not None]
         return d.add("gcp", hosted.layer, short, "cloud-function", config,
@@ -107,8 +108,12 @@ class GcpPlanner(CloudPlanner):
     def processors(self) -> None:
         """One `processor` function runs every device's processing, then calls the persister."""
         d = self.d
+        codes = [d.processor_code(device.id) for device in d.spec.devices]
+        # The devices' own code rides with the processor's configuration; running it (a function
+        # per device, as on AWS) is the GCP provider's part.
         proc = self.function(Hosted("L2", Function.PROCESSOR, produces=(Output.PROCESSOR_URL,),
-                                    processors=tuple(device.id for device in d.spec.devices)))
+                                    processors=tuple(device.id for device in d.spec.devices),
+                                    user_code=tuple(c for c in codes if c is not None)))
         d.wire(Output.PERSISTER_URL, proc, Setting.PERSISTER_URL)
 
     def workflow(self) -> tuple[Output, Setting]:
@@ -118,9 +123,11 @@ class GcpPlanner(CloudPlanner):
             needs=[SERVICE_ACCOUNT], produces=[Output.WORKFLOW_NAME])
         return Output.WORKFLOW_NAME, Setting.WORKFLOW_NAME
 
-    def event_action(self, user_function: str, path_to_code: str | None, spec_path: str) -> None:
-        self.function(Hosted("L2", Function.PROCESSOR, short=f"event-action-{user_function}",
-                             user_function=user_function, path_to_code=path_to_code))
+    def event_action(self, user_function: str, path_to_code: str | None, spec_path: str,
+                     code: UserCodeRef | None) -> None:
+        self.function(Hosted("L2", Function.EVENT_ACTION, short=f"event-action-{user_function}",
+                             user_function=user_function, path_to_code=path_to_code,
+                             user_code=(code,) if code else ()))
 
     def hot_store(self) -> None:
         d = self.d

@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.contracts import LAYERS, TwinUpdatePath
-from shared.resources import EVENT_ACTION_PACKAGE, ResourceConfig
-from shared.resources.aws import LambdaConfig
-from shared.resources.azure import FunctionAppConfig
-from shared.resources.gcp import CloudFunctionConfig
+from shared.resources import ResourceConfig
+from shared.validation import Problem
 
 # Typical provisioning times in seconds, used by `critical_path` when no measured durations are
 # given (Cosmos DB and Managed Grafana are the slow ones in practice).
@@ -146,6 +144,7 @@ class Plan:
         twin_update: TwinUpdatePath,
         boundaries: Iterable[BoundaryDecision],
         notes: Iterable[str] = (),
+        code_problems: Iterable[Problem] = (),
     ) -> None:
         self.twin = twin
         self.placement: dict[str, str] = dict(placement)
@@ -155,6 +154,8 @@ class Plan:
         self.twin_update = twin_update
         self.boundaries: tuple[BoundaryDecision, ...] = tuple(boundaries)
         self.notes: tuple[str, ...] = tuple(notes)
+        self.code_problems: tuple[Problem, ...] = tuple(code_problems)
+        """Why the users' code cannot be deployed (a missing or broken folder), with paths."""
         self._by_id = {r.id: r for r in self.resources}
         self._index = {r.id: i for i, r in enumerate(self.resources)}
         self._outputs = {o.name: o for o in self.outputs}
@@ -282,18 +283,7 @@ class Plan:
         if gcp_layers:
             listed = ", ".join(f"{layer} (gcp)" for layer in gcp_layers)
             blockers.append(f"no GCP provider yet: layers {listed} are planned but cannot be deployed")
-        # A spec is one JSON document: it cannot carry the code of an event action's function.
-        actions: list[str] = []
-        for r in self.resources:
-            if isinstance(r.config, LambdaConfig | CloudFunctionConfig) and r.config.package == EVENT_ACTION_PACKAGE:
-                actions.append(r.name)
-            elif isinstance(r.config, FunctionAppConfig):
-                actions += [f.user_function or f.name for f in r.config.functions if f.package == EVENT_ACTION_PACKAGE]
-        if actions:
-            blockers.append(
-                f"event actions with autoDeploy need their code, which a spec cannot carry yet: "
-                f"{', '.join(sorted(actions))}; deploy those functions yourself and set autoDeploy to false"
-            )
+        blockers.extend(str(p) for p in self.code_problems)
         return blockers
 
     # -- rendering -------------------------------------------------------------------------

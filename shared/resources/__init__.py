@@ -17,6 +17,7 @@ from shared.resources.base import (
     ConfigPart,
     PackageName,
     ResourceConfig,
+    UserCodeRef,
     parse_config,
 )
 
@@ -84,6 +85,7 @@ __all__ = [
     "ConfigPart",
     "PackageName",
     "ResourceConfig",
+    "UserCodeRef",
     "aws",
     "azure",
     "config_model",

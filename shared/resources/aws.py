@@ -12,7 +12,13 @@ from typing import Literal
 from pydantic import Field, JsonValue
 
 from shared.contracts import Trigger, TwinUpdatePath
-from shared.resources.base import ConfigPart, GrafanaDatasourceFields, PackageName, ResourceConfig
+from shared.resources.base import (
+    ConfigPart,
+    GrafanaDatasourceFields,
+    PackageName,
+    ResourceConfig,
+    UserCodeRef,
+)
 from shared.spec import DataType
 
 S3StorageClass = Literal["STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER",
@@ -48,6 +54,9 @@ class LambdaConfig(AwsConfig):
     user_function: str | None = None
     """A user's event action: its function name in the spec."""
     path_to_code: str | None = None
+    user_code: tuple[UserCodeRef, ...] = ()
+    """The users' code the package carries: the device's own processor, or the event action's
+    code (at most one)."""
 
 
 class IotTopicRuleConfig(AwsConfig):

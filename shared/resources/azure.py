@@ -13,7 +13,13 @@ from typing import Literal
 from pydantic import Field, JsonValue, field_validator
 
 from shared.contracts import Function, Trigger, TwinUpdatePath
-from shared.resources.base import ConfigPart, GrafanaDatasourceFields, PackageName, ResourceConfig
+from shared.resources.base import (
+    ConfigPart,
+    GrafanaDatasourceFields,
+    PackageName,
+    ResourceConfig,
+    UserCodeRef,
+)
 
 FunctionsSku = Literal["FC1", "Y1", "EP1", "EP2", "EP3"]
 """Function App hosting plans: Flex Consumption, Consumption, Elastic Premium (Linux)."""
@@ -107,6 +113,9 @@ class FunctionAppConfig(AzureConfig):
     """Static settings (never secrets: those are wired at apply time)."""
     processors: tuple[str, ...] = ()
     """Device ids whose processing this app runs (the L2 app)."""
+    user_code: tuple[UserCodeRef, ...] = ()
+    """The users' code the package carries (the L2 user-functions app: processors by device,
+    event actions by function name)."""
 
 
 class IotHubConfig(AzureConfig):

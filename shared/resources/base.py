@@ -14,11 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from shared.contracts import Function
 
-EVENT_ACTION_PACKAGE: Literal["event-action"] = "event-action"
-"""Package name of a user's event action function (its code comes from the user, not from us)."""
+EVENT_ACTION_PACKAGE = Function.EVENT_ACTION
+"""Package name of a user's event action function (our wrapper around the user's code)."""
 
-PackageName = Function | Literal["event-action"]
-"""What a hosted function runs: one of our payload functions, or a user's event action."""
+PackageName = Function
+"""What a hosted function runs: one of our payload functions (the user-code ones carry the
+users' code as well, `UserCodeRef`)."""
 
 
 class ResourceConfig(BaseModel):
@@ -39,6 +40,28 @@ class ConfigPart(BaseModel):
     """A part of a configuration: frozen, unknown fields refused, like the configuration."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class UserCodeRef(ConfigPart):
+    """A user's code folder in a stored deployment bundle (`shared.bundle`): what a function runs
+    besides (processor) or instead of (event action) our own code. Only the reference crosses the
+    Durable boundary; the provider reads the folder from the control plane's bundle store and
+    checks it against `digest` before packaging it."""
+
+    kind: Literal["processor", "event-action"]
+    name: str = Field(min_length=1)
+    """The device id (processor) or the spec's function name (event action)."""
+    bundle: str = Field(pattern="^[0-9a-f]{64}$")
+    """SHA-256 (hex) of the stored bundle: its name in the bundle store."""
+    path: str = Field(min_length=1)
+    """The folder inside the bundle, e.g. `lambda_functions/processors/temperature-sensor-1`."""
+    digest: str = Field(pattern="^[0-9a-f]{64}$")
+    """SHA-256 (hex) of the folder's files (`shared.bundle.folder_digest`): changes exactly when
+    the folder's code does, and so does the package built from it."""
+    module: str = Field(pattern="^[A-Za-z_][A-Za-z0-9_]*$")
+    """The entry module in the folder (`process`, `action`, `lambda_function`)."""
+    function: str = Field(pattern="^[A-Za-z_][A-Za-z0-9_]*$")
+    """The entry function in that module (`process`, `action`, `lambda_handler`)."""
 
 
 class GrafanaDatasourceFields(ResourceConfig):

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from shared.contracts import Trigger, TwinUpdatePath
-from shared.resources.base import PackageName, ResourceConfig
+from shared.resources.base import PackageName, ResourceConfig, UserCodeRef
 
 
 class GcpConfig(ResourceConfig):
@@ -52,6 +52,9 @@ class CloudFunctionConfig(GcpConfig):
     user_function: str | None = None
     """A user's event action: its function name in the spec."""
     path_to_code: str | None = None
+    user_code: tuple[UserCodeRef, ...] = ()
+    """The users' code the package carries: the processor's per-device folders, or the event
+    action's code. (Packaging it is the GCP provider's part.)"""
 
 
 class FirestoreConfig(GcpConfig):

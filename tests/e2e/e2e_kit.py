@@ -69,6 +69,15 @@ class Deployment:
         assert status == 202, body
         return self.follow(body["id"])
 
+    def deploy_bundle(self, folder: Path) -> dict[str, Any]:
+        """What `deploy FOLDER` does: the folder (spec and code) zipped and sent as a bundle."""
+        from twin_cli.commands.deploy import read_bundle
+
+        status, body = self.target.call("POST", "deployments", raw=read_bundle(str(folder)),
+                                        content_type="application/zip")
+        assert status == 202, body
+        return self.follow(body["id"])
+
     def idle(self, timeout: float = 120) -> None:
         """Until no operation of the twin (deployment, propagation, rotation) is running."""
         deadline = time.monotonic() + timeout
@@ -175,14 +184,18 @@ class Deployment:
 
 
 @contextmanager
-def deployment(spec: dict[str, Any], tmp: Path, deploy: bool = True, with_blob: bool = False) -> Iterator[Deployment]:
+def deployment(spec: dict[str, Any], tmp: Path, deploy: bool = True, with_blob: bool = False,
+               spec_file: Path | None = None) -> Iterator[Deployment]:
     """Sandbox + local host; deploys `spec`. `with_blob`: run Azurite, so the storage accounts the
-    deployment creates through ARM have a working Blob data plane (Azure cold/archive storage)."""
+    deployment creates through ARM have a working Blob data plane (Azure cold/archive storage) and
+    the control plane has its bundle store. `spec_file`: where the spec is (a project folder for a
+    bundle; default: `spec` written to `tmp/twin.json`)."""
     from sandbox.server import Sandbox
     from twin_cli.commands.engine_client import PROJECT_ROOT, open_target
 
-    spec_file = tmp / "twin.json"
-    spec_file.write_text(json.dumps(spec, indent=2))
+    if spec_file is None:
+        spec_file = tmp / "twin.json"
+        spec_file.write_text(json.dumps(spec, indent=2))
     sandbox_dir = (tmp / "sandbox").resolve()
     with ExitStack() as stack:
         sandbox = stack.enter_context(Sandbox(sandbox_dir, with_blob=with_blob))

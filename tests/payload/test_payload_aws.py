@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import sys
+import zipfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,9 +37,11 @@ from payload_functions.common.envelope import build_envelope
 from payload_functions.common.http import PostFailed, post_json
 from payload_functions.common.settings import Settings
 from payload_functions.core.pipeline import connect
-from payload_functions.packaging import LAMBDA_HANDLER, build_lambda_package
+from payload_functions.packaging import LAMBDA_HANDLER, UserCodeFolder, build_lambda_package
+from shared.bundle import folder_digest
 from shared.contracts import Function, Setting, StorageKey
 from shared.naming import AwsNaming
+from shared.resources import UserCodeRef
 
 Client = Callable[[str], Any]
 RECEIVERS = {str(m.FUNCTION): m.handler for m in (hot_writer, cold_writer, archive_writer, ingestion, hot_reader,
@@ -182,6 +186,24 @@ def test_connector_to_remote_ingestion_to_processor(
         connect({"iotDeviceId": "s1"}, Settings(connector.READS, env), "aws")
 
 
+def _install_user_code(package_data: bytes, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unpack a package's `user_code/` where the handler's import finds it, as in the Lambda."""
+    for name in [m for m in sys.modules if m == "user_code" or m.startswith("user_code.")]:
+        del sys.modules[name]
+    archive = zipfile.ZipFile(io.BytesIO(package_data))
+    archive.extractall(root, [n for n in archive.namelist() if n.startswith("user_code/")])
+    monkeypatch.syspath_prepend(str(root))
+    importlib.invalidate_caches()
+
+
+def _processor_folder(source: str) -> UserCodeFolder:
+    path = "lambda_functions/processors/s1"
+    files = {"process.py": source.encode()}
+    digest = folder_digest({f"{path}/process.py": files["process.py"]}, path)
+    return UserCodeFolder(UserCodeRef(kind="processor", name="s1", bundle="0" * 64, path=path, digest=digest,
+                                      module="process", function="process"), files)
+
+
 def test_processor_runs_user_code_then_invokes_persister(
     set_twin: Callable[..., Any], aws: Client, twin_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -189,19 +211,23 @@ def test_processor_runs_user_code_then_invokes_persister(
     deploy_lambda(aws, AwsNaming(twin_name).function(str(Function.PERSISTER)), Function.PERSISTER)
     event = {"iotDeviceId": "s1", "time": "2025-01-31T12:00:00Z", "temperature": 5}
     assert processor.handler(event)["custom"] is False
-    monkeypatch.syspath_prepend(str(tmp_path))
     try:
-        (tmp_path / "user_processor.py").write_text("def process(event):\n    event['pressure'] = 20\n    return event\n")
-        sys.modules.pop("user_processor", None)
+        # The user sees the original names (iotDeviceId, time) beside ours.
+        source = ("def process(event):\n    assert event['iotDeviceId'] == 's1' and event['time']\n"
+                  "    event['pressure'] = 20\n    return event\n")
+        package = build_lambda_package(Function.PROCESSOR, user_code=[_processor_folder(source)])
+        _install_user_code(package.data, tmp_path / "ok", monkeypatch)
         assert processor.handler(event)["custom"] is True
-        (tmp_path / "user_processor.py").write_text("def process(event):\n    raise KeyError('x')\n")
-        sys.modules.pop("user_processor", None)
-        importlib.invalidate_caches()
-        with pytest.raises(InvocationFailed, match=r"\[USER_LOGIC_ERROR\] process\(\) raised KeyError"):
+        assert processor.handler({**event, "iotDeviceId": "s2"})["custom"] is False  # not s1's code
+        broken = build_lambda_package(Function.PROCESSOR, user_code=[_processor_folder(
+            "def process(event):\n    raise KeyError('x')\n")])
+        _install_user_code(broken.data, tmp_path / "broken", monkeypatch)
+        with pytest.raises(InvocationFailed, match=r"\[USER_LOGIC_ERROR\] process\(\) of s1 raised KeyError"):
             processor.handler(event)
     finally:
         # Later tests must see the default (pass-through) processor again.
-        sys.modules.pop("user_processor", None)
+        for name in [m for m in sys.modules if m == "user_code" or m.startswith("user_code.")]:
+            del sys.modules[name]
 
 
 def _seed(table: str, aws: Client, readings: list[dict[str, Any]]) -> None:

@@ -22,7 +22,7 @@ import requests
 from aiohttp import web
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.iotdata.models import iotdata_backends
-from payload_helpers import REGION, ThreadedServer
+from payload_helpers import REGION, ThreadedServer, function_url_event
 
 import sandbox.iothub as iothub
 from payload_functions.aws import event_checker as aws_event_checker
@@ -30,11 +30,18 @@ from payload_functions.aws import event_feedback as aws_feedback
 from payload_functions.aws.runtime import InvocationFailed
 from payload_functions.azure import event_checker as azure_event_checker
 from payload_functions.azure import event_feedback as azure_feedback
+from payload_functions.common.envelope import build_envelope
 from payload_functions.common.errors import BadRequest
 from payload_functions.core.events import feedback_for, feedback_request, parse_feedback
 from sandbox.core.auth import SandboxCredential
 from sandbox.server import Sandbox
-from shared.contracts import FEEDBACK_DESIRED_PROPERTY, IOT_HUB_SERVICE_API_VERSION, Function, Setting
+from shared.contracts import (
+    FEEDBACK_DESIRED_PROPERTY,
+    INTER_CLOUD_TOKEN_HEADER,
+    IOT_HUB_SERVICE_API_VERSION,
+    Function,
+    Setting,
+)
 from shared.naming import AwsNaming, AzureNaming
 
 Client = Callable[[str], Any]
@@ -296,18 +303,38 @@ def azure_feedback_env(hub: Hub, set_twin: Callable[..., Any], twin_name: str,
     set_twin(default="azure")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", hub.sb.ca_file)
     monkeypatch.setenv(str(Setting.IOT_HUB_SERVICE_CONNECTION_STRING), hub.connection_string())
+    monkeypatch.setenv(str(Setting.INTER_CLOUD_TOKEN), FEEDBACK_TOKEN)
     registry_id = AzureNaming(twin_name).iot_device("s1")
     hub.register(registry_id)
     return registry_id
 
 
-def _call(body: Any) -> tuple[int, dict[str, Any]]:
+FEEDBACK_TOKEN = "feedback-token-" + "x" * 24
+
+
+def _call(body: Any, token: str | None = FEEDBACK_TOKEN) -> tuple[int, dict[str, Any]]:
+    """`event-feedback` over HTTP, as an event checker on another cloud calls it (token, envelope or not)."""
     app = func.FunctionApp()
     app.register_functions(azure_feedback.bp)
     (fn,) = [f for f in app.get_functions() if f.get_function_name() == str(Function.EVENT_FEEDBACK)]
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    res = fn.get_user_function()(func.HttpRequest("POST", "/api/event-feedback", body=raw))
+    headers = {INTER_CLOUD_TOKEN_HEADER: token} if token is not None else {}
+    res = fn.get_user_function()(func.HttpRequest("POST", "/api/event-feedback", body=raw, headers=headers))
     return res.status_code, json.loads(res.get_body())
+
+
+def test_azure_feedback_over_http_needs_the_token_and_takes_the_envelope(
+    hub: Hub, azure_feedback_env: str, twin_name: str,
+) -> None:
+    registry_id = azure_feedback_env
+    for token in (None, "wrong"):
+        status, out = _call(feedback_request(twin_name, "s1", "x"), token=token)
+        assert status == 401 and "X-Inter-Cloud-Token" in out["error"]
+    assert hub.twin(registry_id)["properties"]["desired"]["$version"] == 1
+    wrapped = build_envelope(feedback_request(twin_name, "s1", "from aws"), "aws", "L1", message_type="feedback")
+    status, out = _call(wrapped)
+    assert status == 200, out
+    assert hub.twin(registry_id)["properties"]["desired"][FEEDBACK_DESIRED_PROPERTY]["payload"] == "from aws"
 
 
 def test_azure_feedback_writes_the_device_twin_desired_property(
@@ -411,7 +438,8 @@ def test_azure_l2_app_deployed_in_the_sandbox_delivers_feedback_to_the_twin(hub:
     info = DigitalTwinInfo(twin_name, "DEBUG", 30, 90, {"L1": "azure", "L2": "azure", "L4": "azure"}).to_json()
     settings = {"FUNCTIONS_WORKER_RUNTIME": "python", str(Setting.DIGITAL_TWIN_INFO): info,
                 str(Setting.EVENT_RULES): json.dumps([RULE]), str(Setting.USE_FEEDBACK): "true",
-                str(Setting.IOT_HUB_SERVICE_CONNECTION_STRING): hub.connection_string()}
+                str(Setting.IOT_HUB_SERVICE_CONNECTION_STRING): hub.connection_string(),
+                str(Setting.INTER_CLOUD_TOKEN): FEEDBACK_TOKEN}
     site = web_client.web_apps.begin_create_or_update("rg-feedback", name, Site(
         location="westeurope", kind="functionapp,linux", reserved=True, server_farm_id=plan.id,
         site_config=SiteConfig(linux_fx_version="Python|3.11",
@@ -435,7 +463,8 @@ def test_azure_l2_app_deployed_in_the_sandbox_delivers_feedback_to_the_twin(hub:
 
     def post(function: Function, body: Any) -> requests.Response:
         return requests.post(f"https://{site.default_host_name}/api/{function}", json=body, timeout=30,
-                             headers={"x-functions-key": key}, verify=sb.ca_file)
+                             headers={"x-functions-key": key, INTER_CLOUD_TOKEN_HEADER: FEEDBACK_TOKEN},
+                             verify=sb.ca_file)
 
     checked = post(Function.EVENT_CHECKER, HOT)
     assert checked.status_code == 200, checked.text
@@ -448,3 +477,57 @@ def test_azure_l2_app_deployed_in_the_sandbox_delivers_feedback_to_the_twin(hub:
     refused = post(Function.EVENT_FEEDBACK, {"detail": {"iotDeviceId": "s1"}})
     assert refused.status_code == 400 and refused.json()["error"].startswith("body.detail.payload")
     web_client.web_apps.delete("rg-feedback", name)
+
+
+# --- feedback across clouds: the event checker on L2, event-feedback on L1's cloud --------------
+
+
+def test_aws_feedback_receiver_takes_a_remote_checkers_call_with_the_token_only(
+    set_twin: Callable[..., Any], aws: Client, iot_endpoint: str, twin_name: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """L1 on AWS, L2 on Azure: the Azure checker POSTs to this Lambda's Function URL."""
+    set_twin(L2="azure")
+    monkeypatch.setenv(str(Setting.INTER_CLOUD_TOKEN), FEEDBACK_TOKEN)
+    topic = AwsNaming(twin_name).feedback_topic("s1")
+    body = json.dumps(build_envelope(feedback_request(twin_name, "s1", "vent"), "azure", "L1", message_type="feedback"))
+    for headers in ({}, {INTER_CLOUD_TOKEN_HEADER: "wrong"}):
+        refused = aws_feedback.handler(function_url_event("/", headers, body.encode()))
+        assert refused["statusCode"] == 401
+    assert _published(topic) == []
+    sent = aws_feedback.handler(function_url_event("/", {INTER_CLOUD_TOKEN_HEADER: FEEDBACK_TOKEN}, body.encode()))
+    assert sent["statusCode"] == 200, sent
+    assert [m["payload"] for m in _published(topic)] == ["vent"]
+
+
+def test_checkers_send_feedback_to_l1s_cloud_when_l2_is_elsewhere(
+    set_twin: Callable[..., Any], twin_name: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The AWS checker (L1 on Azure) and the Azure checker (L1 on AWS) both POST the request, in
+    the envelope, with the token, to REMOTE_FEEDBACK_URL, and invoke no local event-feedback."""
+    received: list[tuple[str | None, Any]] = []
+
+    async def feedback(request: web.Request) -> web.Response:
+        received.append((request.headers.get(INTER_CLOUD_TOKEN_HEADER), await request.json()))
+        return web.json_response({"published": "ok"})
+
+    app = web.Application()
+    app.router.add_post("/event-feedback", feedback)
+    server = ThreadedServer(app).start()
+    try:
+        monkeypatch.setenv(str(Setting.REMOTE_FEEDBACK_URL), f"{server.url}/event-feedback")
+        monkeypatch.setenv(str(Setting.INTER_CLOUD_TOKEN), FEEDBACK_TOKEN)
+        # An action with nothing to start here: only the feedback travels.
+        rule = {**RULE, "action": {**RULE["action"], "type": "step_function"}}
+        monkeypatch.setenv(str(Setting.EVENT_RULES), json.dumps([rule]))
+        monkeypatch.setenv(str(Setting.USE_FEEDBACK), "true")
+        set_twin(default="aws", L1="azure")
+        aws_event_checker.handler(HOT)
+        set_twin(default="azure", L1="aws", L4="aws")
+        out = azure_event_checker.check_reading(HOT)
+        assert out["feedback"] == [{"published": "ok"}]
+    finally:
+        server.stop()
+    assert [token for token, _ in received] == [FEEDBACK_TOKEN, FEEDBACK_TOKEN]
+    for (_, body), source in zip(received, ("aws", "azure"), strict=True):
+        assert body["source_cloud"] == source and body["target_layer"] == "L1" and body["message_type"] == "feedback"
+        assert parse_feedback(body["payload"], twin_name).payload == "open the vents"

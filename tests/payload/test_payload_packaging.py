@@ -15,21 +15,25 @@ import pytest
 
 from payload_functions.packaging import (
     EXTENSION_BUNDLE,
-    FILE_MODE,
-    FIXED_DATE,
     LAMBDA_HANDLER,
     PackagingError,
+    UserCodeFolder,
     build_azure_app_package,
     build_for_resource,
     build_lambda_package,
     supported_functions,
+    user_package_name,
 )
+from shared.bundle import FILE_MODE, FIXED_DATE, folder_digest
 from shared.contracts import Function, Setting
+from shared.resources import UserCodeRef
 from shared.resources.aws import LambdaConfig
 from shared.resources.azure import FunctionAppConfig, FunctionRuntime, HostedFunction
 
-AZURE_ALL = supported_functions("azure")
-AWS_ALL = supported_functions("aws")
+USER_CODE = {Function.USER_PROCESSOR, Function.EVENT_ACTION}
+"""Functions that run users' code: never packaged without it."""
+AZURE_ALL = tuple(f for f in supported_functions("azure") if f not in USER_CODE)
+AWS_ALL = tuple(f for f in supported_functions("aws") if f not in USER_CODE)
 ALLOWED_TOP = {"payload_functions", "shared"}
 GENERATED_AZURE = {"function_app.py", "host.json", "requirements.txt"}
 
@@ -152,16 +156,62 @@ def test_lambda_zip_loads_alone_and_answers_a_missing_setting_clearly(tmp_path: 
     assert json.loads(result["body"]) == {"error": f"setting {Setting.INTER_CLOUD_TOKEN} is not configured"}
 
 
-def test_user_processor_is_packaged_and_checked() -> None:
-    code = b"def process(event):\n    event['pressure'] = 20\n    return event\n"
-    package = build_lambda_package(Function.PROCESSOR, user_processor=code)
-    assert _zip(package.data).read("user_processor.py") == code
-    with pytest.raises(PackagingError, match="line 1"):
-        build_lambda_package(Function.PROCESSOR, user_processor=b"def process(:\n")
-    with pytest.raises(PackagingError, match="only packaged with the processor"):
-        build_lambda_package(Function.PERSISTER, user_processor=code)
+def _folder(kind: str, name: str, files: dict[str, bytes], path: str = "lambda_functions/processors/s1",
+            entry: tuple[str, str] = ("process", "process")) -> UserCodeFolder:
+    digest = folder_digest({f"{path}/{k}": v for k, v in files.items()}, path)
+    ref = UserCodeRef(kind=kind, name=name, bundle="0" * 64, path=path, digest=digest,  # type: ignore[arg-type]
+                      module=entry[0], function=entry[1])
+    return UserCodeFolder(ref, files)
+
+
+def test_user_code_is_packaged_under_its_own_package_and_checked() -> None:
+    code = {"process.py": b"from . import helpers\n\ndef process(event):\n    return helpers.calibrate(event)\n",
+            "helpers.py": b"import boto3\n\ndef calibrate(event):\n    return event\n"}
+    folder = _folder("processor", "s1", code)
+    package = build_lambda_package(Function.PROCESSOR, user_code=[folder])
+    archive = _zip(package.data)
+    base = f"user_code/{user_package_name(folder.ref)}"
+    assert archive.read(f"{base}/process.py") == code["process.py"]
+    assert archive.read(f"{base}/__init__.py") == b""
+    index = archive.read("user_code/__init__.py").decode()
+    assert f'"s1": ["user_code.{user_package_name(folder.ref)}", "process", "process"]' in index
+    # The same code gives the same package; a change of it changes the package's hash.
+    assert build_lambda_package(Function.PROCESSOR, user_code=[folder]).sha256 == package.sha256
+    changed = _folder("processor", "s1", {**code, "helpers.py": code["helpers.py"] + b"# v2\n"})
+    assert build_lambda_package(Function.PROCESSOR, user_code=[changed]).sha256 != package.sha256
+    # Code that is not what the plan referenced is refused (the store changed under it).
+    tampered = UserCodeFolder(folder.ref, {**code, "process.py": b"def process(event):\n    return {}\n"})
+    with pytest.raises(PackagingError, match="not the code the plan referenced"):
+        build_lambda_package(Function.PROCESSOR, user_code=[tampered])
+    with pytest.raises(PackagingError, match="line 1|invalid syntax"):
+        build_lambda_package(Function.PROCESSOR, user_code=[_folder("processor", "s1", {"process.py": b"def process(:\n"})])
+    with pytest.raises(PackagingError, match="needs one of processor, user-processor"):
+        build_lambda_package(Function.PERSISTER, user_code=[folder])
     with pytest.raises(PackagingError, match="has no entry in packaging.REQUIREMENTS"):
-        build_azure_app_package("app", [Function.PROCESSOR], user_processor=b"import numpy\n")
+        build_azure_app_package("app", [Function.USER_PROCESSOR],
+                                user_code=[_folder("processor", "s1", {"process.py": b"import numpy\ndef process(e):\n  return e\n"})])
+    with pytest.raises(PackagingError, match="runtime lacks"):
+        build_lambda_package(Function.PROCESSOR, user_code=[
+            _folder("processor", "s1", {"process.py": b"import azure.cosmos\ndef process(e):\n  return e\n"})])
+    with pytest.raises(PackagingError, match="runs users' code, and none"):
+        build_lambda_package(Function.EVENT_ACTION)
+
+
+def test_one_azure_app_carries_every_devices_code_once_per_distinct_folder() -> None:
+    default = {"process.py": b"def process(event):\n    return event\n"}
+    own = {"process.py": b"def process(event):\n    event['x'] = 1\n    return event\n"}
+    action = _folder("event-action", "alert", {"action.py": b"def action(event):\n    return 1\n"},
+                     path="azure_functions/event_actions/alert", entry=("action", "action"))
+    folders = [_folder("processor", "s1", own, path="azure_functions/processors/s1"),
+               _folder("processor", "s2", default, path="azure_functions/processors/default_processor"),
+               _folder("processor", "s3", default, path="azure_functions/processors/default_processor"), action]
+    package = build_azure_app_package("user-app", [Function.USER_PROCESSOR, Function.EVENT_ACTION], user_code=folders)
+    names = _zip(package.data).namelist()
+    # s2 and s3 share the default folder: one copy.
+    assert len({n.split("/")[1] for n in names if n.startswith("user_code/c")}) == 3
+    assert "azure-functions>=1.24,<2" in package.requirements
+    index = _zip(package.data).read("user_code/__init__.py").decode()
+    assert '"alert": [' in index and '"s3": [' in index
 
 
 def test_unknown_or_unimplemented_functions_are_refused_by_name() -> None:
@@ -176,7 +226,7 @@ def test_unknown_or_unimplemented_functions_are_refused_by_name() -> None:
     app = FunctionAppConfig(name="x", resource_group="rg", location="westeurope", plan="p",
                             runtime=FunctionRuntime(name="python", version="3.11"), identity="i", storage_account="s",
                             functions=(action,), app_settings={})
-    with pytest.raises(PackagingError, match="no package for event-action"):
+    with pytest.raises(PackagingError, match="event-action runs users' code, and none"):
         build_for_resource("function-app", "x", app)
 
 
@@ -221,3 +271,47 @@ def test_generated_app_is_served_by_the_local_host(tmp_path: Path) -> None:
         assert status == 503 and str(Setting.ADT_INSTANCE_URL) in body["error"]
     finally:
         host.stop()
+
+
+def test_user_code_runs_from_the_packages_alone(tmp_path: Path) -> None:
+    """The Azure user-functions app and an AWS event-action Lambda, each unpacked and run in a
+    fresh interpreter: the user's modules load from the package (relative imports included), a
+    device without code is a 404, the original `lambda_handler(event, context)` form runs."""
+    process = _folder("processor", "s1", {
+        "process.py": b"from .scale import factor\n\ndef process(event):\n"
+                      b"    event['temperature'] = event['temperature'] * factor()\n    return event\n",
+        "scale.py": b"def factor():\n    return 2\n"}, path="azure_functions/processors/s1")
+    legacy = _folder("event-action", "alert", {
+        "lambda_function.py": b"def lambda_handler(event, context):\n    return {'rule': event['e']['condition'], "
+                              b"'context': context}\n"},
+        path="lambda_functions/event_actions/alert", entry=("lambda_function", "lambda_handler"))
+    app = build_azure_app_package("user-app", [Function.USER_PROCESSOR, Function.EVENT_ACTION],
+                                  user_code=[process, legacy])
+    root = _extract(app.data, tmp_path / "azure")
+    result = _run_isolated(root, (
+        "import os, json\n"
+        "os.environ['DIGITAL_TWIN_INFO'] = json.dumps({'twin_name': 't', 'mode': 'DEBUG', 'hot_storage_days': 1,"
+        " 'cold_storage_days': 1, 'providers': {}})\n"
+        "import azure.functions as func\n"
+        "import function_app\n"
+        "fns = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}\n"
+        "def call(name, body, params=None):\n"
+        "    res = fns[name](func.HttpRequest('POST', '/api/' + name, body=json.dumps(body).encode(),"
+        " params=params or {}))\n"
+        "    return [res.status_code, json.loads(res.get_body())]\n"
+        "RESULT = [call('user-processor', {'iotDeviceId': 's1', 'time': '2025-01-01T00:00:00Z', 'temperature': 21}),\n"
+        "          call('user-processor', {'iotDeviceId': 's2', 'temperature': 21}),\n"
+        "          call('event-action', {'e': {'condition': 'a.b.c > DOUBLE(1)'}}, {'name': 'alert'}),\n"
+        "          call('event-action', {'e': {}}, {'name': 'other'})]\n"
+    ))
+    processed, unknown, ran, missing = result
+    assert processed[0] == 200 and processed[1]["temperature"] == 42 and processed[1]["iotDeviceId"] == "s1"
+    assert unknown[0] == 404 and "has no processor of its own" in unknown[1]["error"]
+    assert ran == [200, {"action": "alert", "result": {"rule": "a.b.c > DOUBLE(1)", "context": None}}]
+    assert missing[0] == 404
+    lam = build_lambda_package(Function.EVENT_ACTION, user_code=[legacy])
+    root = _extract(lam.data, tmp_path / "aws")
+    result = _run_isolated(root, (
+        "import lambda_function\n"
+        "RESULT = lambda_function.handler({'e': {'condition': 'x'}, 'reading': {}}, 'ctx')\n"))
+    assert result == {"action": "alert", "result": {"rule": "x", "context": "ctx"}}

@@ -102,7 +102,7 @@ def test_digital_twin_info_round_trip_and_errors() -> None:
 
 def test_boundaries_name_a_sender_and_receivers_per_hop() -> None:
     names = [b.name for b in c.BOUNDARIES]
-    assert names == ["L1->L2", "L2->L3_hot", "L3_hot->L3_cold", "L3_cold->L3_archive", "L3_hot->L4"]
+    assert names == ["L1->L2", "L2->L3_hot", "L3_hot->L3_cold", "L3_cold->L3_archive", "L3_hot->L4", "L2->L1"]
     for b in c.BOUNDARIES:
         for output, setting in b.url_settings:
             assert setting.startswith("REMOTE_") and output.endswith("_URL")

@@ -6,6 +6,8 @@ every 4xx has the error shape, every answer is one the document declares."""
 from __future__ import annotations
 
 import copy
+import io
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -31,6 +34,22 @@ def _fuzzable(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+@st.composite
+def _zips(draw: st.DrawFn) -> bytes:
+    """Bundles as a hostile caller sends them: zips with any entry names (`..`, absolute, control
+    characters) and contents, a `twin.json` that may be anything, or bytes that are no zip at all."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=512))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in draw(st.lists(st.one_of(st.sampled_from(["twin.json", "config.json", "../x.py", "/abs.py",
+                                                              "lambda_functions/processors/d/process.py"]),
+                                            st.text(min_size=1, max_size=40)), max_size=5, unique=True)):
+            archive.writestr(name, draw(st.binary(max_size=256)))
+    return buffer.getvalue()
+
+
+schemathesis.openapi.media_type("application/zip", _zips())
 SCHEMA = schemathesis.openapi.from_dict(_fuzzable(document()))
 EXAMPLES_PER_OPERATION = 30  # 8 operations; about a minute on a loaded 2-core machine
 

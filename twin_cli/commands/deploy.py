@@ -1,7 +1,8 @@
 """`python -m control_plane deploy SPEC`: deploy a twin and show its progress per layer.
 
-SPEC is a twin.json file or a folder in the original project's layout. Without `--url` the
-control plane runs in this process (a local host, pointed at a sandbox started here, or at
+SPEC is a twin.json file, or a folder: a `twin.json` or the original project's layout, sent with
+the users' code beside it (processors, event actions) as a bundle (`application/zip`). Without
+`--url` the control plane runs in this process (a local host, pointed at a sandbox started here, or at
 `--sandbox DIR`); with `--url URL --key KEY` a running control plane does the work. Prints the
 outputs (secrets redacted) at the end; `--json` prints the final deployment view instead.
 Exit codes: 0 deployed, 1 the deployment failed, 2 invalid input.
@@ -39,17 +40,11 @@ def register(subparsers: Any) -> None:
 
 
 def read_spec(path: str) -> Any:
-    """The spec as the JSON the API takes (an original-layout folder is converted), read with the
-    same strict JSON reading the API applies to bodies (`shared.loaders.parse_json_document`)."""
-    from shared.loaders import DocumentError, load_spec, parse_json_document
-    from shared.validation import SpecError
+    """A spec file as the JSON the API takes, read with the same strict JSON reading the API
+    applies to bodies (`shared.loaders.parse_json_document`)."""
+    from shared.loaders import DocumentError, parse_json_document
 
     source = Path(path)
-    if source.is_dir():
-        try:
-            return load_spec(source).model_dump(mode="json", by_alias=True, exclude_none=True)
-        except SpecError as exc:
-            raise CliError("\n".join(f"{p.path or '(root)'}: {p.message}" for p in exc.problems)) from exc
     try:
         return parse_json_document(source.read_bytes(), what=source.name)
     except OSError as exc:
@@ -58,13 +53,34 @@ def read_spec(path: str) -> Any:
         raise CliError("\n".join(str(p) for p in exc.problems)) from exc
 
 
+def read_bundle(path: str) -> bytes:
+    """A folder as the bundle the API takes (`shared.bundle.zip_folder`), checked here first so
+    a bad folder is reported without starting anything (the API checks it again)."""
+    from shared.bundle import open_bundle, zip_folder
+    from shared.validation import SpecError
+
+    try:
+        data = zip_folder(Path(path))
+        open_bundle(data)
+    except SpecError as exc:
+        raise CliError("\n".join(f"{p.path or '(root)'}: {p.message}" for p in exc.problems)) from exc
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read: {exc.strerror}") from exc
+    return data
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     try:
-        spec = read_spec(args.spec)
+        route = "deployments?prune=false" if args.no_prune else "deployments"
+        bundle = read_bundle(args.spec) if Path(args.spec).is_dir() else None
+        spec = read_spec(args.spec) if bundle is None else None
         with open_target(args, console) as target:
-            status, body = target.call("POST", "deployments?prune=false" if args.no_prune else "deployments", spec)
-            if status == 400:
+            if bundle is not None:
+                status, body = target.call("POST", route, raw=bundle, content_type="application/zip")
+            else:
+                status, body = target.call("POST", route, spec)
+            if status in (400, 413):
                 print_errors(console, body)
                 return EXIT_INVALID
             if status == 409:

@@ -55,11 +55,13 @@ class Target:
     base: str
     key: str
 
-    def call(self, method: str, route: str, body: Any = None) -> tuple[int, Any]:
+    def call(self, method: str, route: str, body: Any = None, *, raw: bytes | None = None,
+             content_type: str = "application/json") -> tuple[int, Any]:
+        """One API call: `body` as JSON, or `raw` bytes sent as `content_type` (a bundle)."""
         url = f"{self.base}/api/{route}"
-        data = json.dumps(body).encode() if body is not None else None
+        data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(url, data=data, method=method,
-                                         headers={"Content-Type": "application/json", "x-functions-key": self.key})
+                                         headers={"Content-Type": content_type, "x-functions-key": self.key})
         try:
             with urllib.request.urlopen(request, timeout=60) as resp:
                 raw = resp.read()

@@ -1,6 +1,8 @@
 """`python -m control_plane plan SPEC [--json | --mermaid]`: show what a spec would deploy.
 
-SPEC is a JSON file or a folder in the original project's layout. The default output is for a
+SPEC is a JSON file or a folder (a `twin.json` or the original project's layout), read as the
+bundle `deploy` would send, so processors and event actions are planned from its code folders
+and a missing or broken folder is a blocker. The default output is for a
 person: layers and providers, resources in deployment order, the cross-cloud wires, and which
 consumers are re-applied when each output changes. `--json` prints the plan document that
 `POST /api/plan` returns; `--mermaid` a flowchart. An invalid spec exits with code 2 and prints
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 from shared.loaders import load_spec
@@ -45,7 +48,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        plan = build_plan(load_spec(args.spec))
+        if Path(args.spec).is_dir():
+            from shared.bundle import load_bundle_folder
+
+            bundle = load_bundle_folder(Path(args.spec))
+            plan = build_plan(bundle.spec, bundle.code)
+        else:
+            plan = build_plan(load_spec(args.spec))
     except SpecError as exc:
         for problem in exc.problems:
             print(format_problem(problem), file=err)

@@ -135,7 +135,7 @@ def policy_statements(call: ResourceCall, config: LambdaConfig) -> list[dict[str
         machine = has(Setting.LAMBDA_CHAIN_STATE_MACHINE_ARN)
         if machine:
             out.append(allow(["states:StartExecution"], [machine], "Workflow"))
-        if (has(Setting.USE_FEEDBACK) or "").lower() == "true":
+        if (has(Setting.USE_FEEDBACK) or "").lower() == "true" and not _feedback_is_remote(config):
             invoke.append(fn(n.function("event-feedback")))
         for rule in json.loads(has(Setting.EVENT_RULES) or "[]"):
             action = rule.get("action") or {} if isinstance(rule, dict) else {}
@@ -167,15 +167,30 @@ def policy_statements(call: ResourceCall, config: LambdaConfig) -> list[dict[str
     return out
 
 
+def _feedback_is_remote(config: LambdaConfig) -> bool:
+    """The event checker sends feedback to L1's cloud over HTTP (no invoke of a local Lambda)."""
+    from shared.contracts import DigitalTwinInfo
+    from shared.wiring import sends_remote
+
+    info = config.environment.get(Setting.DIGITAL_TWIN_INFO)
+    if not info:
+        return False
+    providers = DigitalTwinInfo.from_json(info).providers
+    return "L1" in providers and "L2" in providers and sends_remote(providers, "L2", "L1")
+
+
 # --- package and configuration --------------------------------------------------------------
 
 
 def build_package(config: LambdaConfig) -> Any:
-    from payload_functions.packaging import PackagingError, build_lambda_package
+    """The function's package: ours, with the users' code it runs (read from the bundle store
+    and checked against the plan's digests)."""
+    from activities.bundle_store import user_code_folders
+    from payload_functions.packaging import PackagingError, build_for_resource
 
     try:
         # Packaging serialises its own parsing (shared.pysource), so parallel activities are safe.
-        return build_lambda_package(str(config.package))
+        return build_for_resource("lambda", config.name, config, user_code_folders(config.user_code))
     except PackagingError as exc:
         raise PermanentError(f"Lambda {config.name}: {exc}") from None
 

@@ -66,12 +66,14 @@ PACKAGE_TAG = "twin-package-sha256"
 URL_OUTPUTS: dict[str, str] = {
     **{str(o): str(f) for f, o in RECEIVER_OUTPUTS.items()},
     Output.PROCESSOR_URL: Function.PROCESSOR,
+    Output.USER_PROCESSOR_URL: Function.USER_PROCESSOR,
+    Output.EVENT_ACTION_URL: Function.EVENT_ACTION,
     Output.LOCAL_HOT_READER_URL: Function.HOT_READER,
     Output.PERSISTER_URL: Function.PERSISTER,
     Output.EVENT_CHECKER_URL: Function.EVENT_CHECKER,
     Output.CONNECTOR_URL: Function.CONNECTOR,
 }
-KEY_OUTPUTS = {Output.PROCESSOR_KEY}
+KEY_OUTPUTS = {Output.PROCESSOR_KEY, Output.USER_FUNCTIONS_KEY}
 # Kudu DeployStatus: 3 Failed, 4 Success (the Kudu deployment service's status codes).
 KUDU_FAILED, KUDU_SUCCESS = 3, 4
 MAX_DEPLOY_ATTEMPTS = 2
@@ -110,16 +112,19 @@ _package_cache: dict[str, Any] = {}
 
 
 def build_package(config: FunctionAppConfig) -> Any:
-    """The app's package (one zip for the whole app), built reproducibly from its configuration,
-    once per process and configuration (parallel activities share the build)."""
+    """The app's package (one zip for the whole app), built reproducibly from its configuration
+    and the users' code it runs (read from the bundle store, checked against the plan's
+    digests), once per process and configuration (parallel activities share the build)."""
+    from activities.bundle_store import user_code_folders
     from payload_functions.packaging import PackagingError, build_for_resource
 
-    key = json.dumps([config.name, [f.model_dump(mode="json") for f in config.functions]], sort_keys=True)
+    key = json.dumps([config.name, [f.model_dump(mode="json") for f in config.functions],
+                      [r.model_dump(mode="json") for r in config.user_code]], sort_keys=True)
     with _package_lock:
         if key in _package_cache:
             return _package_cache[key]
         try:
-            package = build_for_resource("function-app", config.name, config)
+            package = build_for_resource("function-app", config.name, config, user_code_folders(config.user_code))
         except PackagingError as exc:
             raise PermanentError(f"Function App {config.name}: cannot build its package: {exc}") from exc
         _package_cache[key] = package
