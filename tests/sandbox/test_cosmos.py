@@ -278,10 +278,12 @@ def test_container_deleted_through_arm_disappears_and_ttl_expires_items(env: Env
     with pytest.raises(CosmosResourceNotFoundError):
         c.read_item("t", partition_key="g")
 
-    short = env.container("short", ttl=1)
+    # TTL counts from `_ts`, whole seconds as Cosmos DB keeps it: an item lives between ttl - 1
+    # and ttl seconds, so a 1 s TTL could expire it before the read right after its write.
+    short = env.container("short", ttl=3)
     short.upsert_item(_reading("s", "t", 1.0))
     assert short.read_item("t", partition_key="s")["id"] == "t"
-    time.sleep(2.1)
+    time.sleep(3.1)
     with pytest.raises(CosmosResourceNotFoundError):
         short.read_item("t", partition_key="s")
 
