@@ -300,7 +300,7 @@ def walk(
     start: Callable[[str], Any],
     finish: Callable[[str, EnsureResult | None, str | None], None],
     max_parallel: int,
-    flush: Callable[[], Any] | None = None,
+    flush: Callable[[bool], Any] | None = None,
     batching: Batching | None = None,
 ) -> Gen:
     """Run a dependency graph with bounded parallelism, starting each node as soon as the nodes
@@ -309,8 +309,11 @@ def walk(
     `start(id)` returns a durable task. When it ends, `finish(id, result, error)` (plain code, no
     waiting: state is written with entity signals) takes the result in, then the nodes it
     unblocks start. At most `max_parallel` resource operations run at once (a batch of leaves
-    uses up to that many slots). `flush()` may return a side task (e.g. publishing the events
-    gathered so far); side tasks run beside the graph and never block it. After the first
+    uses up to that many slots). `flush(idle)` runs before each wait; when `idle` (no side task in
+    flight) it may return a side task (e.g. publishing the events gathered so far), which runs
+    beside the graph and never blocks it. One side task at a time: every completion costs the
+    orchestration an episode (a replay of its whole history), so what gathers meanwhile goes in
+    the next one. After the first
     failure nothing new starts; running nodes are awaited and finished. Returns `(id, message)`
     of the first failure, or None.
     """
@@ -354,7 +357,7 @@ def walk(
                 running.append((batching.start(group, slots), group, slots, True))  # type: ignore[union-attr]
 
     def flushed() -> None:
-        task = flush() if flush is not None else None
+        task = flush(not side) if flush is not None else None
         if task is not None:
             side.append(task)
 
@@ -394,6 +397,9 @@ def walk(
                 elif node in outcome.results:
                     done(node, outcome.results[node])
         launch()
+    for task in side:
+        yield from _settle_side(ctx, task)
+    side.clear()
     flushed()
     for task in side:
         yield from _settle_side(ctx, task)

@@ -122,13 +122,13 @@ def deploy_twin(context: df.DurableOrchestrationContext) -> Gen:
                                 "resources": progress.total[layer]}))
             context.set_custom_status(progress.status())
 
-        def flush() -> Any:
-            """Before each wait: record what finished (one signal) and publish its events as one
-            batch, beside the graph walk."""
+        def flush(idle: bool) -> Any:
+            """Before each wait: record what finished (one signal) and, unless a publication is
+            still in flight, publish the events gathered so far as one batch beside the walk."""
             if records:
                 signal_state(context, twin, StateOp.RECORD_RESOURCES, RecordResources(tuple(records)))
                 records.clear()
-            if not events:
+            if not events or not idle:
                 return None
             task = publish_task(context, twin, list(events))
             events.clear()
