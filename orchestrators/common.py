@@ -108,15 +108,16 @@ def _strip_where(message: str, where: str) -> str:
 
 def acquire(ctx: df.DurableOrchestrationContext, twin: str, operation: str, opts: EngineOptions,
             replace: str | None) -> Gen:
-    """Take the twin's lock. A propagation holding it is waited for (it is short); another deploy,
-    destroy or rotation is a conflict."""
+    """Take the twin's lock; returns the twin's state as of that moment (`TwinState`). A
+    propagation holding it is waited for (it is short); another deploy, destroy or rotation is a
+    conflict."""
     waited = 0.0
     delay = 1.0
     request = AcquireRequest(ctx.instance_id, operation, ctx.current_utc_datetime.isoformat(), replace)
     while True:
         result = AcquireResult.from_dict((yield call_state(ctx, twin, StateOp.ACQUIRE, request)))
         if result.acquired:
-            return
+            return result.state or TwinState()
         if result.operation != "propagate" or waited >= opts.lock_wait_seconds:
             raise OperationFailed(
                 f"[permanent] twin {twin}: another operation ({result.operation or 'unknown'} "
@@ -313,7 +314,7 @@ def walk(
     flight) it may return a side task (e.g. publishing the events gathered so far), which runs
     beside the graph and never blocks it. One side task at a time: every completion costs the
     orchestration an episode (a replay of its whole history), so what gathers meanwhile goes in
-    the next one. After the first
+    the next one; what is left when the walk ends is the caller's to send. After the first
     failure nothing new starts; running nodes are awaited and finished. Returns `(id, message)`
     of the first failure, or None.
     """
@@ -397,10 +398,6 @@ def walk(
                 elif node in outcome.results:
                     done(node, outcome.results[node])
         launch()
-    for task in side:
-        yield from _settle_side(ctx, task)
-    side.clear()
-    flushed()
     for task in side:
         yield from _settle_side(ctx, task)
     return failure

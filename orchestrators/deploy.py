@@ -25,11 +25,9 @@ from orchestrators.common import (
     Gen,
     OperationFailed,
     acquire,
-    call_state,
     output_event,
     publish,
     publish_task,
-    read_state,
     release_draining,
     resource_call,
     resource_starters,
@@ -69,7 +67,7 @@ def deploy_twin(context: df.DurableOrchestrationContext) -> Gen:
     progress = Progress.for_resources("deploy", twin, list(plan.resources), len(plan.outputs))
     progress.step = "waiting for the twin's lock"
     context.set_custom_status(progress.status())
-    yield from acquire(context, twin, "deploy", opts, data.replace)
+    state = yield from acquire(context, twin, "deploy", opts, data.replace)
 
     events: list[tuple[str, dict[str, Any]]] = []  # CloudEvents not yet published
     records: list[RecordedResource] = []  # finished resources not yet sent to the state entity
@@ -77,8 +75,7 @@ def deploy_twin(context: df.DurableOrchestrationContext) -> Gen:
     failure: tuple[str, str] | None = None
     propagation = Propagation()
     try:
-        yield call_state(context, twin, StateOp.SET_PLAN, PlanWires(twin, plan.wires))
-        state = yield from read_state(context, twin)
+        signal_state(context, twin, StateOp.SET_PLAN, PlanWires(twin, plan.wires))
         outputs = dict(state.outputs)  # this deployment's view; versions as the entity computes them
         progress.outputs_available = len(outputs)
         progress.step = "deploying"
@@ -138,6 +135,7 @@ def deploy_twin(context: df.DurableOrchestrationContext) -> Gen:
         waits_for = {rid: set(resources[rid].needs) for rid in order}
         failure = yield from walk(context, order, waits_for, start, finish, opts.max_parallel, flush,
                                   Batching.by_kind(resources, start_batch, opts))
+        flush(False)  # the last records (their events go out with the deployment's own, below)
 
         if failure is None:
             pruned = [rid for rid in state.resources if rid not in resources]
@@ -161,14 +159,14 @@ def deploy_twin(context: df.DurableOrchestrationContext) -> Gen:
         if progress.error is None:
             progress.fail(rid, message)
         context.set_custom_status(progress.status())
-        yield from publish(context, twin, [(names.EVENT_DEPLOYMENT_FAILED,
-                                            {"twin": twin, "resource": rid, "message": progress.error["message"]
-                                             if progress.error else message, "instance": context.instance_id})])
+        yield from publish(context, twin, [*events, (names.EVENT_DEPLOYMENT_FAILED,
+                                                     {"twin": twin, "resource": rid, "message": progress.error["message"]
+                                                      if progress.error else message, "instance": context.instance_id})])
         raise OperationFailed(f"[permanent] {rid + ': ' if rid and not message.startswith(rid) else ''}{message}")
     progress.step = "completed"
     context.set_custom_status(progress.status())
-    yield from publish(context, twin, [(names.EVENT_DEPLOYMENT_COMPLETED,
-                                        {"twin": twin, "instance": context.instance_id, "summary": summary})])
+    yield from publish(context, twin, [*events, (names.EVENT_DEPLOYMENT_COMPLETED,
+                                                 {"twin": twin, "instance": context.instance_id, "summary": summary})])
     result = DeployResult(twin, summary, len(order),
                           PropagationCounts(len(propagation.changed), len(propagation.unchanged)))
     return result.to_dict()

@@ -15,7 +15,6 @@ from orchestrators.common import (
     OperationFailed,
     acquire,
     call_state,
-    read_state,
     resource_call,
     resource_starters,
     signal_state,
@@ -76,11 +75,10 @@ def destroy_twin(context: df.DurableOrchestrationContext) -> Gen:
     """Input `TwinOperation`; result `DestroyResult`."""
     data = TwinOperation.from_dict(context.get_input())
     twin, opts = data.twin, data.options
-    yield from acquire(context, twin, "destroy", opts, data.replace)
+    state = yield from acquire(context, twin, "destroy", opts, data.replace)
     failure: tuple[str, str] | None = None
     progress: Progress | None = None
     try:
-        state = yield from read_state(context, twin)
         progress = Progress.for_resources("destroy", twin, [r.resource(rid) for rid, r in reversed(state.resources.items())])
         progress.step = "deleting"
         context.set_custom_status(progress.status())

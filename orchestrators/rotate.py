@@ -22,7 +22,6 @@ from orchestrators.common import (
     call_state,
     output_event,
     publish,
-    read_state,
     release_draining,
     signal_state,
 )
@@ -51,13 +50,12 @@ def rotate_token(context: df.DurableOrchestrationContext) -> Gen:
     """Input `TwinOperation`; result `RotateResult`."""
     data = TwinOperation.from_dict(context.get_input())
     twin, opts = data.twin, data.options
-    yield from acquire(context, twin, "rotate", opts, data.replace)
+    state = yield from acquire(context, twin, "rotate", opts, data.replace)
     status: dict[str, Any] = {"operation": "rotate", "twin": twin, "step": "generating"}
     context.set_custom_status(status)
     error: str | None = None
     result: RotateResult | None = None
     try:
-        state = yield from read_state(context, twin)
         token = state.outputs.get(names.INTER_CLOUD_TOKEN)
         if token is None:
             raise OperationFailed(f"[permanent] twin {twin} has no {names.INTER_CLOUD_TOKEN}: deploy it first")

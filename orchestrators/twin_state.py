@@ -51,7 +51,7 @@ def acquire(state: TwinState, data: AcquireRequest) -> AcquireResult:
     lock = state.lock
     if lock is None or lock.instance == data.instance or (data.replace and lock.instance == data.replace):
         state.lock = Lock(data.instance, data.operation, data.since)
-        return AcquireResult(acquired=True)
+        return AcquireResult(acquired=True, state=state)
     return AcquireResult(acquired=False, holder=lock.instance, operation=lock.operation)
 
 

@@ -175,9 +175,12 @@ class AcquireRequest(Payload):
 
 @dataclass(frozen=True)
 class AcquireResult(Payload):
+    """Refused: who holds the lock. Acquired: the state as of then (saves the holder a `get`)."""
+
     acquired: bool
     holder: str = ""
     operation: str = ""
+    state: TwinState | None = None
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,7 @@ def test_the_lock_is_not_released_while_a_consumer_is_behind() -> None:
     state = _wired_state()
     assert _apply(state, "acquire", {"instance": "deploy-1", "operation": "deploy"})["acquired"] is True
     refused = _apply(state, "acquire", {"instance": "prop-1", "operation": "propagate"})
-    assert refused == {"acquired": False, "holder": "deploy-1", "operation": "deploy"}
+    assert refused == {"acquired": False, "holder": "deploy-1", "operation": "deploy", "state": None}
     assert _apply(state, "release", {"instance": "deploy-1"}) == {"released": False, "behind": ["c1", "c2"]}
     _apply(state, "record_applied", {"applied": {"c1": {"A": 3, "B": 1}, "c2": {"B": 1}}})
     assert _apply(state, "release", {"instance": "deploy-1"}) == {"released": True, "behind": []}
