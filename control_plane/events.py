@@ -27,6 +27,7 @@ import azure.durable_functions as df
 from control_plane.operations import BLOCKING, engine_options, instance_id, read_state
 from shared.contracts import EVENT_SOURCE_PREFIX, ArmEventType, OutputChangedData
 from shared.engine import names
+from shared.engine.infrastructure import WATCH_FUNCTION
 from shared.engine.orchestrations import PropagateInput, RefreshInput
 from shared.engine.state import TwinState
 from shared.naming import AzureNaming
@@ -103,7 +104,7 @@ def producers_of(state: TwinState, group: str, provider_path: list[str]) -> list
     )
 
 
-@bp.function_name("azure_resource_events")
+@bp.function_name(WATCH_FUNCTION)
 @bp.event_grid_trigger(arg_name="event")
 @bp.durable_client_input(client_name="client")
 async def azure_resource_events(event: Any, client: df.DurableOrchestrationClient) -> None:

@@ -3,8 +3,10 @@
 Someone recreates the Digital Twins instance (new host name), a key is regenerated in the portal:
 the recorded outputs are then stale and the consumers wired to them are wrong. This reads the
 producers (read-only calls), records every output whose value changed (a new version) and
-publishes `twin.output.changed` for it; the Event Grid trigger then starts `propagate_outputs`,
-which rewrites only the consumers of those outputs. Nothing else is written.
+publishes `twin.output.changed` for it, then applies the change itself (`propagate_outputs` as a
+sub-orchestration, which rewrites only the consumers behind): the loop closes whether or not the
+events route delivers. The event-triggered propagation that may follow finds nothing behind.
+Nothing else is written.
 
 Started by Azure Resource Manager's resource events (`control_plane/events.py`), by
 `POST /api/twins/{twin}/refresh`, or by hand. It does not take the twin's lock (propagation
@@ -23,6 +25,7 @@ from orchestrators.common import (
     Gen,
     OperationFailed,
     call_state,
+    child_id,
     fan_out,
     output_event,
     publish,
@@ -32,7 +35,13 @@ from orchestrators.common import (
 from shared.contracts import is_secret_output
 from shared.engine import names
 from shared.engine.names import StateOp
-from shared.engine.orchestrations import RefreshInput, RefreshResult
+from shared.engine.orchestrations import (
+    PropagateInput,
+    PropagateResult,
+    Propagation,
+    RefreshInput,
+    RefreshResult,
+)
 from shared.engine.state import Observed, ObserveOutputs, OutputValue, TwinState
 from shared.engine.types import Observation, Payload
 
@@ -100,10 +109,17 @@ def refresh_outputs(context: df.DurableOrchestrationContext) -> Gen:
                 changed.append(name)
                 events.append(output_event(twin, name, outcome.version, rid, outputs[name].value, outputs[name].secret))
     yield from publish(context, twin, events)
+    propagation: Propagation | None = None
+    if changed:
+        context.set_custom_status({"operation": "refresh", "twin": twin, "step": "applying the changes"})
+        applied = PropagateResult.from_dict((yield context.call_sub_orchestrator(
+            names.PROPAGATE_OUTPUTS, PropagateInput(twin, tuple(changed), opts).to_dict(),
+            child_id(context.instance_id, "propagate"))))
+        propagation = Propagation(applied.changed, applied.unchanged)
     context.set_custom_status({"operation": "refresh", "twin": twin, "step": "completed",
                                "changed": len(changed), "missing": len(missing)})
     if failed:
         first = failed[min(failed)]  # already names its resource
         raise OperationFailed(f"[permanent] refresh could not read {len(failed)} producer(s); first {first}")
     return RefreshResult(twin, read=tuple(read), changed=tuple(changed), missing=tuple(missing),
-                         failed=tuple(sorted(failed))).to_dict()
+                         failed=tuple(sorted(failed)), propagation=propagation).to_dict()
