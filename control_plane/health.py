@@ -83,7 +83,7 @@ def check_events(environ: dict[str, str], base_url: str) -> Check:
         return Check("events", False, f"{ControlPlaneSetting.EVENTS_ENDPOINT} is not set: twin.* events are published "
                                       "nowhere (recorded changes still reach their consumers: every operation applies "
                                       "the consumers behind)")
-    if all(_own_webhook(base_url, e, EVENTS_FUNCTION) for e in endpoints):
+    if any(_own_webhook(base_url, e, EVENTS_FUNCTION) for e in endpoints):
         return Check("events", True, f"events go straight to this app's {EVENTS_FUNCTION} webhook")
     from azure.core.exceptions import ResourceNotFoundError
     from azure.mgmt.eventgrid import EventGridManagementClient

@@ -246,3 +246,18 @@ def test_the_registry_serves_only_the_configured_modules(tmp_path: Path, monkeyp
     assert type(registry.provider_for("azure", "function-app")).__module__ == "registry_probe_fake"
     monkeypatch.delenv(ControlPlaneSetting.PROVIDER_MODULES)
     assert type(registry.provider_for("azure", "function-app")).__module__.startswith("activities.providers.azure")
+
+
+def test_orchestrators_import_nothing_from_activities() -> None:
+    """Orchestrators see only the engine's contract in `shared/` (the typed payloads), never the
+    side-effecting code that implements it."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "orchestrators"
+    offenders = []
+    for source in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{source.name}: {n}" for n in names if n == "activities" or n.startswith("activities.")]
+    assert offenders == []
