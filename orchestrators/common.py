@@ -232,7 +232,7 @@ def publish(ctx: df.DurableOrchestrationContext, twin: str, events: list[tuple[s
     """Publish and wait. An undeliverable notification never fails an operation: the state is
     the source of truth, and propagation is level-triggered."""
     if events:
-        yield from _settle_side(ctx, publish_task(ctx, twin, events))
+        yield from settle_side(ctx, publish_task(ctx, twin, events))
 
 
 def output_event(twin: str, name: str, version: int, producer: str, value: str, secret: bool) -> tuple[str, dict[str, Any]]:
@@ -301,8 +301,9 @@ def walk(
     start: Callable[[str], Any],
     finish: Callable[[str, EnsureResult | None, str | None], None],
     max_parallel: int,
-    flush: Callable[[bool], Any] | None = None,
+    flush: Callable[[], list[Any]] | None = None,
     batching: Batching | None = None,
+    settle: Callable[[Any], Gen] | None = None,
 ) -> Gen:
     """Run a dependency graph with bounded parallelism, starting each node as soon as the nodes
     it waits for are done (not layer by layer).
@@ -310,11 +311,11 @@ def walk(
     `start(id)` returns a durable task. When it ends, `finish(id, result, error)` (plain code, no
     waiting: state is written with entity signals) takes the result in, then the nodes it
     unblocks start. At most `max_parallel` resource operations run at once (a batch of leaves
-    uses up to that many slots). `flush(idle)` runs before each wait; when `idle` (no side task in
-    flight) it may return a side task (e.g. publishing the events gathered so far), which runs
-    beside the graph and never blocks it. One side task at a time: every completion costs the
-    orchestration an episode (a replay of its whole history), so what gathers meanwhile goes in
-    the next one; what is left when the walk ends is the caller's to send. After the first
+    uses up to that many slots). `flush()` runs before each wait and may return side tasks (e.g.
+    publishing the events gathered so far), which run beside the graph and never block it; each
+    is settled by `settle(task)` (a generator; default: wait, log a failure) when it ends, and the
+    walk waits for those still running before it returns. Every completion costs the
+    orchestration an episode (a replay of its whole history): `flush` should keep few in flight. After the first
     failure nothing new starts; running nodes are awaited and finished. Returns `(id, message)`
     of the first failure, or None.
     """
@@ -358,9 +359,14 @@ def walk(
                 running.append((batching.start(group, slots), group, slots, True))  # type: ignore[union-attr]
 
     def flushed() -> None:
-        task = flush(not side) if flush is not None else None
-        if task is not None:
-            side.append(task)
+        if flush is not None:
+            side.extend(flush())
+
+    def settled(task: Any) -> Gen:
+        if settle is not None:
+            yield from settle(task)
+        else:
+            yield from settle_side(ctx, task)
 
     def done(node: str, result: EnsureResult) -> None:
         finish(node, result, None)
@@ -375,7 +381,7 @@ def walk(
         winner = yield ctx.task_any([task for task, *_ in running] + side)
         if any(winner is task for task in side):
             side[:] = [task for task in side if task is not winner]
-            yield from _settle_side(ctx, winner)
+            yield from settled(winner)
             continue
         index = next(k for k, (task, *_) in enumerate(running) if task is winner)
         task, nodes, _, batched = running.pop(index)
@@ -399,11 +405,11 @@ def walk(
                     done(node, outcome.results[node])
         launch()
     for task in side:
-        yield from _settle_side(ctx, task)
+        yield from settled(task)
     return failure
 
 
-def _settle_side(ctx: df.DurableOrchestrationContext, task: Any) -> Gen:
+def settle_side(ctx: df.DurableOrchestrationContext, task: Any) -> Gen:
     """Consume a side task; its failure is logged, never raised (notifications are best effort)."""
     try:
         yield task
