@@ -209,10 +209,12 @@ def apply_consumers(ctx: df.DurableOrchestrationContext, twin: str, state: TwinS
 
 
 def propagate_once(ctx: df.DurableOrchestrationContext, twin: str, changed: Iterable[str] | None,
-                   opts: EngineOptions) -> Gen:
-    """Re-read the latest outputs and re-apply the consumers of `changed` (all when None) that
-    are behind; consumers already holding the latest versions are counted unchanged, unread."""
-    state = yield from read_state(ctx, twin)
+                   opts: EngineOptions, state: TwinState | None = None) -> Gen:
+    """Re-apply the consumers of `changed` (all when None) that are behind, from the latest
+    outputs (`state` when the caller has just read it, under the lock); consumers already holding
+    the latest versions are counted unchanged, unread."""
+    if state is None:
+        state = yield from read_state(ctx, twin)
     outputs = None if changed is None else list(changed)
     wanted = desired_settings(state, outputs)
     current = [c for c in desired_settings(state, outputs, only_behind=False) if c not in wanted]

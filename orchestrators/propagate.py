@@ -35,7 +35,7 @@ def propagate_outputs(context: df.DurableOrchestrationContext) -> Gen:
     # No `finally` with yields in orchestrators: the SDK closes suspended generators after each
     # episode, and a yield during GeneratorExit is an error. Catch, release, re-raise instead.
     try:
-        result = yield from propagate_once(context, twin, data.outputs, opts)
+        result = yield from propagate_once(context, twin, data.outputs, opts, lock.state)
     except Exception:
         # The consumers that failed stay behind in the state; the next drain retries them.
         yield call_state(context, twin, StateOp.RELEASE, ReleaseRequest(context.instance_id, force=True))
