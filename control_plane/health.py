@@ -88,7 +88,9 @@ def check_events(environ: dict[str, str], base_url: str) -> Check:
     from azure.core.exceptions import ResourceNotFoundError
     from azure.mgmt.eventgrid import EventGridManagementClient
 
-    eventgrid = clouds_from_environ(environ).azure_mgmt_client(EventGridManagementClient)
+    clouds = clouds_from_environ(environ)
+    clouds.azure_subscription_id()  # unset: said at once, without a call that cannot succeed
+    eventgrid = clouds.azure_mgmt_client(EventGridManagementClient)
     try:
         topic = eventgrid.topics.get(RESOURCE_GROUP, EVENTS_TOPIC)
     except ResourceNotFoundError:
@@ -117,7 +119,9 @@ def check_watch(environ: dict[str, str], base_url: str) -> Check:
 
     from activities.clouds import clouds_from_environ
 
-    eventgrid = clouds_from_environ(environ).azure_mgmt_client(EventGridManagementClient)
+    clouds = clouds_from_environ(environ)
+    clouds.azure_subscription_id()  # unset: said at once, without a call that cannot succeed
+    eventgrid = clouds.azure_mgmt_client(EventGridManagementClient)
     try:
         eventgrid.system_topics.get(RESOURCE_GROUP, WATCH_TOPIC)
         sub = eventgrid.system_topic_event_subscriptions.get(RESOURCE_GROUP, WATCH_TOPIC, WATCH_SUBSCRIPTION)
@@ -157,9 +161,10 @@ def check_identity(environ: dict[str, str]) -> Check:
     from activities.clouds import clouds_from_environ
 
     clouds = clouds_from_environ(environ)
+    subscription = clouds.azure_subscription_id()
     arm = clouds.azure_mgmt_client(ResourceManagementClient)
     next(iter(arm.resource_groups.list(top=1).by_page()), None)
-    return Check("identity", True, f"the identity reads subscription {clouds.azure_subscription_id()}")
+    return Check("identity", True, f"the identity reads subscription {subscription}")
 
 
 async def _run(name: str, check: Callable[[], Check]) -> Check:
