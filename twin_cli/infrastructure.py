@@ -49,6 +49,17 @@ T = TypeVar("T")
 __all__ = ["RESOURCE_GROUP", "WATCH_FUNCTION", "EVENTS_FUNCTION", "VAULT_NAME"]
 
 
+def _polling(clouds: Clouds) -> dict[str, float]:
+    """How often to poll a long operation: azure-core waits 30 s between polls when the answer
+    gives no Retry-After, which the sandbox's slow operations (and some of Azure's) do not."""
+    return {"polling_interval": 0.2 if clouds.is_sandbox else 5.0}
+
+
+def _succeeded(resource: Any) -> bool:
+    """An Event Grid resource that exists and is usable (an operation that failed leaves it Failed)."""
+    return resource is not None and str(getattr(resource, "provisioning_state", "") or "") == "Succeeded"
+
+
 class InfrastructureError(Exception):
     """A piece of the control plane's infrastructure could not be made; the text says which and why."""
 
@@ -113,20 +124,21 @@ def _ensure_resource_watch(clouds: Clouds, endpoint_url: str, location: str) -> 
     subscription = clouds.azure_subscription_id()
     eventgrid = clouds.azure_mgmt_client(EventGridManagementClient)
     created = ensure_group(clouds.azure_mgmt_client(ResourceManagementClient), location)
-    topic: Any
-    try:
+    topic: Any = None
+    with contextlib.suppress(ResourceNotFoundError):
         topic = eventgrid.system_topics.get(RESOURCE_GROUP, WATCH_TOPIC)
-    except ResourceNotFoundError:
+    if not _succeeded(topic):  # missing, or left Failed by an operation that failed: (re)made
         topic = eventgrid.system_topics.begin_create_or_update(
             RESOURCE_GROUP, WATCH_TOPIC,
             SystemTopic(location="global", source=f"/subscriptions/{subscription}", topic_type=SUBSCRIPTION_TOPIC_TYPE),
+            **_polling(clouds),
         ).result()
         created = True
     try:
         sub = eventgrid.system_topic_event_subscriptions.get(RESOURCE_GROUP, WATCH_TOPIC, WATCH_SUBSCRIPTION)
         # ARM never returns the webhook URL (it may hold a key); compare its visible base instead.
         current_base = str(getattr(sub.destination, "endpoint_base_url", "") or "")
-        if current_base and current_base == endpoint_url.split("?", 1)[0]:
+        if current_base and current_base == endpoint_url.split("?", 1)[0] and _succeeded(sub):
             return WatchResult(str(topic.id), str(sub.id), created)
     except ResourceNotFoundError:
         pass
@@ -136,6 +148,7 @@ def _ensure_resource_watch(clouds: Clouds, endpoint_url: str, location: str) -> 
             destination=WebHookEventSubscriptionDestination(endpoint_url=endpoint_url),
             filter=EventSubscriptionFilter(included_event_types=[str(t) for t in ArmEventType]),
         ),
+        **_polling(clouds),
     ).result()
     return WatchResult(str(topic.id), str(sub.id), True)
 
@@ -164,12 +177,14 @@ def _ensure_events_topic(clouds: Clouds, location: str) -> EventsTopic:
     from azure.mgmt.resource.resources import ResourceManagementClient
 
     eventgrid = clouds.azure_mgmt_client(EventGridManagementClient)
-    try:
+    topic: Any = None
+    with contextlib.suppress(ResourceNotFoundError):
         topic = eventgrid.topics.get(RESOURCE_GROUP, EVENTS_TOPIC)
-    except ResourceNotFoundError:
+    if not _succeeded(topic):  # missing, or left Failed by an operation that failed: (re)made
         ensure_group(clouds.azure_mgmt_client(ResourceManagementClient), location)
         topic = eventgrid.topics.begin_create_or_update(
-            RESOURCE_GROUP, EVENTS_TOPIC, Topic(location=location, input_schema=CLOUD_EVENT_SCHEMA)).result()
+            RESOURCE_GROUP, EVENTS_TOPIC, Topic(location=location, input_schema=CLOUD_EVENT_SCHEMA),
+            **_polling(clouds)).result()
     keys = eventgrid.topics.list_shared_access_keys(RESOURCE_GROUP, EVENTS_TOPIC)
     return EventsTopic(str(topic.id), str(topic.endpoint), str(keys.key1))
 
@@ -191,7 +206,7 @@ def _ensure_events_subscription(clouds: Clouds, topic: EventsTopic, endpoint_url
         sub = eventgrid.event_subscriptions.get(topic.topic_id, EVENTS_SUBSCRIPTION)
         # ARM never returns the webhook URL (it holds a key); compare its visible base instead.
         base = str(getattr(sub.destination, "endpoint_base_url", "") or "")
-        if base and base == endpoint_url.split("?", 1)[0] and sub.provisioning_state == "Succeeded":
+        if base and base == endpoint_url.split("?", 1)[0] and _succeeded(sub):
             return str(sub.id)
     except ResourceNotFoundError:
         pass
@@ -199,6 +214,7 @@ def _ensure_events_subscription(clouds: Clouds, topic: EventsTopic, endpoint_url
         topic.topic_id, EVENTS_SUBSCRIPTION,
         EventSubscription(destination=WebHookEventSubscriptionDestination(endpoint_url=endpoint_url),
                           event_delivery_schema=CLOUD_EVENT_SCHEMA),
+        **_polling(clouds),
     ).result()
     return str(sub.id)
 
@@ -229,7 +245,7 @@ def _ensure_vault(clouds: Clouds, location: str) -> str:
                         # Locally any sandbox principal may use it; on Azure use RBAC and grant the
                         # control plane's identity "Key Vault Secrets Officer".
                         "enableRbacAuthorization": False, "accessPolicies": []},
-        )).result()
+        ), **_polling(clouds)).result()
     return str((vault.properties or {})["vaultUri"])
 
 

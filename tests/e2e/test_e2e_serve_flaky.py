@@ -59,6 +59,6 @@ def test_flaky_starts_never_crash_and_a_killed_deployment_resumes(tmp_path: Path
             assert view["runtimeStatus"] == "Completed", json.dumps(view)[:3000]
             assert restarts >= 1, "the deployment finished before the host could be killed"
             status, health = http("GET", f"{base}/api/health", headers={"x-functions-key": KEY})
-            assert status == 200 and health["healthy"], health
+            assert status == 200 and health["healthy"], json.dumps(health["checks"]) + "\n" + "\n".join(lines[-40:])
         finally:
             _stop(proc)
