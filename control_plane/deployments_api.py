@@ -36,7 +36,7 @@ from shared.bundle import Bundle
 from shared.contracts import ControlPlaneSetting
 from shared.engine import names
 from shared.engine.orchestrations import DeployInput, EngineOptions, RefreshInput, TwinOperation
-from shared.engine.plan import EnginePlan, plan_to_engine
+from shared.engine.plan import EnginePlan, engine_plan_of
 from shared.loaders import json_path
 from shared.spec import TWIN_NAME_REGEX
 from shared.validation import Problem, quote_value
@@ -118,7 +118,7 @@ def _validated(req: func.HttpRequest) -> tuple[Bundle | None, EnginePlan | None,
         # The users' code: each problem at its spec path or bundle file.
         return None, None, errors_response(built.code_problems)
     # The plan is built here, once, and handed to the orchestration (which never rebuilds it).
-    plan = plan_to_engine(built)
+    plan = engine_plan_of(built)
     if plan.problems:
         return None, None, errors_response([Problem("providers", p) for p in plan.problems])
     return body.bundle, plan, None

@@ -1,6 +1,6 @@
 """The engine's view of a plan: the typed value `deploy_twin` walks.
 
-`shared.plan.build_plan(spec)` is the single source of the resource graph; `plan_to_engine` turns
+`shared.plan.build_plan(spec)` is the single source of the resource graph; `engine_plan_of` turns
 its result into an `EnginePlan` (twin, resources, outputs, wires, and problems: why the plan cannot
 be deployed, e.g. GCP layers, which have no provider yet). The HTTP API builds it once per
 deployment and passes it to `deploy_twin` as the orchestration's input.
@@ -79,7 +79,7 @@ def deploy_problems(plan: Any) -> list[str]:
     return [f"no GCP provider yet: layers {', '.join(gcp)} are placed on gcp"] if gcp else []
 
 
-def plan_to_engine(plan: Any) -> EnginePlan:
+def engine_plan_of(plan: Any) -> EnginePlan:
     """The engine plan of `shared.plan.build_plan`'s result."""
     twin = _get(plan, "twin")
     return EnginePlan(
@@ -108,7 +108,12 @@ def build_engine_plan(spec_data: Any) -> EnginePlan:
     spec, problems = spec_problems(spec_data)
     if spec is None or problems:
         raise PermanentError("invalid spec: " + "; ".join(f"{p.path}: {p.message}" for p in problems))
-    return plan_to_engine(build_plan(spec))
+    return engine_plan_of(build_plan(spec))
+
+
+def plan_to_engine(plan: Any) -> dict[str, Any]:
+    """`engine_plan_of` as JSON, what crosses the Durable boundary."""
+    return engine_plan_of(plan).to_dict()
 
 
 def engine_plan(spec_data: Any) -> dict[str, Any]:
