@@ -9,33 +9,63 @@ because that text is all the orchestrator receives.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import azure.durable_functions as df
 
 from activities import events as event_publisher
 from activities import secrets
 from activities.providers.control import new_secret
-from activities.registry import Provider, provider_for
+from activities.registry import Provider, load_providers, provider_for
 from shared.contracts import is_secret_output
 from shared.engine import names
 from shared.engine.errors import classify, encode
-from shared.engine.plan import engine_plan
-from shared.engine.types import EnsureResult, ResourceCall, TwinEvent
+from shared.engine.types import (
+    EnsureResult,
+    EventBatch,
+    Observation,
+    Payload,
+    ReadResult,
+    ResourceCall,
+    SecretRequest,
+    SettingsApplied,
+)
 
 log = logging.getLogger("activities")
 bp = df.Blueprint()
+R = TypeVar("R", bound=Payload)
+
+
+def _warm_up() -> None:
+    """Import the provider modules (and the SDKs they load) while the app is otherwise idle, so
+    the first activity after a cold start does not pay for them on a deployment's critical path."""
+    try:
+        load_providers()
+    except Exception as exc:  # reported again, with its cause, by the first activity that needs them
+        log.debug("provider warm-up failed: %s", exc)
+
+
+threading.Thread(target=_warm_up, name="provider-warm-up", daemon=True).start()
 
 
 def _secrets(call: ResourceCall) -> list[str]:
     return [v for v in call.settings.values() if v] + [v for v in call.current.values() if v]
 
 
-def _run(operation: str, payload: dict[str, Any], fn: Callable[[Provider, ResourceCall], Any]) -> Any:
+def _protected(result: R, call: ResourceCall, recorded: ResourceCall, store: secrets.SecretStore | None) -> R:
+    outputs = getattr(result, "outputs", None)
+    if isinstance(outputs, dict) and outputs:
+        return replace(result, outputs=secrets.protect(call.twin, outputs, recorded.current,  # type: ignore[type-var]
+                                                        call.current, store))
+    return result
+
+
+def _run(operation: str, payload: dict[str, Any], fn: Callable[[Provider, ResourceCall], R]) -> R:
     """Run one provider operation. Secrets cross this boundary as Key Vault references when a
     vault is configured (`activities/secrets.py`): resolved for the provider, stored for history."""
     call = recorded = ResourceCall.from_dict(payload)
@@ -46,10 +76,8 @@ def _run(operation: str, payload: dict[str, Any], fn: Callable[[Provider, Resour
             recorded = replace(recorded, current=_kept_secrets(recorded, store))
         call = replace(recorded, settings=secrets.resolve(recorded.settings, store),
                        current=secrets.resolve(recorded.current, store))
-        result = fn(provider_for(call.resource.provider, call.resource.kind), call)
-        if isinstance(result, dict) and isinstance(result.get("outputs"), dict):
-            result["outputs"] = secrets.protect(call.twin, result["outputs"], recorded.current, call.current, store)
-        if operation == "delete" and store is not None and isinstance(result, dict) and not result.get("pending"):
+        result = _protected(fn(provider_for(call.resource.provider, call.resource.kind), call), call, recorded, store)
+        if operation == "delete" and store is not None and isinstance(result, EnsureResult) and result.done:
             for name in call.resource.produces:
                 if secrets.is_ref(recorded.current.get(name)):
                     store.delete(call.twin, name)
@@ -57,9 +85,9 @@ def _run(operation: str, payload: dict[str, Any], fn: Callable[[Provider, Resour
         text = encode(classify(exc), call.resource.id, _secrets(call))
         log.warning("%s %s failed: %s", operation, call.resource.id, text)
         raise RuntimeError(text) from None
-    outcome = result.get("action") if isinstance(result, dict) else result
-    if isinstance(result, dict) and result.get("pending"):
-        outcome = "pending"
+    outcome: Any = result
+    if isinstance(result, EnsureResult):
+        outcome = "pending" if result.pending is not None else result.action
     log.info("%s %s -> %s (%.0f ms)", operation, call.resource.id, outcome, (time.monotonic() - started) * 1000)
     return result
 
@@ -77,66 +105,59 @@ def _kept_secrets(call: ResourceCall, store: secrets.SecretStore) -> dict[str, s
     return current
 
 
-def _done(result: EnsureResult) -> dict[str, Any]:
-    return result.to_dict()
-
-
-@bp.activity_trigger(input_name="payload", activity=names.PLAN_BUILD)
-def plan_build(payload: dict[str, Any]) -> dict[str, Any]:
-    """Input {"spec": {...}}: the engine's plan (resources, outputs, wires, problems)."""
-    try:
-        return engine_plan(payload.get("spec"))
-    except Exception as exc:
-        raise RuntimeError(encode(classify(exc), "plan")) from None
-
-
 @bp.activity_trigger(input_name="payload", activity=names.RESOURCE_ENSURE)
 def resource_ensure(payload: dict[str, Any]) -> dict[str, Any]:
-    return _run("ensure", payload, lambda p, c: _done(p.ensure(c)))
+    """`ResourceCall` -> `EnsureResult`."""
+    return _run("ensure", payload, lambda p, c: p.ensure(c)).to_dict()
 
 
 @bp.activity_trigger(input_name="payload", activity=names.RESOURCE_POLL)
 def resource_poll(payload: dict[str, Any]) -> dict[str, Any]:
-    return _run("poll", payload, lambda p, c: _done(p.poll(c)))
+    """`ResourceCall` (with `pending`) -> `EnsureResult`."""
+    return _run("poll", payload, lambda p, c: p.poll(c)).to_dict()
 
 
 @bp.activity_trigger(input_name="payload", activity=names.RESOURCE_READ)
 def resource_read(payload: dict[str, Any]) -> dict[str, Any]:
-    """What exists now, plus `observed_at` (UTC, taken before the read): of two refreshes racing,
-    the state keeps the later observation, whichever finishes last."""
+    """`ResourceCall` -> `Observation`: what exists now, plus `observed_at` (UTC, taken before the
+    read): of two refreshes racing, the state keeps the later observation, whichever finishes last."""
     observed_at = datetime.now(UTC).isoformat()
-    return {**_run("read", payload, lambda p, c: p.read(c).to_dict()), "observed_at": observed_at}
+    seen: ReadResult = _run("read", payload, lambda p, c: p.read(c))
+    return Observation(exists=seen.exists, observed_at=observed_at, outputs=dict(seen.outputs)).to_dict()
 
 
 @bp.activity_trigger(input_name="payload", activity=names.RESOURCE_DELETE)
 def resource_delete(payload: dict[str, Any]) -> dict[str, Any]:
-    return _run("delete", payload, lambda p, c: _done(p.delete(c)))
+    """`ResourceCall` -> `EnsureResult` (`deleted`, `absent` or pending)."""
+    return _run("delete", payload, lambda p, c: p.delete(c)).to_dict()
 
 
 @bp.activity_trigger(input_name="payload", activity=names.SETTINGS_APPLY)
 def settings_apply(payload: dict[str, Any]) -> dict[str, Any]:
-    """A consumer's read-modify-write of its wired settings; {"changed": bool}."""
-    return _run("apply_settings", payload, lambda p, c: {"changed": bool(p.apply_settings(c))})
+    """`ResourceCall` -> `SettingsApplied`: a consumer's read-modify-write of its wired settings."""
+    return _run("apply_settings", payload, lambda p, c: SettingsApplied(bool(p.apply_settings(c)))).to_dict()
 
 
 @bp.activity_trigger(input_name="payload", activity=names.EVENTS_PUBLISH)
-def events_publish(payload: list[dict[str, Any]]) -> int:
+def events_publish(payload: dict[str, Any]) -> int:
+    """`EventBatch` -> the number of events sent."""
     try:
-        return event_publisher.publish(TwinEvent.from_dict(e) for e in payload)
+        return event_publisher.publish(EventBatch.from_dict(payload).events)
     except Exception as exc:
         raise RuntimeError(encode(classify(exc), "events")) from None
 
 
 @bp.activity_trigger(input_name="payload", activity=names.SECRET_GENERATE)
 def secret_generate(payload: dict[str, Any]) -> str:
-    """A fresh secret (randomness is a side effect: never generated inside an orchestrator).
-    Input {"twin", "output"}: with a vault configured, the secret is stored there and its
-    reference returned, so the value never enters the orchestration's history."""
+    """`SecretRequest` -> a fresh secret (randomness is a side effect: never generated inside an
+    orchestrator). With a vault configured, the secret is stored there and its reference
+    returned, so the value never enters the orchestration's history."""
     try:
+        request = SecretRequest.from_dict(payload)
         store = secrets.configured_store()
         value = new_secret()
         if store is None:
             return value
-        return store.put(str(payload["twin"]), str(payload.get("output") or names.INTER_CLOUD_TOKEN), value)
+        return store.put(request.twin, request.output, value)
     except Exception as exc:
         raise RuntimeError(encode(classify(exc), "secret")) from None

@@ -24,6 +24,7 @@ import json
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import azure.durable_functions as df
@@ -34,7 +35,8 @@ from control_plane.api import error, errors_response, json_response, plan_of_bod
 from shared.bundle import Bundle
 from shared.contracts import ControlPlaneSetting
 from shared.engine import names
-from shared.engine.plan import plan_to_engine
+from shared.engine.orchestrations import DeployInput, EngineOptions, RefreshInput, TwinOperation
+from shared.engine.plan import EnginePlan, engine_plan_of
 from shared.loaders import json_path
 from shared.spec import TWIN_NAME_REGEX
 from shared.validation import Problem, quote_value
@@ -87,12 +89,12 @@ async def _conflict(client: df.DurableOrchestrationClient, twin: str) -> func.Ht
                               f"(GET /api/deployments/{running})")
 
 
-def _options() -> tuple[dict[str, Any], func.HttpResponse | None]:
+def _options() -> tuple[EngineOptions, func.HttpResponse | None]:
     """Engine options from app settings; a broken setting is the operator's error (500), said plainly."""
     try:
         return ops.engine_options(), None
     except ValueError as exc:
-        return {}, error(500, str(ControlPlaneSetting.ENGINE_OPTIONS), str(exc))
+        return EngineOptions(), error(500, str(ControlPlaneSetting.ENGINE_OPTIONS), str(exc))
 
 
 def _accepted(client: df.DurableOrchestrationClient, req: func.HttpRequest, instance: str) -> func.HttpResponse:
@@ -103,7 +105,7 @@ def _accepted(client: df.DurableOrchestrationClient, req: func.HttpRequest, inst
     return json_response(body, 202, headers=dict(response.headers))
 
 
-def _validated(req: func.HttpRequest) -> tuple[Bundle | None, dict[str, Any] | None, func.HttpResponse | None]:
+def _validated(req: func.HttpRequest) -> tuple[Bundle | None, EnginePlan | None, func.HttpResponse | None]:
     """(bundle if one was sent, engine plan) of the body, or the 4xx answer. CPU-bound: runs in
     a thread."""
     body, answer = read_body(req, required=True, what="the deployment spec", bundles=True)
@@ -115,9 +117,10 @@ def _validated(req: func.HttpRequest) -> tuple[Bundle | None, dict[str, Any] | N
     if built.code_problems:
         # The users' code: each problem at its spec path or bundle file.
         return None, None, errors_response(built.code_problems)
-    plan = plan_to_engine(built)
-    if plan["problems"]:
-        return None, None, errors_response([Problem("providers", p) for p in plan["problems"]])
+    # The plan is built here, once, and handed to the orchestration (which never rebuilds it).
+    plan = engine_plan_of(built)
+    if plan.problems:
+        return None, None, errors_response([Problem("providers", p) for p in plan.problems])
     return body.bundle, plan, None
 
 
@@ -160,7 +163,7 @@ async def deployments_start(req: func.HttpRequest, client: df.DurableOrchestrati
     bundle, plan, answer = await asyncio.to_thread(_validated, req)
     if answer is not None or plan is None:
         return answer or error(400, "", "the deployment spec is invalid")
-    twin = plan["twin"]
+    twin = plan.twin
     options, answer = _options()
     if answer is not None:
         return answer
@@ -172,12 +175,12 @@ async def deployments_start(req: func.HttpRequest, client: df.DurableOrchestrati
             answer = await asyncio.to_thread(_store_bundle, bundle)
             if answer is not None:
                 return answer
-        replace = await ops.stale_holder(client, await ops.read_state(client, twin))
+        stale = await ops.stale_holder(client, await ops.read_state(client, twin))
         instance = ops.instance_id(twin, "deploy")
         # The plan built here is what deploys: its functions reference their code by digest
         # (never the code itself: Durable carries references only).
         await client.start_new(names.DEPLOY_TWIN, instance,
-                               {"plan": plan, "options": options, "replace": replace, "prune": prune_arg == "true"})
+                               DeployInput(plan, options, stale, prune_arg == "true").to_dict())
     return _accepted(client, req, instance)
 
 
@@ -230,7 +233,7 @@ async def twins_delete(req: func.HttpRequest, client: df.DurableOrchestrationCli
             return error(404, "twin", f"twin {twin} has no recorded resources to destroy")
         instance = ops.instance_id(twin, "destroy")
         await client.start_new(names.DESTROY_TWIN, instance,
-                               {"twin": twin, "options": options, "replace": await ops.stale_holder(client, state)})
+                               TwinOperation(twin, options, await ops.stale_holder(client, state)).to_dict())
     return _accepted(client, req, instance)
 
 
@@ -251,7 +254,7 @@ async def tokens_rotate(req: func.HttpRequest, client: df.DurableOrchestrationCl
         grace = body["grace_seconds"]
         if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= 3600:
             return error(400, "grace_seconds", "must be a number of seconds between 0 and 3600")
-        options["grace_seconds"] = grace
+        options = replace(options, grace_seconds=float(grace))
     async with _gate.held(twin):
         conflict = await _conflict(client, twin)
         if conflict is not None:
@@ -261,7 +264,7 @@ async def tokens_rotate(req: func.HttpRequest, client: df.DurableOrchestrationCl
             return error(404, "twin", f"twin {twin} has no inter-cloud token; deploy it first")
         instance = ops.instance_id(twin, "rotate")
         await client.start_new(names.ROTATE_TOKEN, instance,
-                               {"twin": twin, "options": options, "replace": await ops.stale_holder(client, state)})
+                               TwinOperation(twin, options, await ops.stale_holder(client, state)).to_dict())
     return _accepted(client, req, instance)
 
 
@@ -291,5 +294,6 @@ async def twins_refresh(req: func.HttpRequest, client: df.DurableOrchestrationCl
             return errors_response(problems)
     instance = ops.instance_id(twin, "refresh")
     await client.start_new(names.REFRESH_OUTPUTS, instance,
-                           {"twin": twin, "resources": resources, "reason": "requested", "options": options})
+                           RefreshInput(twin, None if resources is None else tuple(resources), "requested",
+                                        options).to_dict())
     return _accepted(client, req, instance)

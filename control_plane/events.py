@@ -3,9 +3,9 @@
 `twin_events`: `twin.output.changed` starts `propagate_outputs` for that twin.
 
 Level-triggered: the orchestration re-reads the latest outputs, so the event only says *which
-twin* and *which output* to look at; duplicates, late and reordered events converge. If a
-mutating operation holds the twin's lock, `propagate_outputs` notes the change in the state
-entity and that operation applies it before it unlocks (see `orchestrators/propagate.py`).
+twin* and *which output* to look at; duplicates, late and reordered events converge. While a
+deploy, destroy or rotation holds the twin's lock no propagation is started: the holder may not
+unlock while a consumer is behind (`orchestrators/twin_state.py`), so it applies the change.
 
 Accepts CloudEvents 1.0 (what the control plane publishes) and Event Grid schema events.
 
@@ -24,9 +24,12 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from control_plane.operations import engine_options, instance_id, read_state
+from control_plane.operations import BLOCKING, engine_options, instance_id, read_state
 from shared.contracts import EVENT_SOURCE_PREFIX, ArmEventType, OutputChangedData
 from shared.engine import names
+from shared.engine.infrastructure import WATCH_FUNCTION
+from shared.engine.orchestrations import PropagateInput, RefreshInput
+from shared.engine.state import TwinState
 from shared.naming import AzureNaming
 
 log = logging.getLogger("control_plane.events")
@@ -63,10 +66,15 @@ async def twin_events(event: Any, client: df.DurableOrchestrationClient) -> None
     if twin is None or not isinstance(output, str):
         log.warning("ignoring %s without a twin or output name (source %r)", event_type, source)
         return
+    state = TwinState.from_dict(await read_state(client, twin) or {})
+    if state.lock is not None and state.lock.operation in BLOCKING:
+        log.info("output %s of twin %s changed during %s %s, which applies it", output, twin,
+                 state.lock.operation, state.lock.instance)
+        return
     instance = await client.start_new(
         names.PROPAGATE_OUTPUTS,
         instance_id(twin, "propagate"),
-        {"twin": twin, "outputs": [output], "options": engine_options()},
+        PropagateInput(twin, (output,), engine_options()).to_dict(),
     )
     log.info("output %s of twin %s changed (v%s): propagation %s", output, twin,
              data.get(OutputChangedData.VERSION), instance)
@@ -82,21 +90,21 @@ def resource_group_of(resource_id: str) -> tuple[str, list[str]] | None:
     return parts[3], rest
 
 
-def producers_of(state: dict[str, Any], group: str, provider_path: list[str]) -> list[str]:
+def producers_of(state: TwinState, group: str, provider_path: list[str]) -> list[str]:
     """Recorded Azure producers that are this ARM resource (same resource group and name; the
     resource itself, not one of its children such as `sites/x/config/appsettings`)."""
     if len(provider_path) != 3:  # Namespace/type/name: a top-level resource
         return []
     name = provider_path[2].lower()
     return sorted(
-        rid for rid, entry in (state.get("resources") or {}).items()
-        if entry.get("provider") == "azure" and entry.get("produces")
-        and str((entry.get("config") or {}).get("resource_group", "")).lower() == group.lower()
-        and str((entry.get("config") or {}).get("name", "")).lower() == name
+        rid for rid, entry in state.resources.items()
+        if entry.provider == "azure" and entry.produces
+        and str(entry.config.get("resource_group", "")).lower() == group.lower()
+        and str(entry.config.get("name", "")).lower() == name
     )
 
 
-@bp.function_name("azure_resource_events")
+@bp.function_name(WATCH_FUNCTION)
 @bp.event_grid_trigger(arg_name="event")
 @bp.durable_client_input(client_name="client")
 async def azure_resource_events(event: Any, client: df.DurableOrchestrationClient) -> None:
@@ -108,13 +116,12 @@ async def azure_resource_events(event: Any, client: df.DurableOrchestrationClien
     twin = AzureNaming.twin_of_resource_group(located[0]) if located else None
     if located is None or twin is None:
         return
-    state = await read_state(client, twin)
-    rids = producers_of(state or {}, *located)
+    rids = producers_of(TwinState.from_dict(await read_state(client, twin) or {}), *located)
     if not rids:
         return
     instance = await client.start_new(
         names.REFRESH_OUTPUTS,
         instance_id(twin, "refresh"),
-        {"twin": twin, "resources": rids, "reason": f"{event_type} {subject}", "options": engine_options()},
+        RefreshInput(twin, tuple(rids), f"{event_type} {subject}", engine_options()).to_dict(),
     )
     log.info("%s for %s (twin %s): refresh %s", event_type.rsplit(".", 1)[-1], subject, twin, instance)

@@ -103,6 +103,17 @@ ROUTE_METADATA: dict[str, dict[str, Any]] = {
         },
         "responses": {"202": ACCEPTED, **BODY_ERRORS, "404": ERRORS},
     },
+    "health": {
+        "summary": "Whether the change loop's pieces are in place: events route, vault, ARM watch, identity",
+        "description": "Always 200; `healthy` is false when a check fails, and each check gives a plain reason. "
+                       "A failed check never drops a recorded change (operations apply the consumers behind).",
+        "responses": {"200": {"description": "The checks", "content": {"application/json": {"schema": {
+            "type": "object", "required": ["healthy", "checks"],
+            "properties": {"healthy": {"type": "boolean"}, "checks": {"type": "array", "items": {
+                "type": "object", "required": ["name", "ok", "reason"],
+                "properties": {"name": {"type": "string", "enum": ["events", "vault", "watch", "identity"]},
+                               "ok": {"type": "boolean"}, "reason": {"type": "string"}}}}}}}}}},
+    },
     "openapi": {
         "summary": "This document",
         "responses": {"200": _object("OpenAPI 3.1 document")},
@@ -112,9 +123,9 @@ ROUTE_METADATA: dict[str, dict[str, Any]] = {
 
 def api_blueprints() -> list[Any]:
     """The blueprints whose HTTP functions make up the API."""
-    from control_plane import api, deployments_api
+    from control_plane import api, deployments_api, health
 
-    return [api.bp, deployments_api.bp, bp]
+    return [api.bp, deployments_api.bp, health.bp, bp]
 
 
 def http_routes(blueprints: list[Any] | None = None) -> list[tuple[str, str, str]]:

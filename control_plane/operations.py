@@ -19,6 +19,8 @@ from azure.durable_functions.models.OrchestrationRuntimeStatus import Orchestrat
 from shared.contracts import ControlPlaneSetting
 from shared.engine import names
 from shared.engine.errors import REDACTED, redact
+from shared.engine.orchestrations import EngineOptions
+from shared.engine.state import ResourceRecord, TwinState, behind
 
 ACTIVE = [OrchestrationRuntimeStatus.Running, OrchestrationRuntimeStatus.Pending]
 BLOCKING = ("deploy", "destroy", "rotate")
@@ -41,16 +43,16 @@ def parse_instance_id(value: str) -> tuple[str, str] | None:
     return None
 
 
-def engine_options(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """Engine knobs from the app setting `TWIN_ENGINE_OPTIONS` (a JSON object), or {}."""
+def engine_options(environ: dict[str, str] | None = None) -> EngineOptions:
+    """Engine knobs from the app setting `TWIN_ENGINE_OPTIONS` (a JSON object), or the defaults."""
     raw = (os.environ if environ is None else environ).get(ControlPlaneSetting.ENGINE_OPTIONS, "")
     if not raw.strip():
-        return {}
+        return EngineOptions()
     try:
         value = json.loads(raw)
     except ValueError as exc:
         raise ValueError(f"app setting {ControlPlaneSetting.ENGINE_OPTIONS} is not JSON: {exc}") from exc
-    return value if isinstance(value, dict) else {}
+    return EngineOptions.from_dict(value)
 
 
 async def blocking_operation(client: df.DurableOrchestrationClient, twin: str) -> str | None:
@@ -80,55 +82,47 @@ async def stale_holder(client: df.DurableOrchestrationClient, state: dict[str, A
     return str(lock["instance"])
 
 
-def secret_values(state: dict[str, Any] | None) -> list[str]:
-    return [o["value"] for o in (state or {}).get("outputs", {}).values() if o.get("secret") and o.get("value")]
-
-
-def outputs_view(state: dict[str, Any] | None) -> dict[str, Any]:
+def outputs_view(state: TwinState) -> dict[str, Any]:
     """Recorded outputs; secret values replaced by `***`."""
-    view: dict[str, Any] = {}
-    for name, o in sorted((state or {}).get("outputs", {}).items()):
-        view[name] = {
-            "value": REDACTED if o.get("secret") and o.get("value") else o.get("value"),
-            "version": o.get("version"),
-            "producer": o.get("producer"),
-            "secret": bool(o.get("secret")),
-        }
-    return view
-
-
-def resource_view(rid: str, entry: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": rid,
-        "layer": entry.get("layer"),
-        "provider": entry.get("provider"),
-        "kind": entry.get("kind"),
-        "state": entry.get("state"),
-        "action": entry.get("action"),
-        "error": entry.get("error"),
-        "operation": entry.get("op"),
+        name: {"value": REDACTED if o.secret and o.value else o.value, "version": o.version,
+               "producer": o.producer, "secret": o.secret}
+        for name, o in sorted(state.outputs.items())
     }
 
 
-def twin_view(twin: str, state: dict[str, Any]) -> dict[str, Any]:
-    lock = state.get("lock")
+def resource_view(rid: str, entry: ResourceRecord) -> dict[str, Any]:
+    return {"id": rid, "layer": entry.layer, "provider": entry.provider, "kind": entry.kind, "state": entry.state,
+            "action": entry.action, "error": entry.error, "operation": entry.op}
+
+
+def twin_view(twin: str, data: dict[str, Any]) -> dict[str, Any]:
+    state = TwinState.from_dict(data)
+    lock = state.lock
     view = {
         "twin": twin,
-        "resources": [resource_view(rid, e) for rid, e in state.get("resources", {}).items()],
+        "resources": [resource_view(rid, e) for rid, e in state.resources.items()],
         "outputs": outputs_view(state),
-        "wires": len(state.get("wires", [])),
-        "operation": None if not lock else {"instanceId": lock["instance"], "operation": lock.get("operation")},
+        "wires": len(state.wires),
+        "behind": behind(state),  # consumers not yet given an output's latest version
+        "operation": None if lock is None else {"instanceId": lock.instance, "operation": lock.operation},
     }
-    return scrub(view, secret_values(state))
+    return scrub(view, state.secret_values())
 
 
-def deployment_view(status: Any, state: dict[str, Any] | None) -> dict[str, Any]:
-    """`GET /api/deployments/{id}`: status, per-layer progress, per-resource action, outputs, errors."""
+def deployment_view(status: Any, data: dict[str, Any] | None) -> dict[str, Any]:
+    """`GET /api/deployments/{id}`: status, per-layer progress, per-resource action, outputs, errors.
+
+    Counts come from the operation's own progress (its custom status), which outlives the
+    records: a destroy forgets every resource it deletes, a deploy those it prunes."""
+    state = TwinState.from_dict(data or {})
     instance = status.instance_id
     custom = status.custom_status if isinstance(status.custom_status, dict) else {}
     runtime = status.runtime_status.value if status.runtime_status is not None else None
-    resources = [resource_view(rid, e) for rid, e in (state or {}).get("resources", {}).items() if e.get("op") == instance]
-    counts = {a: sum(1 for r in resources if r["action"] == a) for a in ACTIONS}
+    resources = [resource_view(rid, e) for rid, e in state.resources.items() if e.op == instance]
+    progress = custom.get("actions") if isinstance(custom.get("actions"), dict) else None
+    counts = {a: int(progress.get(a, 0)) if progress is not None else sum(1 for r in resources if r["action"] == a)
+              for a in ACTIONS}
     failed = [r for r in resources if r["state"] in ("failed", "delete-failed")]
     errors = [{"resource": r["id"], "message": r["error"]} for r in failed if r["error"]]
     if runtime == "Failed":
@@ -161,7 +155,7 @@ def deployment_view(status: Any, state: dict[str, Any] | None) -> dict[str, Any]
         "errors": errors,
         "result": status.output if runtime == "Completed" else None,
     }
-    return scrub(view, secret_values(state))
+    return scrub(view, state.secret_values())
 
 
 def _failure_text(message: str | None) -> str:

@@ -1,7 +1,8 @@
 """Deterministic building blocks shared by the orchestrators (no I/O, no clock, no randomness).
 
 Each helper is a generator used with `yield from` inside an orchestrator, so the durable calls
-it makes appear in the caller's history in order.
+it makes appear in the caller's history in order. Values crossing the activity and entity
+boundary are the typed payloads of `shared.engine`, converted to JSON only there.
 """
 
 from __future__ import annotations
@@ -9,47 +10,40 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Generator
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import azure.durable_functions as df
 
 from shared.contracts import OutputChangedData
 from shared.engine import names
 from shared.engine.errors import decode
+from shared.engine.names import StateOp
+from shared.engine.orchestrations import BatchResult, EngineOptions, Propagation, ResourceBatch, ResourceStep
+from shared.engine.state import (
+    AcquireRequest,
+    AcquireResult,
+    Desired,
+    RecordApplied,
+    ReleaseRequest,
+    ReleaseResult,
+    TwinState,
+    desired_settings,
+)
+from shared.engine.types import (
+    EnsureResult,
+    EventBatch,
+    Payload,
+    Resource,
+    ResourceCall,
+    SettingsApplied,
+    TwinEvent,
+)
 
 Gen = Generator[Any, Any, Any]
-
-
-@dataclass(frozen=True)
-class Options:
-    """Engine knobs, passed in the orchestration input (the HTTP starter reads app settings)."""
-
-    max_parallel: int = 8
-    retry_attempts: int = 6
-    retry_first_seconds: float = 2.0
-    retry_max_seconds: float = 60.0
-    poll_timeout_seconds: float = 1800.0
-    lock_wait_seconds: float = 120.0
-    grace_seconds: float = 30.0
-    drain_rounds: int = 20
-    batch_threshold: int = 16
-    batch_size: int = 100
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Options:
-        data = data or {}
-        known = {f.name: f.type for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in data.items():
-            if key in known and isinstance(value, int | float) and not isinstance(value, bool):
-                values[key] = int(value) if known[key] in ("int", int) else float(value)
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+P = TypeVar("P", bound=Payload)
 
 
 class OperationFailed(Exception):
@@ -60,6 +54,20 @@ def state_entity(twin: str) -> df.EntityId:
     return df.EntityId(names.TWIN_STATE, twin)
 
 
+def call_state(ctx: df.DurableOrchestrationContext, twin: str, operation: StateOp, request: Payload | None = None) -> Any:
+    """The durable task of one `twin_state` operation (its result is JSON: convert it)."""
+    return ctx.call_entity(state_entity(twin), str(operation), None if request is None else request.to_dict())
+
+
+def signal_state(ctx: df.DurableOrchestrationContext, twin: str, operation: StateOp, request: Payload) -> None:
+    ctx.signal_entity(state_entity(twin), str(operation), request.to_dict())
+
+
+def read_state(ctx: df.DurableOrchestrationContext, twin: str) -> Gen:
+    data = yield call_state(ctx, twin, StateOp.GET)
+    return TwinState.from_dict(data or {})
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 
 
@@ -68,18 +76,21 @@ def child_id(parent: str, *parts: str) -> str:
     return ":".join([parent, *(_UNSAFE.sub("~", p) for p in parts)])
 
 
-def call_with_backoff(ctx: df.DurableOrchestrationContext, activity: str, payload: Any, opts: Options, where: str) -> Gen:
+def call_with_backoff(ctx: df.DurableOrchestrationContext, activity: str, payload: Payload, result_type: type[P],
+                      opts: EngineOptions, where: str) -> Gen:
     """Call an activity; retry transient failures with exponential backoff on durable timers.
 
     The SDK's own retry is constant-interval and cannot tell transient from permanent, so the
     loop is explicit here. Permanent failures (and exhausted retries) raise `OperationFailed`.
+    Returns the activity's result as `result_type`.
     """
     delay = opts.retry_first_seconds
     attempt = 1
+    data = payload.to_dict()
     while True:
         try:
-            result = yield ctx.call_activity(activity, payload)
-            return result
+            result = yield ctx.call_activity(activity, data)
+            return result_type.from_dict(result)
         except Exception as exc:
             failure = decode(str(exc))
             if not failure.transient or attempt >= opts.retry_attempts:
@@ -95,76 +106,56 @@ def _strip_where(message: str, where: str) -> str:
     return message if message.startswith(f"{where}:") else f"{where}: {message}"
 
 
-def acquire(ctx: df.DurableOrchestrationContext, twin: str, operation: str, opts: Options, replace: str | None) -> Gen:
-    """Take the twin's lock. A propagation holding it is waited for (it is short); another deploy,
-    destroy or rotation is a conflict."""
+def acquire(ctx: df.DurableOrchestrationContext, twin: str, operation: str, opts: EngineOptions,
+            replace: str | None) -> Gen:
+    """Take the twin's lock; returns the twin's state as of that moment (`TwinState`). A
+    propagation holding it is waited for (it is short); another deploy, destroy or rotation is a
+    conflict."""
     waited = 0.0
     delay = 1.0
+    request = AcquireRequest(ctx.instance_id, operation, ctx.current_utc_datetime.isoformat(), replace)
     while True:
-        result = yield ctx.call_entity(
-            state_entity(twin),
-            "acquire",
-            {"instance": ctx.instance_id, "operation": operation, "replace": replace,
-             "since": ctx.current_utc_datetime.isoformat()},
-        )
-        if result["acquired"]:
-            return
-        if result.get("operation") != "propagate" or waited >= opts.lock_wait_seconds:
+        result = AcquireResult.from_dict((yield call_state(ctx, twin, StateOp.ACQUIRE, request)))
+        if result.acquired:
+            return result.state or TwinState()
+        if result.operation != "propagate" or waited >= opts.lock_wait_seconds:
             raise OperationFailed(
-                f"[permanent] twin {twin}: another operation ({result.get('operation') or 'unknown'} "
-                f"{result['holder']}) is running; wait for it to finish"
+                f"[permanent] twin {twin}: another operation ({result.operation or 'unknown'} "
+                f"{result.holder}) is running; wait for it to finish"
             )
         yield ctx.create_timer(ctx.current_utc_datetime + timedelta(seconds=delay))
         waited += delay
         delay = min(delay * 2, 10.0)
 
 
-def release_draining(ctx: df.DurableOrchestrationContext, twin: str, opts: Options) -> Gen:
-    """Release the lock, first applying every output change noted while we held it."""
+def release_draining(ctx: df.DurableOrchestrationContext, twin: str, opts: EngineOptions) -> Gen:
+    """Release the lock; while consumers are behind (an output changed and was not yet applied
+    to them, whoever recorded it), apply them first. Returns what was applied."""
+    done = Propagation()
+    failure: OperationFailed | None = None
     for _ in range(opts.drain_rounds):
-        result = yield ctx.call_entity(state_entity(twin), "release", {"instance": ctx.instance_id})
-        if result["released"]:
-            return
-        yield from propagate_once(ctx, twin, None if result["all"] else result["pending"], opts)
-    yield ctx.call_entity(state_entity(twin), "release", {"instance": ctx.instance_id, "force": True})
+        result = ReleaseResult.from_dict((yield call_state(ctx, twin, StateOp.RELEASE, ReleaseRequest(ctx.instance_id))))
+        if result.released:
+            return done
+        try:
+            done += yield from propagate_once(ctx, twin, None, opts)
+        except OperationFailed as exc:
+            failure = exc  # the consumers stay behind in the state: the next drain retries them
+            break
+    yield call_state(ctx, twin, StateOp.RELEASE, ReleaseRequest(ctx.instance_id, force=True))
+    if failure is not None:
+        raise failure
+    return done
 
 
-def desired_settings(state: dict[str, Any], changed: list[str] | None) -> dict[str, dict[str, Any]]:
-    """Per deployed consumer: every wired setting whose output is recorded (level-triggered).
-
-    Only consumers of `changed` outputs are included (all consumers when `changed` is None).
-    Returns {consumer: {"settings": {setting: value}, "versions": {setting: version}}}.
-    """
-    outputs = state.get("outputs", {})
-    resources = state.get("resources", {})
-    touched = None if changed is None else set(changed)
-    result: dict[str, dict[str, Any]] = {}
-    for wire in state.get("wires", []):
-        consumer, output = wire["consumer"], wire["output"]
-        if consumer not in resources or resources[consumer].get("state") != "deployed":
-            continue
-        if touched is not None and output not in touched:
-            continue
-        result.setdefault(consumer, {"settings": {}, "versions": {}})
-    for wire in state.get("wires", []):
-        consumer, output = wire["consumer"], wire["output"]
-        if consumer in result and output in outputs:
-            result[consumer]["settings"][wire["setting"]] = outputs[output]["value"]
-            result[consumer]["versions"][wire["setting"]] = outputs[output]["version"]
-    return {c: v for c, v in result.items() if v["settings"]}
+def resource_call(twin: str, state: TwinState, resource: Resource, settings: dict[str, str | None]) -> ResourceCall:
+    """The call for a resource: its wired settings now, and its recorded outputs (a reconcile hint)."""
+    return ResourceCall(twin, resource, settings, state.current_outputs(resource.id))
 
 
-def resource_call(twin: str, state: dict[str, Any], resource: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """The `ResourceCall` dict for a resource entry (plan resource or recorded state)."""
-    outputs = state.get("outputs", {})
-    current = {n: o["value"] for n, o in outputs.items() if o.get("producer") == resource["id"]}
-    plain = {k: resource.get(k) for k in ("id", "layer", "provider", "kind", "needs", "produces", "config")}
-    return {"twin": twin, "resource": plain, "settings": settings, "current": current, "pending": None}
-
-
-def fan_out(ctx: df.DurableOrchestrationContext, activity: str, payloads: dict[str, Any], opts: Options,
+def fan_out(ctx: df.DurableOrchestrationContext, activity: str, payloads: dict[str, Payload], opts: EngineOptions,
             tag: str) -> Gen:
-    """Call `activity` once per key, all in parallel; returns ({key: result}, {key: failure message}).
+    """Call `activity` once per key, all in parallel; returns ({key: JSON result}, {key: failure message}).
 
     All calls of a round run in parallel and are settled one by one (`task_all` fails fast); keys
     that failed transiently are retried together in the next round, after a backoff timer.
@@ -174,10 +165,11 @@ def fan_out(ctx: df.DurableOrchestrationContext, activity: str, payloads: dict[s
     results: dict[str, Any] = {}
     failed: dict[str, str] = {}
     pending = sorted(payloads)
+    data = {key: payload.to_dict() for key, payload in payloads.items()}
     delay = opts.retry_first_seconds
     attempt = 1
     while pending:
-        tasks = [ctx.call_activity(activity, payloads[key]) for key in pending]
+        tasks = [ctx.call_activity(activity, data[key]) for key in pending]
         # task_all fails fast on the first error; each task is then settled one by one below.
         with contextlib.suppress(Exception):
             yield ctx.task_all(tasks)
@@ -201,60 +193,51 @@ def fan_out(ctx: df.DurableOrchestrationContext, activity: str, payloads: dict[s
     return results, failed
 
 
-def apply_consumers(
-    ctx: df.DurableOrchestrationContext, twin: str, state: dict[str, Any], wanted: dict[str, dict[str, Any]],
-    opts: Options, tag: str,
-) -> Gen:
-    """One read-modify-write per consumer (`fan_out`); returns (changed, unchanged, failed messages)."""
-    payloads = {c: resource_call(twin, state, state["resources"][c] | {"id": c}, wanted[c]["settings"])
-                for c in wanted}
+def apply_consumers(ctx: df.DurableOrchestrationContext, twin: str, state: TwinState, wanted: dict[str, Desired],
+                    opts: EngineOptions, tag: str) -> Gen:
+    """One read-modify-write per consumer (`fan_out`), then their applied versions are recorded.
+    Returns (Propagation, failure messages)."""
+    payloads: dict[str, Payload] = {
+        c: resource_call(twin, state, state.resources[c].resource(c), w.settings) for c, w in wanted.items()}
     results, errors = yield from fan_out(ctx, names.SETTINGS_APPLY, payloads, opts, tag)
-    changed = [c for c in sorted(results) if results[c]["changed"]]
-    unchanged = [c for c in sorted(results) if not results[c]["changed"]]
-    applied = {c: wanted[c]["versions"] for c in changed + unchanged}
+    outcome = {c: SettingsApplied.from_dict(r).changed for c, r in results.items()}
+    applied = {c: wanted[c].versions for c in sorted(outcome) if wanted[c].versions}
     if applied:
-        yield ctx.call_entity(state_entity(twin), "record_applied", {"applied": applied})
-    return changed, unchanged, [errors[c] for c in sorted(errors)]
+        signal_state(ctx, twin, StateOp.RECORD_APPLIED, RecordApplied(applied))
+    done = Propagation(tuple(c for c in sorted(outcome) if outcome[c]), tuple(c for c in sorted(outcome) if not outcome[c]))
+    return done, [errors[c] for c in sorted(errors)]
 
 
-def propagate_once(
-    ctx: df.DurableOrchestrationContext, twin: str, changed: list[str] | None, opts: Options,
-    known: dict[str, dict[str, Any]] | None = None,
-) -> Gen:
-    """Re-read the latest outputs and re-apply the consumers of `changed` (all when None).
-
-    `known` maps consumers to the settings this same orchestration already gave them (a deploy
-    passes each resource its wired settings in `ensure`); a consumer whose latest desired
-    settings equal those needs no call at all.
-    """
-    state = yield ctx.call_entity(state_entity(twin), "get")
-    wanted = desired_settings(state, changed)
-    current = {c: w for c, w in wanted.items() if known is not None and known.get(c) == w["settings"]}
-    to_apply = {c: w for c, w in wanted.items() if c not in current}
-    tag = f"p{ctx.new_uuid()[:8]}"
-    changed_c, unchanged_c, failed = yield from apply_consumers(ctx, twin, state, to_apply, opts, tag)
-    if current:
-        yield ctx.call_entity(state_entity(twin), "record_applied",
-                              {"applied": {c: w["versions"] for c, w in current.items()}})
+def propagate_once(ctx: df.DurableOrchestrationContext, twin: str, changed: Iterable[str] | None,
+                   opts: EngineOptions, state: TwinState | None = None) -> Gen:
+    """Re-apply the consumers of `changed` (all when None) that are behind, from the latest
+    outputs (`state` when the caller has just read it, under the lock); consumers already holding
+    the latest versions are counted unchanged, unread."""
+    if state is None:
+        state = yield from read_state(ctx, twin)
+    outputs = None if changed is None else list(changed)
+    wanted = desired_settings(state, outputs)
+    current = [c for c in desired_settings(state, outputs, only_behind=False) if c not in wanted]
+    done, failed = yield from apply_consumers(ctx, twin, state, wanted, opts, f"p{ctx.new_uuid()[:8]}")
     if failed:
         raise OperationFailed(f"[permanent] propagation failed for {len(failed)} consumer(s): " + "; ".join(failed[:5]))
-    return {"changed": changed_c, "unchanged": sorted(unchanged_c + list(current))}
+    return done + Propagation(unchanged=tuple(current))
 
 
-def publish_task(ctx: df.DurableOrchestrationContext, twin: str, events: list[dict[str, Any]]) -> Any:
-    """The durable task publishing `events` as CloudEvents (ids deterministic: `new_uuid`)."""
-    batch = [{"type": e["type"], "twin": twin, "id": ctx.new_uuid(), "data": e["data"]} for e in events]
-    return ctx.call_activity(names.EVENTS_PUBLISH, batch)
+def publish_task(ctx: df.DurableOrchestrationContext, twin: str, events: list[tuple[str, dict[str, Any]]]) -> Any:
+    """The durable task publishing `events` ((type, data) pairs) as CloudEvents (ids deterministic)."""
+    batch = EventBatch(tuple(TwinEvent(kind, twin, ctx.new_uuid(), data) for kind, data in events))
+    return ctx.call_activity(names.EVENTS_PUBLISH, batch.to_dict())
 
 
-def publish(ctx: df.DurableOrchestrationContext, twin: str, events: list[dict[str, Any]]) -> Gen:
+def publish(ctx: df.DurableOrchestrationContext, twin: str, events: list[tuple[str, dict[str, Any]]]) -> Gen:
     """Publish and wait. An undeliverable notification never fails an operation: the state is
     the source of truth, and propagation is level-triggered."""
     if events:
-        yield from _settle_side(ctx, publish_task(ctx, twin, events))
+        yield from settle_side(ctx, publish_task(ctx, twin, events))
 
 
-def output_event(twin: str, name: str, version: int, producer: str, value: str, secret: bool) -> dict[str, Any]:
+def output_event(twin: str, name: str, version: int, producer: str, value: str, secret: bool) -> tuple[str, dict[str, Any]]:
     """A `twin.output.changed` event (`shared.contracts.OutputChangedData`); the value only if not secret."""
     data: dict[str, Any] = {
         "twin": twin,
@@ -265,7 +248,7 @@ def output_event(twin: str, name: str, version: int, producer: str, value: str, 
     }
     if not secret:
         data[OutputChangedData.VALUE] = value
-    return {"type": names.EVENT_OUTPUT_CHANGED, "data": data}
+    return names.EVENT_OUTPUT_CHANGED, data
 
 
 @dataclass(frozen=True)
@@ -276,42 +259,39 @@ class Batching:
     sub-orchestration per device, and Durable replays the whole history on every completion
     (quadratic). `key(id)` says which nodes may share a batch (None: never batched); at least
     `threshold` ready leaves of a key form batches of up to `size`; `start(ids, slots)` returns
-    one task whose result is `{"results": {id: result}, "errors": {id: message}}`.
+    one task whose result is a `BatchResult`.
     """
 
-    key: Any
-    start: Any
+    key: Callable[[str], Any]
+    start: Callable[[list[str], int], Any]
     threshold: int = 16
     size: int = 100
 
     @classmethod
-    def by_kind(cls, resources: dict[str, dict[str, Any]], start: Any, opts: Options) -> Batching | None:
+    def by_kind(cls, resources: dict[str, Resource], start: Callable[[list[str], int], Any],
+                opts: EngineOptions) -> Batching | None:
         """Batch resources of the same layer and kind (devices, device twins, ...)."""
         if opts.batch_threshold <= 1:
             return None
-        return cls(lambda rid: (resources[rid].get("layer"), resources[rid].get("kind")), start,
-                   opts.batch_threshold, opts.batch_size)
+        return cls(lambda rid: (resources[rid].layer, resources[rid].kind), start, opts.batch_threshold, opts.batch_size)
 
 
 def resource_starters(
-    ctx: df.DurableOrchestrationContext, operation: str, call_for: Callable[[str], dict[str, Any]], opts: Options
+    ctx: df.DurableOrchestrationContext, operation: str, call_for: Callable[[str], ResourceCall], opts: EngineOptions
 ) -> tuple[Callable[[str], Any], Callable[[list[str], int], Any]]:
     """`walk`'s `start` (one resource) and `Batching`'s `start` (several) for `operation`
     (`names.RESOURCE_APPLY` or `names.RESOURCE_REMOVE`): sub-orchestrations of the calls
     `call_for` builds, with ids derived from the parent's so replays find them again."""
 
     def start(rid: str) -> Any:
-        return ctx.call_sub_orchestrator(
-            operation, {"call": call_for(rid), "options": opts.to_dict()}, child_id(ctx.instance_id, rid),
-        )
+        step = ResourceStep(call_for(rid), opts)
+        return ctx.call_sub_orchestrator(operation, step.to_dict(), child_id(ctx.instance_id, rid))
 
     def start_batch(rids: list[str], slots: int) -> Any:
-        return ctx.call_sub_orchestrator(
-            names.RESOURCES_BATCH,
-            {"operation": operation, "calls": [call_for(rid) for rid in rids],
-             "options": opts.to_dict() | {"max_parallel": slots}},
-            child_id(ctx.instance_id, "batch", rids[0]),
-        )
+        batch = ResourceBatch(operation, tuple(call_for(rid) for rid in rids), opts)
+        data = batch.to_dict()
+        data["options"]["max_parallel"] = slots
+        return ctx.call_sub_orchestrator(names.RESOURCES_BATCH, data, child_id(ctx.instance_id, "batch", rids[0]))
 
     return start, start_batch
 
@@ -320,11 +300,12 @@ def walk(
     ctx: df.DurableOrchestrationContext,
     ids: list[str],
     waits_for: dict[str, set[str]],
-    start: Any,
-    finish: Any,
+    start: Callable[[str], Any],
+    finish: Callable[[str, EnsureResult | None, str | None], None],
     max_parallel: int,
-    flush: Any = None,
+    flush: Callable[[], list[Any]] | None = None,
     batching: Batching | None = None,
+    settle: Callable[[Any], Gen] | None = None,
 ) -> Gen:
     """Run a dependency graph with bounded parallelism, starting each node as soon as the nodes
     it waits for are done (not layer by layer).
@@ -332,8 +313,11 @@ def walk(
     `start(id)` returns a durable task. When it ends, `finish(id, result, error)` (plain code, no
     waiting: state is written with entity signals) takes the result in, then the nodes it
     unblocks start. At most `max_parallel` resource operations run at once (a batch of leaves
-    uses up to that many slots). `flush()` may return a side task (e.g. publishing the events
-    gathered so far); side tasks run beside the graph and never block it. After the first
+    uses up to that many slots). `flush()` runs before each wait and may return side tasks (e.g.
+    publishing the events gathered so far), which run beside the graph and never block it; each
+    is settled by `settle(task)` (a generator; default: wait, log a failure) when it ends, and the
+    walk waits for those still running before it returns. Every completion costs the
+    orchestration an episode (a replay of its whole history): `flush` should keep few in flight. After the first
     failure nothing new starts; running nodes are awaited and finished. Returns `(id, message)`
     of the first failure, or None.
     """
@@ -345,7 +329,7 @@ def walk(
         for blocker in sorted(blockers[node]):
             dependents.setdefault(blocker, []).append(node)
     ready = [i for i in ids if not blockers[i]]
-    running: list[tuple[Any, list[str], int]] = []  # (task, nodes, slots); one node unless batched
+    running: list[tuple[Any, list[str], int, bool]] = []  # (task, nodes, slots, batched)
     side: list[Any] = []
     failure: tuple[str, str] | None = None
 
@@ -367,21 +351,26 @@ def walk(
         return group
 
     def launch() -> None:
-        while ready and failure is None and sum(slots for *_, slots in running) < limit:
+        while ready and failure is None and sum(slots for _, _, slots, _ in running) < limit:
             node = ready.pop(0)
             group = batch_for(node)
             if len(group) == 1:
-                running.append((start(node), group, 1))
+                running.append((start(node), group, 1, False))
             else:
-                slots = min(len(group), limit - sum(s for *_, s in running))
-                running.append((batching.start(group, slots), group, slots))  # type: ignore[union-attr]
+                slots = min(len(group), limit - sum(s for _, _, s, _ in running))
+                running.append((batching.start(group, slots), group, slots, True))  # type: ignore[union-attr]
 
     def flushed() -> None:
-        task = flush() if flush is not None else None
-        if task is not None:
-            side.append(task)
+        if flush is not None:
+            side.extend(flush())
 
-    def done(node: str, result: Any) -> None:
+    def settled(task: Any) -> Gen:
+        if settle is not None:
+            yield from settle(task)
+        else:
+            yield from settle_side(ctx, task)
+
+    def done(node: str, result: EnsureResult) -> None:
         finish(node, result, None)
         for dependent in dependents.get(node, []):
             blockers[dependent].discard(node)
@@ -394,10 +383,10 @@ def walk(
         winner = yield ctx.task_any([task for task, *_ in running] + side)
         if any(winner is task for task in side):
             side[:] = [task for task in side if task is not winner]
-            yield from _settle_side(ctx, winner)
+            yield from settled(winner)
             continue
         index = next(k for k, (task, *_) in enumerate(running) if task is winner)
-        task, nodes, _ = running.pop(index)
+        task, nodes, _, batched = running.pop(index)
         try:
             result = yield task
         except Exception as exc:
@@ -406,23 +395,23 @@ def walk(
                 failure = failure or (node, message)
                 finish(node, None, message)
             continue
-        if len(nodes) == 1 and not (batching is not None and isinstance(result, dict) and "results" in result):
-            done(nodes[0], result)
+        if not batched:
+            done(nodes[0], EnsureResult.from_dict(result))
         else:
+            outcome = BatchResult.from_dict(result)
             for node in nodes:
-                if node in result.get("errors", {}):
-                    failure = failure or (node, result["errors"][node])
-                    finish(node, None, result["errors"][node])
-                elif node in result.get("results", {}):
-                    done(node, result["results"][node])
+                if node in outcome.errors:
+                    failure = failure or (node, outcome.errors[node])
+                    finish(node, None, outcome.errors[node])
+                elif node in outcome.results:
+                    done(node, outcome.results[node])
         launch()
-    flushed()
     for task in side:
-        yield from _settle_side(ctx, task)
+        yield from settled(task)
     return failure
 
 
-def _settle_side(ctx: df.DurableOrchestrationContext, task: Any) -> Gen:
+def settle_side(ctx: df.DurableOrchestrationContext, task: Any) -> Gen:
     """Consume a side task; its failure is logged, never raised (notifications are best effort)."""
     try:
         yield task

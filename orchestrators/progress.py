@@ -7,8 +7,11 @@ capped and everything else is a count.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from shared.engine.types import Resource
 
 MAX_LISTED = 10
 MAX_MESSAGE = 400
@@ -31,16 +34,16 @@ class Progress:
     error: dict[str, str] | None = None
 
     @classmethod
-    def for_resources(cls, operation: str, twin: str, resources: list[dict[str, Any]], outputs_total: int = 0) -> Progress:
+    def for_resources(cls, operation: str, twin: str, resources: Iterable[Resource], outputs_total: int = 0) -> Progress:
         layer_of: dict[str, str] = {}
         providers: dict[str, list[str]] = {}
         total: dict[str, int] = {}
         for r in resources:
-            layer = r.get("layer") or "-"
-            layer_of[r["id"]] = layer
+            layer = r.layer or "-"
+            layer_of[r.id] = layer
             total[layer] = total.get(layer, 0) + 1
-            if r["provider"] not in providers.setdefault(layer, []):
-                providers[layer].append(r["provider"])
+            if r.provider not in providers.setdefault(layer, []):
+                providers[layer].append(r.provider)
         return cls(operation, twin, layer_of, providers, total, outputs_total)
 
     def started(self, rid: str) -> None:

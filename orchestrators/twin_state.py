@@ -1,159 +1,167 @@
 """`twin_state`: the Durable entity holding one twin's recorded resources and versioned outputs.
 
 Keyed by twin name. The entity serialises every write for a twin, which is what makes the
-per-twin lock and the "change noted while another operation runs" hand-off race-free:
-`acquire` (lock or, for propagations, note the change as pending) and `release` (hand back the
-pending changes instead of unlocking) are single entity operations.
+per-twin lock and the hand-off of changes race-free: a change recorded while an operation holds
+the lock leaves its consumers *behind* (`shared.engine.state.desired_settings`), and `release`
+refuses to unlock while any consumer is behind, answering which, so the holder applies them first.
+Nothing recorded is dropped: until a propagation gives a consumer the latest versions, the state
+itself says it is behind.
 
-State (plain JSON):
-    resources: {id: {layer, provider, kind, needs, config, produces, state, action, op, error, applied}}
-    outputs:   {name: {value, version, producer, secret}}
-    wires:     [{output, producer, consumer, setting}]
-    lock:      {instance, operation, since} | None
-    pending:   [output names noted while locked];  pending_all: bool
+The state and every operation's input and result are the typed values of `shared.engine.state`,
+converted to JSON only at this boundary.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import azure.durable_functions as df
 
 from shared.engine import names
-
-State = dict[str, Any]
-
-
-def empty_state() -> State:
-    return {"resources": {}, "outputs": {}, "wires": [], "lock": None, "pending": [], "pending_all": False}
-
-
-def _acquire(state: State, data: dict[str, Any]) -> dict[str, Any]:
-    lock = state.get("lock")
-    instance = data["instance"]
-    if lock is None or lock["instance"] == instance or (data.get("replace") and lock["instance"] == data["replace"]):
-        state["lock"] = {"instance": instance, "operation": data.get("operation", ""), "since": data.get("since", "")}
-        return {"acquired": True}
-    if data.get("defer"):
-        changes = data.get("changes")
-        if changes is None:
-            state["pending_all"] = True
-        else:
-            state["pending"] = sorted(set(state.get("pending", [])) | set(changes))
-    return {"acquired": False, "holder": lock["instance"], "operation": lock.get("operation", "")}
-
-
-def _release(state: State, data: dict[str, Any]) -> dict[str, Any]:
-    lock = state.get("lock")
-    if lock is None or lock["instance"] != data["instance"]:
-        return {"released": True, "pending": [], "all": False}
-    pending, pending_all = state.get("pending", []), state.get("pending_all", False)
-    if (pending or pending_all) and not data.get("force"):
-        # The holder applies these before it may unlock; nothing noted meanwhile is lost.
-        state["pending"], state["pending_all"] = [], False
-        return {"released": False, "pending": pending, "all": pending_all}
-    state["lock"] = None
-    return {"released": True, "pending": [], "all": False}
+from shared.engine.names import StateOp
+from shared.engine.state import (
+    AcquireRequest,
+    AcquireResult,
+    ForgetResource,
+    Lock,
+    MarkResource,
+    NoInput,
+    Observed,
+    ObserveOutputs,
+    OutputVersion,
+    PlanWires,
+    RecordApplied,
+    RecordedResource,
+    RecordOutput,
+    RecordResources,
+    ReleaseRequest,
+    ReleaseResult,
+    ResourceRecord,
+    TwinState,
+    behind,
+    record_outputs,
+)
+from shared.engine.state import OutputValue as Value
+from shared.engine.types import Payload
 
 
-def _set_plan(state: State, data: dict[str, Any]) -> None:
-    state["wires"] = list(data.get("wires", []))
-    state["twin"] = data.get("twin", state.get("twin"))
+def acquire(state: TwinState, data: AcquireRequest) -> AcquireResult:
+    lock = state.lock
+    if lock is None or lock.instance == data.instance or (data.replace and lock.instance == data.replace):
+        state.lock = Lock(data.instance, data.operation, data.since)
+        return AcquireResult(acquired=True, state=state)
+    return AcquireResult(acquired=False, holder=lock.instance, operation=lock.operation)
 
 
-def _record_outputs(state: State, producer: str, outputs: dict[str, Any]) -> dict[str, Any]:
-    """Store values; a version only moves when the value changes. Returns {name: {version, changed}}."""
-    result: dict[str, Any] = {}
-    for name, item in outputs.items():
-        old = state["outputs"].get(name)
-        value, secret = item["value"], bool(item.get("secret"))
-        if old is not None and old["value"] == value:
-            old["producer"], old["secret"] = producer, secret or old.get("secret", False)
-            result[name] = {"version": old["version"], "changed": False}
-            continue
-        version = (old["version"] + 1) if old else 1
-        state["outputs"][name] = {"value": value, "version": version, "producer": producer, "secret": secret}
-        result[name] = {"version": version, "changed": True}
-    return result
+def release(state: TwinState, data: ReleaseRequest) -> ReleaseResult:
+    lock = state.lock
+    if lock is None or lock.instance != data.instance:
+        return ReleaseResult(released=True)
+    late = [] if data.force else behind(state)
+    if late:
+        return ReleaseResult(released=False, behind=tuple(late))
+    state.lock = None
+    return ReleaseResult(released=True)
 
 
-def _record_resource(state: State, data: dict[str, Any]) -> dict[str, Any]:
-    rid = data["id"]
-    entry = state["resources"].get(rid, {})
-    entry.update({k: v for k, v in data.items() if k not in ("id", "outputs")})
-    entry.setdefault("applied", {})
-    state["resources"][rid] = entry
-    return {"outputs": _record_outputs(state, rid, data.get("outputs") or {})}
+def set_plan(state: TwinState, data: PlanWires) -> None:
+    state.wires = data.wires
+    state.twin = data.twin
 
 
-def _record_resources(state: State, data: dict[str, Any]) -> None:
-    for entry in data.get("entries", []):
-        _record_resource(state, entry)
+def _record(state: TwinState, entry: RecordedResource) -> dict[str, OutputVersion]:
+    old = state.resources.get(entry.id)
+    record = entry.record
+    if old is not None:
+        record = replace(record, applied={**old.applied, **record.applied}, observed_at=old.observed_at)
+    state.resources[entry.id] = record
+    return record_outputs(state.outputs, entry.id, entry.outputs)
 
 
-def _record_output(state: State, data: dict[str, Any]) -> dict[str, Any]:
-    return _record_outputs(state, data["producer"], {data["name"]: data})[data["name"]]
+def record_resources(state: TwinState, data: RecordResources) -> None:
+    for entry in data.entries:
+        _record(state, entry)
 
 
-def _observe_outputs(state: State, data: dict[str, Any]) -> dict[str, Any]:
-    """A refresh's reading of one producer: record its outputs unless a later observation of the
-    same producer is already recorded (ISO-8601 UTC times compare as strings)."""
-    entry = state["resources"].get(data["producer"])
-    if entry is None:
-        return {"stale": True, "outputs": {}}
-    observed_at = str(data.get("observed_at", ""))
-    if observed_at < str(entry.get("observed_at", "")):
-        return {"stale": True, "outputs": {}}
-    entry["observed_at"] = observed_at
-    return {"stale": False, "outputs": _record_outputs(state, data["producer"], data.get("outputs") or {})}
+def mark_resource(state: TwinState, data: MarkResource) -> None:
+    old = state.resources.get(data.id, ResourceRecord())
+    state.resources[data.id] = replace(old, state=data.state, error=data.error, op=data.op or old.op)
 
 
-def _record_applied(state: State, data: dict[str, Any]) -> None:
-    for consumer, versions in data.get("applied", {}).items():
-        entry = state["resources"].get(consumer)
+def record_output(state: TwinState, data: RecordOutput) -> OutputVersion:
+    return record_outputs(state.outputs, data.producer, {data.name: Value(data.value, data.secret)})[data.name]
+
+
+def observe_outputs(state: TwinState, data: ObserveOutputs) -> Observed:
+    """Record a refresh's reading unless a later reading of the same producer is already recorded
+    (ISO-8601 UTC times compare as strings)."""
+    entry = state.resources.get(data.producer)
+    if entry is None or data.observed_at < entry.observed_at:
+        return Observed(stale=True)
+    state.resources[data.producer] = replace(entry, observed_at=data.observed_at)
+    return Observed(stale=False, outputs=record_outputs(state.outputs, data.producer, data.outputs))
+
+
+def record_applied(state: TwinState, data: RecordApplied) -> None:
+    for consumer, versions in data.applied.items():
+        entry = state.resources.get(consumer)
         if entry is not None:
-            entry.setdefault("applied", {}).update(versions)
+            state.resources[consumer] = replace(entry, applied={**entry.applied, **versions})
 
 
-def _forget_resource(state: State, data: dict[str, Any]) -> None:
-    state["resources"].pop(data["id"], None)
-    for name in [n for n, o in state["outputs"].items() if o.get("producer") == data["id"]]:
-        del state["outputs"][name]
+def forget_resource(state: TwinState, data: ForgetResource) -> None:
+    state.resources.pop(data.id, None)
+    for name in [n for n, o in state.outputs.items() if o.producer == data.id]:
+        del state.outputs[name]
 
 
-def _clear(state: State, data: dict[str, Any]) -> None:
-    lock = state.get("lock")
-    state.clear()
-    state.update(empty_state())
-    state["lock"] = lock
+def clear(state: TwinState, data: NoInput) -> None:
+    """Forget everything but the lock (the twin was destroyed by the lock's holder)."""
+    state.twin, state.resources, state.outputs, state.wires = "", {}, {}, ()
 
 
-OPERATIONS: dict[str, Callable[[State, dict[str, Any]], Any]] = {
-    "get": lambda state, data: state,
-    "acquire": _acquire,
-    "release": _release,
-    "set_plan": _set_plan,
-    "record_resource": _record_resource,
-    "record_resources": _record_resources,
-    "record_output": _record_output,
-    "record_applied": _record_applied,
-    "observe_outputs": _observe_outputs,
-    "forget_resource": _forget_resource,
-    "clear": _clear,
+def get(state: TwinState, data: NoInput) -> TwinState:
+    return state
+
+
+@dataclass(frozen=True)
+class Operation:
+    request: type[Payload]
+    handler: Callable[[TwinState, Any], Payload | None]
+
+
+OPERATIONS: dict[str, Operation] = {
+    StateOp.GET: Operation(NoInput, get),
+    StateOp.ACQUIRE: Operation(AcquireRequest, acquire),
+    StateOp.RELEASE: Operation(ReleaseRequest, release),
+    StateOp.SET_PLAN: Operation(PlanWires, set_plan),
+    StateOp.RECORD_RESOURCES: Operation(RecordResources, record_resources),
+    StateOp.MARK_RESOURCE: Operation(MarkResource, mark_resource),
+    StateOp.RECORD_OUTPUT: Operation(RecordOutput, record_output),
+    StateOp.RECORD_APPLIED: Operation(RecordApplied, record_applied),
+    StateOp.OBSERVE_OUTPUTS: Operation(ObserveOutputs, observe_outputs),
+    StateOp.FORGET_RESOURCE: Operation(ForgetResource, forget_resource),
+    StateOp.CLEAR: Operation(NoInput, clear),
 }
+
+
+def apply(state: TwinState, operation: str, data: Any) -> Any:
+    """Run one operation on `state` with JSON input; its JSON result."""
+    op = OPERATIONS.get(operation)
+    if op is None:
+        raise ValueError(f"twin_state has no operation {operation!r}; known: {', '.join(sorted(OPERATIONS))}")
+    result = op.handler(state, op.request.from_dict(data or {}))
+    return None if result is None else result.to_dict()
+
 
 bp = df.Blueprint()
 
 
 @bp.entity_trigger(context_name="context", entity_name=names.TWIN_STATE)
 def twin_state(context: df.DurableEntityContext) -> None:
-    state = context.get_state(empty_state)
-    operation = context.operation_name or ""
-    handler = OPERATIONS.get(operation)
-    if handler is None:
-        raise ValueError(f"twin_state has no operation {operation!r}; known: {', '.join(sorted(OPERATIONS))}")
-    data = context.get_input() or {}
-    result = handler(state, data)
-    context.set_state(state)
+    state = TwinState.from_dict(context.get_state(dict) or {})
+    result = apply(state, context.operation_name or "", context.get_input())
+    context.set_state(state.to_dict())
     context.set_result(result)

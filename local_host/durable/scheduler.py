@@ -43,6 +43,20 @@ class EngineError(Exception):
     """A request the engine refuses (unknown orchestrator, instance already running, ...)."""
 
 
+class HostStopping(Exception):
+    """User code could not even be started: the host (or the interpreter) is shutting down. Nothing
+    is recorded for it, so the work is still there, and resumed, when the host starts again."""
+
+
+def _submit(loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor, fn: Callable[[], Any]) -> Any:
+    """`loop.run_in_executor`, telling a pool that no longer takes work (`RuntimeError: cannot
+    schedule new futures after shutdown`) apart from a failure of the user code itself."""
+    try:
+        return loop.run_in_executor(pool, fn)
+    except RuntimeError as exc:
+        raise HostStopping(str(exc)) from exc
+
+
 PAYLOAD_WARNING = 64 * 1024  # Azure Storage queue message size; larger payloads go through blobs
 
 
@@ -371,9 +385,12 @@ class DurableEngine:
             error = f"The orchestrator function '{inst.name}' no longer exists in this app."
         else:
             try:
-                text = await asyncio.get_running_loop().run_in_executor(
-                    self._user_pool, functools.partial(orch.fn, **{orch.trigger_param: payload}))
-                result = json.loads(text)
+                running = _submit(asyncio.get_running_loop(), self._user_pool,
+                                  functools.partial(orch.fn, **{orch.trigger_param: payload}))
+            except HostStopping:
+                return False  # the messages stay in the inbox: the episode runs after a restart
+            try:
+                result = json.loads(await running)
             except Exception as exc:
                 error, result = h.parse_out_of_proc(str(exc) or type(exc).__name__)
         elapsed = time.perf_counter() - started
@@ -410,10 +427,13 @@ class DurableEngine:
         assert self._sem is not None
         async with self._sem:
             started = time.perf_counter()
-            if item.kind == "http":
-                evt = await self._run_http(item)
-            else:
-                evt = await self._run_activity(item)
+            try:
+                if item.kind == "http":
+                    evt = await self._run_http(item)
+                else:
+                    evt = await self._run_activity(item)
+            except HostStopping:
+                return  # the work item stays stored: it runs again when the host starts
             duration = (time.perf_counter() - started) * 1000
         self.stats["activities"] += 1
         outcome = "Succeeded" if evt["EventType"] == h.TASK_COMPLETED else "Failed"
@@ -441,14 +461,14 @@ class DurableEngine:
             if inspect.iscoroutinefunction(activity.fn):
                 out = await activity.fn(**kwargs)
             else:
-                out = await asyncio.get_running_loop().run_in_executor(
-                    self._activity_pool, functools.partial(activity.fn, **kwargs))
+                out = await _submit(asyncio.get_running_loop(), self._activity_pool,
+                                    functools.partial(activity.fn, **kwargs))
             datum = ActivityTriggerConverter.encode(out, expected_type=None)
             warn_large(f"output of activity {item.name} (instance {item.instance_id}, task {item.task_id})",
                        datum.value)
             return h.event(h.TASK_COMPLETED, h.utc_now(), TaskScheduledId=item.task_id,
                            ScheduledTime=item.scheduled_time, Result=datum.value)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, HostStopping):
             raise
         except Exception as exc:
             return h.event(h.TASK_FAILED, h.utc_now(), TaskScheduledId=item.task_id,
@@ -505,9 +525,12 @@ class DurableEngine:
                                   "batch": [{"name": op["op"], "input": json.dumps(op.get("input") or "null")}
                                             for op in ops]})
             try:
-                text = await asyncio.get_running_loop().run_in_executor(
-                    self._user_pool, functools.partial(entity.fn, **{entity.trigger_param: context}))
-                out = json.loads(text)
+                running = _submit(asyncio.get_running_loop(), self._user_pool,
+                                  functools.partial(entity.fn, **{entity.trigger_param: context}))
+            except HostStopping:
+                return False  # the operations stay in the inbox: they run after a restart
+            try:
+                out = json.loads(await running)
                 results = out.get("results") or []
                 exists = bool(out.get("entityExists"))
                 state_text = out.get("entityState")

@@ -4,6 +4,8 @@ source) and the durable function names (orchestrators, activities, entity), spel
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from shared.contracts import EventType, Layer, Output, Setting, event_source
 
 # CloudEvents the control plane publishes (DESIGN section 6).
@@ -30,7 +32,6 @@ RESOURCE_REMOVE = "resource_remove"
 RESOURCES_BATCH = "resources_batch"
 TWIN_STATE = "twin_state"
 
-PLAN_BUILD = "plan_build"
 RESOURCE_ENSURE = "resource_ensure"
 RESOURCE_POLL = "resource_poll"
 RESOURCE_READ = "resource_read"  # what exists now, stamped with when it was read (refresh_outputs)
@@ -38,5 +39,23 @@ RESOURCE_DELETE = "resource_delete"
 SETTINGS_APPLY = "settings_apply"
 EVENTS_PUBLISH = "events_publish"
 SECRET_GENERATE = "secret_generate"
+
+
+
+class StateOp(StrEnum):
+    """Operations of the `twin_state` entity (payloads: `shared/engine/state.py`)."""
+
+    GET = "get"
+    ACQUIRE = "acquire"
+    RELEASE = "release"
+    SET_PLAN = "set_plan"
+    RECORD_RESOURCES = "record_resources"
+    MARK_RESOURCE = "mark_resource"
+    RECORD_OUTPUT = "record_output"
+    RECORD_APPLIED = "record_applied"
+    OBSERVE_OUTPUTS = "observe_outputs"
+    FORGET_RESOURCE = "forget_resource"
+    CLEAR = "clear"
+
 
 __all__ = ["event_source"]

@@ -1,16 +1,49 @@
-"""The engine's view of a plan: plain JSON the orchestrators walk.
+"""The engine's view of a plan: the typed value `deploy_twin` walks.
 
-`shared.plan.build_plan(spec)` is the single source of the resource graph; this module turns its
-result into `{"twin", "resources", "outputs", "wires", "problems"}` (problems: why the plan cannot
-be deployed, e.g. GCP layers, which have no provider yet).
+`shared.plan.build_plan(spec)` is the single source of the resource graph; `engine_plan_of` turns
+its result into an `EnginePlan` (twin, resources, outputs, wires, and problems: why the plan cannot
+be deployed, e.g. GCP layers, which have no provider yet). The HTTP API builds it once per
+deployment and passes it to `deploy_twin` as the orchestration's input.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from shared.engine.errors import PermanentError
+from shared.engine.types import Payload, Resource
+
+
+@dataclass(frozen=True)
+class PlanOutput(Payload):
+    name: str
+    producer: str
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class Wire(Payload):
+    """`output` (made by `producer`) goes into `consumer`'s setting `setting`."""
+
+    output: str
+    consumer: str
+    setting: str
+    producer: str = ""
+
+
+@dataclass(frozen=True)
+class EnginePlan(Payload):
+    twin: str
+    resources: tuple[Resource, ...] = ()
+    outputs: tuple[PlanOutput, ...] = ()
+    wires: tuple[Wire, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    @property
+    def secret_outputs(self) -> frozenset[str]:
+        return frozenset(o.name for o in self.outputs if o.secret)
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:
@@ -46,39 +79,28 @@ def deploy_problems(plan: Any) -> list[str]:
     return [f"no GCP provider yet: layers {', '.join(gcp)} are placed on gcp"] if gcp else []
 
 
-def plan_to_engine(plan: Any) -> dict[str, Any]:
-    resources = [
-        {
-            "id": str(_get(r, "id")),
-            "layer": str(_get(r, "layer")),
-            "provider": str(_get(r, "provider")),
-            "kind": str(_get(r, "kind")),
-            "needs": [str(n) for n in _get(r, "needs", ()) or ()],
-            "produces": [str(n) for n in _get(r, "produces", ()) or ()],
-            "config": _plain(_get(r, "config", {}) or {}),
-        }
-        for r in _get(plan, "resources", [])
-    ]
-    outputs = [
-        {"name": str(_get(o, "name")), "producer": str(_get(o, "producer")), "secret": bool(_get(o, "secret", False))}
-        for o in _get(plan, "outputs", [])
-    ]
-    wires = [
-        {
-            "output": str(_get(w, "output")),
-            "producer": str(_get(w, "producer", "")),
-            "consumer": str(_get(w, "consumer")),
-            "setting": str(_get(w, "setting")),
-        }
-        for w in _get(plan, "wires", [])
-    ]
+def engine_plan_of(plan: Any) -> EnginePlan:
+    """The engine plan of `shared.plan.build_plan`'s result."""
     twin = _get(plan, "twin")
-    twin_name = str(_get(twin, "name", twin))
-    return {"twin": twin_name, "resources": resources, "outputs": outputs, "wires": wires,
-            "problems": deploy_problems(plan)}
+    return EnginePlan(
+        twin=str(_get(twin, "name", twin)),
+        resources=tuple(
+            Resource(id=str(_get(r, "id")), layer=str(_get(r, "layer")), provider=str(_get(r, "provider")),
+                     kind=str(_get(r, "kind")), needs=tuple(str(n) for n in _get(r, "needs", ()) or ()),
+                     produces=tuple(str(n) for n in _get(r, "produces", ()) or ()),
+                     config=_plain(_get(r, "config", {}) or {}))
+            for r in _get(plan, "resources", [])
+        ),
+        outputs=tuple(PlanOutput(str(_get(o, "name")), str(_get(o, "producer")), bool(_get(o, "secret", False)))
+                      for o in _get(plan, "outputs", [])),
+        wires=tuple(Wire(output=str(_get(w, "output")), consumer=str(_get(w, "consumer")),
+                         setting=str(_get(w, "setting")), producer=str(_get(w, "producer", "")))
+                    for w in _get(plan, "wires", [])),
+        problems=tuple(deploy_problems(plan)),
+    )
 
 
-def engine_plan(spec_data: Any) -> dict[str, Any]:
+def build_engine_plan(spec_data: Any) -> EnginePlan:
     """Validate the spec and build its plan; an invalid spec is a permanent error with every path."""
     from shared.loaders import spec_problems
     from shared.plan import build_plan
@@ -86,4 +108,15 @@ def engine_plan(spec_data: Any) -> dict[str, Any]:
     spec, problems = spec_problems(spec_data)
     if spec is None or problems:
         raise PermanentError("invalid spec: " + "; ".join(f"{p.path}: {p.message}" for p in problems))
-    return plan_to_engine(build_plan(spec))
+    return engine_plan_of(build_plan(spec))
+
+
+def plan_to_engine(plan: Any) -> dict[str, Any]:
+    """`engine_plan_of` as JSON, what crosses the Durable boundary."""
+    return engine_plan_of(plan).to_dict()
+
+
+def engine_plan(spec_data: Any) -> dict[str, Any]:
+    """`build_engine_plan` as JSON: what `deploy_twin` takes in its input's `plan` (tools and tests
+    that trim a plan before deploying it edit this form)."""
+    return build_engine_plan(spec_data).to_dict()

@@ -1,20 +1,46 @@
 """Small typed values that cross the activity boundary.
 
-Durable passes activity inputs and results as JSON, so each type converts to and from a plain
-dict (`to_dict` / `from_dict`); orchestrators only ever hold the dict form.
+Durable passes activity inputs and results as JSON. Each type converts to and from that JSON at
+the boundary (`to_dict` / `from_dict`, done by pydantic from the dataclass's own fields, so a new
+field needs no hand-written conversion); everything between the boundaries holds the typed value.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, Self
+
+from pydantic import TypeAdapter
 
 Action = Literal["created", "updated", "unchanged", "deleted", "absent"]
 ACTIONS: tuple[str, ...] = ("created", "updated", "unchanged", "deleted", "absent")
 
 
+_adapters: dict[type, TypeAdapter[Any]] = {}
+
+
+def _adapter(cls: type) -> TypeAdapter[Any]:
+    adapter = _adapters.get(cls)
+    if adapter is None:  # built once per type (a race builds two equal adapters: harmless)
+        adapter = _adapters[cls] = TypeAdapter(cls)
+    return adapter
+
+
+class Payload:
+    """JSON conversion for a payload dataclass (unknown keys are ignored, so older JSON still reads)."""
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Self:
+        value: Self = _adapter(cls).validate_python(data)
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = _adapter(type(self)).dump_python(self, mode="json")
+        return data
+
+
 @dataclass(frozen=True)
-class Resource:
+class Resource(Payload):
     """One node of the plan, as a provider sees it (the plan's resource, JSON-only)."""
 
     id: str
@@ -25,85 +51,52 @@ class Resource:
     produces: tuple[str, ...] = ()
     config: dict[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Resource:
-        return cls(
-            id=str(data["id"]),
-            layer=str(data.get("layer", "")),
-            provider=str(data["provider"]),
-            kind=str(data["kind"]),
-            needs=tuple(data.get("needs") or ()),
-            produces=tuple(data.get("produces") or ()),
-            config=dict(data.get("config") or {}),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["needs"] = list(self.needs)
-        out["produces"] = list(self.produces)
-        return out
-
 
 @dataclass(frozen=True)
-class Pending:
+class Pending(Payload):
     """A long operation still running in the cloud: poll it again after `poll_after_seconds`."""
 
     token: dict[str, Any]
     poll_after_seconds: float = 5.0
     description: str = ""
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Pending:
-        return cls(
-            token=dict(data.get("token") or {}),
-            poll_after_seconds=float(data.get("poll_after_seconds", 5.0)),
-            description=str(data.get("description", "")),
-        )
-
 
 @dataclass(frozen=True)
-class EnsureResult:
-    """What `ensure`/`poll`/`delete` report: done (with outputs and the action) or pending."""
+class EnsureResult(Payload):
+    """What `ensure`/`poll`/`delete` report: done (with outputs and the action) or pending.
+
+    `polls` counts the polls the engine made before the result (set by the orchestrator)."""
 
     action: Action = "unchanged"
     outputs: dict[str, str] = field(default_factory=dict)
     pending: Pending | None = None
+    polls: int = 0
 
     @property
     def done(self) -> bool:
         return self.pending is None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "action": self.action,
-            "outputs": dict(self.outputs),
-            "pending": None if self.pending is None else asdict(self.pending),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EnsureResult:
-        pending = data.get("pending")
-        return cls(
-            action=data.get("action", "unchanged"),
-            outputs={str(k): str(v) for k, v in (data.get("outputs") or {}).items()},
-            pending=None if pending is None else Pending.from_dict(pending),
-        )
-
 
 @dataclass(frozen=True)
-class ReadResult:
+class ReadResult(Payload):
     """What exists now: `exists`, the outputs it would yield and provider-specific details."""
 
     exists: bool
     outputs: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+@dataclass(frozen=True)
+class Observation(Payload):
+    """`resource_read`'s result: a `ReadResult` stamped with when it was taken (UTC ISO-8601)."""
+
+    exists: bool
+    observed_at: str
+    outputs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class ResourceCall:
+class ResourceCall(Payload):
     """Input of the resource activities: the resource, the twin, and the wired settings known now.
 
     `settings` holds the consumer settings whose outputs are already recorded (values may be
@@ -117,29 +110,24 @@ class ResourceCall:
     current: dict[str, str] = field(default_factory=dict)
     pending: Pending | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "twin": self.twin,
-            "resource": self.resource.to_dict(),
-            "settings": dict(self.settings),
-            "current": dict(self.current),
-            "pending": None if self.pending is None else asdict(self.pending),
-        }
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ResourceCall:
-        pending = data.get("pending")
-        return cls(
-            twin=str(data["twin"]),
-            resource=Resource.from_dict(data["resource"]),
-            settings=dict(data.get("settings") or {}),
-            current={str(k): str(v) for k, v in (data.get("current") or {}).items()},
-            pending=None if pending is None else Pending.from_dict(pending),
-        )
+@dataclass(frozen=True)
+class SettingsApplied(Payload):
+    """`settings_apply`'s result: whether the consumer's settings were written."""
+
+    changed: bool
 
 
 @dataclass(frozen=True)
-class TwinEvent:
+class SecretRequest(Payload):
+    """`secret_generate`'s input: whose secret output to generate."""
+
+    twin: str
+    output: str
+
+
+@dataclass(frozen=True)
+class TwinEvent(Payload):
     """One CloudEvent to publish: `type`, the twin (source `/twins/{twin}`), data, and an id."""
 
     type: str
@@ -147,9 +135,9 @@ class TwinEvent:
     id: str
     data: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TwinEvent:
-        return cls(type=str(data["type"]), twin=str(data["twin"]), id=str(data["id"]), data=dict(data.get("data") or {}))
+@dataclass(frozen=True)
+class EventBatch(Payload):
+    """`events_publish`'s input."""
+
+    events: tuple[TwinEvent, ...] = ()

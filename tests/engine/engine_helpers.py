@@ -157,15 +157,17 @@ def engine_environ(tmp: Path, port: int, options: dict[str, Any] | None = None) 
 def engine_factory(tmp_path: Path) -> Iterator[Any]:
     hosts: list[LocalHost] = []
 
-    def make(options: dict[str, Any] | None = None, activity_concurrency: int = 8) -> Engine:
+    def make(options: dict[str, Any] | None = None, activity_concurrency: int = 8,
+             environ: dict[str, str] | None = None) -> Engine:
         port = free_port()
-        env = engine_environ(tmp_path, port, options)
+        env = {**engine_environ(tmp_path, port, options), **(environ or {})}
         host = LocalHost(app_dir=APP, state_dir=tmp_path / "host", port=port, function_key=KEY,
                          activity_concurrency=activity_concurrency, environ=env)
         host.start()
         hosts.append(host)
         return Engine(host.base_url, KEY, tmp_path / "fake.sqlite", tmp_path / "fake.json", tmp_path / "events.jsonl")
 
+    make.hosts = hosts  # type: ignore[attr-defined]  (tests that stop or break a host reach it here)
     yield make
     for host in hosts:
         host.stop()

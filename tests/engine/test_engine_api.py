@@ -171,6 +171,11 @@ def test_full_spec_deploys_conflicts_rerun_destroy_and_no_secret_leaks(
     # Durable's own status URL keeps working.
     durable_status = engine.durable("GET", "instances/" + instance)
     assert durable_status.status == 200 and durable_status.json()["runtimeStatus"] == "Completed"
+    # The API built the plan once and handed it over: the orchestration builds none.
+    started_with = engine.durable("GET", f"instances/{instance}?showInput=true&showHistory=true").json()
+    given = started_with["input"] if isinstance(started_with["input"], dict) else json.loads(started_with["input"])
+    assert len(given["plan"]["resources"]) == total and "spec" not in given and "spec" not in started_with["input"]
+    assert not [e for e in started_with["historyEvents"] if "plan" in str(e.get("FunctionName") or e.get("Name") or "")]
     responses.append(durable_status.body.decode())
     engine.wait_idle("greenhouse-az")
 
@@ -205,6 +210,10 @@ def test_full_spec_deploys_conflicts_rerun_destroy_and_no_secret_leaks(
     destroyed = engine.wait(destroy.json()["id"])
     assert destroyed["runtimeStatus"] == "Completed", destroyed
     assert destroyed["output"]["summary"]["deleted"] == total
+    # The view agrees with the result, though the state no longer records what was deleted.
+    destroy_view = engine.view(destroy.json()["id"])
+    assert destroy_view["summary"]["text"] == f"{total} deleted, 0 already gone", destroy_view["summary"]
+    assert destroy_view["summary"]["counts"]["deleted"] == total
     assert engine.api("GET", "twins/greenhouse-az").status == 404
     with engine.db() as db:
         assert db.execute("SELECT COUNT(*) FROM resources").fetchone()[0] == 0

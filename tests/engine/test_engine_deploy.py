@@ -263,3 +263,24 @@ def test_resources_dropped_from_the_spec_are_deleted_dependents_first_unless_pru
     twin = engine.api("GET", "twins/prune").json()
     assert sorted(r["id"] for r in twin["resources"]) == sorted(r["id"] for r in smaller["resources"]), twin
     assert "ADT_INSTANCE_URL" not in twin["outputs"] and "DEVICE_CREDENTIALS:b" not in twin["outputs"]
+
+
+def test_after_the_walk_only_consumers_behind_are_re_applied(engine: Engine) -> None:
+    """Consumers ensured with the latest outputs are not read again (their applied versions say
+    they are current), however many `twin.output.changed` events the walk raised; only `late`,
+    ensured before its output existed, is re-applied, once, as soon as the output exists (beside
+    the walk), so nothing is left for after it."""
+    engine.configure({"resources": {"azure/L4/adt": {"delay": 0.6}}})
+    p = plan("skip", [
+        resource("azure/L4/adt", [], ["ADT_INSTANCE_URL"]),
+        resource("azure/L4/early-1", ["azure/L4/adt"]),
+        resource("azure/L4/early-2", ["azure/L4/adt"]),
+        resource("aws/L2/late"),
+    ], wires=[("ADT_INSTANCE_URL", c, "ADT_INSTANCE_URL") for c in ("azure/L4/early-1", "azure/L4/early-2", "aws/L2/late")])
+    status = _deploy(engine, p)
+    assert status["runtimeStatus"] == "Completed", status
+    engine.wait_idle("skip")
+    assert [rid for _, rid, *_ in engine.calls("apply-read")] == ["aws/L2/late"]
+    assert status["output"]["propagation"] == {"changed": 0, "unchanged": 0}  # nothing behind after the walk
+    assert engine.api("GET", "twins/skip").json()["behind"] == []
+    assert engine.settings("aws/L2/late")["ADT_INSTANCE_URL"].startswith("https://azure.L4.adt")

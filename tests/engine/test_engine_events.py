@@ -54,7 +54,9 @@ def test_burst_of_duplicate_and_reordered_events_converges_to_latest(engine: Eng
         assert engine.settings(consumer)["ADT_INSTANCE_URL"] == latest["value"], consumer
     propagations = engine.durable("GET", "instances/?instanceIdPrefix=twin:burst:propagate:").json()
     top_level = [s for s in propagations if s["instanceId"].count(":") == 3]
-    assert len(top_level) >= 20
+    # Events arriving while the deployment holds the twin start nothing: it may not unlock while a
+    # consumer is behind, so it applies the change itself.
+    assert len(top_level) < 20
     assert all(s["runtimeStatus"] == "Completed" for s in top_level)
     # Each consumer was written once for v2, however many events arrived.
     writes = [rid for _, rid, *_ in engine.calls("apply-write")]

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from control_plane.events import producers_of, resource_group_of
 from orchestrators.refresh import producers
-from orchestrators.twin_state import OPERATIONS, empty_state
+from orchestrators.twin_state import apply
+from shared.engine.state import TwinState
 from shared.naming import AzureNaming
 
 SUB = "/subscriptions/00000000-0000-0000-0000-000000000000"
 ADT_ID = f"{SUB}/resourceGroups/demo-rg/providers/Microsoft.DigitalTwins/digitalTwinsInstances/demo-adt"
 
 
-def _state() -> dict:
-    state = empty_state()
-    state["resources"] = {
+def _state() -> TwinState:
+    return TwinState.from_dict({"resources": {
         "azure/L4/digital-twins": {"provider": "azure", "kind": "digital-twins", "state": "deployed",
                                    "produces": ["ADT_INSTANCE_URL"],
                                    "config": {"name": "demo-adt", "resource_group": "demo-rg"}},
@@ -24,8 +24,7 @@ def _state() -> dict:
                                             "produces": ["INTER_CLOUD_TOKEN"], "config": {}},
         "aws/L3_hot/hot-table": {"provider": "aws", "kind": "dynamodb-table", "state": "failed",
                                  "produces": ["DYNAMODB_TABLE_NAME"], "config": {"name": "demo-hot"}},
-    }
-    return state
+    }})
 
 
 def test_an_arm_resource_id_leads_to_its_twin_and_producer() -> None:
@@ -47,14 +46,16 @@ def test_refresh_reads_deployed_cloud_producers_only() -> None:
 
 def test_an_older_observation_never_overwrites_a_newer_one() -> None:
     state = _state()
-    observe = OPERATIONS["observe_outputs"]
+    def observe(state: TwinState, data: dict) -> object:
+        return apply(state, "observe_outputs", data)
+
     url = {"ADT_INSTANCE_URL": {"value": "https://new", "secret": False}}
     newer = observe(state, {"producer": "azure/L4/digital-twins", "outputs": url, "observed_at": "2026-01-01T00:00:02+00:00"})
     assert newer == {"stale": False, "outputs": {"ADT_INSTANCE_URL": {"version": 1, "changed": True}}}
     older = observe(state, {"producer": "azure/L4/digital-twins", "observed_at": "2026-01-01T00:00:01+00:00",
                             "outputs": {"ADT_INSTANCE_URL": {"value": "https://old", "secret": False}}})
     assert older["stale"] is True
-    assert state["outputs"]["ADT_INSTANCE_URL"]["value"] == "https://new"
+    assert state.outputs["ADT_INSTANCE_URL"].value == "https://new"
     same = observe(state, {"producer": "azure/L4/digital-twins", "outputs": url, "observed_at": "2026-01-01T00:00:03+00:00"})
     assert same["outputs"]["ADT_INSTANCE_URL"] == {"version": 1, "changed": False}
     assert observe(state, {"producer": "nope", "outputs": url, "observed_at": "z"})["stale"] is True

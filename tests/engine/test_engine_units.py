@@ -13,11 +13,21 @@ from botocore.exceptions import ClientError
 from activities import registry
 from activities.providers.control import GeneratedSecret
 from orchestrators import twin_state
-from orchestrators.common import Options, child_id, desired_settings
+from orchestrators.common import child_id
 from orchestrators.progress import Progress
 from shared.contracts import ControlPlaneSetting
 from shared.engine import errors
-from shared.engine.plan import engine_plan
+from shared.engine.orchestrations import DeployInput, EngineOptions
+from shared.engine.plan import EnginePlan, Wire, build_engine_plan, engine_plan
+from shared.engine.state import (
+    Desired,
+    OutputRecord,
+    OutputValue,
+    ResourceRecord,
+    TwinState,
+    desired_settings,
+    record_outputs,
+)
 from shared.engine.types import EnsureResult, Pending, Resource, ResourceCall
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -94,6 +104,12 @@ def test_types_round_trip() -> None:
     assert ResourceCall.from_dict(json.loads(json.dumps(call.to_dict()))) == call
     result = EnsureResult("created", {"O": "v"}, None)
     assert EnsureResult.from_dict(result.to_dict()) == result
+    plan = build_engine_plan(json.loads((EXAMPLES / "aws-to-azure" / "twin.json").read_text()))
+    deploy = DeployInput(plan, EngineOptions(max_parallel=3), "old", prune=False)
+    assert DeployInput.from_dict(json.loads(json.dumps(deploy.to_dict()))) == deploy
+    state = TwinState("t", {"r": ResourceRecord("L1", "aws", "k", applied={"O": 2})}, {"O": OutputRecord("v", 2, "p")},
+                      (Wire("O", "r", "S", "p"),))
+    assert TwinState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
 
 
 def test_registry_reports_missing_provider_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,82 +137,93 @@ def test_generated_secret_is_kept_and_previous_starts_empty() -> None:
     assert again.action == "unchanged" and again.outputs == first.outputs
 
 
-def _apply(state: dict, op: str, data: dict | None = None) -> object:
-    return twin_state.OPERATIONS[op](state, data or {})
+def _apply(state: TwinState, op: str, data: dict | None = None) -> object:
+    return twin_state.apply(state, op, data or {})
 
 
 def test_state_versions_move_only_on_change() -> None:
-    state = twin_state.empty_state()
-    out = _apply(state, "record_resource", {"id": "p", "outputs": {"A": {"value": "1", "secret": False}}})
-    assert out == {"outputs": {"A": {"version": 1, "changed": True}}}
-    out = _apply(state, "record_resource", {"id": "p", "outputs": {"A": {"value": "1", "secret": False}}})
-    assert out == {"outputs": {"A": {"version": 1, "changed": False}}}
-    out = _apply(state, "record_resource", {"id": "p", "outputs": {"A": {"value": "2", "secret": False}}})
-    assert out == {"outputs": {"A": {"version": 2, "changed": True}}}
+    """One function computes versions, for the entity and for the deployment's own view."""
+    state = TwinState()
+    record = {"layer": "L1", "provider": "aws", "kind": "k"}
+    out = _apply(state, "record_resources", {"entries": [{"id": "p", "record": record, "outputs": {"A": {"value": "1"}}}]})
+    assert out is None and state.outputs["A"] == OutputRecord("1", 1, "p")
+    assert _apply(state, "record_output", {"name": "A", "value": "1", "producer": "p"}) == {"version": 1, "changed": False}
+    assert _apply(state, "record_output", {"name": "A", "value": "2", "producer": "p"}) == {"version": 2, "changed": True}
+    mine = dict(state.outputs)
+    assert record_outputs(mine, "p", {"A": OutputValue("2")})["A"].changed is False
+    assert record_outputs(mine, "p", {"A": OutputValue("3")})["A"].version == 3
+    assert state.outputs["A"].version == 2  # the copy moved, not the entity's state
 
 
-def test_lock_defers_changes_to_the_holder() -> None:
-    state = twin_state.empty_state()
-    assert _apply(state, "acquire", {"instance": "deploy-1", "operation": "deploy"}) == {"acquired": True}
-    refused = _apply(state, "acquire", {"instance": "prop-1", "operation": "propagate", "defer": True,
-                                        "changes": ["A"]})
-    assert refused == {"acquired": False, "holder": "deploy-1", "operation": "deploy"}
-    _apply(state, "acquire", {"instance": "prop-2", "operation": "propagate", "defer": True, "changes": ["B", "A"]})
-    assert _apply(state, "release", {"instance": "deploy-1"}) == {"released": False, "pending": ["A", "B"],
-                                                                   "all": False}
-    assert _apply(state, "release", {"instance": "deploy-1"})["released"] is True
-    assert state["lock"] is None
-    assert _apply(state, "acquire", {"instance": "x", "operation": "deploy"}) == {"acquired": True}
-    assert _apply(state, "acquire", {"instance": "y", "operation": "deploy", "replace": "x"}) == {"acquired": True}
+def _wired_state() -> TwinState:
+    return TwinState(
+        wires=(Wire("A", "c1", "S_A"), Wire("B", "c1", "S_B"), Wire("B", "c2", "S_B"), Wire("A", "gone", "S_A")),
+        resources={"c1": ResourceRecord(), "c2": ResourceRecord()},
+        outputs={"A": OutputRecord("a", 3, "p"), "B": OutputRecord("b", 1, "p")},
+    )
 
 
-def test_desired_settings_are_level_triggered() -> None:
-    state = twin_state.empty_state()
-    state["wires"] = [
-        {"output": "A", "consumer": "c1", "setting": "S_A"},
-        {"output": "B", "consumer": "c1", "setting": "S_B"},
-        {"output": "B", "consumer": "c2", "setting": "S_B"},
-        {"output": "A", "consumer": "gone", "setting": "S_A"},
-    ]
-    state["resources"] = {"c1": {"state": "deployed"}, "c2": {"state": "deployed"}}
-    state["outputs"] = {"A": {"value": "a", "version": 3}, "B": {"value": "b", "version": 1}}
-    only_a = desired_settings(state, ["A"])
-    assert only_a == {"c1": {"settings": {"S_A": "a", "S_B": "b"}, "versions": {"S_A": 3, "S_B": 1}}}
+def test_desired_settings_are_level_triggered_and_skip_consumers_that_are_current() -> None:
+    state = _wired_state()
+    assert desired_settings(state, ["A"]) == {"c1": Desired({"S_A": "a", "S_B": "b"}, {"A": 3, "B": 1})}
     assert set(desired_settings(state, None)) == {"c1", "c2"}
+    twin_state.record_applied(state, twin_state.RecordApplied({"c1": {"A": 3, "B": 1}, "c2": {"B": 1}}))
+    assert desired_settings(state, None) == {}
+    assert set(desired_settings(state, None, only_behind=False)) == {"c1", "c2"}
+    state.outputs["B"] = OutputRecord("b2", 2, "p")
+    assert set(desired_settings(state, None)) == {"c1", "c2"}
+    assert desired_settings(state, ["A"]) == {"c1": Desired({"S_A": "a", "S_B": "b2"}, {"A": 3, "B": 2})}
+
+
+def test_the_lock_is_not_released_while_a_consumer_is_behind() -> None:
+    state = _wired_state()
+    assert _apply(state, "acquire", {"instance": "deploy-1", "operation": "deploy"})["acquired"] is True
+    refused = _apply(state, "acquire", {"instance": "prop-1", "operation": "propagate"})
+    assert refused == {"acquired": False, "holder": "deploy-1", "operation": "deploy", "state": None}
+    assert _apply(state, "release", {"instance": "deploy-1"}) == {"released": False, "behind": ["c1", "c2"]}
+    _apply(state, "record_applied", {"applied": {"c1": {"A": 3, "B": 1}, "c2": {"B": 1}}})
+    assert _apply(state, "release", {"instance": "deploy-1"}) == {"released": True, "behind": []}
+    assert state.lock is None
+    assert _apply(state, "acquire", {"instance": "x", "operation": "deploy"})["acquired"] is True
+    assert _apply(state, "acquire", {"instance": "y", "operation": "deploy", "replace": "x"})["acquired"] is True
+    state.outputs["A"] = OutputRecord("a2", 4, "p")
+    assert _apply(state, "release", {"instance": "y", "force": True}) == {"released": True, "behind": []}
 
 
 def test_custom_status_stays_small_for_ten_thousand_devices() -> None:
-    resources = [{"id": f"azure/L1/device-{i}", "layer": "L1", "provider": "azure"} for i in range(10_000)]
-    resources += [{"id": f"aws/L2/fn-{i}", "layer": "L2", "provider": "aws"} for i in range(50)]
+    resources = [Resource(f"azure/L1/device-{i}", "L1", "azure", "iot-device") for i in range(10_000)]
+    resources += [Resource(f"aws/L2/fn-{i}", "L2", "aws", "lambda") for i in range(50)]
     progress = Progress.for_resources("deploy", "big", resources, 10_050)
     for r in resources[:5000]:
-        progress.started(r["id"])
+        progress.started(r.id)
     for r in resources[:2500]:
-        progress.finished(r["id"], "created")
+        progress.finished(r.id, "created")
     progress.fail("azure/L1/device-7", "x" * 5000)
     size = len(json.dumps(progress.status()).encode("utf-16-le"))
     assert size < 4 * 1024, size
 
 
 def test_options_and_child_ids() -> None:
-    assert Options.from_dict({"max_parallel": 3.0, "retry_first_seconds": 1, "bogus": 1}).max_parallel == 3
-    assert Options.from_dict({"max_parallel": True}).max_parallel == 8
+    assert EngineOptions.from_dict({"max_parallel": 3.0, "retry_first_seconds": 1, "bogus": 1}).max_parallel == 3
+    assert EngineOptions.from_dict({"max_parallel": True}).max_parallel == 8
+    assert DeployInput.from_dict({"plan": {"twin": "t"}, "options": {"max_parallel": "x"}}).options == EngineOptions()
     assert "/" not in child_id("twin:t:deploy:1", "azure/L4/adt")
 
 
 @pytest.mark.parametrize("example", ["aws-only", "aws-to-azure", "azure-only"])
 def test_engine_plan_of_examples(example: str) -> None:
-    plan = engine_plan(json.loads((EXAMPLES / example / "twin.json").read_text()))
-    ids = {r["id"] for r in plan["resources"]}
-    assert plan["problems"] == []
-    assert all(n in ids for r in plan["resources"] for n in r["needs"])
-    assert all(w["consumer"] in ids for w in plan["wires"])
-    json.dumps(plan)
+    plan = build_engine_plan(json.loads((EXAMPLES / example / "twin.json").read_text()))
+    assert engine_plan(json.loads((EXAMPLES / example / "twin.json").read_text())) == plan.to_dict()
+    ids = {r.id for r in plan.resources}
+    assert plan.problems == ()
+    assert all(n in ids for r in plan.resources for n in r.needs)
+    assert all(w.consumer in ids for w in plan.wires)
+    assert EnginePlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
 
 
 def test_engine_plan_refuses_gcp_layers() -> None:
-    plan = engine_plan(json.loads((EXAMPLES / "mixed" / "twin.json").read_text()))
-    assert plan["problems"] and "GCP" in plan["problems"][0]
+    plan = build_engine_plan(json.loads((EXAMPLES / "mixed" / "twin.json").read_text()))
+    assert plan.problems and "GCP" in plan.problems[0]
 
 
 def test_engine_plan_invalid_spec_is_permanent_with_paths() -> None:
@@ -219,3 +246,18 @@ def test_the_registry_serves_only_the_configured_modules(tmp_path: Path, monkeyp
     assert type(registry.provider_for("azure", "function-app")).__module__ == "registry_probe_fake"
     monkeypatch.delenv(ControlPlaneSetting.PROVIDER_MODULES)
     assert type(registry.provider_for("azure", "function-app")).__module__.startswith("activities.providers.azure")
+
+
+def test_orchestrators_import_nothing_from_activities() -> None:
+    """Orchestrators see only the engine's contract in `shared/` (the typed payloads), never the
+    side-effecting code that implements it."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "orchestrators"
+    offenders = []
+    for source in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{source.name}: {n}" for n in names if n == "activities" or n.startswith("activities.")]
+    assert offenders == []

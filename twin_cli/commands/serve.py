@@ -1,4 +1,11 @@
-"""`python -m control_plane serve`: run a function app on the local host until interrupted."""
+"""`python -m control_plane serve`: run a function app on the local host until interrupted.
+
+With `--sandbox`, the control plane gets its own infrastructure in the sandbox before it serves
+(`twin_cli/infrastructure.py`): its vault, the `twin.*` events topic (publishing goes there) and,
+once the host answers, the topic's subscription to `twin_events` and the watch on Azure Resource
+Manager events. Each is retried; one that still fails is reported (and by `GET /api/health`)
+and the host keeps serving: the engine applies recorded changes without the events route too.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,17 @@ from pathlib import Path
 from types import FrameType
 
 from shared.contracts import ControlPlaneSetting
-from twin_cli.infrastructure import WATCH_FUNCTION, ensure_resource_watch, sandbox_settings, webhook_url
+from twin_cli.infrastructure import (
+    EVENTS_FUNCTION,
+    WATCH_FUNCTION,
+    EventsTopic,
+    InfrastructureError,
+    ensure_events_subscription,
+    ensure_events_topic,
+    ensure_resource_watch,
+    sandbox_settings,
+    webhook_url,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -50,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --app: {args.app / 'function_app.py'} does not exist")
         return 2
     environ: dict[str, str] = {}
+    events_topic: EventsTopic | None = None
     if args.sandbox is not None:
         if not (args.sandbox / "endpoints.json").is_file():
             print(f"error: --sandbox: {args.sandbox / 'endpoints.json'} does not exist "
@@ -57,8 +75,13 @@ def run(args: argparse.Namespace) -> int:
             return 2
         # The same app setting the deployed app would get; activities/clouds.py reads it.
         environ[ControlPlaneSetting.SANDBOX_DIR] = str(args.sandbox.resolve())
-        if args.app is None:  # the control plane itself: its vault (another app has no use for it)
-            environ.update(sandbox_settings(environ))
+        if args.app is None:  # the control plane itself (another app has no use for these)
+            try:
+                environ.update(sandbox_settings(environ))
+            except InfrastructureError as exc:
+                print(f"error: {exc}")  # nothing runs yet: without its vault, secrets would go to Durable state
+                return 1
+            events_topic = _events_topic(environ)
     host = LocalHost(app_dir=args.app, state_dir=args.state_dir, port=args.port,
                      function_key=args.function_key, activity_concurrency=args.activity_concurrency,
                      fast_replay=args.fast_replay, environ=environ)
@@ -74,26 +97,68 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    assert host.registry is not None
-    print(f"Serving {host.app_dir} on {host.base_url}", flush=True)
-    if host.key_generated:
-        print(f"Function key (generated): {host.function_key}", flush=True)
-    print("Functions:", flush=True)
-    for line in host.registry.summary():
-        print(line, flush=True)
-    if args.sandbox is not None and not args.no_watch and WATCH_FUNCTION in host.registry.eventgrid:
-        from activities.clouds import clouds_from_environ
-
-        watch = ensure_resource_watch(clouds_from_environ(environ), webhook_url(host.base_url, host.function_key))
-        print(f"Watching Azure Resource Manager events through {watch.topic_id}", flush=True)
-    # One write: the line must not interleave with log records written to the same pipe.
-    sys.stdout.write(f"READY {host.base_url}\n")
-    sys.stdout.flush()
+    # From here on the host may be resuming orchestrations: whatever happens, it is stopped
+    # cleanly (their state stays resumable), never left to die with the interpreter.
     try:
+        assert host.registry is not None
+        print(f"Serving {host.app_dir} on {host.base_url}", flush=True)
+        if host.key_generated:
+            print(f"Function key (generated): {host.function_key}", flush=True)
+        print("Functions:", flush=True)
+        for line in host.registry.summary():
+            print(line, flush=True)
+        if args.sandbox is not None:
+            _route_events(host, environ, events_topic, watch=not args.no_watch, stop=stop)
+        # One write: the line must not interleave with log records written to the same pipe.
+        sys.stdout.write(f"READY {host.base_url}\n")
+        sys.stdout.flush()
         stop.wait()
     finally:
         host.stop()
     return 0
+
+
+def _events_topic(environ: dict[str, str]) -> EventsTopic | None:
+    """The `twin.*` events topic for the app settings (unless the environment names an endpoint)."""
+    import os
+
+    from activities.clouds import clouds_from_environ
+
+    if os.environ.get(ControlPlaneSetting.EVENTS_ENDPOINT):
+        return None
+    try:
+        topic = ensure_events_topic(clouds_from_environ({**os.environ, **environ}))
+    except InfrastructureError as exc:
+        print(f"warning: twin events are not published: {exc}. Recorded changes still reach their "
+              "consumers (each operation applies the consumers behind); GET /api/health reports it.", flush=True)
+        return None
+    environ[ControlPlaneSetting.EVENTS_ENDPOINT] = topic.endpoint
+    environ[ControlPlaneSetting.EVENTS_KEY] = topic.key
+    return topic
+
+
+def _route_events(host: object, environ: dict[str, str], topic: EventsTopic | None, watch: bool,
+                  stop: threading.Event) -> None:
+    """Once the host answers (Event Grid validates a webhook before it delivers): the topic's
+    subscription to `twin_events` and the watch. A failure is reported, never raised."""
+    from activities.clouds import clouds_from_environ
+    from local_host import LocalHost
+
+    assert isinstance(host, LocalHost) and host.registry is not None
+    clouds = clouds_from_environ(environ)
+    if topic is not None and EVENTS_FUNCTION in host.registry.eventgrid:
+        try:
+            ensure_events_subscription(clouds, topic, webhook_url(host.base_url, host.function_key, EVENTS_FUNCTION))
+            print(f"Routing twin events through {topic.topic_id}", flush=True)
+        except InfrastructureError as exc:
+            print(f"warning: {exc}. GET /api/health reports it.", flush=True)
+    if watch and WATCH_FUNCTION in host.registry.eventgrid and not stop.is_set():
+        try:
+            result = ensure_resource_watch(clouds, webhook_url(host.base_url, host.function_key))
+            print(f"Watching Azure Resource Manager events through {result.topic_id}", flush=True)
+        except InfrastructureError as exc:
+            print(f"warning: changes made outside a deployment are not noticed: {exc}. "
+                  "GET /api/health reports it.", flush=True)
 
 
 if __name__ == "__main__":

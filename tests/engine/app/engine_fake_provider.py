@@ -51,26 +51,65 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return db
 
 
-def _db() -> sqlite3.Connection:
-    return connect(os.environ["ENGINE_FAKE_DB"])
+class _Connection:
+    """One connection per thread and database file, kept open (the fake cloud must stay cheap per
+    call: a fan-out benchmark runs a hundred of these calls at once); `close` keeps it."""
+
+    _local = threading.local()
+
+    @classmethod
+    def get(cls, path: str) -> _Connection:
+        cached: dict[str, sqlite3.Connection] = cls._local.__dict__.setdefault("by_path", {})
+        if path not in cached:
+            cached[path] = connect(path)
+        return cls(cached[path])
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, *args: Any) -> sqlite3.Cursor:
+        return self._db.execute(*args)
+
+    def close(self) -> None:
+        pass
+
+
+def _db() -> Any:
+    return _Connection.get(os.environ["ENGINE_FAKE_DB"])
+
+
+_config_cache: dict[str, tuple[bytes, dict[str, Any]]] = {}
+
+
+def _config(path: str | None) -> dict[str, Any]:
+    """The behaviour file, read on every call (a test may rewrite it mid-run), parsed when it changed."""
+    if not path:
+        return {}
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        return {}
+    cached = _config_cache.get(path)
+    if cached is None or cached[0] != raw:
+        cached = _config_cache[path] = (raw, json.loads(raw) if raw.strip() else {})
+    return cached[1]
 
 
 def behaviour(rid: str, kind: str) -> dict[str, Any]:
-    path = os.environ.get("ENGINE_FAKE_CONFIG")
-    config: dict[str, Any] = json.loads(Path(path).read_text()) if path and Path(path).exists() else {}
+    config = _config(os.environ.get("ENGINE_FAKE_CONFIG"))
     merged = dict(config.get("default", {}))
     merged.update(config.get("kinds", {}).get(kind, {}))
     merged.update(config.get("resources", {}).get(rid, {}))
     return merged
 
 
-def _log(db: sqlite3.Connection, op: str, rid: str, started: float, detail: Any = None) -> None:
+def _log(db: Any, op: str, rid: str, started: float, detail: Any = None) -> None:
     with _WRITE:
         db.execute("INSERT INTO calls (op, rid, started, ended, detail) VALUES (?, ?, ?, ?, ?)",
                    (op, rid, started, time.time(), json.dumps(detail)))
 
 
-def _bump(db: sqlite3.Connection, key: str) -> int:
+def _bump(db: Any, key: str) -> int:
     with _WRITE:
         db.execute("INSERT INTO counters (key, n) VALUES (?, 1) ON CONFLICT(key) DO UPDATE SET n = n + 1", (key,))
         return int(db.execute("SELECT n FROM counters WHERE key = ?", (key,)).fetchone()[0])

@@ -11,11 +11,12 @@ from activities.blueprint import bp as activities_bp
 from control_plane.api import bp as plan_api
 from control_plane.deployments_api import bp as deployments_api
 from control_plane.events import bp as events_bp
+from control_plane.health import bp as health_bp
 from control_plane.openapi import bp as openapi_bp
-from orchestrators.blueprint import bp as orchestrators_bp
+from orchestrators.blueprint import BLUEPRINTS as orchestrator_blueprints
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
-for blueprint in (plan_api, deployments_api, openapi_bp, events_bp, orchestrators_bp, activities_bp):
+for blueprint in (plan_api, deployments_api, openapi_bp, events_bp, health_bp, *orchestrator_blueprints, activities_bp):
     app.register_functions(blueprint)
 
 
