@@ -38,6 +38,7 @@ from shared.plan.drafts import Drafts, Hosted
 from shared.plan.gcp import GcpPlanner
 from shared.plan.model import BoundaryDecision, Plan, PlannedOutput, Resource, Wire
 from shared.resources.control import GeneratedSecretConfig
+from shared.resources.ownership import Owner
 from shared.spec import TwinSpec
 from shared.validation import Problem, SpecError
 from shared.wiring import (
@@ -320,6 +321,7 @@ class _Builder(Drafts):
             if producer[output] != consumer and not late:
                 self.drafts[consumer].needs.append(producer[output])
         resources = []
+        owner = Owner(twin=self.twin)
         for d in self.drafts.values():
             missing = [n for n in d.needs if n not in order]
             if missing:
@@ -327,7 +329,7 @@ class _Builder(Drafts):
             needs = sorted({n for n in d.needs if n != d.id}, key=order.__getitem__)
             produces = list(dict.fromkeys(d.produces))
             resources.append(Resource(d.id, d.layer, d.provider, d.kind, d.name, tuple(needs), tuple(produces),
-                                      d.final_config()))
+                                      d.final_config().owned_by(owner)))
         outputs = [PlannedOutput(name, r.id, is_secret_output(name)) for r in resources for name in r.produces]
         decisions = self.boundary_decisions(receivers)
         return Plan(self.twin, self.placement, resources, outputs, wires, self.path, decisions, self.notes,

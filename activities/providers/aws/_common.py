@@ -16,17 +16,19 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from activities.clouds import SANDBOX_DIR_SETTING, Clouds, clouds_from_environ
-from activities.providers.typed import TypedProvider
+from activities.providers.typed import TypedProvider, may_delete, owner_of, require_own
 from shared.engine.errors import PermanentError
 from shared.engine.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
 from shared.naming import AwsNaming
 from shared.resources.aws import AwsConfig
+from shared.resources.base import ResourceConfig
+from shared.resources.ownership import TWIN_TAG, Owner, claim
 
 T = TypeVar("T")
 
 REAL_POLL_SECONDS = 5.0
 SANDBOX_POLL_SECONDS = 0.1
-TAG_TWIN = "DigitalTwin"
+TAG_TWIN = TWIN_TAG
 TAG_LAYER = "Layer"
 # Error codes meaning "this resource does not exist" across the services we call.
 NOT_FOUND_CODES = frozenset(
@@ -143,9 +145,23 @@ def naming(call: ResourceCall) -> AwsNaming:
     return AwsNaming(call.twin)
 
 
+def owner(call: ResourceCall) -> Owner:
+    """The owner the call's configuration names (checked against the call's twin), for helpers
+    that have the call but not its parsed configuration."""
+    raw = call.resource.config.get("owner")
+    if not isinstance(raw, dict):
+        raise PermanentError(f"{call.resource.id}: its configuration names no owner (config.owner); plan the twin again")
+    return owner_of(call, _Owned(name=call.resource.id, owner=Owner.model_validate(raw)))
+
+
+class _Owned(ResourceConfig):
+    """Only the owner of a configuration (read without its kind's model)."""
+
+
 def tags(call: ResourceCall) -> dict[str, str]:
-    """The tags every taggable resource carries: the twin (the resource group's query) and layer."""
-    return {TAG_TWIN: call.twin, TAG_LAYER: call.resource.layer or "setup"}
+    """The tags every taggable resource carries: its owner (the twin, which the resource group's
+    query selects, and the control plane) and its layer."""
+    return {**owner(call).tags(), TAG_LAYER: call.resource.layer or "setup"}
 
 
 def tag_list(call: ResourceCall, key: str = "Key", value: str = "Value") -> list[dict[str, str]]:
@@ -228,6 +244,10 @@ class AwsResource(TypedProvider[A]):
     - `read` reports what exists (`describe`), with outputs once it is `ready`;
     - `delete` starts the delete (`remove`), polls while AWS is still deleting, then removes what
       outlives the object itself (`leftovers`, e.g. its IAM role). Absent is not an error.
+
+    Ownership: `converge` finds the object with `found` (its `describe`, refused when its owner
+    tags, `owner_tags`, name another twin); `read` reports another twin's object as absent and
+    `delete` leaves it alone.
     """
 
     #: what a person reads in progress
@@ -261,6 +281,22 @@ class AwsResource(TypedProvider[A]):
         """Done provisioning (`read` reports outputs only then)."""
         return True
 
+    def owner_tags(self, call: ResourceCall, config: A, current: Any) -> Mapping[str, str]:
+        """The tags (or the record the kind keeps instead) naming the owner of `current`."""
+        raise PermanentError(f"{type(self).__name__} does not define owner_tags")
+
+    # --- ownership -------------------------------------------------------------------------
+
+    def found(self, call: ResourceCall, config: A) -> Any:
+        """`describe`, refused (`ForeignObject`) when the object is another twin's."""
+        current = self.describe(call, config)
+        if current is not None:
+            require_own(call, config, self.owner_tags(call, config, current), f"{self.label} {config.name}")
+        return current
+
+    def _ours(self, call: ResourceCall, config: A, current: Any) -> bool:
+        return claim(owner_of(call, config), self.owner_tags(call, config, current)).allowed
+
     # --- the lifecycle ---------------------------------------------------------------------
 
     def ensure(self, call: ResourceCall) -> EnsureResult:
@@ -277,6 +313,8 @@ class AwsResource(TypedProvider[A]):
         current = self.describe(call, config)
         if current is None:
             return ReadResult(exists=False)
+        if not self._ours(call, config, current):
+            return ReadResult(exists=False, details={"owner": "another twin"})
         outputs = self.outputs(call, config, current) if self.ready(current) else {}
         return ReadResult(exists=True, outputs=outputs, details=self.details(call, config, current))
 
@@ -285,6 +323,8 @@ class AwsResource(TypedProvider[A]):
         current = self.describe(call, config)
         if current is None:
             return EnsureResult(action="deleted" if self.leftovers(call, config) else "absent")
+        if not may_delete(call, config, self.owner_tags(call, config, current), f"{self.label} {config.name}"):
+            return EnsureResult(action="absent")
         if not self.remove(call, config, current):
             return self.deleting(config)
         self.leftovers(call, config)

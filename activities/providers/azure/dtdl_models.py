@@ -109,7 +109,7 @@ class DtdlModels(TypedProvider[DtdlModelsConfig]):
     def ensure(self, call: ResourceCall) -> EnsureResult:
         config = self.config(call)
         models = upload_order(config.models)
-        client = data_client(config)
+        client = data_client(call, config)
         have = existing_models(client)
         _compare(models, have)
         missing = [m for m in models if model_id(m) not in have]
@@ -130,7 +130,7 @@ class DtdlModels(TypedProvider[DtdlModelsConfig]):
     def read(self, call: ResourceCall) -> ReadResult:
         config = self.config(call)
         wanted = [model_id(m) for m in config.models]
-        client = existing_client(config)
+        client = existing_client(call, config)
         if client is None:
             return ReadResult(False)
         have = existing_models(client)
@@ -140,7 +140,7 @@ class DtdlModels(TypedProvider[DtdlModelsConfig]):
 
     def delete(self, call: ResourceCall) -> EnsureResult:
         config = self.config(call)
-        client = existing_client(config)
+        client = existing_client(call, config)
         if client is None:
             return EnsureResult("absent")  # the instance is gone, and its models with it
         deleted = 0

@@ -213,7 +213,7 @@ class FunctionApp(ArmResource[FunctionAppConfig]):
             kind="functionapp,linux",
             properties=props,
             identity=ManagedServiceIdentity(type="UserAssigned", user_assigned_identities=identities),
-            tags=dict(current.tags or {}) if current is not None else {},
+            tags=self.owned_tags(call, config, current),
         )
         if flex:
             props.function_app_config = SiteFunctionAppConfig(
@@ -299,7 +299,9 @@ class FunctionApp(ArmResource[FunctionAppConfig]):
         rg, app = config.resource_group, config.name
         web = mgmt(WebSiteManagementClient).web_apps
         current = self.get(call, config)
-        if current is None or self.differs(call, config, current):
+        if current is not None:
+            self._check_owner(call, config, current)  # another twin's: refused before any write
+        if current is None or self.changes(call, config, current):
             self.put(call, config, current)
             action = action or ("created" if current is None else "updated")
             current = self.get(call, config)

@@ -7,6 +7,8 @@ Reconcile: the datasource is looked up by name and created or updated; because t
 value cannot be read back, it is rewritten only when the token changed (a hash of it is kept in
 `jsonData.tokenSha256`). Its URL is a late-bound setting: the datasource is created with what is
 known, and `apply_settings` (propagation) fills the URL in once the reader is deployed.
+A datasource carries no tags: it is its workspace's, whose tags name the owner (another twin's
+workspace: refused, and its datasource never deleted).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from azure.mgmt.dashboard import DashboardManagementClient
 from activities.providers.azure._common import clouds, deployer_principal_id, get_or_none, mgmt
 from activities.providers.azure.role_assignment import assign
 from activities.providers.grafana import datasource_body, needs_write
-from activities.providers.typed import TypedProvider
+from activities.providers.typed import TypedProvider, may_delete, require_own
 from activities.registry import register
 from shared.contracts import Setting
 from shared.engine.errors import PermanentError, TransientError
@@ -50,6 +52,7 @@ class GrafanaApi:
             )
         self.endpoint = str(endpoint).rstrip("/")
         self.workspace_id = str(graf.id)
+        self.tags = dict(graf.tags or {})
         self.client = PipelineClient(self.endpoint, policies=[
             RetryPolicy(), BearerTokenCredentialPolicy(cl.azure_credential(), GRAFANA_SCOPE)], **cl.azure_client_kwargs())
 
@@ -82,6 +85,7 @@ class GrafanaDatasource(TypedProvider[AzureGrafanaDatasourceConfig]):
         config = self.config(call)
         url, token = call.settings.get(Setting.DATASOURCE_URL), call.settings.get(Setting.DATASOURCE_TOKEN)
         api = GrafanaApi(config)
+        require_own(call, config, api.tags, f"Managed Grafana {config.grafana}")
         # Grafana's API needs the deployer to be a Grafana Admin of the workspace.
         assign(api.workspace_id, GRAFANA_ADMIN_ROLE, deployer_principal_id())
         current = api.find(config.name)
@@ -108,6 +112,8 @@ class GrafanaDatasource(TypedProvider[AzureGrafanaDatasourceConfig]):
             api = GrafanaApi(config)
         except (TransientError, PermanentError):
             return EnsureResult("absent")  # no Grafana (or none reachable here): nothing to delete
+        if not may_delete(call, config, api.tags, f"Managed Grafana {config.grafana}"):
+            return EnsureResult("absent")
         current = api.find(config.name)
         if current is None:
             return EnsureResult("absent")

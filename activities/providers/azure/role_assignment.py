@@ -2,7 +2,11 @@
 Twins Data Owner"). The identity's principal comes from the wired `PRINCIPAL_ID` setting; on a
 Digital Twins scope the deployer's own principal gets the data roles too (it uploads the models
 and twins). Assignment names are deterministic GUIDs, so a re-run finds its own assignments; a 409
-`RoleAssignmentExists` (same role, principal and scope under another name) counts as present."""
+`RoleAssignmentExists` (same role, principal and scope under another name) counts as present.
+
+Ownership: an assignment has no tags; its scope is a resource of the twin's resource group, whose
+tags name the owner (another twin's group: refused). A delete removes only the assignments under
+this resource's own deterministic names, never one someone else made for the same role."""
 
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ from activities.providers.azure._common import (
     deployer_principal_id,
     deterministic_guid,
     get_or_none,
+    may_delete_in_group,
     mgmt,
     ref_id,
+    require_own_group,
     subscription_id,
 )
 from activities.providers.typed import TypedProvider
@@ -98,6 +104,7 @@ class RoleAssignment(TypedProvider[RoleAssignmentConfig]):
 
     def ensure(self, call: ResourceCall) -> EnsureResult:
         config = self.config(call)
+        require_own_group(call, config)
         created = 0
         wanted = _wanted(call, config)
         for scope, role, principal in wanted:
@@ -120,14 +127,16 @@ class RoleAssignment(TypedProvider[RoleAssignmentConfig]):
         config = self.config(call)
         if not call.settings.get(Setting.PRINCIPAL_ID):
             return EnsureResult("absent")
+        if not may_delete_in_group(call, config):
+            return EnsureResult("absent")
         client = mgmt(AuthorizationManagementClient).role_assignments
         deleted = 0
         for scope, role, principal in _wanted(call, config):
-            found = _find(scope, role, principal)
-            if found is None:
+            own = get_or_none(lambda s=scope, r=role, p=principal: client.get(s, _name(s, r, p)))  # type: ignore[misc]
+            if own is None:
                 continue
             try:
-                client.delete(scope, str(found.name))
+                client.delete(scope, str(own.name))
                 deleted += 1
             except HttpResponseError as exc:
                 if exc.status_code != 404:

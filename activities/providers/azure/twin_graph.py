@@ -69,15 +69,15 @@ class TwinGraph(TypedProvider[TwinGraphConfig]):
     model = TwinGraphConfig
 
     def ensure(self, call: ResourceCall) -> EnsureResult:
-        return self._walk(self.config(call), 0, set())
+        return self._walk(call, self.config(call), 0, set())
 
     def poll(self, call: ResourceCall) -> EnsureResult:
         token = call.pending.token if call.pending is not None else {}
-        return self._walk(self.config(call), int(token.get("cursor", 0)), set(token.get("seen", [])))
+        return self._walk(call, self.config(call), int(token.get("cursor", 0)), set(token.get("seen", [])))
 
-    def _walk(self, config: TwinGraphConfig, cursor: int, seen: set[str]) -> EnsureResult:
+    def _walk(self, call: ResourceCall, config: TwinGraphConfig, cursor: int, seen: set[str]) -> EnsureResult:
         items = _items(config)
-        client = data_client(config)
+        client = data_client(call, config)
         deadline = time.monotonic() + CALL_BUDGET_SECONDS
         while cursor < len(items):
             item = items[cursor]
@@ -93,7 +93,7 @@ class TwinGraph(TypedProvider[TwinGraphConfig]):
 
     def read(self, call: ResourceCall) -> ReadResult:
         config = self.config(call)
-        client = existing_client(config)
+        client = existing_client(call, config)
         if client is None:
             return ReadResult(False)
         missing = []
@@ -107,7 +107,7 @@ class TwinGraph(TypedProvider[TwinGraphConfig]):
 
     def delete(self, call: ResourceCall) -> EnsureResult:
         config = self.config(call)
-        client = existing_client(config)
+        client = existing_client(call, config)
         if client is None:
             return EnsureResult("absent")  # the instance is gone, and the graph with it
         deleted = 0
