@@ -34,7 +34,7 @@ from shared.contracts import (
 from shared.plan.aws import AwsPlanner
 from shared.plan.azure import AzurePlanner
 from shared.plan.cloud import CloudPlanner, MoverSchedule
-from shared.plan.drafts import Drafts, Hosted
+from shared.plan.drafts import Draft, Drafts, Hosted
 from shared.plan.gcp import GcpPlanner
 from shared.plan.model import BoundaryDecision, Plan, PlannedOutput, Resource, Wire
 from shared.resources.control import GeneratedSecretConfig
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
 
 HOT_TO_COLD = MoverSchedule(azure_ncrontab="0 0 0 * * *", aws_cron="cron(0 12 * * ? *)", gcp_cron="0 12 * * *")
 COLD_TO_ARCHIVE = MoverSchedule(azure_ncrontab="0 0 0 * * *", aws_cron="cron(0 18 * * ? *)", gcp_cron="0 18 * * *")
-FUNCTION_KINDS = ("lambda", "cloud-function")
 
 
 def placement_of(spec: TwinSpec) -> dict[str, str]:
@@ -281,27 +280,40 @@ class _Builder(Drafts):
     # -- finishing -------------------------------------------------------------------------
 
     def check_cloud_names(self) -> None:
-        """Two resources must never manage the same cloud object. Only a user-chosen name (an
-        AWS event action is `{twin}-{functionName}`) can cause that; report it as a spec problem."""
-        owner: dict[tuple[str, str], str] = {}
+        """Two resources must never manage the same cloud object. Cloud names compare without
+        case (IAM role and Azure names ignore it, S3 and GCP lowercase them), so user-chosen
+        parts of names can collide: device ids differing only in case, an AWS event action
+        `{twin}-{functionName}` equal to another function or role. Each is a spec problem at
+        the path that chose the name; a collision of names the planner alone chose is a bug."""
+        taken: dict[tuple[str, str, str], str] = {}
         problems: list[Problem] = []
+        reported: set[tuple[str, str]] = set()
+        device_paths = {dev.id: f"devices[{i}].id" for i, dev in enumerate(self.spec.devices)}
         for d in self.drafts.values():
-            if d.kind not in FUNCTION_KINDS:
-                continue
-            key = (d.provider, d.name)
-            if key not in owner:
-                owner[key] = d.id
-                continue
-            other = owner[key]
-            user = d.id if d.id in self.user_named else other
-            if user not in self.user_named:
-                raise RuntimeError(f"{other} and {d.id} both manage {d.provider} function {d.name}")
-            clash = other if user == d.id else d.id
-            problems.append(Problem(self.user_named[user],
-                                    f"the action's function would be named {d.name!r}, which the twin already "
-                                    f"uses for {clash}; choose another function name"))
+            for namespace, name in _claimed_names(d):
+                key = (d.provider, namespace, name.casefold())
+                other = taken.setdefault(key, d.id)
+                if other == d.id:
+                    continue
+                # Blame an event action's name first (the one choice that is only a name), then a device id.
+                blamed = [(rid, self.user_named[rid]) for rid in (d.id, other) if rid in self.user_named]
+                blamed += [(rid, path) for rid in (d.id, other) if (path := self._device_path(rid, device_paths))]
+                if not blamed:
+                    raise RuntimeError(f"{other} and {d.id} both manage {d.provider} {namespace} {name}")
+                chooser, path = blamed[0]
+                clash = other if chooser == d.id else d.id
+                if (path, clash) not in reported:
+                    reported.add((path, clash))
+                    problems.append(Problem(path, f"its {d.provider} {namespace} would be named {name!r}, which "
+                                                  f"{clash} also takes (cloud names compare without case); "
+                                                  "choose another name"))
         if problems:
             raise SpecError(problems)
+
+    def _device_path(self, rid: str, device_paths: Mapping[str, str]) -> str | None:
+        """The spec path of the device id in resource `rid`'s cloud name, if any."""
+        device = getattr(self.drafts[rid].final_config(), "device_id", None)
+        return device_paths.get(device) if isinstance(device, str) else None
 
     def finish(self, receivers: Mapping[str, list[Function]]) -> Plan:
         self.check_cloud_names()
@@ -373,6 +385,25 @@ class _Builder(Drafts):
             (function_resource_id("azure", "L0", Function.ADT_PUSHER),) if pushing else (),
             (function_resource_id(pl["L2"], "L2", Function.PERSISTER),) if pushing else ()))
         return out
+
+
+def _claimed_names(d: Draft) -> list[tuple[str, str]]:
+    """(namespace, name) of every cloud object resource `d` manages: its own (one namespace per
+    kind) and the IAM role or IoT policy that lives and dies with it (their own namespaces,
+    shared across kinds)."""
+    if d.provider == CONTROL:
+        return []
+    config = d.final_config()
+    out = [(d.kind, d.name)]
+    if d.kind == "step-function":
+        out.append(("iam-role", d.name))  # the state machine's role is named like it
+    role = getattr(config, "role_name", None)
+    if isinstance(role, str):
+        out.append(("iam-role", role))
+    policy = getattr(config, "policy_name", None)
+    if isinstance(policy, str):
+        out.append(("iot-policy", policy))
+    return out
 
 
 def build_plan(spec: TwinSpec, code: BundleCode | None = None) -> Plan:

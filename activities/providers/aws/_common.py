@@ -322,19 +322,33 @@ class AwsResource(TypedProvider[A]):
         config = self.config(call)
         current = self.describe(call, config)
         if current is None:
-            return EnsureResult(action="deleted" if self.leftovers(call, config) else "absent")
+            return self.verified(call, config, "deleted" if self.leftovers(call, config) else "absent")
         if not may_delete(call, config, self.owner_tags(call, config, current), f"{self.label} {config.name}"):
             return EnsureResult(action="absent")
         if not self.remove(call, config, current):
             return self.deleting(config)
         self.leftovers(call, config)
-        return EnsureResult(action="deleted")
+        return self.verified(call, config, "deleted")
 
     def poll_delete(self, call: ResourceCall, config: A) -> EnsureResult:
         if self.describe(call, config) is not None:
             return self.deleting(config)
         self.leftovers(call, config)
-        return EnsureResult(action="deleted")
+        return self.verified(call, config, "deleted")
 
-    def deleting(self, config: A) -> EnsureResult:
-        return pending("deleted", f"{self.label} {config.name} is being deleted", stage="delete")
+    def deleting(self, config: A, what: str = "") -> EnsureResult:
+        return pending("deleted", what or f"{self.label} {config.name} is being deleted", stage="delete")
+
+    def remaining(self, call: ResourceCall, config: A) -> list[str]:
+        """What of this resource (this twin's, by ownership) is still there after its delete:
+        the object itself, and what a kind adds (its role, its policy)."""
+        current = self.describe(call, config)
+        return [f"{self.label} {config.name}"] if current is not None and self._ours(call, config, current) else []
+
+    def verified(self, call: ResourceCall, config: A, action: Action) -> EnsureResult:
+        """`action`, once nothing of the resource is left; else still deleting (polled, so a
+        destroy never reports Completed over an object it left behind)."""
+        left = self.remaining(call, config)
+        if left:
+            return self.deleting(config, f"still there after the delete: {', '.join(left)}")
+        return EnsureResult(action=action)

@@ -95,6 +95,14 @@ def _check_owner(call: ResourceCall, role_name: str, role: dict[str, Any]) -> No
         raise ForeignObject(f"{call.resource.id}: {foreign_message(f'IAM role {role_name}', owner(call), found.holder)}")
 
 
+def role_left(call: ResourceCall, role_name: str) -> list[str]:
+    """`["IAM role <name>"]` while the role exists and is this twin's, else []."""
+    found = get_or_none(lambda: client("iam").get_role(RoleName=role_name))
+    if found is None or not claim(owner(call), _tag_map(found["Role"])).allowed:
+        return []
+    return [f"IAM role {role_name}"]
+
+
 def delete_role(call: ResourceCall, role_name: str) -> bool:
     """Delete the role and its policies unless it is another twin's; False if it was already
     gone (or is not this twin's to delete)."""

@@ -20,7 +20,7 @@ from activities.providers.aws._common import (
     pending,
     tags,
 )
-from activities.providers.aws._iam import allow, delete_role, ensure_role
+from activities.providers.aws._iam import allow, delete_role, ensure_role, role_left
 from activities.registry import register
 from shared.contracts import Output
 from shared.engine.errors import PermanentError
@@ -131,3 +131,6 @@ class ManagedGrafana(AwsResource[AwsGrafanaConfig]):
 
     def leftovers(self, call: ResourceCall, config: AwsGrafanaConfig) -> bool:
         return delete_role(call, config.role_name)
+
+    def remaining(self, call: ResourceCall, config: AwsGrafanaConfig) -> list[str]:
+        return [*super().remaining(call, config), *role_left(call, config.role_name)]

@@ -47,10 +47,10 @@ from activities.providers.aws._common import (
     tag_list,
 )
 from activities.providers.aws.iot_topic_rule import data_endpoint
-from activities.providers.typed import may_delete, owner_of, require_own
+from activities.providers.typed import is_ours, may_delete, owner_of, require_own
 from activities.registry import register
 from shared.contracts import device_credentials_output
-from shared.engine.errors import PermanentError
+from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import Action, EnsureResult, ResourceCall
 from shared.resources.aws import AwsIotDeviceConfig
 from shared.resources.ownership import OWNER_TAGS, Owner
@@ -271,10 +271,24 @@ class IotDevice(AwsResource[AwsIotDeviceConfig]):
 
     def remove(self, call: ResourceCall, config: AwsIotDeviceConfig, current: Any) -> bool:
         # Every certificate the thing names or holds first; the thing (and its record) last.
-        for certificate in dict.fromkeys([*recorded_certificates(current), *map(cert_id, principals(config))]):
+        iot = client("iot", config.region)
+        certificates = list(dict.fromkeys([*recorded_certificates(current), *map(cert_id, principals(config))]))
+        for certificate in certificates:
             retire_certificate(config, certificate)
-        ignore_missing(lambda: client("iot", config.region).delete_thing(thingName=config.name))
+        left = [c for c in certificates if get_or_none(lambda c=c: iot.describe_certificate(certificateId=c))]  # type: ignore[misc]
+        if left:
+            # The thing keeps naming them: the retry (or the next destroy) finds them again.
+            raise TransientError(f"IoT certificates {', '.join(left)} of thing {config.name} are not deleted yet")
+        ignore_missing(lambda: iot.delete_thing(thingName=config.name))
         return True
+
+    def remaining(self, call: ResourceCall, config: AwsIotDeviceConfig) -> list[str]:
+        """The thing (with the certificates it names), and the policy, while they are this twin's."""
+        left = super().remaining(call, config)
+        if get_or_none(lambda: client("iot", config.region).get_policy(policyName=config.policy_name)) is not None \
+                and is_ours(call, config, policy_tags(config)):
+            left.append(f"IoT policy {config.policy_name}")
+        return left
 
     def leftovers(self, call: ResourceCall, config: AwsIotDeviceConfig) -> bool:
         """The device's policy (its versions first; still attached to a stray certificate: detached)."""

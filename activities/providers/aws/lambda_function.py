@@ -31,7 +31,7 @@ from activities.providers.aws._common import (
     pending,
     tags,
 )
-from activities.providers.aws._iam import allow, delete_role, ensure_role
+from activities.providers.aws._iam import allow, delete_role, ensure_role, role_left
 from activities.registry import register
 from shared.contracts import Setting
 from shared.engine.errors import PermanentError, TransientError
@@ -416,3 +416,6 @@ class LambdaFunction(AwsResource[LambdaConfig]):
 
     def leftovers(self, call: ResourceCall, config: LambdaConfig) -> bool:
         return delete_role(call, config.role_name)
+
+    def remaining(self, call: ResourceCall, config: LambdaConfig) -> list[str]:
+        return [*super().remaining(call, config), *role_left(call, config.role_name)]

@@ -25,7 +25,7 @@ from activities.providers.aws._common import (
     lambda_arn,
     tag_list,
 )
-from activities.providers.aws._iam import allow, delete_role, ensure_role
+from activities.providers.aws._iam import allow, delete_role, ensure_role, role_left
 from activities.registry import register
 from shared.contracts import Output
 from shared.engine.errors import PermanentError, TransientError
@@ -125,3 +125,6 @@ class StepFunction(AwsResource[StepFunctionConfig]):
 
     def leftovers(self, call: ResourceCall, config: StepFunctionConfig) -> bool:
         return delete_role(call, config.name)
+
+    def remaining(self, call: ResourceCall, config: StepFunctionConfig) -> list[str]:
+        return [*super().remaining(call, config), *role_left(call, config.name)]

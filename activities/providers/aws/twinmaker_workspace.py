@@ -22,7 +22,7 @@ from activities.providers.aws._common import (
     naming,
     tags,
 )
-from activities.providers.aws._iam import allow, delete_role, ensure_role
+from activities.providers.aws._iam import allow, delete_role, ensure_role, role_left
 from activities.registry import register
 from shared.contracts import Function, Output
 from shared.engine.errors import TransientError
@@ -101,3 +101,6 @@ class TwinMakerWorkspace(AwsResource[TwinMakerWorkspaceConfig]):
 
     def leftovers(self, call: ResourceCall, config: TwinMakerWorkspaceConfig) -> bool:
         return delete_role(call, config.role_name)
+
+    def remaining(self, call: ResourceCall, config: TwinMakerWorkspaceConfig) -> list[str]:
+        return [*super().remaining(call, config), *role_left(call, config.role_name)]
