@@ -90,8 +90,7 @@ class Driver:
         while result.pending is not None:
             assert time.monotonic() < deadline, f"{rid}: still pending: {result.pending.description}"
             time.sleep(min(result.pending.poll_after_seconds, 0.3))
-            pending = result.pending
-            result = self._retrying(lambda p=pending: self._provider(rid).poll(self.call(rid, p)))
+            result = self._retrying(lambda c=self.call(rid, result.pending): self._provider(rid).poll(c))  # type: ignore[misc]
         return result
 
     def ensure(self, rid: str) -> EnsureResult:

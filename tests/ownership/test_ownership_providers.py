@@ -96,7 +96,7 @@ def test_names_equal_up_to_case_share_no_resource_group(greenhouse_x: Driver) ->
     assert upper.delete("azure/setup/identity").action == "absent"
     assert upper.delete("azure/setup/resource-group").action == "absent"
     group = mgmt(ResourceManagementClient).resource_groups.get("greenhouse-x-rg")
-    assert group.tags["DigitalTwin"] == "greenhouse-x"
+    assert (group.tags or {})["DigitalTwin"] == "greenhouse-x"
     assert x.read("azure/setup/identity").exists
 
 
