@@ -37,8 +37,9 @@ from shared.plan.cloud import CloudPlanner, MoverSchedule
 from shared.plan.drafts import Draft, Drafts, Hosted
 from shared.plan.gcp import GcpPlanner
 from shared.plan.model import BoundaryDecision, Plan, PlannedOutput, Resource, Wire
+from shared.resources import ResourceConfig
 from shared.resources.control import GeneratedSecretConfig
-from shared.resources.ownership import Owner
+from shared.resources.ownership import Owner, planned_owner, planning_for
 from shared.spec import TwinSpec
 from shared.validation import Problem, SpecError
 from shared.wiring import (
@@ -312,7 +313,10 @@ class _Builder(Drafts):
 
     def _device_path(self, rid: str, device_paths: Mapping[str, str]) -> str | None:
         """The spec path of the device id in resource `rid`'s cloud name, if any."""
-        device = getattr(self.drafts[rid].final_config(), "device_id", None)
+        config = self.drafts[rid].config
+        if not isinstance(config, ResourceConfig) or "device_id" not in type(config).model_fields:
+            return None
+        device = config.device_id  # type: ignore[attr-defined]
         return device_paths.get(device) if isinstance(device, str) else None
 
     def finish(self, receivers: Mapping[str, list[Function]]) -> Plan:
@@ -333,15 +337,18 @@ class _Builder(Drafts):
             if producer[output] != consumer and not late:
                 self.drafts[consumer].needs.append(producer[output])
         resources = []
-        owner = Owner(twin=self.twin)
+        owner = planned_owner()
         for d in self.drafts.values():
             missing = [n for n in d.needs if n not in order]
             if missing:
                 raise RuntimeError(f"{d.id} needs {missing}, which are not planned")
             needs = sorted({n for n in d.needs if n != d.id}, key=order.__getitem__)
             produces = list(dict.fromkeys(d.produces))
+            config = d.final_config()
+            if config.owner is not owner and config.owner != owner:
+                raise RuntimeError(f"{d.id} is owned by {config.owner}, not by the twin planned ({owner})")
             resources.append(Resource(d.id, d.layer, d.provider, d.kind, d.name, tuple(needs), tuple(produces),
-                                      d.final_config().owned_by(owner)))
+                                      config))
         outputs = [PlannedOutput(name, r.id, is_secret_output(name)) for r in resources for name in r.produces]
         decisions = self.boundary_decisions(receivers)
         return Plan(self.twin, self.placement, resources, outputs, wires, self.path, decisions, self.notes,
@@ -393,16 +400,15 @@ def _claimed_names(d: Draft) -> list[tuple[str, str]]:
     shared across kinds)."""
     if d.provider == CONTROL:
         return []
-    config = d.final_config()
     out = [(d.kind, d.name)]
     if d.kind == "step-function":
         out.append(("iam-role", d.name))  # the state machine's role is named like it
-    role = getattr(config, "role_name", None)
-    if isinstance(role, str):
-        out.append(("iam-role", role))
-    policy = getattr(config, "policy_name", None)
-    if isinstance(policy, str):
-        out.append(("iot-policy", policy))
+    config = d.config
+    fields = type(config).model_fields if isinstance(config, ResourceConfig) else {}
+    if "role_name" in fields:
+        out.append(("iam-role", str(config.role_name)))  # type: ignore[union-attr]
+    if "policy_name" in fields:
+        out.append(("iot-policy", str(config.policy_name)))  # type: ignore[union-attr]
     return out
 
 
@@ -419,6 +425,7 @@ def build_plan(spec: TwinSpec, code: BundleCode | None = None) -> Plan:
                 for layer in ("L4", "L5") if placement[layer] == "gcp"]
     if problems:
         raise SpecError(problems)
-    plan = _Builder(spec, code).build()
+    with planning_for(Owner(twin=spec.twin.name)):
+        plan = _Builder(spec, code).build()
     plan.topological_order()
     return plan

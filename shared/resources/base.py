@@ -8,12 +8,12 @@ plan never changes) and forbid unknown fields (a misspelt field is an error, nev
 
 from __future__ import annotations
 
-from typing import Literal, Self, TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from shared.contracts import Function
-from shared.resources.ownership import Owner
+from shared.resources.ownership import Owner, planned_owner
 
 EVENT_ACTION_PACKAGE = Function.EVENT_ACTION
 """Package name of a user's event action function (our wrapper around the user's code)."""
@@ -30,14 +30,10 @@ class ResourceConfig(BaseModel):
 
     name: str = Field(min_length=1)
     """The resource's name in its cloud (from `shared.naming`)."""
-    owner: Owner | None = None
-    """The twin and control plane that own the resource's cloud objects: the planner sets it on
-    every planned resource (`owned_by`); providers refuse to touch a cloud object for a
-    configuration without one."""
-
-    def owned_by(self, owner: Owner) -> Self:
-        """This configuration with its owner."""
-        return self.model_copy(update={"owner": owner})
+    owner: Owner | None = Field(default_factory=planned_owner)
+    """The twin and control plane that own the resource's cloud objects: every planned resource
+    has it (`build_plan` plans inside `planning_for(owner)`); providers refuse to touch a cloud
+    object for a configuration without one."""
 
     def to_json(self) -> dict[str, JsonValue]:
         """The JSON form that crosses the Durable boundary (`parse_config` reads it back)."""

@@ -13,7 +13,9 @@ finds under a name it wants (`claim`):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,6 +49,25 @@ class Owner(BaseModel):
 
     def describe(self) -> str:
         return f"twin {self.twin!r} of control plane {self.control_plane!r}"
+
+
+_planning: ContextVar[Owner | None] = ContextVar("planning_owner", default=None)
+
+
+@contextmanager
+def planning_for(owner: Owner) -> Iterator[Owner]:
+    """While a twin is planned: every configuration built without an owner gets this one (the
+    planner builds thousands; none is copied to be given its owner)."""
+    token = _planning.set(owner)
+    try:
+        yield owner
+    finally:
+        _planning.reset(token)
+
+
+def planned_owner() -> Owner | None:
+    """The owner of the twin being planned now (None outside planning)."""
+    return _planning.get()
 
 
 Verdict = Literal["own", "unowned", "foreign"]
