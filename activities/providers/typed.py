@@ -14,7 +14,7 @@ from typing import Generic
 
 from activities.registry import Provider
 from shared.engine.errors import PermanentError
-from shared.engine.types import ResourceCall
+from shared.engine.types import EnsureResult, Pending, ResourceCall
 from shared.resources import ConfigError, ResourceConfig, parse_config
 from shared.resources.base import C
 from shared.resources.ownership import Claim, Owner, claim, foreign_message
@@ -69,6 +69,23 @@ def may_delete(call: ResourceCall, config: ResourceConfig, tags: Mapping[str, st
     if not found.allowed:
         log.warning("%s: %s belongs to %s: left alone", call.resource.id, what, found.holder)
     return found.allowed
+
+
+CREATE_STAGE = "create"
+
+
+def to_create(description: str, **token: object) -> EnsureResult:
+    """What an `ensure` that found nothing to reconcile answers, before it makes anything: the
+    decision `created`, polled at once (the poll makes the object). The decision is then in the
+    orchestration's history: a host killed while the object is being made resumes the poll, and
+    the resource is reported `created`, not `updated` by a retry that found it."""
+    return EnsureResult("created", pending=Pending({"stage": CREATE_STAGE, "action": "created", **token}, 0.0,
+                                                   description))
+
+
+def creating(call: ResourceCall) -> bool:
+    """Whether this poll is the one that makes the object `to_create` decided on."""
+    return call.pending is not None and call.pending.token.get("stage") == CREATE_STAGE
 
 
 class TypedProvider(Provider, Generic[C]):

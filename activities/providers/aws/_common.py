@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from activities.clouds import SANDBOX_DIR_SETTING, Clouds, clouds_from_environ
-from activities.providers.typed import TypedProvider, may_delete, owner_of, require_own
+from activities.providers.typed import TypedProvider, may_delete, owner_of, require_own, to_create
 from shared.engine.errors import PermanentError
 from shared.engine.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
 from shared.naming import AwsNaming
@@ -233,6 +233,8 @@ def _normalise(value: Any) -> Any:
 
 
 A = TypeVar("A", bound=AwsConfig)
+# `ensure` hands the object it found (and checked) to `converge` in the same thread.
+_found = threading.local()
 
 
 class AwsResource(TypedProvider[A]):
@@ -289,6 +291,10 @@ class AwsResource(TypedProvider[A]):
 
     def found(self, call: ResourceCall, config: A) -> Any:
         """`describe`, refused (`ForeignObject`) when the object is another twin's."""
+        handed = getattr(_found, "value", None)
+        _found.value = None
+        if handed is not None and handed[0] is call:
+            return handed[1]  # just found by `ensure`, in this thread, for this call
         current = self.describe(call, config)
         if current is not None:
             require_own(call, config, self.owner_tags(call, config, current), f"{self.label} {config.name}")
@@ -300,7 +306,12 @@ class AwsResource(TypedProvider[A]):
     # --- the lifecycle ---------------------------------------------------------------------
 
     def ensure(self, call: ResourceCall) -> EnsureResult:
-        return self.converge(call, self.config(call), "unchanged")
+        config = self.config(call)
+        current = self.found(call, config)
+        if current is None:
+            return to_create(f"{self.label} {config.name} is being created")
+        _found.value = (call, current)  # `converge` reads it from here instead of again
+        return self.converge(call, config, "unchanged")
 
     def poll(self, call: ResourceCall) -> EnsureResult:
         config = self.config(call)

@@ -40,7 +40,7 @@ from typing import Any
 from activities.providers.aws._common import client, clouds, error_code, is_not_found, tag_list
 from activities.providers.aws.grafana import workspace_tags
 from activities.providers.grafana import datasource_body, needs_write
-from activities.providers.typed import TypedProvider, may_delete, require_own
+from activities.providers.typed import TypedProvider, creating, may_delete, require_own, to_create
 from activities.registry import register
 from shared.contracts import INTER_CLOUD_TOKEN_HEADER, Setting
 from shared.engine.errors import PermanentError, TransientError
@@ -418,24 +418,33 @@ class GrafanaDatasource(TypedProvider[AwsGrafanaDatasourceConfig]):
         return ws
 
     def ensure(self, call: ResourceCall) -> EnsureResult:
+        return self._reconcile(call, decide=True)
+
+    def poll(self, call: ResourceCall) -> EnsureResult:
+        return self._reconcile(call, decide=False)  # the creation `ensure` decided on
+
+    def _reconcile(self, call: ResourceCall, decide: bool) -> EnsureResult:
+        """Create or update; with `decide`, a missing datasource is first only decided on (`to_create`)."""
         config = self.config(call)
         with grafana_api(call, config, self.owned_workspace(call, config)) as api:
             if api is None:
                 raise TransientError(f"Grafana workspace {config.grafana} does not exist yet")
             current = api.find(config.name)
             wanted = wanted_body(call, config, current)
+            if current is None and decide:
+                return to_create(f"Grafana datasource {config.name} is being created")
             if not needs_write(current, wanted):
-                return EnsureResult(action="unchanged")
+                return EnsureResult(action="created" if creating(call) else "unchanged")
             if current is None:
                 status, _ = api.send("POST", "/api/datasources", wanted)
             else:
                 status, _ = api.send("PUT", f"/api/datasources/{current['id']}", {**wanted, "id": current["id"]})
             if status not in (200, 201):
                 raise PermanentError(f"Grafana refused datasource {config.name}: HTTP {status}")
-            return EnsureResult(action="created" if current is None else "updated")
+            return EnsureResult(action="created" if current is None or creating(call) else "updated")
 
     def apply_settings(self, call: ResourceCall) -> bool:
-        return self.ensure(call).action != "unchanged"
+        return self._reconcile(call, decide=False).action != "unchanged"
 
     def read(self, call: ResourceCall) -> ReadResult:
         config = self.config(call)

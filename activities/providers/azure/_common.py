@@ -198,7 +198,9 @@ class Throttle:
 class ArmResource(TypedProvider[C]):
     """The lifecycle of one ARM resource, monitor style. Subclasses fill in the specifics; each
     operation parses the configuration once and hands it to them. An object of another twin is
-    refused by `ensure`, absent to `read` and left alone by `delete`."""
+    refused by `ensure`, absent to `read` and left alone by `delete`. An `ensure` that finds
+    nothing answers `created` before it PUTs (the first poll does), so the decision survives a
+    host killed during the create (`activities.providers.typed.to_create`)."""
 
     #: what a person reads in progress and errors
     label = "resource"
@@ -272,18 +274,17 @@ class ArmResource(TypedProvider[C]):
     def ensure_config(self, call: ResourceCall, config: C) -> EnsureResult:
         """`ensure` with the configuration parsed (a kind made of parts walks each with it)."""
         current = self.get(call, config)
-        if current is not None:
-            self._check_owner(call, config, current)  # another twin's: refused before any write
-        if current is not None and self._running(current):
+        if current is None:
+            # The decision first (`to_create`): the poll issues the PUT.
+            return self._pending(config, "created", 0, poll_after=0.0)
+        self._check_owner(call, config, current)  # another twin's: refused before any write
+        if self._running(current):
             # Another operation (ours from an earlier attempt, or someone else's) is under way.
             return self._pending(config, "updated", 0)
-        if current is not None and state_of(current) not in FAILED:
-            changed = self.changes(call, config, current)
-            if not changed:
-                return EnsureResult("unchanged", self.outputs(call, config, current))
-        action: Action = "created" if current is None else "updated"
+        if state_of(current) not in FAILED and not self.changes(call, config, current):
+            return EnsureResult("unchanged", self.outputs(call, config, current))
         self.put(call, config, current)
-        return self._settle(call, config, action, 1, put_at=time.time())
+        return self._settle(call, config, "updated", 1, put_at=time.time())
 
     def poll_config(self, call: ResourceCall, config: C) -> EnsureResult:
         """`poll` with the configuration parsed."""
@@ -351,14 +352,16 @@ class ArmResource(TypedProvider[C]):
             return EnsureResult(action, self.outputs(call, config, current))
         return self._pending(config, action, attempts, put_at=put_at)
 
-    def _pending(self, config: C, action: Action, attempts: int, put_at: float | None = None) -> EnsureResult:
+    def _pending(self, config: C, action: Action, attempts: int, put_at: float | None = None,
+                 poll_after: float | None = None) -> EnsureResult:
         token: dict[str, Any] = {"op": "put", "action": action, "attempts": attempts}
         if put_at is not None:
             token["put_at"] = put_at  # when ARM accepted the create: reads may lag behind it
-        return EnsureResult(action, pending=self._pending_token(config, token))
+        return EnsureResult(action, pending=self._pending_token(config, token, poll_after))
 
-    def _pending_token(self, config: C, token: dict[str, Any]) -> Pending:
-        return Pending(token=token, poll_after_seconds=poll_seconds(), description=f"{self.label} {config.name}")
+    def _pending_token(self, config: C, token: dict[str, Any], poll_after: float | None = None) -> Pending:
+        return Pending(token=token, poll_after_seconds=poll_seconds() if poll_after is None else poll_after,
+                       description=f"{self.label} {config.name}")
 
     @staticmethod
     def _running(current: Any) -> bool:

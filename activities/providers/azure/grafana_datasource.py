@@ -24,7 +24,7 @@ from azure.mgmt.dashboard import DashboardManagementClient
 from activities.providers.azure._common import clouds, deployer_principal_id, get_or_none, mgmt
 from activities.providers.azure.role_assignment import assign
 from activities.providers.grafana import datasource_body, needs_write
-from activities.providers.typed import TypedProvider, may_delete, require_own
+from activities.providers.typed import TypedProvider, creating, may_delete, require_own, to_create
 from activities.registry import register
 from shared.contracts import Setting
 from shared.engine.errors import PermanentError, TransientError
@@ -82,6 +82,13 @@ class GrafanaDatasource(TypedProvider[AzureGrafanaDatasourceConfig]):
     model = AzureGrafanaDatasourceConfig
 
     def ensure(self, call: ResourceCall) -> EnsureResult:
+        return self._reconcile(call, decide=True)
+
+    def poll(self, call: ResourceCall) -> EnsureResult:
+        return self._reconcile(call, decide=False)  # the creation `ensure` decided on
+
+    def _reconcile(self, call: ResourceCall, decide: bool) -> EnsureResult:
+        """Create or update; with `decide`, a missing datasource is first only decided on (`to_create`)."""
         config = self.config(call)
         url, token = call.settings.get(Setting.DATASOURCE_URL), call.settings.get(Setting.DATASOURCE_TOKEN)
         api = GrafanaApi(config)
@@ -90,16 +97,18 @@ class GrafanaDatasource(TypedProvider[AzureGrafanaDatasourceConfig]):
         assign(api.workspace_id, GRAFANA_ADMIN_ROLE, deployer_principal_id())
         current = api.find(config.name)
         wanted = datasource_body(config.name, url, token, config.type, config.access, current)
+        if current is None and decide:
+            return to_create(f"Grafana datasource {config.name} is being created")
         if not needs_write(current, wanted):
-            return EnsureResult("unchanged")
+            return EnsureResult("created" if creating(call) else "unchanged")
         if current is None:
             _check(api.send("POST", "/api/datasources", wanted), "create the datasource")
             return EnsureResult("created")
         _check(api.send("PUT", f"/api/datasources/uid/{current.get('uid')}", wanted), "update the datasource")
-        return EnsureResult("updated")
+        return EnsureResult("created" if creating(call) else "updated")
 
     def apply_settings(self, call: ResourceCall) -> bool:
-        return self.ensure(call).action != "unchanged"
+        return self._reconcile(call, decide=False).action != "unchanged"
 
     def read(self, call: ResourceCall) -> ReadResult:
         config = self.config(call)

@@ -21,7 +21,7 @@ from azure.mgmt.iothub import IotHubClient
 
 from activities.providers.azure._common import clouds, mgmt
 from activities.providers.azure.iot_hub import REGISTRY_POLICY, hub_policy_key
-from activities.providers.typed import TypedProvider, is_ours, may_delete, require_own
+from activities.providers.typed import TypedProvider, creating, is_ours, may_delete, require_own, to_create
 from activities.registry import register
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
@@ -111,16 +111,20 @@ class IotDevice(TypedProvider[AzureIotDeviceConfig]):
         registry = Registry(config)
         require_own(call, config, registry.hub_tags, f"IoT Hub {config.hub}")
         device = registry.get(config.name)
-        action: Action = "unchanged"
+        action: Action = "created" if creating(call) else "unchanged"
         if device is None:
+            if not creating(call):
+                return to_create(f"IoT Hub device {config.name} is being created")
             device = registry.put(config.name, None)
-            action = "created"
         elif str(device.get("status", "enabled")).lower() != "enabled" or (
             (device.get("authentication") or {}).get("type") != config.auth
         ):
             device = registry.put(config.name, str(device.get("etag") or "") or None)
-            action = "updated"
+            action = "created" if action == "created" else "updated"
         return EnsureResult(action, {p: _connection_string(registry.host, device) for p in call.resource.produces})
+
+    def poll(self, call: ResourceCall) -> EnsureResult:
+        return self.ensure(call)  # only the creation `ensure` decided on is polled
 
     def read(self, call: ResourceCall) -> ReadResult:
         config = self.config(call)

@@ -26,11 +26,11 @@ from activities.providers.azure._common import (
     require_own_group,
     subscription_id,
 )
-from activities.providers.typed import TypedProvider
+from activities.providers.typed import TypedProvider, creating, to_create
 from activities.registry import register
 from shared.contracts import Setting
 from shared.engine.errors import PermanentError, TransientError
-from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.types import EnsureResult, ReadResult, ResourceCall
 from shared.resources.azure import RoleAssignmentConfig
 
 DEPLOYER_TOO = {"digital-twins"}
@@ -105,18 +105,31 @@ class RoleAssignment(TypedProvider[RoleAssignmentConfig]):
     def ensure(self, call: ResourceCall) -> EnsureResult:
         config = self.config(call)
         require_own_group(call, config)
-        created = 0
         wanted = _wanted(call, config)
+        if not creating(call) and all(_find(*w) is None for w in wanted):
+            return to_create(f"role assignments of {call.resource.id} are being created")
+        created = self._assign(config, wanted)
+        if creating(call):
+            return EnsureResult("created")
+        return EnsureResult("unchanged" if not created else ("created" if created == len(wanted) else "updated"))
+
+    def poll(self, call: ResourceCall) -> EnsureResult:
+        return self.ensure(call)  # only the creation `ensure` decided on is polled
+
+    @staticmethod
+    def _assign(config: RoleAssignmentConfig, wanted: list[tuple[str, str, str]]) -> int:
+        created = 0
         for scope, role, principal in wanted:
             # The identity is a service principal; the deployer may be a user, so its type is left to RBAC.
             kind = config.principal_type if principal == wanted[0][2] else None
             created += assign(scope, role, principal, kind)
-        action: Action = "unchanged" if not created else ("created" if created == len(wanted) else "updated")
-        return EnsureResult(action)
+        return created
 
     def apply_settings(self, call: ResourceCall) -> bool:
         """A new principal (the identity was re-created) gets its assignments; True if any was made."""
-        return self.ensure(call).action != "unchanged"
+        config = self.config(call)
+        require_own_group(call, config)
+        return self._assign(config, _wanted(call, config)) > 0
 
     def read(self, call: ResourceCall) -> ReadResult:
         found = {f"{role}:{principal}": _find(scope, role, principal) is not None
