@@ -75,7 +75,7 @@ def _run(operation: str, payload: dict[str, Any], fn: Callable[[Provider, Resour
         if operation == "ensure" and store is not None:
             recorded = replace(recorded, current=_kept_secrets(recorded, store))
         call = replace(recorded, settings=secrets.resolve(recorded.settings, store),
-                       current=secrets.resolve(recorded.current, store))
+                       current=secrets.resolve(recorded.current, store, missing_ok=operation == "delete"))
         result = _protected(fn(provider_for(call.resource.provider, call.resource.kind), call), call, recorded, store)
         if operation == "delete" and store is not None and isinstance(result, EnsureResult) and result.done:
             for name in call.resource.produces:

@@ -73,14 +73,20 @@ class SecretStore:
         self._remember(ref, value)
         return ref
 
-    def get(self, ref: str) -> str:
+    def get(self, ref: str, missing_ok: bool = False) -> str | None:
+        """The secret a reference names; with `missing_ok`, None when it is gone (deleted)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
         with self._lock:
             if ref in self._cache:
                 self._cache.move_to_end(ref)
                 return self._cache[ref]
         name, _, version = ref[len(REF_PREFIX):].partition("/")
-        with _vault_call(f"reading secret {name} from Key Vault"):
-            value = self._client.get_secret(name, version or None).value
+        try:
+            with _vault_call(f"reading secret {name} from Key Vault", missing_ok=missing_ok):
+                value = self._client.get_secret(name, version or None).value
+        except ResourceNotFoundError:
+            return None
         if value is None:
             raise PermanentError(f"secret {name} version {version} in Key Vault has no value")
         self._remember(ref, value)
@@ -163,13 +169,20 @@ def configured_store(environ: Mapping[str, str] | None = None) -> SecretStore | 
         return store
 
 
-def resolve(values: Mapping[str, Any], store: SecretStore | None) -> dict[str, Any]:
-    """`values` with every reference replaced by its secret."""
+def resolve(values: Mapping[str, Any], store: SecretStore | None, missing_ok: bool = False) -> dict[str, Any]:
+    """`values` with every reference replaced by its secret. With `missing_ok`, a reference to a
+    secret already deleted is dropped (a delete retried after a crash that followed the secret's
+    removal: the resource's own outputs are only a hint to it)."""
     if not any(is_ref(v) for v in values.values()):
         return dict(values)
     if store is None:
         raise PermanentError(f"a secret is held in Key Vault, but {ControlPlaneSetting.KEY_VAULT_URL} is not set")
-    return {k: store.get(v) if is_ref(v) else v for k, v in values.items()}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        resolved = store.get(value, missing_ok) if is_ref(value) else value
+        if resolved is not None:
+            out[key] = resolved
+    return out
 
 
 def protect(twin: str, outputs: Mapping[str, str], current_refs: Mapping[str, str],

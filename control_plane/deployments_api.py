@@ -1,8 +1,9 @@
 """HTTP API for twin operations (DESIGN.md section 6).
 
 - `POST /api/deployments[?prune=false]`: validate (400 with every problem), refuse while a deploy,
-  destroy or rotation of the twin runs (409), start `deploy_twin`, answer Durable's 202
-  check-status payload. Recorded resources the spec no longer has are deleted unless `prune=false`.
+  destroy or rotation of the twin runs (409) and a twin name equal to an existing twin's up to
+  case (409, `control_plane.twin_names`), start `deploy_twin`, answer Durable's 202 check-status
+  payload. Recorded resources the spec no longer has are deleted unless `prune=false`.
   The body is a spec (JSON) or a bundle (`application/zip`: the spec with the users' code); an
   accepted bundle is stored content-addressed (`activities.bundle_store`) and the orchestration
   gets the plan, whose functions reference their code in it.
@@ -31,6 +32,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from control_plane import operations as ops
+from control_plane import twin_names
 from control_plane.api import error, errors_response, json_response, plan_of_body, read_body, read_json_body
 from shared.bundle import Bundle
 from shared.contracts import ControlPlaneSetting
@@ -64,6 +66,8 @@ class _TwinGate:
 
     @asynccontextmanager
     async def held(self, twin: str) -> AsyncIterator[None]:
+        # One gate for every case of a name: `GREENHOUSE-X` and `greenhouse-x` cannot both start.
+        twin = twin_names.index_key(twin)
         locks = self._locks.setdefault(asyncio.get_running_loop(), {})
         lock, users = locks.get(twin) or (asyncio.Lock(), 0)
         locks[twin] = (lock, users + 1)
@@ -171,11 +175,17 @@ async def deployments_start(req: func.HttpRequest, client: df.DurableOrchestrati
         conflict = await _conflict(client, twin)
         if conflict is not None:
             return conflict
+        variant = await twin_names.existing_variant(client, twin, ops.read_state)
+        if variant is not None:
+            return error(409, "twin.name", f"twin {variant} exists; twin names must differ in more than case "
+                                           "(clouds lowercase names, so the two twins' objects would be one): "
+                                           f"choose another name, or destroy {variant} first")
         if bundle is not None:
             answer = await asyncio.to_thread(_store_bundle, bundle)
             if answer is not None:
                 return answer
         stale = await ops.stale_holder(client, await ops.read_state(client, twin))
+        await twin_names.claim(client, twin)
         instance = ops.instance_id(twin, "deploy")
         # The plan built here is what deploys: its functions reference their code by digest
         # (never the code itself: Durable carries references only).
@@ -297,3 +307,9 @@ async def twins_refresh(req: func.HttpRequest, client: df.DurableOrchestrationCl
                            RefreshInput(twin, None if resources is None else tuple(resources), "requested",
                                         options).to_dict())
     return _accepted(client, req, instance)
+
+
+@bp.entity_trigger(context_name="context", entity_name=twin_names.ENTITY)
+def twin_names_index(context: df.DurableEntityContext) -> None:
+    """Twin names by their case-folded form (`control_plane.twin_names`)."""
+    twin_names.apply(context)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from activities.providers.typed import TypedProvider
+from activities.providers.typed import TypedProvider, creating, to_create
 from activities.registry import register
 from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
 from shared.resources.control import GeneratedSecretConfig
@@ -36,6 +36,11 @@ class GeneratedSecret(TypedProvider[GeneratedSecretConfig]):
 
     def ensure(self, call: ResourceCall) -> EnsureResult:
         config = self.config(call)
+        fresh = [n for n in call.resource.produces if not n.endswith(PREVIOUS_SUFFIX)]
+        if fresh and not any(call.current.get(n) for n in fresh) and not creating(call):
+            # Decided before generating (`to_create`): a value kept in the vault by an attempt
+            # killed after storing it is then reported as the `created` secret it is.
+            return to_create(f"secret {config.name} is being generated")
         outputs: dict[str, str] = {}
         generated = 0
         for name in call.resource.produces:
@@ -48,9 +53,11 @@ class GeneratedSecret(TypedProvider[GeneratedSecretConfig]):
             else:
                 outputs[name] = new_secret(config.bytes)
                 generated += 1
-        fresh = sum(1 for n in call.resource.produces if not n.endswith(PREVIOUS_SUFFIX))
-        action: Action = "unchanged" if not generated else ("created" if generated == fresh else "updated")
-        return EnsureResult(action=action, outputs=outputs)
+        action: Action = "unchanged" if not generated else ("created" if generated == len(fresh) else "updated")
+        return EnsureResult(action="created" if creating(call) else action, outputs=outputs)
+
+    def poll(self, call: ResourceCall) -> EnsureResult:
+        return self.ensure(call)  # the generation `ensure` decided on
 
     def read(self, call: ResourceCall) -> ReadResult:
         present = all(call.current.get(name) for name in call.resource.produces)

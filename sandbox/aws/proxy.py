@@ -24,6 +24,7 @@ from sandbox.aws.execution import Execution
 from sandbox.aws.grafana import urls as grafana_urls
 from sandbox.aws.grafana.models import GrafanaBackends
 from sandbox.aws.grafana.responses import GrafanaResponse
+from sandbox.aws.iot_tags import TAG_OPERATIONS, IotTags
 from sandbox.aws.lifecycle import Lifecycle
 from sandbox.aws.operations import request_labels
 from sandbox.aws.protocol import describe_request, error_response, fault_response
@@ -67,9 +68,11 @@ def create_app(
     grafana: GrafanaBackends,
     lifecycle: Lifecycle,
     execution: Execution | None = None,
+    iot_tags: IotTags | None = None,
 ) -> web.Application:
     """The proxy application; `moto_url` like `http://127.0.0.1:PORT` (moto's own server).
-    With `execution`, Lambda invokes, function URLs and IoT rules run the deployed code."""
+    With `execution`, Lambda invokes, function URLs and IoT rules run the deployed code; with
+    `iot_tags`, IoT rules and policies take tags (moto's IoT has none)."""
     own = {
         twinmaker_urls.SIGNING_NAME: RouteTable(
             twinmaker_urls.url_paths, TwinMakerResponse(twinmaker), twinmaker_urls.SERVICE_NAME
@@ -125,6 +128,9 @@ def create_app(
             refused = lifecycle.refuse(request, info, body)
             if refused is not None:
                 return refused
+            iot_operation = (operation or "").partition(":")[2] if info.service == "iot" else ""
+            if iot_tags is not None and iot_operation in TAG_OPERATIONS:
+                return iot_tags.answer(request, info, iot_operation, body)
             if execution is not None and info.service == "lambda":
                 ran = await execution.invoke(request, info, body)
                 if ran is not None:
@@ -135,6 +141,8 @@ def create_app(
                 first = iot_endpoints.setdefault(key, bytes(response.body))  # type: ignore[arg-type]
                 response = web.Response(body=first, status=200, content_type="application/json")
             lifecycle.observe(request, info, body, response)
+            if iot_tags is not None and iot_operation:
+                iot_tags.observe(request, info, iot_operation, body, response.status)
             if execution is not None:
                 if info.service == "lambda":
                     execution.rewrite_url_config(request, response)

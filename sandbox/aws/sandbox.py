@@ -8,11 +8,13 @@ import os
 import urllib.request
 from typing import Any
 
+from moto.core.config import default_user_config
 from moto.server import ThreadedMotoServer
 
 from sandbox.aws.execution import Execution
 from sandbox.aws.grafana.models import GrafanaBackends
 from sandbox.aws.inventory import moto_resources
+from sandbox.aws.iot_tags import IotTags
 from sandbox.aws.lifecycle import Lifecycle
 from sandbox.aws.protocol import ACCOUNT_ID
 from sandbox.aws.proxy import ThreadedAppServer, create_app
@@ -22,6 +24,9 @@ from sandbox.runtime.lambdas import LambdaRunner
 
 DEFAULT_REGION = "eu-central-1"
 _START_TIMEOUT_SECONDS = 30
+# Lambda without Docker: the "simple" backend, which must be chosen before any function is
+# created (it keeps its own store).
+MOTO_CONFIG = {"lambda": {"use_docker": False}}
 # Never through an HTTP(S)_PROXY from the environment: moto listens on 127.0.0.1.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -50,6 +55,7 @@ class AwsSandbox:
         # once that server runs (a standalone AWS sandbox reports AWS-style endpoints only).
         self.grafana = GrafanaBackends(ctx.faults, data_plane=self._grafana_data_plane)
         self.lifecycle = Lifecycle(ctx.faults)
+        self.iot_tags = IotTags(ACCOUNT_ID)
         # Runs deployed Lambda zips (invoke, function URLs, IoT rules); a new one per proxy start.
         self.execution: Execution | None = None
         self._moto: ThreadedMotoServer | None = None
@@ -64,6 +70,10 @@ class AwsSandbox:
             raise RuntimeError("AwsSandbox is already started")
         # Read by moto when it builds the IAM backend; needed to attach AWS managed policies.
         os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+        # IoT certificate ids as AWS makes them: the SHA-256 of the DER certificate (moto hashes
+        # the PEM text otherwise), so a deployer knows a certificate's id before registering it.
+        # moto's /moto-api/config does not take this setting; moto runs in this process.
+        default_user_config["iot"] = {"use_valid_cert": True}
         # moto's werkzeug server logs every request to stderr; the request log already has them.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -72,9 +82,7 @@ class AwsSandbox:
         host, port = self._moto.get_host_and_port()
         self._moto_url = f"http://{host}:{port}"
         try:
-            # Lambda without Docker: the "simple" backend, which must be chosen before any
-            # function is created (it keeps its own store).
-            self._moto_api("POST", "/moto-api/config", {"lambda": {"use_docker": False}})
+            self._moto_api("POST", "/moto-api/config", MOTO_CONFIG)
             self._moto_api("POST", "/moto-api/reset", None)
             self._start_proxy()
         except BaseException:
@@ -111,7 +119,8 @@ class AwsSandbox:
     def _start_proxy(self) -> None:
         runner = LambdaRunner(self.ctx.state_dir, str(self.ctx.state_dir / "ca.pem"))
         self.execution = Execution(runner)
-        app = create_app(self.ctx, self._moto_url, self.twinmaker, self.grafana, self.lifecycle, self.execution)
+        app = create_app(self.ctx, self._moto_url, self.twinmaker, self.grafana, self.lifecycle, self.execution,
+                         self.iot_tags)
         self._server = ThreadedAppServer(app, "sandbox-aws-proxy")
         port = self._server.start(_START_TIMEOUT_SECONDS)
         self.endpoint_url = f"http://127.0.0.1:{port}"
@@ -155,7 +164,7 @@ class AwsSandbox:
     def reset(self) -> None:
         """Forget every AWS resource (moto's and ours); Lambda stays on the simple backend."""
         self._moto_api("POST", "/moto-api/reset", None)
-        self._moto_api("POST", "/moto-api/config", {"lambda": {"use_docker": False}})
+        self._moto_api("POST", "/moto-api/config", MOTO_CONFIG)
         if self._server is not None and self.execution is not None:
             # The functions are gone: so are their warm workers (and queued async invocations),
             # and the rules' schedules.
@@ -163,6 +172,7 @@ class AwsSandbox:
         self.twinmaker.reset()
         self.grafana.reset()
         self.lifecycle.reset()
+        self.iot_tags.reset()
 
     @staticmethod
     async def _reset_execution(execution: Execution) -> None:

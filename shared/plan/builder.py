@@ -34,10 +34,12 @@ from shared.contracts import (
 from shared.plan.aws import AwsPlanner
 from shared.plan.azure import AzurePlanner
 from shared.plan.cloud import CloudPlanner, MoverSchedule
-from shared.plan.drafts import Drafts, Hosted
+from shared.plan.drafts import Draft, Drafts, Hosted
 from shared.plan.gcp import GcpPlanner
 from shared.plan.model import BoundaryDecision, Plan, PlannedOutput, Resource, Wire
+from shared.resources import ResourceConfig
 from shared.resources.control import GeneratedSecretConfig
+from shared.resources.ownership import Owner, planned_owner, planning_for
 from shared.spec import TwinSpec
 from shared.validation import Problem, SpecError
 from shared.wiring import (
@@ -55,7 +57,6 @@ if TYPE_CHECKING:
 
 HOT_TO_COLD = MoverSchedule(azure_ncrontab="0 0 0 * * *", aws_cron="cron(0 12 * * ? *)", gcp_cron="0 12 * * *")
 COLD_TO_ARCHIVE = MoverSchedule(azure_ncrontab="0 0 0 * * *", aws_cron="cron(0 18 * * ? *)", gcp_cron="0 18 * * *")
-FUNCTION_KINDS = ("lambda", "cloud-function")
 
 
 def placement_of(spec: TwinSpec) -> dict[str, str]:
@@ -280,27 +281,43 @@ class _Builder(Drafts):
     # -- finishing -------------------------------------------------------------------------
 
     def check_cloud_names(self) -> None:
-        """Two resources must never manage the same cloud object. Only a user-chosen name (an
-        AWS event action is `{twin}-{functionName}`) can cause that; report it as a spec problem."""
-        owner: dict[tuple[str, str], str] = {}
+        """Two resources must never manage the same cloud object. Cloud names compare without
+        case (IAM role and Azure names ignore it, S3 and GCP lowercase them), so user-chosen
+        parts of names can collide: device ids differing only in case, an AWS event action
+        `{twin}-{functionName}` equal to another function or role. Each is a spec problem at
+        the path that chose the name; a collision of names the planner alone chose is a bug."""
+        taken: dict[tuple[str, str, str], str] = {}
         problems: list[Problem] = []
+        reported: set[tuple[str, str]] = set()
+        device_paths = {dev.id: f"devices[{i}].id" for i, dev in enumerate(self.spec.devices)}
         for d in self.drafts.values():
-            if d.kind not in FUNCTION_KINDS:
-                continue
-            key = (d.provider, d.name)
-            if key not in owner:
-                owner[key] = d.id
-                continue
-            other = owner[key]
-            user = d.id if d.id in self.user_named else other
-            if user not in self.user_named:
-                raise RuntimeError(f"{other} and {d.id} both manage {d.provider} function {d.name}")
-            clash = other if user == d.id else d.id
-            problems.append(Problem(self.user_named[user],
-                                    f"the action's function would be named {d.name!r}, which the twin already "
-                                    f"uses for {clash}; choose another function name"))
+            for namespace, name in _claimed_names(d):
+                key = (d.provider, namespace, name.casefold())
+                other = taken.setdefault(key, d.id)
+                if other == d.id:
+                    continue
+                # Blame an event action's name first (the one choice that is only a name), then a device id.
+                blamed = [(rid, self.user_named[rid]) for rid in (d.id, other) if rid in self.user_named]
+                blamed += [(rid, path) for rid in (d.id, other) if (path := self._device_path(rid, device_paths))]
+                if not blamed:
+                    raise RuntimeError(f"{other} and {d.id} both manage {d.provider} {namespace} {name}")
+                chooser, path = blamed[0]
+                clash = other if chooser == d.id else d.id
+                if (path, clash) not in reported:
+                    reported.add((path, clash))
+                    problems.append(Problem(path, f"its {d.provider} {namespace} would be named {name!r}, which "
+                                                  f"{clash} also takes (cloud names compare without case); "
+                                                  "choose another name"))
         if problems:
             raise SpecError(problems)
+
+    def _device_path(self, rid: str, device_paths: Mapping[str, str]) -> str | None:
+        """The spec path of the device id in resource `rid`'s cloud name, if any."""
+        config = self.drafts[rid].config
+        if not isinstance(config, ResourceConfig) or "device_id" not in type(config).model_fields:
+            return None
+        device = config.device_id  # type: ignore[attr-defined]
+        return device_paths.get(device) if isinstance(device, str) else None
 
     def finish(self, receivers: Mapping[str, list[Function]]) -> Plan:
         self.check_cloud_names()
@@ -320,14 +337,18 @@ class _Builder(Drafts):
             if producer[output] != consumer and not late:
                 self.drafts[consumer].needs.append(producer[output])
         resources = []
+        owner = planned_owner()
         for d in self.drafts.values():
             missing = [n for n in d.needs if n not in order]
             if missing:
                 raise RuntimeError(f"{d.id} needs {missing}, which are not planned")
             needs = sorted({n for n in d.needs if n != d.id}, key=order.__getitem__)
             produces = list(dict.fromkeys(d.produces))
+            config = d.final_config()
+            if config.owner is not owner and config.owner != owner:
+                raise RuntimeError(f"{d.id} is owned by {config.owner}, not by the twin planned ({owner})")
             resources.append(Resource(d.id, d.layer, d.provider, d.kind, d.name, tuple(needs), tuple(produces),
-                                      d.final_config()))
+                                      config))
         outputs = [PlannedOutput(name, r.id, is_secret_output(name)) for r in resources for name in r.produces]
         decisions = self.boundary_decisions(receivers)
         return Plan(self.twin, self.placement, resources, outputs, wires, self.path, decisions, self.notes,
@@ -373,6 +394,24 @@ class _Builder(Drafts):
         return out
 
 
+def _claimed_names(d: Draft) -> list[tuple[str, str]]:
+    """(namespace, name) of every cloud object resource `d` manages: its own (one namespace per
+    kind) and the IAM role or IoT policy that lives and dies with it (their own namespaces,
+    shared across kinds)."""
+    if d.provider == CONTROL:
+        return []
+    out = [(d.kind, d.name)]
+    if d.kind == "step-function":
+        out.append(("iam-role", d.name))  # the state machine's role is named like it
+    config = d.config
+    fields = type(config).model_fields if isinstance(config, ResourceConfig) else {}
+    if "role_name" in fields:
+        out.append(("iam-role", str(config.role_name)))  # type: ignore[union-attr]
+    if "policy_name" in fields:
+        out.append(("iot-policy", str(config.policy_name)))  # type: ignore[union-attr]
+    return out
+
+
 def build_plan(spec: TwinSpec, code: BundleCode | None = None) -> Plan:
     """The resources, outputs and wires of `spec` (pure and deterministic). `code` is the code of
     the bundle the spec came in (`shared.bundle`): processors and event actions are planned from
@@ -386,6 +425,7 @@ def build_plan(spec: TwinSpec, code: BundleCode | None = None) -> Plan:
                 for layer in ("L4", "L5") if placement[layer] == "gcp"]
     if problems:
         raise SpecError(problems)
-    plan = _Builder(spec, code).build()
+    with planning_for(Owner(twin=spec.twin.name)):
+        plan = _Builder(spec, code).build()
     plan.topological_order()
     return plan

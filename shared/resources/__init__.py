@@ -20,6 +20,7 @@ from shared.resources.base import (
     UserCodeRef,
     parse_config,
 )
+from shared.resources.ownership import CONTROL_PLANE, Owner
 
 CONFIG_MODELS: Mapping[tuple[str, str], type[ResourceConfig]] = {
     ("control", "secret"): control.GeneratedSecretConfig,
@@ -80,9 +81,11 @@ def config_model(provider: str, kind: str) -> type[ResourceConfig]:
 
 __all__ = [
     "CONFIG_MODELS",
+    "CONTROL_PLANE",
     "EVENT_ACTION_PACKAGE",
     "ConfigError",
     "ConfigPart",
+    "Owner",
     "PackageName",
     "ResourceConfig",
     "UserCodeRef",

@@ -13,6 +13,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from shared.contracts import Function
+from shared.resources.ownership import Owner, planned_owner
 
 EVENT_ACTION_PACKAGE = Function.EVENT_ACTION
 """Package name of a user's event action function (our wrapper around the user's code)."""
@@ -23,13 +24,16 @@ users' code as well, `UserCodeRef`)."""
 
 
 class ResourceConfig(BaseModel):
-    """The fields of every resource kind. Ownership (the twin and the control plane that own a
-    cloud object) belongs here, once for every kind."""
+    """The fields of every resource kind, ownership among them (`shared.resources.ownership`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1)
     """The resource's name in its cloud (from `shared.naming`)."""
+    owner: Owner | None = Field(default_factory=planned_owner)
+    """The twin and control plane that own the resource's cloud objects: every planned resource
+    has it (`build_plan` plans inside `planning_for(owner)`); providers refuse to touch a cloud
+    object for a configuration without one."""
 
     def to_json(self) -> dict[str, JsonValue]:
         """The JSON form that crosses the Durable boundary (`parse_config` reads it back)."""

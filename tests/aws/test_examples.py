@@ -62,7 +62,7 @@ def test_aws_side_of_cross_cloud_examples(example: str, placement: str | None, w
 def test_everything_taggable_carries_twin_and_layer(walker: Any) -> None:
     w = walker(options={"use_event_checking": True, "return_feedback_to_device": False})
     w.ensure_all(upto="aws/L3_hot/hot-to-cold-mover-schedule")
-    expected = {"DigitalTwin": w.twin, "Layer": "L3_hot"}
+    expected = {"DigitalTwin": w.twin, "ManagedBy": "twin-control-plane", "Layer": "L3_hot"}
     lam = client("lambda")
     arn = lam.get_function_configuration(FunctionName=f"{w.twin}-hot-to-cold-mover")["FunctionArn"]
     assert lam.list_tags(Resource=arn)["Tags"] == expected
@@ -72,5 +72,5 @@ def test_everything_taggable_carries_twin_and_layer(walker: Any) -> None:
     assert {t["Key"]: t["Value"] for t in client("events").list_tags_for_resource(ResourceARN=rule["Arn"])["Tags"]} \
         == expected
     bucket = client("s3").get_bucket_tagging(Bucket=f"{w.twin}-cold-iot-data")["TagSet"]
-    assert {t["Key"]: t["Value"] for t in bucket} == {"DigitalTwin": w.twin, "Layer": "L3_cold"}
+    assert {t["Key"]: t["Value"] for t in bucket} == {"DigitalTwin": w.twin, "ManagedBy": "twin-control-plane", "Layer": "L3_cold"}
     w.delete_all(upto="aws/L3_hot/hot-to-cold-mover-schedule")

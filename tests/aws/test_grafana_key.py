@@ -74,9 +74,11 @@ def test_first_ensure_makes_one_key_and_a_new_process_writes_nothing(walker: Any
     gd.forget_cached_keys()
     mark, seq = ops.mark(), sandbox.seq()
     assert w.ensure(RID).action == "created"
-    assert _writes(ops, mark) == Counter({"grafana:CreateWorkspaceApiKey": 1, "secretsmanager:CreateSecret": 1})
-    assert Counter(sandbox.wire_mutations(seq)) == Counter(
-        {"grafana:CreateWorkspaceApiKey": 1, "secretsmanager:CreateSecret": 1})
+    # The secret names the key before it is made (a crash cannot leak it), then holds it.
+    made = Counter({"secretsmanager:CreateSecret": 1, "grafana:CreateWorkspaceApiKey": 1,
+                    "secretsmanager:PutSecretValue": 1})
+    assert _writes(ops, mark) == made
+    assert Counter(sandbox.wire_mutations(seq)) == made
     stored = _secret(w)
     assert stored is not None and set(stored) == {"key", "keyName", "workspaceId", "expiresAt"}
     assert stored["workspaceId"] == _workspace(w)["id"]
@@ -85,7 +87,7 @@ def test_first_ensure_makes_one_key_and_a_new_process_writes_nothing(walker: Any
     assert time.time() + 30 * 86400 - 120 < stored["expiresAt"] <= time.time() + 30 * 86400
     assert _live_key_names(sandbox, w) == {stored["keyName"]}
     tags = client("secretsmanager").describe_secret(SecretId=_secret_name(w)).get("Tags") or []
-    assert {t["Key"]: t["Value"] for t in tags} == {"DigitalTwin": w.twin, "Layer": "L5"}
+    assert {t["Key"]: t["Value"] for t in tags} == {"DigitalTwin": w.twin, "ManagedBy": "twin-control-plane", "Layer": "L5"}
 
     # A new process: nothing cached, the key is read from the secret, nothing is written.
     gd.forget_cached_keys()
@@ -115,9 +117,9 @@ def test_an_expired_or_nearly_expired_key_is_replaced_by_exactly_one(left: float
     mark, seq = ops.mark(), sandbox.seq()
     assert w.ensure(RID).action == "unchanged"
     # One new key stored as a new version; the previous key deleted.
-    assert _writes(ops, mark) == Counter({"grafana:CreateWorkspaceApiKey": 1, "secretsmanager:PutSecretValue": 1,
+    assert _writes(ops, mark) == Counter({"grafana:CreateWorkspaceApiKey": 1, "secretsmanager:PutSecretValue": 2,
                                           "grafana:DeleteWorkspaceApiKey": 1})
-    assert len(sandbox.wire_mutations(seq)) == 3
+    assert len(sandbox.wire_mutations(seq)) == 4
     new = _secret(w)
     assert new is not None and new["keyName"] != old["keyName"] and new["key"] != old["key"]
     assert new["expiresAt"] > time.time() + 29 * 86400
@@ -141,7 +143,7 @@ def test_a_key_grafana_rejects_is_replaced_once(walker: Any, ops: Any, sandbox: 
     mark = ops.mark()
     assert w.ensure(RID).action == "unchanged"
     writes = _writes(ops, mark)
-    assert writes["grafana:CreateWorkspaceApiKey"] == 1 and writes["secretsmanager:PutSecretValue"] == 1
+    assert writes["grafana:CreateWorkspaceApiKey"] == 1 and writes["secretsmanager:PutSecretValue"] == 2
     new = _secret(w)
     assert new is not None and new["keyName"] != old["keyName"]
     assert _live_key_names(sandbox, w) == {new["keyName"]}
@@ -153,6 +155,33 @@ def test_a_key_grafana_rejects_is_replaced_once(walker: Any, ops: Any, sandbox: 
     assert w.ensure(RID).action == "unchanged"
     assert _writes(ops, mark)["grafana:CreateWorkspaceApiKey"] == 1
     w.delete(RID)
+
+
+def test_a_key_made_by_a_killed_attempt_is_found_and_deleted(walker: Any, sandbox: Any) -> None:
+    """A process killed between `CreateWorkspaceApiKey` and storing the key: the secret names it
+    (`pending`), so the next renewal deletes it, and so does the datasource's delete."""
+    w = _ready(walker)
+    assert w.ensure(RID).action == "created"
+    held = _secret(w)
+    assert held is not None
+    ws_id = _workspace(w)["id"]
+    for expire, finish in ((True, "ensure"), (False, "delete")):
+        lost = gd.new_key_name()
+        client("secretsmanager").put_secret_value(SecretId=_secret_name(w), SecretString=json.dumps(
+            {**held, **({"expiresAt": time.time() - 60} if expire else {}),
+             "pending": {"keyName": lost, "workspaceId": ws_id}}))
+        client("grafana").create_workspace_api_key(keyName=lost, keyRole="ADMIN", secondsToLive=3600,
+                                                   workspaceId=ws_id)  # what the killed attempt made
+        assert lost in _live_key_names(sandbox, w)
+        gd.forget_cached_keys()
+        if finish == "ensure":
+            assert w.ensure(RID).action == "unchanged"
+            held = _secret(w)
+            assert held is not None and "pending" not in held
+            assert _live_key_names(sandbox, w) == {held["keyName"]}
+        else:
+            assert w.delete(RID).action == "deleted"
+            assert _live_key_names(sandbox, w) == set() and _secret(w) is None
 
 
 def test_a_second_rejection_fails_without_showing_the_key(walker: Any, sandbox: Any) -> None:
@@ -222,6 +251,7 @@ def test_a_second_cli_deploy_in_a_new_process_makes_no_mutating_call(sandbox: An
     assert view["runtimeStatus"] == "Completed"
     first_writes = Counter(sandbox.wire_mutations(first_seq))
     assert first_writes["grafana:CreateWorkspaceApiKey"] == 1 and first_writes["secretsmanager:CreateSecret"] == 1
+    assert first_writes["secretsmanager:PutSecretValue"] == 1
     secret = client("secretsmanager").get_secret_value(
         SecretId=f"twin-control-plane/{twin}-grafana/grafana-api-key")["SecretString"]
     key = json.loads(secret)["key"]

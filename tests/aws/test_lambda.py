@@ -147,12 +147,14 @@ def test_waits_for_pending_and_retries_iam_propagation(walker: Any, sandbox: Any
     provider = provider_for(r.provider, r.kind)
     # Lambda takes ~1 s to become Active; a new role takes 0.5 s to be assumable.
     sandbox.sb.ctx.faults.profile = Profile("slow-lambda", delay_scale=0.2, rbac_propagation_seconds=0.5)
+    decided = provider.ensure(w.call(rid))  # nothing there: `created` is decided before anything is made
+    assert decided.action == "created" and decided.pending is not None and decided.pending.poll_after_seconds == 0
     with pytest.raises(TransientError, match="not assumable yet"):
-        provider.ensure(w.call(rid))
+        provider.poll(w.call(rid, decided.pending))
     result = None
     for _ in range(100):
         try:
-            result = provider.ensure(w.call(rid))
+            result = provider.poll(w.call(rid, decided.pending))
             break
         except TransientError:
             import time

@@ -96,7 +96,7 @@ def test_hot_table_keys_ttl_and_on_demand(walker: Any, ops: Any, sandbox: Any) -
     ttl = ddb.describe_time_to_live(TableName=f"{w.twin}-hot-iot-data")["TimeToLiveDescription"]
     assert ttl["TimeToLiveStatus"] == "ENABLED" and ttl["AttributeName"] == "ttl"
     tags = {t["Key"]: t["Value"] for t in ddb.list_tags_of_resource(ResourceArn=table["TableArn"])["Tags"]}
-    assert tags == {"DigitalTwin": w.twin, "Layer": "L3_hot"}
+    assert tags == {"DigitalTwin": w.twin, "ManagedBy": "twin-control-plane", "Layer": "L3_hot"}
     _unchanged(w, rid, ops, sandbox)
     assert w.read(rid).details["keys"] == {"HASH": "device_id", "RANGE": "timestamp"}
     assert w.delete(rid).action == "deleted"

@@ -130,8 +130,10 @@ def test_generated_secret_is_kept_and_previous_starts_empty() -> None:
     res = Resource("control/setup/inter-cloud-token", "setup", "control", "secret", (),
                    ("INTER_CLOUD_TOKEN", "INTER_CLOUD_TOKEN_PREVIOUS"),
                    {"name": "inter-cloud-token", "bytes": 32, "encoding": "urlsafe-base64", "keeps_previous": True})
-    first = GeneratedSecret().ensure(ResourceCall("t", res))
-    assert first.action == "created" and len(first.outputs["INTER_CLOUD_TOKEN"]) >= 40
+    decided = GeneratedSecret().ensure(ResourceCall("t", res))
+    assert decided.action == "created" and decided.pending is not None and not decided.outputs  # generated on its poll
+    first = GeneratedSecret().poll(ResourceCall("t", res, pending=decided.pending))
+    assert first.action == "created" and first.pending is None and len(first.outputs["INTER_CLOUD_TOKEN"]) >= 40
     assert first.outputs["INTER_CLOUD_TOKEN_PREVIOUS"] == ""
     again = GeneratedSecret().ensure(ResourceCall("t", res, current=dict(first.outputs)))
     assert again.action == "unchanged" and again.outputs == first.outputs

@@ -18,9 +18,12 @@ from activities.providers.aws._common import (
     get_or_none,
     ignore_missing,
     missing_tags,
+    owner,
     tags,
 )
+from activities.providers.typed import ForeignObject
 from shared.engine.types import ResourceCall
+from shared.resources.ownership import claim, foreign_message
 
 POLICY_NAME = "least-privilege"
 
@@ -63,6 +66,7 @@ def ensure_role(call: ResourceCall, role_name: str, service: str, statements: li
         changed = True
     else:
         role = found["Role"]
+        _check_owner(call, role_name, role)
         if canonical(role.get("AssumeRolePolicyDocument") or "{}") != canonical(trust):
             iam.update_assume_role_policy(RoleName=role_name, PolicyDocument=json.dumps(trust))
             changed = True
@@ -79,9 +83,33 @@ def ensure_role(call: ResourceCall, role_name: str, service: str, statements: li
     return str(role["Arn"]), changed
 
 
-def delete_role(role_name: str) -> bool:
-    """Delete the role and its policies; False if it was already gone."""
+def _tag_map(role: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in role.get("Tags") or []}
+
+
+def _check_owner(call: ResourceCall, role_name: str, role: dict[str, Any]) -> None:
+    """Refuse a role of another twin (IAM role names are unique in the account and
+    case-insensitive: `GREENHOUSE-X-persister` is `greenhouse-x-persister`)."""
+    found = claim(owner(call), _tag_map(role))
+    if not found.allowed:
+        raise ForeignObject(f"{call.resource.id}: {foreign_message(f'IAM role {role_name}', owner(call), found.holder)}")
+
+
+def role_left(call: ResourceCall, role_name: str) -> list[str]:
+    """`["IAM role <name>"]` while the role exists and is this twin's, else []."""
+    found = get_or_none(lambda: client("iam").get_role(RoleName=role_name))
+    if found is None or not claim(owner(call), _tag_map(found["Role"])).allowed:
+        return []
+    return [f"IAM role {role_name}"]
+
+
+def delete_role(call: ResourceCall, role_name: str) -> bool:
+    """Delete the role and its policies unless it is another twin's; False if it was already
+    gone (or is not this twin's to delete)."""
     iam = client("iam")
+    found = get_or_none(lambda: iam.get_role(RoleName=role_name))
+    if found is None or not claim(owner(call), _tag_map(found["Role"])).allowed:
+        return False
     listed = get_or_none(lambda: iam.list_role_policies(RoleName=role_name))
     if listed is None:
         return False

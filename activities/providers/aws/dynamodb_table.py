@@ -41,7 +41,7 @@ class DynamoDbTable(AwsResource[DynamoDbTableConfig]):
     def converge(self, call: ResourceCall, config: DynamoDbTableConfig, action: Action) -> EnsureResult:
         ddb = client("dynamodb", config.region)
         name, hash_key, range_key = config.name, config.hash_key, config.range_key
-        table = self.describe(call, config)
+        table = self.found(call, config)
         if table is None:
             ddb.create_table(
                 TableName=name,
@@ -75,6 +75,10 @@ class DynamoDbTable(AwsResource[DynamoDbTableConfig]):
             ddb.tag_resource(ResourceArn=table["TableArn"], Tags=[{"Key": k, "Value": v} for k, v in missing.items()])
             action = merge_action(action, "updated")
         return EnsureResult(action=action, outputs=self.outputs(call, config, table))
+
+    def owner_tags(self, call: ResourceCall, config: DynamoDbTableConfig, current: Any) -> dict[str, str]:
+        listed = client("dynamodb", config.region).list_tags_of_resource(ResourceArn=current["TableArn"])
+        return {t["Key"]: t["Value"] for t in listed.get("Tags") or []}
 
     def outputs(self, call: ResourceCall, config: DynamoDbTableConfig, current: Any) -> dict[str, str]:
         return {Output.DYNAMODB_TABLE_NAME: config.name} if Output.DYNAMODB_TABLE_NAME in call.resource.produces else {}

@@ -20,7 +20,7 @@ from activities.providers.aws._common import (
     pending,
     tags,
 )
-from activities.providers.aws._iam import allow, delete_role, ensure_role
+from activities.providers.aws._iam import allow, delete_role, ensure_role, role_left
 from activities.registry import register
 from shared.contracts import Output
 from shared.engine.errors import PermanentError
@@ -51,6 +51,12 @@ def find_workspace(region: str, name: str) -> dict[str, Any] | None:
             return None
 
 
+def workspace_tags(region: str, workspace: dict[str, Any]) -> dict[str, str]:
+    """The tags of a Grafana workspace (summary or description): its owner's."""
+    arn = f"arn:aws:grafana:{region}:{account_id()}:/workspaces/{workspace['id']}"
+    return dict(client("grafana", region).list_tags_for_resource(resourceArn=arn).get("tags") or {})
+
+
 def describe(region: str, workspace_id: str) -> dict[str, Any] | None:
     found = get_or_none(lambda: client("grafana", region).describe_workspace(workspaceId=workspace_id))
     return None if found is None else dict(found["workspace"])
@@ -74,7 +80,7 @@ class ManagedGrafana(AwsResource[AwsGrafanaConfig]):
                                              role_statements(call, config))
         if role_changed:
             action = merge_action(action, "updated")
-        found = self.describe(call, config)
+        found = self.found(call, config)
         retried = bool(call.pending and call.pending.token.get("recreated"))
         if found is None:
             gf.create_workspace(
@@ -108,6 +114,9 @@ class ManagedGrafana(AwsResource[AwsGrafanaConfig]):
             action = merge_action(action, "updated")
         return EnsureResult(action=action, outputs=self.outputs(call, config, ws or found))
 
+    def owner_tags(self, call: ResourceCall, config: AwsGrafanaConfig, current: Any) -> dict[str, str]:
+        return workspace_tags(config.region, current)
+
     def outputs(self, call: ResourceCall, config: AwsGrafanaConfig, current: Any) -> dict[str, str]:
         if Output.GRAFANA_URL not in call.resource.produces:
             return {}
@@ -121,4 +130,7 @@ class ManagedGrafana(AwsResource[AwsGrafanaConfig]):
         return False  # deleting a workspace takes minutes: polled
 
     def leftovers(self, call: ResourceCall, config: AwsGrafanaConfig) -> bool:
-        return delete_role(config.role_name)
+        return delete_role(call, config.role_name)
+
+    def remaining(self, call: ResourceCall, config: AwsGrafanaConfig) -> list[str]:
+        return [*super().remaining(call, config), *role_left(call, config.role_name)]

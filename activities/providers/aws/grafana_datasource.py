@@ -13,7 +13,9 @@ reuses it while more than a day of life is left, so a reconcile that changes not
 new process, writes nothing. Only otherwise is a new key (unique name) created, stored with
 PutSecretValue, and the previous one deleted. A key Grafana rejects (401) is replaced once.
 Deleting the datasource deletes the key and the secret. The key is never logged nor put in an
-error message.
+error message. A new key's name is written to the secret (`pending`) before the key is made, so
+a crash between making it and storing it leaves a key the next renewal (or the delete) finds
+and deletes, not an admin key alive for 30 days that nothing knows of.
 
 AWS permissions this needs: `grafana:ListWorkspaces`, `grafana:CreateWorkspaceApiKey`,
 `grafana:DeleteWorkspaceApiKey`, and on `arn:aws:secretsmanager:*:*:secret:twin-control-plane/*`
@@ -36,8 +38,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from activities.providers.aws._common import client, clouds, error_code, is_not_found, tag_list
+from activities.providers.aws.grafana import workspace_tags
 from activities.providers.grafana import datasource_body, needs_write
-from activities.providers.typed import TypedProvider
+from activities.providers.typed import TypedProvider, creating, may_delete, require_own, to_create
 from activities.registry import register
 from shared.contracts import INTER_CLOUD_TOKEN_HEADER, Setting
 from shared.engine.errors import PermanentError, TransientError
@@ -153,37 +156,57 @@ def _secret_lock(name: str) -> threading.Lock:
         return _secret_locks.setdefault(name, threading.Lock())
 
 
-def _read_secret(region: str, name: str) -> tuple[bool, StoredKey | None]:
-    """(whether the secret exists, the key it holds if it holds one)."""
+def pending_key(text: Any) -> tuple[str, str] | None:
+    """(key name, workspace id) of a key announced in the secret but not stored (yet)."""
+    try:
+        doc = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    pending = doc.get("pending") if isinstance(doc, dict) else None
+    if not isinstance(pending, dict):
+        return None
+    key_name, ws = pending.get("keyName"), pending.get("workspaceId")
+    return (key_name, ws) if isinstance(key_name, str) and isinstance(ws, str) else None
+
+
+def _read_secret(region: str, name: str) -> tuple[bool, StoredKey | None, tuple[str, str] | None]:
+    """(whether the secret exists, the key it holds if it holds one, a key announced in it)."""
     from botocore.exceptions import ClientError
 
     try:
         found = client("secretsmanager", region).get_secret_value(SecretId=name)
     except ClientError as exc:
         if is_not_found(exc):
-            return False, None
+            return False, None, None
         if error_code(exc) == "InvalidRequestException":
             # Only a secret scheduled for deletion answers this to a read; we force-delete ours.
             raise SecretPendingDeletion(f"secret {name} is scheduled for deletion: restore it (secretsmanager "
                                  "restore-secret) or delete it for good, then re-run") from None
         raise
-    return True, StoredKey.from_secret(found.get("SecretString"))
+    text = found.get("SecretString")
+    return True, StoredKey.from_secret(text), pending_key(text)
 
 
-def _store(call: ResourceCall, config: AwsGrafanaDatasourceConfig, name: str, stored: StoredKey, exists: bool) -> None:
+def _store(call: ResourceCall, config: AwsGrafanaDatasourceConfig, name: str, value: str, exists: bool) -> None:
     from botocore.exceptions import ClientError
 
     sm = client("secretsmanager", config.region)
     if not exists:
         try:
-            sm.create_secret(Name=name, SecretString=stored.to_secret(), Tags=tag_list(call),
+            sm.create_secret(Name=name, SecretString=value, Tags=tag_list(call),
                              Description=f"Grafana API key of workspace {config.grafana} (twin {call.twin})")
             return
         except ClientError as exc:
             if error_code(exc) != "ResourceExistsException":
                 raise
             # Another process created it meanwhile: ours is newer, write it as a new version.
-    sm.put_secret_value(SecretId=name, SecretString=stored.to_secret())
+    sm.put_secret_value(SecretId=name, SecretString=value)
+
+
+def _announce(stored: StoredKey | None, key_name: str, workspace_id: str) -> str:
+    """The secret's value naming the key about to be made, beside the key it holds now."""
+    doc = json.loads(stored.to_secret()) if stored is not None else {}
+    return json.dumps({**doc, "pending": {"keyName": key_name, "workspaceId": workspace_id}}, sort_keys=True)
 
 
 def _delete_workspace_key(region: str, workspace_id: str, key_name: str) -> bool:
@@ -199,8 +222,12 @@ def _delete_workspace_key(region: str, workspace_id: str, key_name: str) -> bool
     return True
 
 
-def _new_key(region: str, workspace_id: str, seconds: int = KEY_SECONDS) -> StoredKey:
-    key_name = f"{KEY_NAME_PREFIX}{uuid.uuid4().hex[:12]}"  # names are unique per workspace
+def new_key_name() -> str:
+    return f"{KEY_NAME_PREFIX}{uuid.uuid4().hex[:12]}"  # names are unique per workspace
+
+
+def _new_key(region: str, workspace_id: str, seconds: int = KEY_SECONDS, key_name: str | None = None) -> StoredKey:
+    key_name = key_name or new_key_name()
     made = client("grafana", region).create_workspace_api_key(
         keyName=key_name, keyRole=KEY_ROLE, secondsToLive=seconds, workspaceId=workspace_id)
     # The expiry counts from before the call: never later than Grafana's own.
@@ -208,18 +235,19 @@ def _new_key(region: str, workspace_id: str, seconds: int = KEY_SECONDS) -> Stor
 
 
 def _lookup(region: str, name: str, workspace_id: str,
-            rejected: str | None) -> tuple[bool, StoredKey | None, str | None]:
-    """(whether the secret exists, what it holds, a usable key or None); under the secret's lock."""
+            rejected: str | None) -> tuple[bool, StoredKey | None, str | None, tuple[str, str] | None]:
+    """(whether the secret exists, what it holds, a usable key or None, a key announced but not
+    stored); under the secret's lock."""
     with _keys_lock:
         cached = _keys.get(name)
     if cached is not None and cached.key != rejected and cached.usable(workspace_id):
-        return True, cached, cached.key
-    exists, stored = _read_secret(region, name)
+        return True, cached, cached.key, None
+    exists, stored, pending = _read_secret(region, name)
     if stored is not None and stored.key != rejected and stored.usable(workspace_id):
         with _keys_lock:
             _keys[name] = stored
-        return exists, stored, stored.key
-    return exists, stored, None
+        return exists, stored, stored.key, pending
+    return exists, stored, None, pending
 
 
 def stored_key(config: AwsGrafanaDatasourceConfig, workspace_id: str) -> str | None:
@@ -238,12 +266,14 @@ def api_key(call: ResourceCall, config: AwsGrafanaDatasourceConfig, workspace_id
 
     name = secret_name(config)
     with _secret_lock(name):
-        exists, stored, usable = _lookup(config.region, name, workspace_id, rejected)
+        exists, stored, usable, pending = _lookup(config.region, name, workspace_id, rejected)
         if usable is not None:
             return usable
-        fresh = _new_key(config.region, workspace_id)
+        key_name = new_key_name()
+        _store(call, config, name, _announce(stored, key_name, workspace_id), exists)
+        fresh = _new_key(config.region, workspace_id, key_name=key_name)
         try:
-            _store(call, config, name, fresh, exists)
+            _store(call, config, name, fresh.to_secret(), True)
         except BaseException:
             # Kept nowhere, so no one could use it or delete it later: delete it now if we can
             # (the store's own error is the one to report).
@@ -252,6 +282,10 @@ def api_key(call: ResourceCall, config: AwsGrafanaDatasourceConfig, workspace_id
             raise
         with _keys_lock:
             _keys[name] = fresh
+        if pending is not None and pending[1] == workspace_id:
+            # Made by an attempt that never stored it (a crash): nothing else can use it.
+            with suppress(ClientError):
+                _delete_workspace_key(config.region, workspace_id, pending[0])
         if stored is not None and stored.workspace_id == workspace_id and stored.key_name != fresh.key_name:
             # Best effort: the new key is stored and works; an old one left behind expires alone.
             with suppress(ClientError):
@@ -270,11 +304,13 @@ def delete_api_key(config: AwsGrafanaDatasourceConfig, workspace_id: str | None)
         with _keys_lock:
             _keys.pop(name, None)
         try:
-            exists, stored = _read_secret(config.region, name)
+            exists, stored, pending = _read_secret(config.region, name)
         except SecretPendingDeletion:
-            exists, stored = True, None  # deleted for good below
+            exists, stored, pending = True, None, None  # deleted for good below
         if stored is not None and workspace_id is not None and stored.workspace_id == workspace_id:
             _delete_workspace_key(config.region, workspace_id, stored.key_name)
+        if pending is not None and workspace_id is not None and pending[1] == workspace_id:
+            _delete_workspace_key(config.region, workspace_id, pending[0])
         if exists:
             try:
                 client("secretsmanager", config.region).delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
@@ -374,25 +410,41 @@ def grafana_api(call: ResourceCall, config: AwsGrafanaDatasourceConfig, ws: dict
 class GrafanaDatasource(TypedProvider[AwsGrafanaDatasourceConfig]):
     model = AwsGrafanaDatasourceConfig
 
+    def owned_workspace(self, call: ResourceCall, config: AwsGrafanaDatasourceConfig) -> dict[str, Any] | None:
+        """The twin's workspace (the datasource is its owner's); another twin's is refused."""
+        ws = workspace(config)
+        if ws is not None:
+            require_own(call, config, workspace_tags(config.region, ws), f"Grafana workspace {config.grafana}")
+        return ws
+
     def ensure(self, call: ResourceCall) -> EnsureResult:
+        return self._reconcile(call, decide=True)
+
+    def poll(self, call: ResourceCall) -> EnsureResult:
+        return self._reconcile(call, decide=False)  # the creation `ensure` decided on
+
+    def _reconcile(self, call: ResourceCall, decide: bool) -> EnsureResult:
+        """Create or update; with `decide`, a missing datasource is first only decided on (`to_create`)."""
         config = self.config(call)
-        with grafana_api(call, config) as api:
+        with grafana_api(call, config, self.owned_workspace(call, config)) as api:
             if api is None:
                 raise TransientError(f"Grafana workspace {config.grafana} does not exist yet")
             current = api.find(config.name)
             wanted = wanted_body(call, config, current)
+            if current is None and decide:
+                return to_create(f"Grafana datasource {config.name} is being created")
             if not needs_write(current, wanted):
-                return EnsureResult(action="unchanged")
+                return EnsureResult(action="created" if creating(call) else "unchanged")
             if current is None:
                 status, _ = api.send("POST", "/api/datasources", wanted)
             else:
                 status, _ = api.send("PUT", f"/api/datasources/{current['id']}", {**wanted, "id": current["id"]})
             if status not in (200, 201):
                 raise PermanentError(f"Grafana refused datasource {config.name}: HTTP {status}")
-            return EnsureResult(action="created" if current is None else "updated")
+            return EnsureResult(action="created" if current is None or creating(call) else "updated")
 
     def apply_settings(self, call: ResourceCall) -> bool:
-        return self.ensure(call).action != "unchanged"
+        return self._reconcile(call, decide=False).action != "unchanged"
 
     def read(self, call: ResourceCall) -> ReadResult:
         config = self.config(call)
@@ -408,6 +460,9 @@ class GrafanaDatasource(TypedProvider[AwsGrafanaDatasourceConfig]):
     def delete(self, call: ResourceCall) -> EnsureResult:
         config = self.config(call)
         ws = workspace(config)
+        if ws is not None and not may_delete(call, config, workspace_tags(config.region, ws),
+                                             f"Grafana workspace {config.grafana}"):
+            return EnsureResult(action="absent")  # another twin's workspace: its datasource and key are not ours
         status = 404
         try:
             with grafana_api(call, config, ws, keep=False) as api:

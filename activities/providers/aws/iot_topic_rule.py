@@ -78,7 +78,7 @@ class IotTopicRule(AwsResource[IotTopicRuleConfig]):
         if get_configuration(config.region, function) is None:
             raise TransientError(f"IoT rule {name}: its target Lambda {function} does not exist yet")
         wanted = payload(call, config)
-        current = self.describe(call, config)
+        current = self.found(call, config)
         if current is None:
             iot.create_topic_rule(ruleName=name, topicRulePayload=wanted,
                                   tags="&".join(f"{k}={v}" for k, v in sorted(tags(call).items())))
@@ -91,6 +91,10 @@ class IotTopicRule(AwsResource[IotTopicRuleConfig]):
                              Principal="iot.amazonaws.com", SourceArn=rule_arn(config), SourceAccount=account_id()):
             action = "updated" if action == "unchanged" else action
         return EnsureResult(action=action, outputs=self.outputs(call, config, current))
+
+    def owner_tags(self, call: ResourceCall, config: IotTopicRuleConfig, current: Any) -> dict[str, str]:
+        listed = client("iot", config.region).list_tags_for_resource(resourceArn=rule_arn(config))
+        return {t["Key"]: t["Value"] for t in listed.get("tags") or []}
 
     def outputs(self, call: ResourceCall, config: IotTopicRuleConfig, current: Any) -> dict[str, str]:
         if Output.IOT_ENDPOINT not in call.resource.produces:

@@ -31,7 +31,7 @@ from activities.providers.aws._common import (
     pending,
     tags,
 )
-from activities.providers.aws._iam import allow, delete_role, ensure_role
+from activities.providers.aws._iam import allow, delete_role, ensure_role, role_left
 from activities.registry import register
 from shared.contracts import Setting
 from shared.engine.errors import PermanentError, TransientError
@@ -263,11 +263,11 @@ class LambdaFunction(AwsResource[LambdaConfig]):
     def converge(self, call: ResourceCall, config: LambdaConfig, action: Action) -> EnsureResult:
         name, role_name = config.name, config.role_name
         lam = client("lambda", config.region)
+        conf = self.found(call, config)  # another twin's function: refused before anything is written
         role_arn, role_changed = ensure_role(call, role_name, "lambda.amazonaws.com", policy_statements(call, config))
         if role_changed and action == "unchanged":
             action = "updated"
         package = build_package(config)
-        conf = self.describe(call, config)
         if conf is None:
             from payload_functions.packaging import LAMBDA_HANDLER
 
@@ -313,6 +313,10 @@ class LambdaFunction(AwsResource[LambdaConfig]):
         if url_changed:
             action = merge_action(action, "updated")
         return EnsureResult(action=action, outputs=self._outputs(call, conf, url))
+
+    def owner_tags(self, call: ResourceCall, config: LambdaConfig, current: Any) -> dict[str, str]:
+        listed = client("lambda", config.region).list_tags(Resource=current["FunctionArn"])
+        return dict(listed.get("Tags") or {})
 
     def _after_write(self, config: LambdaConfig, action: Action) -> EnsureResult:
         # Every write is followed by a poll: it re-reads the function, waits while it is
@@ -411,4 +415,7 @@ class LambdaFunction(AwsResource[LambdaConfig]):
         return True
 
     def leftovers(self, call: ResourceCall, config: LambdaConfig) -> bool:
-        return delete_role(config.role_name)
+        return delete_role(call, config.role_name)
+
+    def remaining(self, call: ResourceCall, config: LambdaConfig) -> list[str]:
+        return [*super().remaining(call, config), *role_left(call, config.role_name)]

@@ -38,11 +38,14 @@ class ResourceGroup(AwsResource[AwsResourceGroupConfig]):
         found = get_or_none(lambda: client("resource-groups", config.region).get_group(GroupName=config.name))
         return None if found is None else found["Group"]
 
+    def owner_tags(self, call: ResourceCall, config: AwsResourceGroupConfig, current: Any) -> dict[str, str]:
+        return dict(client("resource-groups", config.region).get_tags(Arn=current["GroupArn"]).get("Tags") or {})
+
     def converge(self, call: ResourceCall, config: AwsResourceGroupConfig, action: Action) -> EnsureResult:
         rg = client("resource-groups", config.region)
         name = config.name
         wanted = resource_query(call)
-        group = self.describe(call, config)
+        group = self.found(call, config)
         if group is None:
             rg.create_group(Name=name, Description=f"Resources of digital twin {call.twin}", ResourceQuery=wanted,
                             Tags=_group_tags(call, config))

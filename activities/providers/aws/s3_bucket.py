@@ -68,10 +68,14 @@ class S3Bucket(AwsResource[S3BucketConfig]):
     def describe(self, call: ResourceCall, config: S3BucketConfig) -> dict[str, Any] | None:
         return {"bucket": config.name} if exists(config) else None
 
+    def owner_tags(self, call: ResourceCall, config: S3BucketConfig, current: Any) -> dict[str, str]:
+        tagging = get_or_none(lambda: client("s3", config.region).get_bucket_tagging(Bucket=config.name))
+        return {t["Key"]: t["Value"] for t in (tagging or {}).get("TagSet") or []}
+
     def converge(self, call: ResourceCall, config: S3BucketConfig, action: Action) -> EnsureResult:
         s3 = client("s3", config.region)
         name = config.name
-        if not exists(config):
+        if self.found(call, config) is None:
             kwargs: dict[str, Any] = {"Bucket": name}
             if config.region != "us-east-1":
                 kwargs["CreateBucketConfiguration"] = {"LocationConstraint": config.region}
@@ -82,6 +86,12 @@ class S3Bucket(AwsResource[S3BucketConfig]):
                     raise PermanentError(f"S3 bucket name {name} is taken by another account: rename the twin") from None
                 if error_code(exc) != "BucketAlreadyOwnedByYou":
                     raise
+                # Ours already (an earlier attempt, or another twin of this account): whose?
+                self.found(call, config)
+            # CreateBucket takes no tags: the owner is written next, before anything else. A
+            # crash in between leaves an unowned bucket, which the retry adopts as its own.
+            s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": [{"Key": k, "Value": v}
+                                                                    for k, v in sorted(tags(call).items())]})
             action = "created"
 
         def changed() -> None:

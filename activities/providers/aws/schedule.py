@@ -41,7 +41,7 @@ class Schedule(AwsResource[ScheduleConfig]):
         name, function = config.name, config.function
         if get_configuration(config.region, function) is None:
             raise TransientError(f"schedule {name}: its target Lambda {function} does not exist yet")
-        rule = self.describe(call, config)
+        rule = self.found(call, config)
         if rule is None or rule.get("ScheduleExpression") != config.expression or rule.get("State") != "ENABLED":
             kwargs: dict[str, Any] = {"Name": name, "ScheduleExpression": config.expression, "State": "ENABLED",
                                       "Description": f"{call.resource.id} of twin {call.twin}"}
@@ -68,6 +68,10 @@ class Schedule(AwsResource[ScheduleConfig]):
                              Principal="events.amazonaws.com", SourceArn=rule_arn):
             action = "updated" if action == "unchanged" else action
         return EnsureResult(action=action)
+
+    def owner_tags(self, call: ResourceCall, config: ScheduleConfig, current: Any) -> dict[str, str]:
+        listed = client("events", config.region).list_tags_for_resource(ResourceARN=current["Arn"])
+        return {t["Key"]: t["Value"] for t in listed.get("Tags") or []}
 
     def details(self, call: ResourceCall, config: ScheduleConfig, current: Any) -> dict[str, Any]:
         targets = client("events", config.region).list_targets_by_rule(Rule=config.name).get("Targets") or []

@@ -25,7 +25,7 @@ from activities.providers.aws._common import (
     lambda_arn,
     tag_list,
 )
-from activities.providers.aws._iam import allow, delete_role, ensure_role
+from activities.providers.aws._iam import allow, delete_role, ensure_role, role_left
 from activities.registry import register
 from shared.contracts import Output
 from shared.engine.errors import PermanentError, TransientError
@@ -90,7 +90,7 @@ class StepFunction(AwsResource[StepFunctionConfig]):
         role_arn, role_changed = ensure_role(call, name, "states.amazonaws.com", statements)
         action = "updated" if role_changed else action
         wanted = definition(call, config)
-        current = self.describe(call, config)
+        current = self.found(call, config)
         try:
             if current is None:
                 sfn.create_state_machine(name=name, definition=json.dumps(wanted), roleArn=role_arn, type="STANDARD",
@@ -106,6 +106,10 @@ class StepFunction(AwsResource[StepFunctionConfig]):
             raise
         return EnsureResult(action=action, outputs=self.outputs(call, config, current))
 
+    def owner_tags(self, call: ResourceCall, config: StepFunctionConfig, current: Any) -> dict[str, str]:
+        listed = client("stepfunctions", config.region).list_tags_for_resource(resourceArn=machine_arn(config))
+        return {t["key"]: t["value"] for t in listed.get("tags") or []}
+
     def outputs(self, call: ResourceCall, config: StepFunctionConfig, current: Any) -> dict[str, str]:
         if Output.LAMBDA_CHAIN_STATE_MACHINE_ARN not in call.resource.produces:
             return {}
@@ -120,4 +124,7 @@ class StepFunction(AwsResource[StepFunctionConfig]):
         return True
 
     def leftovers(self, call: ResourceCall, config: StepFunctionConfig) -> bool:
-        return delete_role(config.name)
+        return delete_role(call, config.name)
+
+    def remaining(self, call: ResourceCall, config: StepFunctionConfig) -> list[str]:
+        return [*super().remaining(call, config), *role_left(call, config.name)]

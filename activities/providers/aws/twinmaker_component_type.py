@@ -17,6 +17,7 @@ from activities.providers.aws._common import (
     ignore_missing,
     merge_action,
     pending,
+    tags,
 )
 from activities.registry import register
 from shared.contracts import Setting
@@ -95,12 +96,11 @@ class TwinMakerComponentType(AwsResource[TwinMakerComponentTypeConfig]):
         tm = client("iottwinmaker", config.region)
         name = config.name
         defs, funcs = wanted_definitions(config), wanted_functions(call, config)
-        current = get_type(config)
+        current = self.found(call, config)
         if current is None:
             tm.create_component_type(workspaceId=config.workspace, componentTypeId=name,
                                      description=f"device {config.device_id} of twin {call.twin}",
-                                     propertyDefinitions=defs, functions=funcs,
-                                     tags={"DigitalTwin": call.twin, "Layer": call.resource.layer})
+                                     propertyDefinitions=defs, functions=funcs, tags=tags(call))
             return pending(merge_action(action, "created"), f"component type {name} is being created")
         state = (current.get("status") or {}).get("state")
         if state in ("CREATING", "UPDATING", "DELETING"):
@@ -146,6 +146,10 @@ class TwinMakerComponentType(AwsResource[TwinMakerComponentTypeConfig]):
             return False
         self._update(config, defs, funcs)
         return True
+
+    def owner_tags(self, call: ResourceCall, config: TwinMakerComponentTypeConfig, current: Any) -> dict[str, str]:
+        listed = client("iottwinmaker", config.region).list_tags_for_resource(resourceARN=current["arn"])
+        return dict(listed.get("tags") or {})
 
     def details(self, call: ResourceCall, config: TwinMakerComponentTypeConfig, current: Any) -> dict[str, Any]:
         return {"arn": current.get("arn"), "state": (current.get("status") or {}).get("state"),

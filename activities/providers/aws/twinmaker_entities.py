@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from activities.providers.aws._common import AwsResource, client, get_or_none, merge_action, pending
+from activities.providers.aws._common import AwsResource, client, get_or_none, merge_action, pending, tags
+from activities.providers.aws.twinmaker_workspace import workspace_tags
+from activities.providers.typed import may_delete
 from activities.registry import register
 from shared.engine.errors import PermanentError
 from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
@@ -85,7 +87,7 @@ class TwinMakerEntities(AwsResource[TwinMakerEntitiesConfig]):
         tm = client("iottwinmaker", config.region)
         ws = config.workspace
         wanted = wanted_entities(call, config)
-        existing = list_entities(config)
+        existing = self.found(call, config)
         if existing is None:
             raise PermanentError(f"TwinMaker workspace {ws} does not exist (deploy twinmaker-workspace first)")
         by_id = {e["entityId"]: e for e in existing}
@@ -100,7 +102,7 @@ class TwinMakerEntities(AwsResource[TwinMakerEntitiesConfig]):
                     workspaceId=ws, entityId=entity.entity_id, entityName=entity.name,
                     parentEntityId=entity.parent or ROOT,
                     components={c: {"componentTypeId": t} for c, t in entity.components.items()},
-                    tags={"DigitalTwin": call.twin, "Layer": call.resource.layer},
+                    tags=tags(call),
                 )
                 by_id[entity.entity_id] = {"entityId": entity.entity_id, "parentEntityId": entity.parent or ROOT,
                                            "status": {"state": created.get("state", "CREATING")}}
@@ -153,10 +155,15 @@ class TwinMakerEntities(AwsResource[TwinMakerEntitiesConfig]):
         tm.update_entity(workspaceId=ws, entityId=entity.entity_id, **body)
         return True
 
+    def owner_tags(self, call: ResourceCall, config: TwinMakerEntitiesConfig, current: Any) -> dict[str, str]:
+        """The entities are the workspace's: its owner is theirs."""
+        ws = get_or_none(lambda: client("iottwinmaker", config.region).get_workspace(workspaceId=config.workspace))
+        return {} if ws is None else workspace_tags(config.region, ws)
+
     def read(self, call: ResourceCall) -> ReadResult:
         config = self.config(call)
         existing = list_entities(config)
-        if existing is None:
+        if existing is None or not self._ours(call, config, existing):
             return ReadResult(exists=False)
         wanted = {e.entity_id for e in wanted_entities(call, config)}
         have = {e["entityId"] for e in existing}
@@ -173,6 +180,8 @@ class TwinMakerEntities(AwsResource[TwinMakerEntitiesConfig]):
         """Delete the roots recursively until the workspace holds no entity (polled)."""
         existing = list_entities(config)
         if existing is None or (not existing and call.pending is None):
+            return EnsureResult(action="absent")
+        if not may_delete(call, config, self.owner_tags(call, config, existing), f"entities of {config.workspace}"):
             return EnsureResult(action="absent")
         if not existing:
             return EnsureResult(action="deleted")

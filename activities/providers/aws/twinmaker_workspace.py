@@ -20,8 +20,9 @@ from activities.providers.aws._common import (
     lambda_arn,
     missing_tags,
     naming,
+    tags,
 )
-from activities.providers.aws._iam import allow, delete_role, ensure_role
+from activities.providers.aws._iam import allow, delete_role, ensure_role, role_left
 from activities.registry import register
 from shared.contracts import Function, Output
 from shared.engine.errors import TransientError
@@ -41,6 +42,11 @@ def role_statements(call: ResourceCall, config: TwinMakerWorkspaceConfig) -> lis
     ]
 
 
+def workspace_tags(region: str, workspace: dict[str, Any]) -> dict[str, str]:
+    """The tags of a TwinMaker workspace (its owner: also the owner of what it holds)."""
+    return dict(client("iottwinmaker", region).list_tags_for_resource(resourceARN=workspace["arn"]).get("tags") or {})
+
+
 @register("aws", "twinmaker-workspace")
 class TwinMakerWorkspace(AwsResource[TwinMakerWorkspaceConfig]):
     model = TwinMakerWorkspaceConfig
@@ -56,11 +62,11 @@ class TwinMakerWorkspace(AwsResource[TwinMakerWorkspaceConfig]):
                                              role_statements(call, config))
         action = "updated" if role_changed else action
         s3_location = f"arn:aws:s3:::{config.bucket}"
-        ws = self.describe(call, config)
+        ws = self.found(call, config)
         if ws is None:
             try:
                 tm.create_workspace(workspaceId=name, description=f"Digital twin {call.twin}", s3Location=s3_location,
-                                    role=role_arn, tags={"DigitalTwin": call.twin, "Layer": call.resource.layer})
+                                    role=role_arn, tags=tags(call))
             except ClientError as exc:
                 if error_code(exc) == "ValidationException" and "role" in str(exc).lower():
                     raise TransientError(f"TwinMaker workspace {name}: role not assumable yet (IAM propagation)") from None
@@ -77,6 +83,9 @@ class TwinMakerWorkspace(AwsResource[TwinMakerWorkspaceConfig]):
                 action = "updated"
         return EnsureResult(action=action, outputs=self.outputs(call, config, ws))
 
+    def owner_tags(self, call: ResourceCall, config: TwinMakerWorkspaceConfig, current: Any) -> dict[str, str]:
+        return workspace_tags(config.region, current)
+
     def outputs(self, call: ResourceCall, config: TwinMakerWorkspaceConfig, current: Any) -> dict[str, str]:
         if Output.TWINMAKER_WORKSPACE_NAME not in call.resource.produces:
             return {}
@@ -91,4 +100,7 @@ class TwinMakerWorkspace(AwsResource[TwinMakerWorkspaceConfig]):
         return True
 
     def leftovers(self, call: ResourceCall, config: TwinMakerWorkspaceConfig) -> bool:
-        return delete_role(config.role_name)
+        return delete_role(call, config.role_name)
+
+    def remaining(self, call: ResourceCall, config: TwinMakerWorkspaceConfig) -> list[str]:
+        return [*super().remaining(call, config), *role_left(call, config.role_name)]

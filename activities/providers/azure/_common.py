@@ -5,6 +5,10 @@ Long-running operations are started with `polling=False` (one request, no pollin
 then observed by GETting the resource: its `provisioningState` says whether the operation is
 still running, has failed (the PUT is issued again: a reconcile) or is done. So no activity
 blocks on a slow cloud operation and the same code serves all three ARM LRO styles.
+
+Ownership: a tracked resource carries its owner in its ARM tags, written by the PUT that creates
+it (`owned_tags`); a proxy resource (a blob container, a Cosmos container, a subscription, a
+device, a model ...) has none and is its resource group's, whose tags name the twin.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from typing import Any, TypeVar
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from activities.clouds import ARM_SCOPE, Clouds, clouds_from_environ
-from activities.providers.typed import TypedProvider
+from activities.providers.typed import TypedProvider, may_delete, owner_of, require_own
 from shared.contracts import ControlPlaneSetting
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
 from shared.resources.azure import AzureConfig, ReferencedKind, ResourceRef
 from shared.resources.base import C
+from shared.resources.ownership import claim
 
 T = TypeVar("T")
 
@@ -98,6 +103,26 @@ SCOPE_TYPES: dict[ReferencedKind, str] = {
 def ref_id(config: AzureConfig, ref: ResourceRef) -> str:
     """The ARM id of a resource of the twin's resource group that `config` refers to."""
     return arm_id(subscription_id(), config.resource_group, SCOPE_TYPES[ref.kind], ref.name)
+
+
+def resource_group_tags(resource_group: str) -> dict[str, str] | None:
+    """The tags of a resource group (None when it does not exist): the owner of what is in it."""
+    from azure.mgmt.resource.resources import ResourceManagementClient
+
+    group = get_or_none(lambda: mgmt(ResourceManagementClient).resource_groups.get(resource_group))
+    return None if group is None else dict(group.tags or {})
+
+
+def require_own_group(call: ResourceCall, config: AzureConfig) -> None:
+    """Refuse to write into another twin's resource group (`ForeignObject`)."""
+    require_own(call, config, resource_group_tags(config.resource_group) or {},
+                f"resource group {config.resource_group}")
+
+
+def may_delete_in_group(call: ResourceCall, config: AzureConfig) -> bool:
+    """Whether a delete may remove an object of this resource group (not another twin's)."""
+    return may_delete(call, config, resource_group_tags(config.resource_group) or {},
+                      f"resource group {config.resource_group}")
 
 
 def get_or_none(fn: Callable[[], T]) -> T | None:
@@ -172,10 +197,16 @@ class Throttle:
 
 class ArmResource(TypedProvider[C]):
     """The lifecycle of one ARM resource, monitor style. Subclasses fill in the specifics; each
-    operation parses the configuration once and hands it to them."""
+    operation parses the configuration once and hands it to them. An object of another twin is
+    refused by `ensure`, absent to `read` and left alone by `delete`. An `ensure` that finds
+    nothing answers `created` before it PUTs (the first poll does), so the decision survives a
+    host killed during the create (`activities.providers.typed.to_create`)."""
 
     #: what a person reads in progress and errors
     label = "resource"
+    #: the type takes ARM tags (a tracked resource): its PUT writes `owned_tags`; otherwise the
+    #: resource is its resource group's
+    tagged = True
 
     # --- the specifics ---------------------------------------------------------------------
 
@@ -205,6 +236,33 @@ class ArmResource(TypedProvider[C]):
         """Done provisioning (some types have a second state, e.g. IoT Hub `Active`)."""
         return state_of(current) in ("", SUCCEEDED)
 
+    # --- ownership -------------------------------------------------------------------------
+
+    def owner_tags(self, call: ResourceCall, config: C, current: Any) -> dict[str, str]:
+        """The tags naming the owner of `current`: its own, or its resource group's."""
+        if self.tagged:
+            return dict(getattr(current, "tags", None) or {})
+        group = getattr(config, "resource_group", None)
+        return (resource_group_tags(group) or {}) if isinstance(group, str) else {}
+
+    def owned_tags(self, call: ResourceCall, config: C, current: Any) -> dict[str, str]:
+        """The tags a PUT writes: the current ones (others' kept) with the owner's."""
+        have = dict((getattr(current, "tags", None) or {}) if current is not None else {})
+        return {**have, **owner_of(call, config).tags()}
+
+    def changes(self, call: ResourceCall, config: C, current: Any) -> list[str]:
+        """`differs`, and `tags` when the owner tags are missing (an adopted or older object)."""
+        out = self.differs(call, config, current)
+        if self.tagged and owner_of(call, config).missing(getattr(current, "tags", None)):
+            out.append("tags")
+        return out
+
+    def _check_owner(self, call: ResourceCall, config: C, current: Any) -> None:
+        require_own(call, config, self.owner_tags(call, config, current), f"{self.label} {config.name}")
+
+    def _ours(self, call: ResourceCall, config: C, current: Any) -> bool:
+        return claim(owner_of(call, config), self.owner_tags(call, config, current)).allowed
+
     # --- the lifecycle ---------------------------------------------------------------------
 
     def ensure(self, call: ResourceCall) -> EnsureResult:
@@ -216,16 +274,17 @@ class ArmResource(TypedProvider[C]):
     def ensure_config(self, call: ResourceCall, config: C) -> EnsureResult:
         """`ensure` with the configuration parsed (a kind made of parts walks each with it)."""
         current = self.get(call, config)
-        if current is not None and self._running(current):
+        if current is None:
+            # The decision first (`to_create`): the poll issues the PUT.
+            return self._pending(config, "created", 0, poll_after=0.0)
+        self._check_owner(call, config, current)  # another twin's: refused before any write
+        if self._running(current):
             # Another operation (ours from an earlier attempt, or someone else's) is under way.
             return self._pending(config, "updated", 0)
-        if current is not None and state_of(current) not in FAILED:
-            changed = self.differs(call, config, current)
-            if not changed:
-                return EnsureResult("unchanged", self.outputs(call, config, current))
-        action: Action = "created" if current is None else "updated"
+        if state_of(current) not in FAILED and not self.changes(call, config, current):
+            return EnsureResult("unchanged", self.outputs(call, config, current))
         self.put(call, config, current)
-        return self._settle(call, config, action, 1, put_at=time.time())
+        return self._settle(call, config, "updated", 1, put_at=time.time())
 
     def poll_config(self, call: ResourceCall, config: C) -> EnsureResult:
         """`poll` with the configuration parsed."""
@@ -256,6 +315,8 @@ class ArmResource(TypedProvider[C]):
         current = self.get(call, config)
         if current is None:
             return ReadResult(False)
+        if not self._ours(call, config, current):
+            return ReadResult(False, details={"owner": "another twin"})
         outputs = self.outputs(call, config, current) if not self._running(current) and self.ready(current) else {}
         return ReadResult(True, outputs, self.details(current))
 
@@ -264,6 +325,8 @@ class ArmResource(TypedProvider[C]):
         current = self.get(call, config)
         if current is None:
             return EnsureResult("absent")
+        if not may_delete(call, config, self.owner_tags(call, config, current), f"{self.label} {config.name}"):
+            return EnsureResult("absent")  # another twin's: nothing of this twin is there
         if state_of(current) != "deleting":
             self.remove(call, config, current)
         if self.get(call, config) is None:
@@ -289,14 +352,16 @@ class ArmResource(TypedProvider[C]):
             return EnsureResult(action, self.outputs(call, config, current))
         return self._pending(config, action, attempts, put_at=put_at)
 
-    def _pending(self, config: C, action: Action, attempts: int, put_at: float | None = None) -> EnsureResult:
+    def _pending(self, config: C, action: Action, attempts: int, put_at: float | None = None,
+                 poll_after: float | None = None) -> EnsureResult:
         token: dict[str, Any] = {"op": "put", "action": action, "attempts": attempts}
         if put_at is not None:
             token["put_at"] = put_at  # when ARM accepted the create: reads may lag behind it
-        return EnsureResult(action, pending=self._pending_token(config, token))
+        return EnsureResult(action, pending=self._pending_token(config, token, poll_after))
 
-    def _pending_token(self, config: C, token: dict[str, Any]) -> Pending:
-        return Pending(token=token, poll_after_seconds=poll_seconds(), description=f"{self.label} {config.name}")
+    def _pending_token(self, config: C, token: dict[str, Any], poll_after: float | None = None) -> Pending:
+        return Pending(token=token, poll_after_seconds=poll_seconds() if poll_after is None else poll_after,
+                       description=f"{self.label} {config.name}")
 
     @staticmethod
     def _running(current: Any) -> bool:

@@ -49,6 +49,7 @@ class AppServicePlan(ArmResource[AppServicePlanConfig]):
             )
         model = AppServicePlanModel(
             location=config.location, kind="functionapp", properties=AppServicePlanProperties(reserved=True),
+            tags=self.owned_tags(call, config, current),
             sku=SkuDescription(name=config.sku, tier=PLAN_TIERS[config.sku]),
         )
         mgmt(WebSiteManagementClient).app_service_plans.begin_create_or_update(

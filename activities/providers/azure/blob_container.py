@@ -24,6 +24,7 @@ TIER_METADATA = "access_tier"
 class BlobContainer(ArmResource[BlobContainerConfig]):
     model = BlobContainerConfig
     label = "blob container"
+    tagged = False  # the resource group's
 
     def get(self, call: ResourceCall, config: BlobContainerConfig) -> Any:
         client = mgmt(StorageManagementClient)

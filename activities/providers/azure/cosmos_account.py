@@ -48,6 +48,7 @@ class CosmosAccount(ArmResource[CosmosAccountConfig]):
         params = DatabaseAccountCreateUpdateParameters(
             location=config.location,
             kind="GlobalDocumentDB",
+            tags=self.owned_tags(call, config, current),
             properties=DatabaseAccountCreateUpdateProperties(
                 locations=[Location(location_name=config.location, failover_priority=0, is_zone_redundant=False)],
                 capabilities=[Capability(name=c) for c in sorted(capabilities)],

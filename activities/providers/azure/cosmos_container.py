@@ -30,6 +30,7 @@ class _Database(ArmResource[CosmosContainerConfig]):
 
     model = CosmosContainerConfig
     label = "Cosmos DB database"
+    tagged = False  # the resource group's
 
     def get(self, call: ResourceCall, config: CosmosContainerConfig) -> Any:
         sql = mgmt(CosmosDBManagementClient).sql_resources
@@ -54,6 +55,7 @@ _DATABASE = _Database()
 class CosmosContainer(ArmResource[CosmosContainerConfig]):
     model = CosmosContainerConfig
     label = "Cosmos DB container"
+    tagged = False  # the resource group's
 
     def get(self, call: ResourceCall, config: CosmosContainerConfig) -> Any:
         sql = mgmt(CosmosDBManagementClient).sql_resources

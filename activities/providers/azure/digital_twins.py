@@ -16,16 +16,6 @@ from shared.engine.types import ResourceCall
 from shared.resources.azure import DigitalTwinsConfig
 
 
-def instance_url(rg: str, name: str) -> str:
-    """`https://` + hostName of an existing, provisioned instance."""
-    inst = get_or_none(lambda: mgmt(AzureDigitalTwinsManagementClient).digital_twins.get(rg, name))
-    if inst is None:
-        raise PermanentError(f"Digital Twins instance {name} does not exist: deploy L4's instance first")
-    if not inst.host_name:
-        raise TransientError(f"Digital Twins instance {name}: no hostName yet (still provisioning)")
-    return f"https://{inst.host_name}"
-
-
 def _region(value: str) -> str:
     return value.replace(" ", "").lower()
 
@@ -49,7 +39,7 @@ class DigitalTwins(ArmResource[DigitalTwinsConfig]):
 
     def put(self, call: ResourceCall, config: DigitalTwinsConfig, current: Any) -> None:
         desc = DigitalTwinsDescription(location=config.location, identity=DigitalTwinsIdentity(type="SystemAssigned"),
-                                       tags=dict((current.tags or {}) if current is not None else {}))
+                                       tags=self.owned_tags(call, config, current))
         mgmt(AzureDigitalTwinsManagementClient).digital_twins.begin_create_or_update(
             config.resource_group, config.name, desc, polling=False
         )

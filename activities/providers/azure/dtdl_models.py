@@ -12,7 +12,7 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from activities.providers.azure._adt import data_client, data_plane, existing_client
-from activities.providers.typed import TypedProvider
+from activities.providers.typed import TypedProvider, creating, to_create
 from activities.registry import register
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
@@ -109,10 +109,12 @@ class DtdlModels(TypedProvider[DtdlModelsConfig]):
     def ensure(self, call: ResourceCall) -> EnsureResult:
         config = self.config(call)
         models = upload_order(config.models)
-        client = data_client(config)
+        client = data_client(call, config)
         have = existing_models(client)
         _compare(models, have)
         missing = [m for m in models if model_id(m) not in have]
+        if missing and len(missing) == len(models) and not creating(call):
+            return to_create(f"DTDL models of {config.instance} are being uploaded")
         for chunk in chunks(missing):
             try:
                 data_plane("upload models", lambda c=chunk: client.create_models(c))  # type: ignore[misc]
@@ -124,13 +126,18 @@ class DtdlModels(TypedProvider[DtdlModelsConfig]):
                 rest = [m for m in chunk if model_id(m) not in have]
                 if rest:
                     data_plane("upload models", lambda c=rest: client.create_models(c))  # type: ignore[misc]
-        action: Action = "unchanged" if not missing else ("created" if len(missing) == len(models) else "updated")
+        if creating(call):
+            return EnsureResult("created")
+        action: Action = "unchanged" if not missing else "updated"
         return EnsureResult(action)
+
+    def poll(self, call: ResourceCall) -> EnsureResult:
+        return self.ensure(call)  # only the upload `ensure` decided on is polled
 
     def read(self, call: ResourceCall) -> ReadResult:
         config = self.config(call)
         wanted = [model_id(m) for m in config.models]
-        client = existing_client(config)
+        client = existing_client(call, config)
         if client is None:
             return ReadResult(False)
         have = existing_models(client)
@@ -140,7 +147,7 @@ class DtdlModels(TypedProvider[DtdlModelsConfig]):
 
     def delete(self, call: ResourceCall) -> EnsureResult:
         config = self.config(call)
-        client = existing_client(config)
+        client = existing_client(call, config)
         if client is None:
             return EnsureResult("absent")  # the instance is gone, and its models with it
         deleted = 0

@@ -32,6 +32,7 @@ def _destination(config: EventSubscriptionConfig) -> str:
 class EventSubscriptionToFunction(ArmResource[EventSubscriptionConfig]):
     model = EventSubscriptionConfig
     label = "Event Grid subscription"
+    tagged = False  # the resource group's
 
     def get(self, call: ResourceCall, config: EventSubscriptionConfig) -> Any:
         client = mgmt(EventGridManagementClient)

@@ -34,7 +34,8 @@ class EventGridSystemTopic(ArmResource[EventGridSystemTopicConfig]):
         return []
 
     def put(self, call: ResourceCall, config: EventGridSystemTopicConfig, current: Any) -> None:
-        topic = SystemTopic(location=config.location, source=ref_id(config, config.source), topic_type=config.topic_type)
+        topic = SystemTopic(location=config.location, source=ref_id(config, config.source), topic_type=config.topic_type,
+                            tags=self.owned_tags(call, config, current))
         mgmt(EventGridManagementClient).system_topics.begin_create_or_update(
             config.resource_group, config.name, topic, polling=False
         )

@@ -213,7 +213,7 @@ class FunctionApp(ArmResource[FunctionAppConfig]):
             kind="functionapp,linux",
             properties=props,
             identity=ManagedServiceIdentity(type="UserAssigned", user_assigned_identities=identities),
-            tags=dict(current.tags or {}) if current is not None else {},
+            tags=self.owned_tags(call, config, current),
         )
         if flex:
             props.function_app_config = SiteFunctionAppConfig(
@@ -299,7 +299,11 @@ class FunctionApp(ArmResource[FunctionAppConfig]):
         rg, app = config.resource_group, config.name
         web = mgmt(WebSiteManagementClient).web_apps
         current = self.get(call, config)
-        if current is None or self.differs(call, config, current):
+        if current is None and action is None:
+            return self._stage(config, "site", "created", {}, poll_after=0.0)  # decided, then made (poll)
+        if current is not None:
+            self._check_owner(call, config, current)  # another twin's: refused before any write
+        if current is None or self.changes(call, config, current):
             self.put(call, config, current)
             action = action or ("created" if current is None else "updated")
             current = self.get(call, config)
@@ -409,10 +413,12 @@ class FunctionApp(ArmResource[FunctionAppConfig]):
                                                                                              config.name)}
         return [f.name for f in config.functions if f.name.lower() not in listed]
 
-    def _stage(self, config: FunctionAppConfig, stage: str, action: Action, extra: dict[str, Any]) -> EnsureResult:
+    def _stage(self, config: FunctionAppConfig, stage: str, action: Action, extra: dict[str, Any],
+               poll_after: float | None = None) -> EnsureResult:
         token = {**extra, "op": "put", "stage": stage, "action": action}
-        return EnsureResult(action, pending=Pending(token=token, poll_after_seconds=poll_seconds(),
-                                                    description=f"Function App {config.name}: {stage}"))
+        return EnsureResult(action, pending=Pending(
+            token=token, poll_after_seconds=poll_seconds() if poll_after is None else poll_after,
+            description=f"Function App {config.name}: {stage}"))
 
     # --- settings wired from other resources ------------------------------------------------
 

@@ -45,7 +45,7 @@ class Grafana(ArmResource[AzureGrafanaConfig]):
             identity=ManagedServiceIdentity(type="SystemAssigned"),
             properties=ManagedGrafanaProperties(api_key=config.api_key, zone_redundancy="Disabled",
                                                 public_network_access="Enabled"),
-            tags=dict((current.tags or {}) if current is not None else {}),
+            tags=self.owned_tags(call, config, current),
         )
         mgmt(DashboardManagementClient).grafana.begin_create(config.resource_group, config.name, body, polling=False)
 

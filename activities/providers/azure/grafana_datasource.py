@@ -7,6 +7,8 @@ Reconcile: the datasource is looked up by name and created or updated; because t
 value cannot be read back, it is rewritten only when the token changed (a hash of it is kept in
 `jsonData.tokenSha256`). Its URL is a late-bound setting: the datasource is created with what is
 known, and `apply_settings` (propagation) fills the URL in once the reader is deployed.
+A datasource carries no tags: it is its workspace's, whose tags name the owner (another twin's
+workspace: refused, and its datasource never deleted).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from azure.mgmt.dashboard import DashboardManagementClient
 from activities.providers.azure._common import clouds, deployer_principal_id, get_or_none, mgmt
 from activities.providers.azure.role_assignment import assign
 from activities.providers.grafana import datasource_body, needs_write
-from activities.providers.typed import TypedProvider
+from activities.providers.typed import TypedProvider, creating, may_delete, require_own, to_create
 from activities.registry import register
 from shared.contracts import Setting
 from shared.engine.errors import PermanentError, TransientError
@@ -50,6 +52,7 @@ class GrafanaApi:
             )
         self.endpoint = str(endpoint).rstrip("/")
         self.workspace_id = str(graf.id)
+        self.tags = dict(graf.tags or {})
         self.client = PipelineClient(self.endpoint, policies=[
             RetryPolicy(), BearerTokenCredentialPolicy(cl.azure_credential(), GRAFANA_SCOPE)], **cl.azure_client_kwargs())
 
@@ -79,23 +82,33 @@ class GrafanaDatasource(TypedProvider[AzureGrafanaDatasourceConfig]):
     model = AzureGrafanaDatasourceConfig
 
     def ensure(self, call: ResourceCall) -> EnsureResult:
+        return self._reconcile(call, decide=True)
+
+    def poll(self, call: ResourceCall) -> EnsureResult:
+        return self._reconcile(call, decide=False)  # the creation `ensure` decided on
+
+    def _reconcile(self, call: ResourceCall, decide: bool) -> EnsureResult:
+        """Create or update; with `decide`, a missing datasource is first only decided on (`to_create`)."""
         config = self.config(call)
         url, token = call.settings.get(Setting.DATASOURCE_URL), call.settings.get(Setting.DATASOURCE_TOKEN)
         api = GrafanaApi(config)
+        require_own(call, config, api.tags, f"Managed Grafana {config.grafana}")
         # Grafana's API needs the deployer to be a Grafana Admin of the workspace.
         assign(api.workspace_id, GRAFANA_ADMIN_ROLE, deployer_principal_id())
         current = api.find(config.name)
         wanted = datasource_body(config.name, url, token, config.type, config.access, current)
+        if current is None and decide:
+            return to_create(f"Grafana datasource {config.name} is being created")
         if not needs_write(current, wanted):
-            return EnsureResult("unchanged")
+            return EnsureResult("created" if creating(call) else "unchanged")
         if current is None:
             _check(api.send("POST", "/api/datasources", wanted), "create the datasource")
             return EnsureResult("created")
         _check(api.send("PUT", f"/api/datasources/uid/{current.get('uid')}", wanted), "update the datasource")
-        return EnsureResult("updated")
+        return EnsureResult("created" if creating(call) else "updated")
 
     def apply_settings(self, call: ResourceCall) -> bool:
-        return self.ensure(call).action != "unchanged"
+        return self._reconcile(call, decide=False).action != "unchanged"
 
     def read(self, call: ResourceCall) -> ReadResult:
         config = self.config(call)
@@ -108,6 +121,8 @@ class GrafanaDatasource(TypedProvider[AzureGrafanaDatasourceConfig]):
             api = GrafanaApi(config)
         except (TransientError, PermanentError):
             return EnsureResult("absent")  # no Grafana (or none reachable here): nothing to delete
+        if not may_delete(call, config, api.tags, f"Managed Grafana {config.grafana}"):
+            return EnsureResult("absent")
         current = api.find(config.name)
         if current is None:
             return EnsureResult("absent")

@@ -27,7 +27,8 @@ class Identity(ArmResource[IdentityConfig]):
 
     def put(self, call: ResourceCall, config: IdentityConfig, current: Any) -> None:
         mgmt(ManagedServiceIdentityClient).user_assigned_identities.create_or_update(
-            config.resource_group, config.name, {"location": config.location}
+            config.resource_group, config.name,
+            {"location": config.location, "tags": self.owned_tags(call, config, current)}
         )
 
     def remove(self, call: ResourceCall, config: IdentityConfig, current: Any) -> None:

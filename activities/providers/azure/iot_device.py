@@ -1,7 +1,8 @@
 """L1: one device identity in the IoT Hub registry, through the registry REST API
 (`https://{hub hostName}/devices/{id}?api-version=2021-04-12`) with a SAS token computed here
 from the hub's `registryReadWrite` policy key; no azure-iot-hub / AMQP dependency.
-Output: the device's connection string (secret)."""
+Output: the device's connection string (secret). A registry device carries no tags: it is its
+hub's, and the hub's tags name its owner (another twin's hub: refused, and never deleted from)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from azure.core import PipelineClient
 from azure.core.exceptions import ResourceNotFoundError
 from azure.core.pipeline.policies import RetryPolicy
 from azure.core.rest import HttpRequest
+from azure.mgmt.iothub import IotHubClient
 
-from activities.providers.azure._common import clouds
-from activities.providers.azure.iot_hub import REGISTRY_POLICY, hub_host, hub_policy_key
-from activities.providers.typed import TypedProvider
+from activities.providers.azure._common import clouds, mgmt
+from activities.providers.azure.iot_hub import REGISTRY_POLICY, hub_policy_key
+from activities.providers.typed import TypedProvider, creating, is_ours, may_delete, require_own, to_create
 from activities.registry import register
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
@@ -39,10 +41,15 @@ def sas_token(host: str, policy: str, key: str, expiry: int | None = None) -> st
 
 
 class Registry:
-    """The hub's device registry over REST."""
+    """The hub's device registry over REST (`hub_tags`: the hub's owner tags)."""
 
     def __init__(self, config: AzureIotDeviceConfig) -> None:
-        self.host = hub_host(config.resource_group, config.hub)
+        desc = mgmt(IotHubClient).iot_hub_resource.get(config.resource_group, config.hub)
+        self.hub_tags = dict(desc.tags or {})
+        host = desc.properties.host_name if desc.properties is not None else None
+        if not host:
+            raise TransientError(f"IoT Hub {config.hub}: no hostName yet")
+        self.host = str(host)
         self.key = hub_policy_key(config.resource_group, config.hub, REGISTRY_POLICY)
         self.client = PipelineClient(f"https://{self.host}", policies=[RetryPolicy()], **clouds().azure_client_kwargs())
 
@@ -102,23 +109,28 @@ class IotDevice(TypedProvider[AzureIotDeviceConfig]):
     def ensure(self, call: ResourceCall) -> EnsureResult:
         config = self.config(call)
         registry = Registry(config)
+        require_own(call, config, registry.hub_tags, f"IoT Hub {config.hub}")
         device = registry.get(config.name)
-        action: Action = "unchanged"
+        action: Action = "created" if creating(call) else "unchanged"
         if device is None:
+            if not creating(call):
+                return to_create(f"IoT Hub device {config.name} is being created")
             device = registry.put(config.name, None)
-            action = "created"
         elif str(device.get("status", "enabled")).lower() != "enabled" or (
             (device.get("authentication") or {}).get("type") != config.auth
         ):
             device = registry.put(config.name, str(device.get("etag") or "") or None)
-            action = "updated"
+            action = "created" if action == "created" else "updated"
         return EnsureResult(action, {p: _connection_string(registry.host, device) for p in call.resource.produces})
+
+    def poll(self, call: ResourceCall) -> EnsureResult:
+        return self.ensure(call)  # only the creation `ensure` decided on is polled
 
     def read(self, call: ResourceCall) -> ReadResult:
         config = self.config(call)
         registry = Registry(config)
         device = registry.get(config.name)
-        if device is None:
+        if device is None or not is_ours(call, config, registry.hub_tags):
             return ReadResult(False)
         return ReadResult(True, {p: _connection_string(registry.host, device) for p in call.resource.produces},
                           {"deviceId": device.get("deviceId"), "status": device.get("status")})
@@ -129,4 +141,6 @@ class IotDevice(TypedProvider[AzureIotDeviceConfig]):
             registry = Registry(config)
         except ResourceNotFoundError:
             return EnsureResult("absent")  # the hub itself is gone: so are its devices
+        if not may_delete(call, config, registry.hub_tags, f"IoT Hub {config.hub}"):
+            return EnsureResult("absent")
         return EnsureResult("deleted" if registry.delete(config.name) else "absent")

@@ -30,14 +30,6 @@ def hub_policy_key(rg: str, hub: str, policy: str) -> str:
     return str(rule.primary_key)
 
 
-def hub_host(rg: str, hub: str) -> str:
-    desc = mgmt(IotHubClient).iot_hub_resource.get(rg, hub)
-    host = desc.properties.host_name if desc.properties is not None else None
-    if not host:
-        raise TransientError(f"IoT Hub {hub}: no hostName yet")
-    return str(host)
-
-
 def _region(value: str) -> str:
     return value.replace(" ", "").lower()
 
@@ -69,7 +61,7 @@ class IotHub(ArmResource[IotHubConfig]):
         desc = IotHubDescription(
             location=config.location,
             sku=IotHubSkuInfo(name=config.sku, capacity=config.capacity),
-            tags=dict((current.tags or {}) if current is not None else {}),
+            tags=self.owned_tags(call, config, current),
         )
         if current is not None:
             # An update must carry the hub's etag and existing properties (routes, endpoints).

@@ -35,8 +35,8 @@ class ResourceGroup(ArmResource[AzureResourceGroupConfig]):
         return ["tags"] if any(have.get(k) != v for k, v in config.tags.items()) else []
 
     def put(self, call: ResourceCall, config: AzureResourceGroupConfig, current: Any) -> None:
-        # Tags set by others are kept: merge ours into theirs.
-        tags = {**dict((current.tags or {}) if current is not None else {}), **config.tags}
+        # Tags set by others are kept: merge ours (the owner's among them) into theirs.
+        tags = {**self.owned_tags(call, config, current), **config.tags}
         mgmt(ResourceManagementClient).resource_groups.create_or_update(
             config.name, {"location": config.location, "tags": tags}
         )

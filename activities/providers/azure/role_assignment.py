@@ -2,7 +2,11 @@
 Twins Data Owner"). The identity's principal comes from the wired `PRINCIPAL_ID` setting; on a
 Digital Twins scope the deployer's own principal gets the data roles too (it uploads the models
 and twins). Assignment names are deterministic GUIDs, so a re-run finds its own assignments; a 409
-`RoleAssignmentExists` (same role, principal and scope under another name) counts as present."""
+`RoleAssignmentExists` (same role, principal and scope under another name) counts as present.
+
+Ownership: an assignment has no tags; its scope is a resource of the twin's resource group, whose
+tags name the owner (another twin's group: refused). A delete removes only the assignments under
+this resource's own deterministic names, never one someone else made for the same role."""
 
 from __future__ import annotations
 
@@ -16,15 +20,17 @@ from activities.providers.azure._common import (
     deployer_principal_id,
     deterministic_guid,
     get_or_none,
+    may_delete_in_group,
     mgmt,
     ref_id,
+    require_own_group,
     subscription_id,
 )
-from activities.providers.typed import TypedProvider
+from activities.providers.typed import TypedProvider, creating, to_create
 from activities.registry import register
 from shared.contracts import Setting
 from shared.engine.errors import PermanentError, TransientError
-from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.types import EnsureResult, ReadResult, ResourceCall
 from shared.resources.azure import RoleAssignmentConfig
 
 DEPLOYER_TOO = {"digital-twins"}
@@ -98,18 +104,32 @@ class RoleAssignment(TypedProvider[RoleAssignmentConfig]):
 
     def ensure(self, call: ResourceCall) -> EnsureResult:
         config = self.config(call)
-        created = 0
+        require_own_group(call, config)
         wanted = _wanted(call, config)
+        if not creating(call) and all(_find(*w) is None for w in wanted):
+            return to_create(f"role assignments of {call.resource.id} are being created")
+        created = self._assign(config, wanted)
+        if creating(call):
+            return EnsureResult("created")
+        return EnsureResult("unchanged" if not created else ("created" if created == len(wanted) else "updated"))
+
+    def poll(self, call: ResourceCall) -> EnsureResult:
+        return self.ensure(call)  # only the creation `ensure` decided on is polled
+
+    @staticmethod
+    def _assign(config: RoleAssignmentConfig, wanted: list[tuple[str, str, str]]) -> int:
+        created = 0
         for scope, role, principal in wanted:
             # The identity is a service principal; the deployer may be a user, so its type is left to RBAC.
             kind = config.principal_type if principal == wanted[0][2] else None
             created += assign(scope, role, principal, kind)
-        action: Action = "unchanged" if not created else ("created" if created == len(wanted) else "updated")
-        return EnsureResult(action)
+        return created
 
     def apply_settings(self, call: ResourceCall) -> bool:
         """A new principal (the identity was re-created) gets its assignments; True if any was made."""
-        return self.ensure(call).action != "unchanged"
+        config = self.config(call)
+        require_own_group(call, config)
+        return self._assign(config, _wanted(call, config)) > 0
 
     def read(self, call: ResourceCall) -> ReadResult:
         found = {f"{role}:{principal}": _find(scope, role, principal) is not None
@@ -120,14 +140,16 @@ class RoleAssignment(TypedProvider[RoleAssignmentConfig]):
         config = self.config(call)
         if not call.settings.get(Setting.PRINCIPAL_ID):
             return EnsureResult("absent")
+        if not may_delete_in_group(call, config):
+            return EnsureResult("absent")
         client = mgmt(AuthorizationManagementClient).role_assignments
         deleted = 0
         for scope, role, principal in _wanted(call, config):
-            found = _find(scope, role, principal)
-            if found is None:
+            own = get_or_none(lambda s=scope, r=role, p=principal: client.get(s, _name(s, r, p)))  # type: ignore[misc]
+            if own is None:
                 continue
             try:
-                client.delete(scope, str(found.name))
+                client.delete(scope, str(own.name))
                 deleted += 1
             except HttpResponseError as exc:
                 if exc.status_code != 404:

@@ -76,6 +76,7 @@ class StorageAccount(ArmResource[StorageAccountConfig]):
             sku=Sku(name=config.sku),
             kind=config.kind,
             location=config.location,
+            tags=self.owned_tags(call, config, current),
             properties=StorageAccountPropertiesCreateParameters(
                 enable_https_traffic_only=config.https_only,
                 minimum_tls_version=config.minimum_tls_version,

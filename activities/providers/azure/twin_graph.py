@@ -16,7 +16,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from activities.providers.azure._adt import data_client, data_plane, existing_client
 from activities.providers.azure._common import Throttle, get_or_none, poll_seconds
-from activities.providers.typed import TypedProvider
+from activities.providers.typed import TypedProvider, to_create
 from activities.registry import register
 from shared.engine.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
 from shared.resources.azure import DigitalTwin, TwinGraphConfig, TwinRelationship
@@ -69,15 +69,24 @@ class TwinGraph(TypedProvider[TwinGraphConfig]):
     model = TwinGraphConfig
 
     def ensure(self, call: ResourceCall) -> EnsureResult:
-        return self._walk(self.config(call), 0, set())
+        config = self.config(call)
+        client = data_client(call, config)
+        first = config.twins[0].twin_id if config.twins else None
+        if first is not None and data_plane(f"read twin {first}", lambda: get_or_none(
+                lambda: client.get_digital_twin(first))) is None:
+            return to_create(f"twin graph of {config.instance} is being created")  # a graph not there yet
+        return self._walk(call, config, 0, set())
 
     def poll(self, call: ResourceCall) -> EnsureResult:
         token = call.pending.token if call.pending is not None else {}
-        return self._walk(self.config(call), int(token.get("cursor", 0)), set(token.get("seen", [])))
+        return self._walk(call, self.config(call), int(token.get("cursor", 0)), set(token.get("seen", [])),
+                          token.get("action") == "created")
 
-    def _walk(self, config: TwinGraphConfig, cursor: int, seen: set[str]) -> EnsureResult:
+    def _walk(self, call: ResourceCall, config: TwinGraphConfig, cursor: int, seen: set[str],
+              created: bool = False) -> EnsureResult:
+        """From item `cursor` on; `created`: the graph is one `ensure` decided to create."""
         items = _items(config)
-        client = data_client(config)
+        client = data_client(call, config)
         deadline = time.monotonic() + CALL_BUDGET_SECONDS
         while cursor < len(items):
             item = items[cursor]
@@ -86,14 +95,16 @@ class TwinGraph(TypedProvider[TwinGraphConfig]):
             seen.add(outcome)
             cursor += 1
             if cursor < len(items) and time.monotonic() > deadline:
-                token = {"cursor": cursor, "seen": sorted(seen)}
-                return EnsureResult(_action(seen), pending=Pending(token, poll_seconds(),
-                                                                   f"twin graph: {cursor}/{len(items)}"))
-        return EnsureResult(_action(seen))
+                token: dict[str, object] = {"cursor": cursor, "seen": sorted(seen)}
+                if created:
+                    token["action"] = "created"
+                return EnsureResult("created" if created else _action(seen), pending=Pending(
+                    token, poll_seconds(), f"twin graph: {cursor}/{len(items)}"))
+        return EnsureResult("created" if created else _action(seen))
 
     def read(self, call: ResourceCall) -> ReadResult:
         config = self.config(call)
-        client = existing_client(config)
+        client = existing_client(call, config)
         if client is None:
             return ReadResult(False)
         missing = []
@@ -107,7 +118,7 @@ class TwinGraph(TypedProvider[TwinGraphConfig]):
 
     def delete(self, call: ResourceCall) -> EnsureResult:
         config = self.config(call)
-        client = existing_client(config)
+        client = existing_client(call, config)
         if client is None:
             return EnsureResult("absent")  # the instance is gone, and the graph with it
         deleted = 0
