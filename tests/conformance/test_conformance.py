@@ -54,6 +54,10 @@ def test_every_call_of_the_e2e_deployments_and_every_answer_match_azures_specifi
     assert [str(v) for v in report.violations] == []
     # The deployments reached every kind of resource they create (a broken recording checks nothing).
     assert report.checked > 300 and len(report.resource_types) >= 18, report.summary()
+    cosmos = {"Microsoft.DocumentDB/databaseAccounts", "Microsoft.DocumentDB/databaseAccounts/listKeys",
+              "Microsoft.DocumentDB/databaseAccounts/sqlDatabases",
+              "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers"}
+    assert cosmos <= report.resource_types, sorted(report.resource_types)
     assert {"arm", "digitaltwins"} <= {e.service for e in deployed.exchanges}
 
 
