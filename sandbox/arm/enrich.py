@@ -127,6 +127,8 @@ def enrich(ctx: SandboxContext, b: ArmBackend, res: Resource, existing: Resource
             _secret(res, k)
         props["documentEndpoint"] = f"https://{name}.documents.azure.com:443/"
         props.setdefault("databaseAccountOfferType", "Standard")
+        # The kind is set at creation only (the document's default is GlobalDocumentDB); a later PUT keeps it.
+        body["kind"] = (existing.body if existing else body).get("kind", "GlobalDocumentDB")
     elif t in (
         "microsoft.documentdb/databaseaccounts/sqldatabases",
         "microsoft.documentdb/databaseaccounts/sqldatabases/containers",

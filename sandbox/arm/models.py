@@ -139,6 +139,17 @@ GLOBAL_NAME_TYPES = {
     ),
 }
 
+# What Cosmos DB 2026-03-15 marks required in a create/update body, by JSON path (the document's
+# `required`; a request without them is refused with 400).
+COSMOS_REQUIRED: dict[str, tuple[str, ...]] = {
+    "microsoft.documentdb/databaseaccounts": (
+        "properties", "properties.locations", "properties.databaseAccountOfferType"),
+    "microsoft.documentdb/databaseaccounts/sqldatabases": (
+        "properties", "properties.resource", "properties.resource.id"),
+    "microsoft.documentdb/databaseaccounts/sqldatabases/containers": (
+        "properties", "properties.resource", "properties.resource.id"),
+}
+
 BUILTIN_ROLES: dict[str, tuple[str, str]] = {
     # guid: (roleName, description)
     "bcd981a7-7f74-457b-83e1-cceb9e632ffe": (

@@ -23,6 +23,7 @@ from sandbox.arm.models import (
     ASYNC_OP,
     ASYNC_OP_AND_LOCATION,
     BUILTIN_ROLES,
+    COSMOS_REQUIRED,
     FLEX_REJECTED_SETTINGS,
     LOCATION,
     ROLE_ASSIGNMENT_TYPE,
@@ -568,6 +569,24 @@ class ArmHandler:
             "microsoft.eventgrid/topics/eventsubscriptions",
         ):
             self._validate_event_subscription(body)
+        if t in COSMOS_REQUIRED:
+            self._validate_cosmos(t, body)
+
+    def _validate_cosmos(self, t: str, body: dict[str, Any]) -> None:
+        """What Cosmos DB 2026-03-15 requires of a create/update body (DatabaseAccountCreateUpdateParameters,
+        Sql{Database,Container}CreateUpdateParameters): refused with 400, as the service does, not stored."""
+        for path in COSMOS_REQUIRED[t]:
+            node: Any = body
+            for part in path.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is None or node == "":
+                raise ArmError(400, "BadRequest", f"{path}: required property is missing.")
+        if t == "microsoft.documentdb/databaseaccounts":
+            props = body["properties"]
+            if not isinstance(props["locations"], list) or not props["locations"]:
+                raise ArmError(400, "BadRequest", "properties.locations: at least one location is required.")
+            if props["databaseAccountOfferType"] != "Standard":
+                raise ArmError(400, "BadRequest", "properties.databaseAccountOfferType: must be Standard.")
 
     def _validate_event_subscription(self, body: dict[str, Any]) -> None:
         dest = ((body.get("properties") or {}).get("destination")) or {}

@@ -52,6 +52,7 @@ class Source:
 WEB = ARM_RG + "/providers/Microsoft.Web"
 SITE = WEB + "/sites/{name}"
 STORAGE = ARM_RG + "/providers/Microsoft.Storage/storageAccounts/{accountName}"
+COSMOS = ARM_RG + "/providers/Microsoft.DocumentDB/databaseAccounts/{accountName}"
 
 # What the providers and the control plane's own set-up call, per api-version the SDKs send.
 SOURCES: tuple[Source, ...] = (
@@ -155,6 +156,15 @@ SOURCES: tuple[Source, ...] = (
         {STORAGE: ("get", "put", "delete"),
          STORAGE + "/listKeys": ("post",),
          STORAGE + "/blobServices/default/containers/{containerName}": ("get", "put", "delete")},
+        how=TRANSCRIBED,
+    ),
+    Source(
+        "specification/cosmos-db/resource-manager/Microsoft.DocumentDB/DocumentDB/stable/2026-03-15/openapi.json",
+        "2021a6fa165cdc56776be2b45d09ee9481ac76b1",
+        {COSMOS: ("get", "put", "delete"),
+         COSMOS + "/listKeys": ("post",),
+         COSMOS + "/sqlDatabases/{databaseName}": ("get", "put", "delete"),
+         COSMOS + "/sqlDatabases/{databaseName}/containers/{containerName}": ("get", "put", "delete")},
         how=TRANSCRIBED,
     ),
 )
