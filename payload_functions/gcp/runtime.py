@@ -209,9 +209,17 @@ class IdTokens:
 ID_TOKENS = IdTokens()
 
 
+CAPACITY_STATUSES = frozenset({429, 503})
+"""What a call to another function retries: Cloud Run had no instance ready, or the callee is
+not wired yet. A callee's own failure (500, 502) is not retried here: it already retried its
+neighbours, and retrying at every hop of processor -> persister -> ... multiplies the attempts;
+the outermost trigger (Eventarc, Cloud Scheduler, the remote sender) retries the whole path."""
+
+
 def call_function(url: str, body: Any, *, retries: int = 3, timeout: float = 30.0) -> HttpResult:
     """POST JSON to another of the twin's Cloud Functions with an ID token for it."""
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise UpstreamError(f"cannot call {safe_url(url)}: not an http(s) URL")
     token = ID_TOKENS.token(audience(url))
-    return post_json(url, body, headers={"Authorization": f"Bearer {token}"}, retries=retries, timeout=timeout)
+    return post_json(url, body, headers={"Authorization": f"Bearer {token}"}, retries=retries, timeout=timeout,
+                     retry_on=CAPACITY_STATUSES.__contains__)
