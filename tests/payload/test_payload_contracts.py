@@ -228,9 +228,9 @@ def test_every_gcp_placement_injects_only_settings_its_functions_read() -> None:
                         if not {Setting.REMOTE_INGESTION_URL, Setting.INTER_CLOUD_TOKEN} <= connector:
                             problems.append(f"{name}: the GCP connector lacks its remote ingestion or token")
                 for r in plan.resources:
-                    if r.kind == "cloud-function" and r.config["package"] not in USER_PACKAGES | packaged:
+                    if r.kind == "cloud-function" and str(r.config.package) not in USER_PACKAGES | packaged:
                         build_for_resource(r.kind, r.name, r.config)
-                        packaged.add(str(r.config["package"]))
+                        packaged.add(str(r.config.package))
     assert count == (3 ** 5 - 2 ** 5) * 2 * 2 * 2
     assert not problems, "\n".join(problems[:40])
     assert packaged == {str(f) for f in supported_functions("gcp")} - {str(Function.EVENT_FEEDBACK)}

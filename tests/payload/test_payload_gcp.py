@@ -44,6 +44,7 @@ from payload_functions.packaging import (
 )
 from shared.contracts import PUBSUB_DEVICE_ID_ATTRIBUTE, Function, Setting, StorageKey
 from shared.naming import AwsNaming
+from shared.resources.gcp import CloudFunctionConfig
 
 Client = Callable[[str], Any]
 TOKEN, OLD_TOKEN = "token-new", "token-old"
@@ -158,7 +159,10 @@ def test_cloud_function_packages_are_reproducible_and_self_describing() -> None:
     user = b"def process(event):\n    return {**event, 'pressure': 20}\n"
     with_user = build_cloud_function_package(Function.PROCESSOR, user_processor=user)
     assert zipfile.ZipFile(io.BytesIO(with_user.data)).read("user_processor.py") == user
-    assert build_for_resource("cloud-function", "t-hot-writer", {"package": "hot-writer"}).entry_point == "hot_writer"
+    hot_writer = CloudFunctionConfig(
+        name="t-hot-writer", project_id="p1", region="us-central1", package=Function.HOT_WRITER, runtime="python311",
+        trigger="http", environment={}, public=True, service_account="t-functions")
+    assert build_for_resource("cloud-function", "t-hot-writer", hot_writer).entry_point == "hot_writer"
 
 
 # -- receivers on Cloud Storage -----------------------------------------------------------------
