@@ -72,7 +72,7 @@ def test_seed_template_folder_plans_and_says_why_not_deployable(capsys: pytest.C
     assert main(["plan", str(SEED)]) == 0
     out = capsys.readouterr().out
     assert "Twin digital-twin-xx" in out
-    assert "Deployable: no" in out and "no GCP provider yet: layers L1 (gcp), L3_cold (gcp)" in out
+    assert "Deployable: no" in out and "event actions with autoDeploy need their code" in out
 
 
 @pytest.mark.parametrize("example", ["azure-only", "aws-only", "aws-to-azure", "mixed"])
