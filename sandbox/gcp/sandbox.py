@@ -124,14 +124,20 @@ class GcpSandbox:
         return f"http://127.0.0.1:{runner.addresses[0][1]}"
 
     def function_environment(self) -> dict[str, str]:
-        """What a deployed function's process gets so its own Google clients reach the sandbox."""
-        return {
+        """What a deployed function's process gets so its own Google clients reach the sandbox, and
+        its HTTPS calls to the other clouds' sandbox endpoints trust the sandbox's CA (which stands
+        for the public CAs a function on Google Cloud trusts), as the Lambdas' do."""
+        env = {
             "GOOGLE_CLOUD_PROJECT": PROJECT_ID,
             "GCLOUD_PROJECT": PROJECT_ID,
             "FIRESTORE_EMULATOR_HOST": self.b.grpc_host,
             "PUBSUB_EMULATOR_HOST": self.b.grpc_host,
             "STORAGE_EMULATOR_HOST": self.b.storage_endpoint,
         }
+        ca = self.ctx.state_dir / "ca.pem"
+        if ca.is_file():
+            env.update({"SSL_CERT_FILE": str(ca), "REQUESTS_CA_BUNDLE": str(ca)})
+        return env
 
     def stop(self) -> None:
         loop, thread = self._loop, self._thread
