@@ -73,6 +73,36 @@ class SandboxHandle:
     def endpoints(self) -> dict[str, Any]:
         return dict(self.sb.endpoints["gcp"])
 
+    @property
+    def project(self) -> str:
+        return str(self.endpoints["project_id"])
+
+    def client(self, client_cls: type, credentials: Any = None) -> Any:
+        """A Google REST client on the sandbox (anonymous unless `credentials`), as a tester reads."""
+        from google.auth.credentials import AnonymousCredentials
+
+        return client_cls(transport="rest", credentials=credentials or AnonymousCredentials(),
+                          client_options={"api_endpoint": self.endpoints["api_endpoint"]})
+
+    def storage(self) -> Any:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        return storage.Client(project=self.project, credentials=AnonymousCredentials(),
+                              client_options={"api_endpoint": self.endpoints["storage_emulator_host"]})
+
+    def iam(self) -> Any:
+        import grpc
+        from google.cloud import iam_admin_v1
+        from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
+
+        return iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=grpc.insecure_channel(
+            self.endpoints["grpc_host"])))
+
+    def twin_resources(self, twin: str) -> list[dict[str, str]]:
+        """The sandbox's GCP objects whose name contains the twin's name (lower case)."""
+        return [r for r in self.resources() if twin.lower() in r["name"].lower()]
+
 
 @dataclass
 class Walker:
