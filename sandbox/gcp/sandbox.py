@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -192,9 +193,10 @@ class GcpSandbox:
         return (self.b.functions.resources() + self.b.scheduler.resources() + self.b.pubsub.resources()
                 + self.b.firestore.resources() + self.b.iam.resources() + buckets)
 
-    def run_job(self, name: str, timeout: float = 900.0) -> dict[str, Any]:
-        """Run Cloud Scheduler job `name` (full name or job id) now and wait for the outcome.
-        KeyError if unknown; `scheduler.models.JobPaused` if paused."""
+    def run_job(self, name: str, timeout: float = 900.0, moment: datetime | None = None) -> dict[str, Any]:
+        """Run Cloud Scheduler job `name` (full name or job id) now and wait for the outcome; `moment`
+        is the scheduled time the attempt carries (default: now). KeyError if unknown;
+        `scheduler.models.JobPaused` if paused."""
         full = name if name.startswith("projects/") else next(
             (j["name"] for j in self.b.scheduler.list_jobs(f"projects/{PROJECT_ID}/locations/{DEFAULT_REGION}")
              if j["name"].endswith("/jobs/" + name)), None)
@@ -206,7 +208,7 @@ class GcpSandbox:
             self.b.scheduler.get(full)
         except GoogleError as exc:
             raise KeyError(name) from exc
-        result: dict[str, Any] = self.call(self.b.scheduler.run_now(full), timeout)
+        result: dict[str, Any] = self.call(self.b.scheduler.run_now(full, moment), timeout)
         return result
 
 
