@@ -122,10 +122,11 @@ class Clouds:
         return credentials
 
     def gcp_federated_credentials(self, provider: str, token_url: str = GCP_STS_URL,
-                                  impersonation_base: str = "https://iamcredentials.googleapis.com") -> Any:
+                                  impersonation_base: str = "https://iamcredentials.googleapis.com",
+                                  azure_credential: Any = None) -> Any:
         """Workload identity federation: the managed identity's Entra token (for the provider's
         audience) exchanged at Google's STS, then, if `TWIN_GCP_SERVICE_ACCOUNT` is set, that
-        service account impersonated."""
+        service account impersonated. `azure_credential`: default this seam's Azure credential."""
         from google.auth import identity_pool
 
         account = self.environ.get(ControlPlaneSetting.GCP_SERVICE_ACCOUNT, "").strip()
@@ -134,7 +135,7 @@ class Clouds:
                          if account else None)
         return identity_pool.Credentials(
             audience=provider, subject_token_type=GCP_JWT_TOKEN_TYPE, token_url=token_url,
-            subject_token_supplier=ManagedIdentityTokenSupplier(self.azure_credential(), audience),
+            subject_token_supplier=ManagedIdentityTokenSupplier(azure_credential or self.azure_credential(), audience),
             service_account_impersonation_url=impersonation, scopes=list(GCP_SCOPES))
 
     def gcp_project(self, configured: str | None = None) -> str:

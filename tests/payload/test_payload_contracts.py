@@ -185,6 +185,42 @@ def test_plan_injects_only_settings_its_functions_read(name: str, plan: Plan) ->
     assert not problems, "\n".join(problems)
 
 
+# Every URL a GCP function produces, and the function whose package answers it: a Cloud Function's
+# URL is the function itself (any path reaches it), so a caller reaches the right code exactly when
+# the output comes from the function the setting names.
+GCP_URL_FUNCTIONS: dict[str, Function] = {
+    **{str(output): fn for fn, output in RECEIVER_OUTPUTS.items()},
+    "PROCESSOR_URL": Function.PROCESSOR, "PERSISTER_URL": Function.PERSISTER,
+    "EVENT_CHECKER_URL": Function.EVENT_CHECKER, "CONNECTOR_URL": Function.CONNECTOR,
+    "LOCAL_HOT_READER_URL": Function.HOT_READER,
+}
+
+
+def _gcp_url_problems(plan: Plan) -> list[str]:
+    """Every URL wired from a GCP function is produced by the function that serves that call, and
+    every public GCP function is a receiver that checks the token (the others admit only the twin's
+    own service account)."""
+    problems: list[str] = []
+    by_id = {r.id: r for r in plan.resources}
+    for wire in plan.wires:
+        producer = by_id[wire.producer]
+        if producer.kind != "cloud-function":
+            continue
+        assert isinstance(producer.config, CloudFunctionConfig)
+        expected = GCP_URL_FUNCTIONS.get(str(wire.output))
+        if expected is None or producer.config.package != expected:
+            problems.append(f"{wire.consumer} calls {wire.output} of {producer.id} ({producer.config.package}), "
+                            f"which is not the {expected} function")
+    for r in plan.resources:
+        if r.kind == "cloud-function":
+            assert isinstance(r.config, CloudFunctionConfig)
+            if r.config.public != FUNCTIONS[Function(r.config.package)].receiver:
+                problems.append(f"{r.id}: public={r.config.public} but receiver={FUNCTIONS[Function(r.config.package)].receiver}")
+            if r.config.topic is not None and r.config.package != Function.DISPATCHER:
+                problems.append(f"{r.id}: only the dispatcher is triggered by the telemetry topic")
+    return problems
+
+
 def _function_host(plan: Plan, provider: str, layer: str, fn: Function) -> str:
     return {"azure": f"azure/{layer}/function-app", "aws": f"aws/{layer}/{fn}", "gcp": f"gcp/{layer}/{fn}"}[provider]
 
@@ -192,7 +228,8 @@ def _function_host(plan: Plan, provider: str, layer: str, fn: Function) -> str:
 def test_every_gcp_placement_injects_only_settings_its_functions_read() -> None:
     """All 3^7 placements with GCP in them (L4 and L5 on aws or azure: GCP hosts neither), with and
     without event checking: what the plan injects is read, what the GCP persister, connector and
-    dispatcher need in that placement is wired, and every planned Cloud Function packages."""
+    dispatcher need in that placement is wired, every URL a GCP function is given is served by the
+    function it names, the plan is deployable, and every planned Cloud Function packages."""
     from payload_functions.packaging import build_for_resource
     from shared.contracts import TwinUpdatePath, twin_update_path
 
@@ -227,6 +264,9 @@ def test_every_gcp_placement_injects_only_settings_its_functions_read() -> None:
                         connector = set(plan.settings_of(_function_host(plan, "gcp", "L1", Function.CONNECTOR)))
                         if not {Setting.REMOTE_INGESTION_URL, Setting.INTER_CLOUD_TOKEN} <= connector:
                             problems.append(f"{name}: the GCP connector lacks its remote ingestion or token")
+                problems += [f"{name}: {p}" for p in _gcp_url_problems(plan)]
+                if plan.deployable():
+                    problems.append(f"{name}: not deployable: {plan.deployable()}")
                 for r in plan.resources:
                     if r.kind == "cloud-function" and str(r.config.package) not in USER_PACKAGES | packaged:
                         build_for_resource(r.kind, r.name, r.config)

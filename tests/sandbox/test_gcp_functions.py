@@ -296,10 +296,9 @@ def test_deployed_code_gets_id_tokens_from_its_metadata_server(gcp: Sandbox) -> 
                                "    return json.loads(base64.urlsafe_b64decode(body + '=' * (-len(body) % 4)))\n")
     upload = fns.generate_upload_url(request={"parent": location})
     assert requests.put(upload.upload_url, data=source.getvalue(), timeout=10).status_code == 200
+    import grpc
     from google.cloud import iam_admin_v1
     from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
-
-    import grpc
 
     iam = iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=grpc.insecure_channel(g["grpc_host"])))
     account = iam.create_service_account(request={"name": f"projects/{project}", "account_id": "whoami-runtime"})

@@ -23,9 +23,10 @@ Labels: the twin's (`_common.labels`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from activities.providers.gcp._common import (
     GcpResource,
@@ -47,6 +48,9 @@ from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
 from shared.resources import EVENT_ACTION_PACKAGE
 from shared.resources.gcp import CloudFunctionConfig
+
+if TYPE_CHECKING:
+    from google.api_core.exceptions import GoogleAPICallError
 
 INVOKER = "roles/run.invoker"
 PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
@@ -282,10 +286,8 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
         client = storage(project_of(config))
         for blob in client.list_blobs(naming(call).functions_bucket(), prefix=f"{config.name}/"):
             if blob.name != keep:
-                try:
+                with contextlib.suppress(NotFound):
                     blob.delete()
-                except NotFound:
-                    pass
 
     def _outputs(self, call: ResourceCall, fn: Any) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -381,12 +383,10 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
 
         deleted = False
         client = storage(project_of(config))
-        try:
+        with contextlib.suppress(NotFound):  # the bucket (and so every package) is gone already
             for blob in client.list_blobs(naming(call).functions_bucket(), prefix=f"{config.name}/"):
                 blob.delete()
                 deleted = True
-        except NotFound:
-            pass  # the bucket (and so every package) is gone already
         return deleted
 
 
@@ -394,7 +394,7 @@ def _carry(token: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in token.items() if k in ("operation", "failed_deploys")}
 
 
-def _busy_errors() -> tuple[type[Exception], ...]:
+def _busy_errors() -> tuple[type[GoogleAPICallError], ...]:
     from google.api_core.exceptions import Aborted, Conflict
 
     return (Aborted, Conflict)

@@ -11,6 +11,7 @@ database (its documents with it) and takes the role back. A Firestore database c
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from activities.providers.gcp._common import (
@@ -69,13 +70,11 @@ class Firestore(GcpResource[FirestoreConfig]):
         name = database_name(config)
         db = self.describe(call, config)
         if db is None:
-            try:
+            with contextlib.suppress(Conflict):  # created by a concurrent run
                 admin.create_database(request={
                     "parent": f"projects/{project_of(config)}", "database_id": config.name,
                     "database": database_types.Database(location_id=config.location,
                                                         type_=database_types.Database.DatabaseType.FIRESTORE_NATIVE)})
-            except Conflict:
-                pass  # created by a concurrent run
             return pending(merge_action(action, "created"), f"Firestore database {config.name} is being created")
         if db.type_ != database_types.Database.DatabaseType.FIRESTORE_NATIVE:
             raise PermanentError(f"Firestore database {config.name} exists in {db.type_.name} mode; the hot store "
@@ -85,12 +84,10 @@ class Firestore(GcpResource[FirestoreConfig]):
         for shape in INDEXES:
             index = found.get(shape)
             if index is None:
-                try:
+                with contextlib.suppress(Conflict):  # being created by a concurrent run
                     admin.create_index(request={"parent": group, "index": {
                         "query_scope": "COLLECTION",
                         "fields": [{"field_path": field, "order": order} for field, order in shape]}})
-                except Conflict:
-                    pass  # being created by a concurrent run
                 return pending(merge_action(action, "updated"), f"Firestore index {shape} is being created")
             if index.state.name == "CREATING":
                 return pending(action, f"Firestore index {shape} is being built")

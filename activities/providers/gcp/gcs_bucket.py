@@ -10,6 +10,7 @@ permanent error. Destroy deletes every object (every generation), then the bucke
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from activities.providers.gcp._common import (
@@ -123,12 +124,8 @@ class GcsBucket(GcpResource[GcsBucketConfig]):
         client = storage(project_of(config))
         # A bucket must be empty before it can be deleted (noncurrent generations too).
         for blob in client.list_blobs(config.name, versions=True):
-            try:
+            with contextlib.suppress(NotFound):
                 blob.delete()  # this generation (the listing names each)
-            except NotFound:
-                pass
-        try:
+        with contextlib.suppress(NotFound):
             current.delete()
-        except NotFound:
-            pass
         return True

@@ -14,7 +14,9 @@ publish messages naming another device of the same twin; the grant keeps it to t
 
 from __future__ import annotations
 
+import contextlib
 import json
+from functools import partial
 from typing import Any
 
 from activities.providers.gcp._common import (
@@ -53,6 +55,10 @@ def _topic_policy(config: GcpIotDeviceConfig) -> tuple[Any, Any]:
             lambda p: client.set_iam_policy(request={"resource": topic, "policy": p}))
 
 
+def _delete_key(name: str) -> None:
+    iam_admin().delete_service_account_key(request={"name": name})
+
+
 def user_keys(config: GcpIotDeviceConfig) -> list[str]:
     """Names of the account's user-managed keys (Google's own system keys are not listed)."""
     from google.cloud.iam_admin_v1 import types
@@ -82,13 +88,11 @@ class IotDevice(GcpResource[GcpIotDeviceConfig]):
 
         project = project_of(config)
         if self.describe(call, config) is None:
-            try:
+            with contextlib.suppress(Conflict):  # created by a concurrent run
                 iam_admin().create_service_account(request={
                     "name": f"projects/{project}", "account_id": config.service_account,
                     "service_account": {"display_name": f"device {config.device_id}"[:100],
                                         "description": owner_description(call)}})
-            except Conflict:
-                pass  # created by a concurrent run
             action = "created"
         get, set_ = _topic_policy(config)
         try:
@@ -114,7 +118,7 @@ class IotDevice(GcpResource[GcpIotDeviceConfig]):
             changed()
         current = self._key_name(config, credentials)
         for stale in [k for k in keys if k != current]:
-            ignore_missing(lambda name=stale: iam_admin().delete_service_account_key(request={"name": name}))
+            ignore_missing(partial(_delete_key, stale))
             changed()
         output = device_credentials_output(config.device_id)
         return EnsureResult(action=action, outputs={output: json.dumps(credentials, sort_keys=True)})

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from activities.providers.gcp._common import (
@@ -38,10 +39,8 @@ class PubSubTopic(GcpResource[PubSubTopicConfig]):
         name = topic_path(config)
         topic = self.describe(call, config)
         if topic is None:
-            try:
+            with contextlib.suppress(Conflict):  # created by a concurrent run
                 publisher().create_topic(request={"name": name, "labels": labels(call)})
-            except Conflict:
-                pass  # created by a concurrent run
             return EnsureResult(action="created")
         if missing_labels(topic.labels, call):
             publisher().update_topic(request={"topic": {"name": name, "labels": {**topic.labels, **labels(call)}},

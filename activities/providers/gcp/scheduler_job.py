@@ -7,6 +7,7 @@ A job has no labels: its description names the owner.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from activities.providers.gcp._common import (
@@ -93,11 +94,9 @@ class SchedulerJob(GcpResource[SchedulerJobConfig]):
         wanted = wanted_job(call, config, mover_url(config))
         job = self.describe(call, config)
         if job is None:
-            try:
+            with contextlib.suppress(Conflict):  # created by a concurrent run
                 scheduler().create_job(request={"parent": job_name(config).rsplit("/jobs/", 1)[0],
                                                 "job": scheduler_v1.Job(wanted)})
-            except Conflict:
-                pass  # created by a concurrent run
             return EnsureResult(action="created")
         paths = differences(job, wanted)
         if paths:

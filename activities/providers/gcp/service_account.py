@@ -8,6 +8,7 @@ that resource goes. A service account has no labels; its description names its o
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from activities.providers.gcp._common import (
@@ -42,13 +43,11 @@ class ServiceAccount(GcpResource[ServiceAccountConfig]):
 
         if self.describe(call, config) is None:
             project = project_of(config)
-            try:
+            with contextlib.suppress(Conflict):  # created by a concurrent run: it is there
                 iam_admin().create_service_account(request={
                     "name": f"projects/{project}", "account_id": config.name,
                     "service_account": {"display_name": f"{call.twin} functions",
                                         "description": owner_description(call)}})
-            except Conflict:
-                pass  # created by a concurrent run: it is there
             action = "created"
         return EnsureResult(action=action)
 
