@@ -19,6 +19,7 @@ from shared.resources.gcp import (
     ServiceAccountConfig,
     WorkflowConfig,
 )
+from shared.validation import Problem, quote_value
 
 FUNCTION_RUNTIME = "python311"
 SERVICE_ACCOUNT = "gcp/setup/service-account"
@@ -112,8 +113,7 @@ class GcpPlanner(CloudPlanner):
         """One `processor` function runs every device's processing, then calls the persister."""
         d = self.d
         codes = [d.processor_code(device.id) for device in d.spec.devices]
-        # The devices' own code rides with the processor's configuration; running it (a function
-        # per device, as on AWS) is the GCP provider's part.
+        # The devices' own code rides in the processor's package (`user_code/`, by device id).
         proc = self.function(Hosted("L2", Function.PROCESSOR, produces=(Output.PROCESSOR_URL,),
                                     processors=tuple(device.id for device in d.spec.devices),
                                     user_code=tuple(c for c in codes if c is not None)))
@@ -131,6 +131,13 @@ class GcpPlanner(CloudPlanner):
         self.function(Hosted("L2", Function.EVENT_ACTION, short=f"event-action-{user_function}",
                              user_function=user_function, path_to_code=path_to_code,
                              user_code=(code,) if code else ()))
+        # Planned (the plan shows where it would run) but refused: the GCP event checker does not
+        # call action functions yet, so a deployed one would never run.
+        problem = Problem(spec_path, f"event action {quote_value(user_function)} cannot be deployed on gcp yet (the "
+                                     "GCP event checker does not start actions); set autoDeploy to false or place "
+                                     "L2 on aws or azure")
+        if problem not in self.d.code_problems:
+            self.d.code_problems.append(problem)
 
     def hot_store(self) -> None:
         d = self.d

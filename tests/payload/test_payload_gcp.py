@@ -145,6 +145,18 @@ def test_every_planned_gcp_function_has_an_entry_point_of_its_trigger_type(app: 
         assert registry.REGISTRY_MAP[entry_point(fn)] == expected, fn
 
 
+def _processor_folder(device: str, source: str) -> Any:
+    from payload_functions.packaging import UserCodeFolder
+    from shared.bundle import folder_digest
+    from shared.resources import UserCodeRef
+
+    path = f"cloud_functions/processors/{device}"
+    files = {"process.py": source.encode()}
+    digest = folder_digest({f"{path}/{k}": v for k, v in files.items()}, path)
+    return UserCodeFolder(UserCodeRef(kind="processor", name=device, bundle="0" * 64, path=path, digest=digest,
+                                      module="process", function="process"), files)
+
+
 def test_cloud_function_packages_are_reproducible_and_self_describing() -> None:
     first = build_cloud_function_package(Function.PERSISTER)
     assert build_cloud_function_package(Function.PERSISTER).data == first.data
@@ -156,9 +168,13 @@ def test_cloud_function_packages_are_reproducible_and_self_describing() -> None:
     assert first.entry_point == "persister"
     assert "payload_functions/gcp/firestore_store.py" in archive.namelist()
     assert not any(n.startswith(("payload_functions/aws", "payload_functions/azure")) for n in archive.namelist())
-    user = b"def process(event):\n    return {**event, 'pressure': 20}\n"
-    with_user = build_cloud_function_package(Function.PROCESSOR, user_processor=user)
-    assert zipfile.ZipFile(io.BytesIO(with_user.data)).read("user_processor.py") == user
+    # The processor carries every device's own code, each folder a package of its own, indexed by device.
+    folders = [_processor_folder(device, f"def process(event):\n    return {{**event, 'by': '{device}'}}\n")
+               for device in ("s1", "s2")]
+    with_user = zipfile.ZipFile(io.BytesIO(build_cloud_function_package(Function.PROCESSOR, user_code=folders).data))
+    index = with_user.read("user_code/__init__.py").decode()
+    assert '"s1": ["user_code.c' in index and '"s2": ["user_code.c' in index
+    assert sum(1 for n in with_user.namelist() if n.endswith("/process.py")) == 2
     hot_writer = CloudFunctionConfig(
         name="t-hot-writer", project_id="p1", region="us-central1", package=Function.HOT_WRITER, runtime="python311",
         trigger="http", environment={}, public=True, service_account="t-functions")

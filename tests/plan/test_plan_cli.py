@@ -72,7 +72,7 @@ def test_seed_template_folder_plans_and_says_why_not_deployable(capsys: pytest.C
     assert main(["plan", str(SEED)]) == 0
     out = capsys.readouterr().out
     assert "Twin digital-twin-xx" in out
-    assert "Deployable: no" in out and "event actions with autoDeploy need their code" in out
+    assert "Deployable: no" in out and "the bundle has no code at" in out
 
 
 @pytest.mark.parametrize("example", ["azure-only", "aws-only", "aws-to-azure", "gcp-to-azure", "mixed"])

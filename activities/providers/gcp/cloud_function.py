@@ -76,13 +76,16 @@ def get_function(config: CloudFunctionConfig) -> Any:
 
 
 def build_package(config: CloudFunctionConfig) -> Any:
-    from payload_functions.packaging import PackagingError, build_cloud_function_package
+    """The function's package: ours, with the users' code it runs (the processor: each device's
+    folder; read from the bundle store and checked against the plan's digests)."""
+    from activities.bundle_store import user_code_folders
+    from payload_functions.packaging import PackagingError, build_for_resource
 
     if config.package == EVENT_ACTION_PACKAGE:
-        raise PermanentError(f"Cloud Function {config.name}: a user's event action needs its code, which a spec "
-                             "cannot carry yet")
+        raise PermanentError(f"Cloud Function {config.name}: users' event actions do not run on GCP yet (the GCP "
+                             "event checker does not start them)")
     try:
-        return build_cloud_function_package(str(config.package))
+        return build_for_resource("cloud-function", config.name, config, user_code_folders(config.user_code))
     except PackagingError as exc:
         raise PermanentError(f"Cloud Function {config.name}: {exc}") from None
 
