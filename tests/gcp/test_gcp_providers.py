@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import SandboxHandle, Walker, example_spec, plan_for, unique_twin
+from gcp_kit import SandboxHandle, Walker, example_spec, plan_for, unique_twin
 
 from sandbox.gcp.common import identity_token
 from shared.contracts import Function, Output, Setting, device_credentials_output
