@@ -1,10 +1,14 @@
 """The credentials seam: the one place that builds cloud SDK clients from configuration.
 
 - Real clouds: Azure clients with `DefaultAzureCredential` (managed identity on Azure), AWS
-  clients from boto3's default credential chain.
+  clients from boto3's default credential chain, Google clients with Application Default
+  Credentials, or, on Azure, workload identity federation from the managed identity
+  (`TWIN_GCP_WORKLOAD_IDENTITY_PROVIDER`: a managed-identity token is exchanged at Google's STS
+  for a Google access token; no key file anywhere).
 - Sandbox: when the app setting `TWIN_SANDBOX_DIR` names a folder holding the sandbox's
   `endpoints.json`, every client points at the local endpoints (ARM base URL, the sandbox CA,
-  a static sandbox token; moto's endpoint with dummy AWS keys).
+  a static sandbox token; moto's endpoint with dummy AWS keys; the GCP REST endpoint and gRPC
+  host with anonymous Google credentials).
 
 Providers never construct clients themselves, so nothing in `activities/` knows where it runs.
 SDK modules are imported lazily: the Function App must start fast.
@@ -24,6 +28,10 @@ from shared.engine.errors import PermanentError
 # Alias kept for the AWS providers and their tests, which import it by this name.
 SANDBOX_DIR_SETTING = ControlPlaneSetting.SANDBOX_DIR
 ARM_SCOPE = "https://management.azure.com/.default"
+GCP_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+GCP_STS_URL = "https://sts.googleapis.com/v1/token"
+GCP_JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+DEFAULT_GCP_TOKEN_AUDIENCE = "api://AzureADTokenExchange"
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,93 @@ class Clouds:
             verify=self.endpoints.get("azure", {}).get("ca_file") if str(endpoint).startswith("https") else None,
         )
 
+    # --- Google Cloud --------------------------------------------------------------------
+
+    def gcp_credentials(self) -> Any:
+        """Anonymous in the sandbox; federated from the managed identity when configured; else
+        Application Default Credentials (the metadata server on Google Cloud)."""
+        if self.is_sandbox:
+            from google.auth.credentials import AnonymousCredentials
+
+            return AnonymousCredentials()
+        provider = self.environ.get(ControlPlaneSetting.GCP_WORKLOAD_IDENTITY_PROVIDER, "").strip()
+        if provider:
+            return self.gcp_federated_credentials(provider)
+        import google.auth
+
+        credentials, _ = google.auth.default(scopes=list(GCP_SCOPES))
+        return credentials
+
+    def gcp_federated_credentials(self, provider: str, token_url: str = GCP_STS_URL,
+                                  impersonation_base: str = "https://iamcredentials.googleapis.com",
+                                  azure_credential: Any = None) -> Any:
+        """Workload identity federation: the managed identity's Entra token (for the provider's
+        audience) exchanged at Google's STS, then, if `TWIN_GCP_SERVICE_ACCOUNT` is set, that
+        service account impersonated. `azure_credential`: default this seam's Azure credential."""
+        from google.auth import identity_pool
+
+        account = self.environ.get(ControlPlaneSetting.GCP_SERVICE_ACCOUNT, "").strip()
+        audience = self.environ.get(ControlPlaneSetting.GCP_TOKEN_AUDIENCE, "").strip() or DEFAULT_GCP_TOKEN_AUDIENCE
+        impersonation = (f"{impersonation_base}/v1/projects/-/serviceAccounts/{account}:generateAccessToken"
+                         if account else None)
+        return identity_pool.Credentials(
+            audience=provider, subject_token_type=GCP_JWT_TOKEN_TYPE, token_url=token_url,
+            subject_token_supplier=ManagedIdentityTokenSupplier(azure_credential or self.azure_credential(), audience),
+            service_account_impersonation_url=impersonation, scopes=list(GCP_SCOPES))
+
+    def gcp_project(self, configured: str | None = None) -> str:
+        """The project a GCP resource lives in: the spec's, else `TWIN_GCP_PROJECT`, else the
+        credentials' own project (the sandbox has exactly one)."""
+        if self.is_sandbox:
+            return str(self._gcp("project_id"))
+        if configured:
+            return configured
+        value = self.environ.get(ControlPlaneSetting.GCP_PROJECT, "").strip()
+        if value:
+            return value
+        import google.auth
+
+        _, project = google.auth.default(scopes=list(GCP_SCOPES))
+        if not project:
+            raise PermanentError(f"no Google Cloud project: set clouds.gcp.project_id in the spec or the app "
+                                 f"setting {ControlPlaneSetting.GCP_PROJECT}")
+        return str(project)
+
+    def gcp_client(self, client_cls: type) -> Any:
+        """A GAPIC client (`functions_v2.FunctionServiceClient`, `scheduler_v1.CloudSchedulerClient`, ...)
+        over REST, pointed at the sandbox's REST endpoint when there is one."""
+        kwargs: dict[str, Any] = {"transport": "rest", "credentials": self.gcp_credentials()}
+        if self.is_sandbox:
+            kwargs["client_options"] = {"api_endpoint": str(self._gcp("api_endpoint"))}
+        return client_cls(**kwargs)
+
+    def gcp_iam_admin(self) -> Any:
+        """`iam_admin_v1.IAMClient`: service accounts and keys (the client has only gRPC transports)."""
+        from google.cloud import iam_admin_v1
+
+        if self.is_sandbox:
+            import grpc
+            from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
+
+            channel = grpc.insecure_channel(str(self._gcp("grpc_host")))
+            return iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=channel))
+        return iam_admin_v1.IAMClient(credentials=self.gcp_credentials())
+
+    def gcp_storage(self, project: str) -> Any:
+        """`google.cloud.storage.Client` for `project` (the sandbox's storage endpoint locally)."""
+        from google.cloud import storage
+
+        if self.is_sandbox:
+            return storage.Client(project=project, credentials=self.gcp_credentials(),
+                                  client_options={"api_endpoint": str(self._gcp("storage_emulator_host"))})
+        return storage.Client(project=project, credentials=self.gcp_credentials())
+
+    def _gcp(self, key: str) -> Any:
+        gcp = self.endpoints.get("gcp") or {}
+        if key not in gcp:
+            raise PermanentError(f"the sandbox's endpoints.json lacks gcp.{key} (was it started with --no-gcp?)")
+        return gcp[key]
+
     # --- Event Grid ----------------------------------------------------------------------
 
     def event_grid_publisher(self, endpoint: str, key: str | None) -> Any:
@@ -164,6 +259,25 @@ class Clouds:
         if key not in azure:
             raise PermanentError(f"the sandbox's endpoints.json lacks azure.{key}")
         return azure[key]
+
+
+class ManagedIdentityTokenSupplier:
+    """A `google.auth.identity_pool.SubjectTokenSupplier`: the control plane's Entra token for
+    `audience` (its managed identity on Azure), cached until shortly before it expires (the Google
+    credential asks on every refresh)."""
+
+    def __init__(self, credential: Any, audience: str) -> None:
+        self.credential = credential
+        self.scope = audience.rstrip("/") + "/.default"
+        self._token: Any = None
+
+    def get_subject_token(self, context: Any, request: Any) -> str:
+        import time
+
+        token = self._token
+        if token is None or token.expires_on - 300 <= time.time():
+            token = self._token = self.credential.get_token(self.scope)
+        return str(token.token)
 
 
 def clouds_from_environ(environ: dict[str, str] | None = None) -> Clouds:

@@ -2,7 +2,7 @@
 
 A provider module registers its classes at import time with `@register("azure", "function-app")`.
 Which modules are imported comes from the app setting `TWIN_PROVIDER_MODULES` (comma-separated
-module names; default: the real providers `control`, `azure` and `aws`), so tests can
+module names; default: the real providers `control`, `azure`, `aws` and `gcp`), so tests can
 load providers kept under `tests/` without touching the deployed code.
 
 Contract of every operation (all may run more than once; none blocks on a slow cloud operation):
@@ -32,7 +32,8 @@ from shared.engine.types import EnsureResult, ReadResult, ResourceCall
 
 # Alias kept for the AWS provider tests, which import it by this name.
 PROVIDER_MODULES_SETTING = ControlPlaneSetting.PROVIDER_MODULES
-DEFAULT_PROVIDER_MODULES = "activities.providers.control,activities.providers.azure,activities.providers.aws"
+DEFAULT_PROVIDER_MODULES = ("activities.providers.control,activities.providers.azure,activities.providers.aws,"
+                            "activities.providers.gcp")
 ANY = "*"
 
 

@@ -197,6 +197,8 @@ def _message(error: Mapping[str, Any], under_clouds: bool) -> str:
     if kind.startswith("string_"):
         if kind == "string_too_short":
             return "must not be empty"
+        if kind == "string_pattern_mismatch":
+            return f"must match {ctx.get('pattern')}{got}"
         return f"must be a string, not {_kind(value)}"
     if kind in ("list_type", "tuple_type", "iterable_type"):
         return f"must be a list, not {_kind(value)}"

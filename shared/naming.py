@@ -59,6 +59,23 @@ AWS_GRAFANA = NameRule("AWS Managed Grafana workspace", 1, 255, r"[A-Za-z0-9\-._
 GCP_FUNCTION = NameRule("GCP Cloud Function", 1, 63, r"[a-z](?:[a-z0-9-]*[a-z0-9])?", "lowercase letters, digits and hyphens, starting with a letter")
 GCP_BUCKET = NameRule("GCP Cloud Storage bucket", 3, 63, r"[a-z0-9](?:[a-z0-9_.-]*[a-z0-9])?", "lowercase letters, digits, - _ and ., starting and ending with a letter or digit")
 GCP_TOPIC = NameRule("GCP Pub/Sub topic", 3, 255, r"[A-Za-z][\w.~+%-]*", "starting with a letter; letters, digits, - _ . ~ + %")
+GCP_SERVICE_ACCOUNT = NameRule("GCP service account", 6, 30, r"[a-z](?:[a-z0-9-]*[a-z0-9])?", "lowercase letters, digits and hyphens, starting with a letter, ending with a letter or digit")
+GCP_FIRESTORE = NameRule("GCP Firestore database", 4, 63, r"[a-z](?:[a-z0-9-]*[a-z0-9])?", "lowercase letters, digits and hyphens, starting with a letter, ending with a letter or digit")
+
+
+def _gcp_slug(text: str) -> str:
+    """`text` in what GCP ids accept (lowercase letters, digits, hyphens)."""
+    return re.sub(r"[^a-z0-9-]", "-", text.lower())
+
+
+def _gcp_account_id(base: str) -> str:
+    """A service account id (6-30 characters) for `base`: itself when it fits, else a readable
+    prefix and a hash of the whole (so two long bases never meet)."""
+    slug = _gcp_slug(base)
+    if 6 <= len(slug) <= 30:
+        return slug
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    return f"{slug[:21].rstrip('-')}-{digest}"
 
 # DTDL: a DTMI segment is letters, digits and underscores, not starting with a digit, not ending with '_'.
 DTMI_PATTERN = re.compile(r"dtmi:(?:[A-Za-z](?:[A-Za-z0-9_]*[A-Za-z0-9])?)(?::[A-Za-z](?:[A-Za-z0-9_]*[A-Za-z0-9])?)*;[1-9][0-9]{0,8}")
@@ -251,7 +268,7 @@ class AwsNaming:
 
 
 class GcpNaming:
-    """Names of a twin's GCP resources (planned only until a GCP provider exists)."""
+    """Names of a twin's GCP resources."""
 
     def __init__(self, twin: str) -> None:
         self.twin = twin
@@ -269,13 +286,20 @@ class GcpNaming:
         return f"{self.twin.lower()}-archive"
 
     def service_account(self) -> str:
-        return f"{self.twin.lower()}-sa"
+        """The id of the service account the twin's functions run as (`{id}@{project}.iam...`)."""
+        return _gcp_account_id(f"{self.twin}-functions")
+
+    def device_account(self, device_id: str) -> str:
+        """The id of a device's own service account (its publish credentials): a readable prefix of
+        twin and device, and a hash of both, since device ids may differ only in case or `_`/`-`."""
+        digest = hashlib.sha256(f"{self.twin}\n{device_id}".encode()).hexdigest()[:8]
+        return f"{_gcp_slug(self.twin)[:10].rstrip('-')}-{_gcp_slug(device_id)[:10].strip('-') or 'dev'}-{digest}"
 
     def functions_bucket(self) -> str:
         return f"{self.twin.lower()}-functions"
 
     def firestore_database(self) -> str:
-        return self.twin.lower()
+        return f"{self.twin.lower()}-hot"
 
     def hot_collection(self) -> str:
         return f"{self.twin}-hot-data"
@@ -292,6 +316,9 @@ class GcpNaming:
             (self.telemetry_topic(), GCP_TOPIC),
             (self.cold_bucket(), GCP_BUCKET),
             (self.archive_bucket(), GCP_BUCKET),
+            (self.functions_bucket(), GCP_BUCKET),
+            (self.service_account(), GCP_SERVICE_ACCOUNT),
+            (self.firestore_database(), GCP_FIRESTORE),
         ]
         names += [(self.function(f), GCP_FUNCTION) for f in functions]
         return names

@@ -248,8 +248,17 @@ class AwsCloud(_Strict):
 
 
 class GcpCloud(_Strict):
-    project_id: str | None = None
-    region: str = "europe-west1"
+    """Where GCP layers go. Credentials never appear here: Application Default Credentials, or
+    workload identity federation from the control plane's managed identity on Azure."""
+
+    project_id: str | None = Field(
+        None, pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$",
+        description="Google Cloud project of every GCP resource; unset: the control plane's TWIN_GCP_PROJECT, "
+                    "else the project of its credentials.")
+    region: str = Field(
+        "europe-west1", pattern=r"^[a-z]+-[a-z]+[0-9]+$",
+        description="Region of the Cloud Functions, Cloud Scheduler jobs, Firestore database and buckets "
+                    "(e.g. europe-west1).")
 
 
 class Clouds(_Strict):

@@ -77,8 +77,10 @@ def post_json(
     base_delay: float = DEFAULT_BASE_DELAY,
     timeout: float = DEFAULT_TIMEOUT,
     sleep: Callable[[float], None] = time.sleep,
+    retry_on: Callable[[int], bool] = _retryable,
 ) -> HttpResult:
-    """POST `body` as JSON; return the 2xx answer or raise PostFailed after the retries."""
+    """POST `body` as JSON; return the 2xx answer or raise PostFailed after the retries.
+    `retry_on` says which answers are retried (default: 429 and 5xx)."""
     data = json.dumps(body, separators=(",", ":")).encode("utf-8")
     all_headers = {"Content-Type": "application/json", "Accept": "application/json", **(headers or {})}
     if token is not None:
@@ -97,7 +99,7 @@ def post_json(
         except urllib.error.HTTPError as exc:
             status = exc.code
             detail = _decode(exc.read())
-            if not _retryable(status) or attempt > retries:
+            if not retry_on(status) or attempt > retries:
                 summary = detail.get("error") if isinstance(detail, dict) else None
                 extra = f": {summary}" if isinstance(summary, str) else ""
                 raise PostFailed(f"POST {shown} answered {status} after {attempt} attempt(s){extra}", status) from None

@@ -1,2 +1,2 @@
-"""Provider-neutral logic of each payload function; adapters in `aws/` and `azure/` supply the
+"""Provider-neutral logic of each payload function; adapters in `aws/`, `azure/` and `gcp/` supply the
 stores and the calls to neighbouring functions."""

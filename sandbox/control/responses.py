@@ -129,20 +129,9 @@ class ControlHandlers:
         aws = self.sandbox.aws
         if aws is None:
             return _error(409, "AwsNotRunning", "the sandbox runs without its AWS side")
-        body = await _json_object(request)
-        if isinstance(body, web.Response):
-            return body
-        moment = None
-        raw = body.get("time")
-        if raw is not None:
-            try:
-                moment = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-            except ValueError:
-                moment = None
-            if moment is None or moment.tzinfo is None:
-                return _error(400, "InvalidTime", f"time: expected an ISO 8601 UTC time like "
-                                                  f"2026-01-01T00:00:00Z, got {raw!r}")
-            moment = moment.astimezone(UTC)
+        moment = await _scheduled_moment(request)
+        if isinstance(moment, web.Response):
+            return moment
         name = request.match_info["name"]
         try:
             outcome = await asyncio.get_running_loop().run_in_executor(None, aws.run_rule, name, moment)
@@ -154,17 +143,38 @@ class ControlHandlers:
 
     async def run_job(self, request: web.Request) -> web.Response:
         """Run a Cloud Scheduler job now, as its schedule would, and answer the attempt's outcome.
-        `name` is the job id or its full name (`projects/P/locations/L/jobs/ID`)."""
+        `name` is the job id or its full name (`projects/P/locations/L/jobs/ID`). Body (optional):
+        `{"time": "2026-01-01T00:00:00Z"}`, the scheduled moment (`X-CloudScheduler-ScheduleTime`)."""
         from sandbox.gcp.scheduler.models import JobPaused
 
         gcp = self.sandbox.gcp
         if gcp is None:
             return _error(409, "GcpNotRunning", "the sandbox runs without its Google Cloud side")
+        moment = await _scheduled_moment(request)
+        if isinstance(moment, web.Response):
+            return moment
         name = request.match_info["name"]
         try:
-            outcome = await asyncio.get_running_loop().run_in_executor(None, gcp.run_job, name)
+            outcome = await asyncio.get_running_loop().run_in_executor(None, gcp.run_job, name, 900.0, moment)
         except KeyError:
             return _error(404, "NOT_FOUND", f"name: no Cloud Scheduler job {name!r} exists")
         except JobPaused as exc:
             return _error(409, "FAILED_PRECONDITION", f"name: {exc}")
         return json_response(outcome)
+
+
+async def _scheduled_moment(request: web.Request) -> datetime | None | web.Response:
+    """The optional `time` of a run-now body (the moment a schedule fired for), as UTC."""
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    raw = body.get("time")
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        return _error(400, "InvalidTime", f"time: expected an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {raw!r}")
+    return moment.astimezone(UTC)

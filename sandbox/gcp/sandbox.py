@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,14 +125,20 @@ class GcpSandbox:
         return f"http://127.0.0.1:{runner.addresses[0][1]}"
 
     def function_environment(self) -> dict[str, str]:
-        """What a deployed function's process gets so its own Google clients reach the sandbox."""
-        return {
+        """What a deployed function's process gets so its own Google clients reach the sandbox, and
+        its HTTPS calls to the other clouds' sandbox endpoints trust the sandbox's CA (which stands
+        for the public CAs a function on Google Cloud trusts), as the Lambdas' do."""
+        env = {
             "GOOGLE_CLOUD_PROJECT": PROJECT_ID,
             "GCLOUD_PROJECT": PROJECT_ID,
             "FIRESTORE_EMULATOR_HOST": self.b.grpc_host,
             "PUBSUB_EMULATOR_HOST": self.b.grpc_host,
             "STORAGE_EMULATOR_HOST": self.b.storage_endpoint,
         }
+        ca = self.ctx.state_dir / "ca.pem"
+        if ca.is_file():
+            env.update({"SSL_CERT_FILE": str(ca), "REQUESTS_CA_BUNDLE": str(ca)})
+        return env
 
     def stop(self) -> None:
         loop, thread = self._loop, self._thread
@@ -186,9 +193,10 @@ class GcpSandbox:
         return (self.b.functions.resources() + self.b.scheduler.resources() + self.b.pubsub.resources()
                 + self.b.firestore.resources() + self.b.iam.resources() + buckets)
 
-    def run_job(self, name: str, timeout: float = 900.0) -> dict[str, Any]:
-        """Run Cloud Scheduler job `name` (full name or job id) now and wait for the outcome.
-        KeyError if unknown; `scheduler.models.JobPaused` if paused."""
+    def run_job(self, name: str, timeout: float = 900.0, moment: datetime | None = None) -> dict[str, Any]:
+        """Run Cloud Scheduler job `name` (full name or job id) now and wait for the outcome; `moment`
+        is the scheduled time the attempt carries (default: now). KeyError if unknown;
+        `scheduler.models.JobPaused` if paused."""
         full = name if name.startswith("projects/") else next(
             (j["name"] for j in self.b.scheduler.list_jobs(f"projects/{PROJECT_ID}/locations/{DEFAULT_REGION}")
              if j["name"].endswith("/jobs/" + name)), None)
@@ -200,7 +208,7 @@ class GcpSandbox:
             self.b.scheduler.get(full)
         except GoogleError as exc:
             raise KeyError(name) from exc
-        result: dict[str, Any] = self.call(self.b.scheduler.run_now(full), timeout)
+        result: dict[str, Any] = self.call(self.b.scheduler.run_now(full, moment), timeout)
         return result
 
 

@@ -13,6 +13,12 @@ uploaded `requirements.txt` is not installed).
 A new revision starts before the old one stops, and the function's front door switches to it once
 it answers, so a redeploy (an environment change restarts the function) loses no request.
 Everything here runs on the GCP sandbox's event loop.
+
+Each revision binds port 0 and the port comes from gunicorn's own "Listening at" line: a port
+picked here and handed over would be free only until something else on a busy machine (another
+sandbox's server, an outgoing connection's ephemeral port) took it, and then the revision would
+fail to bind while the readiness probe was answered by the other process (the function's front
+door then answered 503 until the deploy was retried).
 """
 
 from __future__ import annotations
@@ -22,9 +28,9 @@ import contextlib
 import io
 import logging
 import os
+import re
 import shutil
 import signal
-import socket
 import sys
 import time
 import zipfile
@@ -39,6 +45,8 @@ START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 5.0
 INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "HOME", "TZ")
 MAX_UNPACKED_BYTES = 512 * 1024 * 1024
+# gunicorn's arbiter logs where it listens at level info: "Listening at: http://127.0.0.1:PORT (PID)".
+LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+) \((\d+)\)")
 
 
 class RevisionFailed(Exception):
@@ -88,28 +96,28 @@ class GcpFunctionRunner:
         if not (folder / "main.py").is_file():
             raise RevisionFailed("Build failed: missing main.py in the source: a Python function's source must "
                                  "have main.py at its root.")
-        port = _free_port()
         env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
         env.update(dict(spec.environment))
         env.update(dict(spec.sandbox_env))
         env.update({
             "K_SERVICE": spec.service, "K_REVISION": spec.revision, "K_CONFIGURATION": spec.service,
-            "PORT": str(port), "FUNCTION_TARGET": spec.entry_point, "FUNCTION_SIGNATURE_TYPE": spec.signature_type,
+            "FUNCTION_TARGET": spec.entry_point, "FUNCTION_SIGNATURE_TYPE": spec.signature_type,
             "CLOUD_RUN_TIMEOUT_SECONDS": str(spec.timeout_seconds), "PYTHONUNBUFFERED": "1",
             # One worker process with a few threads: a 2-core sandbox runs many functions.
             "WORKERS": "1", "THREADS": "4",
+            # The arbiter's "Listening at" line tells the port it bound (see the module docstring).
+            "GUNICORN_LOG_LEVEL": "info",
         })
         log_path = folder.with_suffix(".log")
         with open(log_path, "wb") as out:
             proc = await asyncio.create_subprocess_exec(
                 self.python, "-m", "functions_framework", "--target", spec.entry_point, "--source", "main.py",
-                "--host", "127.0.0.1", "--port", str(port),
+                "--host", "127.0.0.1", "--port", "0",
                 cwd=str(folder), env=env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
                 start_new_session=True,
             )
-        url = f"http://127.0.0.1:{port}"
         try:
-            await _await_ready(proc, url, log_path)
+            url = await _await_ready(proc, log_path)
         except RevisionFailed:
             await _terminate(proc)
             raise
@@ -151,15 +159,23 @@ def _unpack(data: bytes, folder: Path) -> None:
     tmp.rename(folder)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _listening_port(log_path: Path, pid: int) -> int | None:
+    """The port this revision's gunicorn arbiter (process `pid`) says it listens on, once it has."""
+    try:
+        text = log_path.read_text("utf-8", "replace")
+    except OSError:
+        return None
+    for match in LISTENING.finditer(text):
+        if int(match.group(2)) == pid:
+            return int(match.group(1))
+    return None
 
 
-async def _await_ready(proc: asyncio.subprocess.Process, url: str, log_path: Path) -> None:
-    """Until the server answers anything (`/robots.txt` is answered by the framework itself)."""
+async def _await_ready(proc: asyncio.subprocess.Process, log_path: Path) -> str:
+    """The revision's URL once it listens and answers (`/robots.txt` is answered by the framework
+    itself); RevisionFailed if it exits or does not answer in time."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    url = ""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
         while time.monotonic() < deadline:
             if proc.returncode is not None:
@@ -167,10 +183,14 @@ async def _await_ready(proc: asyncio.subprocess.Process, url: str, log_path: Pat
                 raise RevisionFailed("Could not create or update Cloud Run service: the user-provided container "
                                      f"failed to start and listen on the port (exit code {proc.returncode}): "
                                      f"{tail or 'no output'}")
-            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError):
-                async with session.get(url + "/robots.txt") as resp:
-                    await resp.read()
-                    return
+            if not url:
+                port = _listening_port(log_path, proc.pid)
+                url = f"http://127.0.0.1:{port}" if port else ""
+            if url:
+                with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                    async with session.get(url + "/robots.txt") as resp:
+                        await resp.read()
+                        return url
             await asyncio.sleep(0.1)
     raise RevisionFailed(f"Could not create or update Cloud Run service: the container did not listen within "
                          f"{START_TIMEOUT_SECONDS:.0f} s (see {log_path})")

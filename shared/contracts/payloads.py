@@ -38,6 +38,11 @@ LEGACY_DEVICE_ID_FIELDS: tuple[str, ...] = ("iotDeviceId", "deviceId")
 LEGACY_TIMESTAMP_FIELDS: tuple[str, ...] = ("time", "ts")
 """Accepted on input and normalised to `timestamp`."""
 
+PUBSUB_DEVICE_ID_ATTRIBUTE = "deviceId"
+"""GCP L1: the Pub/Sub message attribute naming the publishing device. Devices (and `simulate`)
+set it on every message to the telemetry topic; the dispatcher takes the device id from it when the
+JSON body has none, and refuses a message whose body names another device."""
+
 
 class StorageKey(StrEnum):
     """Keys of a stored reading in every hot store (DynamoDB hash/range, Cosmos partition key,

@@ -144,6 +144,20 @@ class ControlPlaneSetting(StrEnum):
     ALLOW_INLINE_SECRETS = "TWIN_ALLOW_INLINE_SECRETS"
     """`true`: on Azure, start without `TWIN_KEY_VAULT_URL` (secrets then live in Durable state);
     without it the app refuses to start there."""
+    GCP_PROJECT = "TWIN_GCP_PROJECT"
+    """Google Cloud project of the GCP layers when the spec names none (`clouds.gcp.project_id`);
+    unset: the project of the credentials (Application Default Credentials)."""
+    GCP_WORKLOAD_IDENTITY_PROVIDER = "TWIN_GCP_WORKLOAD_IDENTITY_PROVIDER"
+    """On Azure: the workload identity pool provider that trusts the control plane's managed
+    identity (`//iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/
+    providers/PROVIDER`). Set: Google credentials come from exchanging a managed-identity token
+    (workload identity federation, no key file); unset: Application Default Credentials."""
+    GCP_SERVICE_ACCOUNT = "TWIN_GCP_SERVICE_ACCOUNT"
+    """With workload identity federation: the service account the federated identity impersonates
+    (its email); unset: the federated principal is granted roles itself."""
+    GCP_TOKEN_AUDIENCE = "TWIN_GCP_TOKEN_AUDIENCE"
+    """With workload identity federation: the Microsoft Entra application ID URI the managed identity
+    requests its token for (the provider's allowed audience); default `api://AzureADTokenExchange`."""
     FUNCTIONS_HOST_KEY = "FUNCTIONS_HOST_KEY"
     """Local host / sandbox Function Apps: the key FUNCTION-level routes require."""
     BUNDLE_CONTAINER_URL = "TWIN_BUNDLE_CONTAINER_URL"

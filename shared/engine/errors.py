@@ -88,10 +88,11 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 
 def classify(exc: BaseException) -> ProviderError:
-    """Map any exception (ours, azure-core, botocore, socket) to a classified provider error."""
+    """Map any exception (ours, azure-core, botocore, google-api-core, socket) to a classified
+    provider error."""
     if isinstance(exc, ProviderError):
         return exc
-    status = _http_status(exc)
+    status = _http_status(exc) or _google_status(exc)
     name = type(exc).__name__
     aws_code = _aws_code(exc)
     text = str(exc).strip() or name
@@ -151,6 +152,14 @@ def _http_status(exc: BaseException) -> int | None:
         return int(code) if isinstance(code, int) else None
     code = getattr(response, "status_code", None)
     return code if isinstance(code, int) else None
+
+
+def _google_status(exc: BaseException) -> int | None:
+    """google-api-core errors carry their HTTP status as `code` (over gRPC too: UNAVAILABLE is 503)."""
+    code = getattr(exc, "code", None)
+    if type(exc).__module__.startswith("google.api_core") and isinstance(code, int):
+        return code
+    return None
 
 
 def _aws_code(exc: BaseException) -> str | None:

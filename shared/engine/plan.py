@@ -2,7 +2,7 @@
 
 `shared.plan.build_plan(spec)` is the single source of the resource graph; `engine_plan_of` turns
 its result into an `EnginePlan` (twin, resources, outputs, wires, and problems: why the plan cannot
-be deployed, e.g. GCP layers, which have no provider yet). The HTTP API builds it once per
+be deployed, e.g. a kind no provider implements yet). The HTTP API builds it once per
 deployment and passes it to `deploy_twin` as the orchestration's input.
 """
 
@@ -75,8 +75,7 @@ def deploy_problems(plan: Any) -> list[str]:
             if isinstance(result, bool):
                 return [] if result else ["the plan is not deployable"]
             return [str(_get(p, "message", p)) for p in (result or [])]
-    gcp = sorted({str(_get(r, "layer")) for r in _get(plan, "resources", []) if str(_get(r, "provider")) == "gcp"})
-    return [f"no GCP provider yet: layers {', '.join(gcp)} are placed on gcp"] if gcp else []
+    return []
 
 
 def engine_plan_of(plan: Any) -> EnginePlan:

@@ -1,6 +1,7 @@
 """What a twin's layers are made of on GCP: Cloud Functions (2nd gen) calling each other by URL,
 a Pub/Sub telemetry topic, Firestore, Cloud Storage, Cloud Scheduler jobs and Workflows, all run
-by one service account. GCP hosts neither L4 nor L5. Planned only: no GCP provider yet."""
+by one service account. GCP hosts neither L4 nor L5. Each device publishes with the key of its own
+service account, which may publish to the telemetry topic and nothing else."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from shared.resources.gcp import (
     ServiceAccountConfig,
     WorkflowConfig,
 )
+from shared.validation import Problem, quote_value
 
 FUNCTION_RUNTIME = "python311"
 SERVICE_ACCOUNT = "gcp/setup/service-account"
@@ -84,7 +86,8 @@ class GcpPlanner(CloudPlanner):
         d.add("gcp", "setup", "service-account", "service-account", ServiceAccountConfig(
             name=d.gcp.service_account(), project_id=self.project))
         d.add("gcp", "setup", "functions-bucket", "gcs-bucket", GcsBucketConfig(
-            name=d.gcp.functions_bucket(), project_id=self.project, location=self.region, storage_class="STANDARD"))
+            name=d.gcp.functions_bucket(), project_id=self.project, location=self.region, storage_class="STANDARD"),
+            needs=[SERVICE_ACCOUNT])
 
     def layer_1(self, target: Function) -> None:
         """A Pub/Sub topic devices publish to (each device gets credentials for it), and the
@@ -102,15 +105,15 @@ class GcpPlanner(CloudPlanner):
             d.wire(Output.CONNECTOR_URL, dispatcher, Setting.CONNECTOR_URL)
         for device in d.spec.devices:
             d.add("gcp", "L1", f"device-{device.id}", "iot-device", GcpIotDeviceConfig(
-                name=f"{topic}/{device.id}", project_id=self.project, device_id=device.id, topic=topic),
+                name=f"{topic}/{device.id}", project_id=self.project, device_id=device.id, topic=topic,
+                service_account=d.gcp.device_account(device.id)),
                 needs=[topic_id], produces=[device_credentials_output(device.id)])
 
     def processors(self) -> None:
         """One `processor` function runs every device's processing, then calls the persister."""
         d = self.d
         codes = [d.processor_code(device.id) for device in d.spec.devices]
-        # The devices' own code rides with the processor's configuration; running it (a function
-        # per device, as on AWS) is the GCP provider's part.
+        # The devices' own code rides in the processor's package (`user_code/`, by device id).
         proc = self.function(Hosted("L2", Function.PROCESSOR, produces=(Output.PROCESSOR_URL,),
                                     processors=tuple(device.id for device in d.spec.devices),
                                     user_code=tuple(c for c in codes if c is not None)))
@@ -128,24 +131,33 @@ class GcpPlanner(CloudPlanner):
         self.function(Hosted("L2", Function.EVENT_ACTION, short=f"event-action-{user_function}",
                              user_function=user_function, path_to_code=path_to_code,
                              user_code=(code,) if code else ()))
+        # Planned (the plan shows where it would run) but refused: the GCP event checker does not
+        # call action functions yet, so a deployed one would never run.
+        problem = Problem(spec_path, f"event action {quote_value(user_function)} cannot be deployed on gcp yet (the "
+                                     "GCP event checker does not start actions); set autoDeploy to false or place "
+                                     "L2 on aws or azure")
+        if problem not in self.d.code_problems:
+            self.d.code_problems.append(problem)
 
     def hot_store(self) -> None:
         d = self.d
         d.add("gcp", "L3_hot", "firestore", "firestore", FirestoreConfig(
             name=d.gcp.firestore_database(), project_id=self.project, location=self.region,
-            collection=d.gcp.hot_collection()),
+            collection=d.gcp.hot_collection(), service_account=d.gcp.service_account()),
             needs=[SERVICE_ACCOUNT], produces=[Output.FIRESTORE_DATABASE, Output.FIRESTORE_COLLECTION])
 
     def cold_store(self) -> None:
         d = self.d
         d.add("gcp", "L3_cold", "cold-bucket", "gcs-bucket", GcsBucketConfig(
-            name=d.gcp.cold_bucket(), project_id=self.project, location=self.region, storage_class="NEARLINE"),
+            name=d.gcp.cold_bucket(), project_id=self.project, location=self.region, storage_class="NEARLINE",
+            object_users=(d.gcp.service_account(),)),
             needs=[SERVICE_ACCOUNT], produces=[Output.COLD_GCS_BUCKET])
 
     def archive_store(self) -> None:
         d = self.d
         d.add("gcp", "L3_archive", "archive-bucket", "gcs-bucket", GcsBucketConfig(
-            name=d.gcp.archive_bucket(), project_id=self.project, location=self.region, storage_class="ARCHIVE"),
+            name=d.gcp.archive_bucket(), project_id=self.project, location=self.region, storage_class="ARCHIVE",
+            object_users=(d.gcp.service_account(),)),
             needs=[SERVICE_ACCOUNT], produces=[Output.ARCHIVE_GCS_BUCKET])
 
     def mover(self, layer: str, function: Function, schedule: MoverSchedule) -> str:
@@ -154,5 +166,6 @@ class GcpPlanner(CloudPlanner):
         mover = self.function(Hosted(layer, function))
         d.add("gcp", layer, f"{function}-schedule", "scheduler-job", SchedulerJobConfig(
             name=d.gcp.schedule(str(function)), project_id=self.project, region=self.region,
-            cron=schedule.gcp_cron, function=d.gcp.function(str(function))), needs=[mover])
+            cron=schedule.gcp_cron, function=d.gcp.function(str(function)), service_account=d.gcp.service_account()),
+            needs=[mover])
         return mover

@@ -279,10 +279,12 @@ class Plan:
     def deployable(self) -> list[str]:
         """Why this plan cannot be deployed yet; empty when it can."""
         blockers: list[str] = []
-        gcp_layers = [layer for layer, provider in self.placement.items() if provider == "gcp"]
-        if gcp_layers:
-            listed = ", ".join(f"{layer} (gcp)" for layer in gcp_layers)
-            blockers.append(f"no GCP provider yet: layers {listed} are planned but cannot be deployed")
+        # Google Cloud Workflows has no provider (nor a sandbox service) yet.
+        workflows = [r.id for r in self.resources if r.provider == "gcp" and r.kind == "workflow"]
+        if workflows:
+            blockers.append(
+                f"the notification workflow cannot be deployed on gcp yet ({', '.join(workflows)}); set "
+                f"options.trigger_notification_workflow to false or place L2 on aws")
         blockers.extend(str(p) for p in self.code_problems)
         return blockers
 

@@ -1,7 +1,8 @@
-"""Configurations of the GCP resource kinds the plan already places on GCP (no provider yet).
+"""Configurations of the GCP resource kinds (`activities/providers/gcp/`).
 
-Every kind names its project (`GcpConfig`; None: the credentials' default project); regional
-kinds (functions, scheduler jobs, workflows, buckets, Firestore) name their region too.
+Every kind names its project (`GcpConfig`; None: the control plane's default project); regional
+kinds (functions, scheduler jobs, workflows, buckets, Firestore) name their region too. Service
+accounts are named by their account id (`{id}@{project}.iam.gserviceaccount.com`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ class ServiceAccountConfig(GcpConfig):
 class GcsBucketConfig(GcpConfig):
     location: str
     storage_class: Literal["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"]
+    object_users: tuple[str, ...] = ()
+    """Service accounts (ids) granted `roles/storage.objectUser` on this bucket only (the functions
+    that read and write it); the functions' source bucket grants none."""
 
 
 class PubSubTopicConfig(GcpConfig):
@@ -62,6 +66,8 @@ class FirestoreConfig(GcpConfig):
 
     location: str
     collection: str
+    service_account: str
+    """The functions' account, granted `roles/datastore.user` (Firestore's IAM is per project)."""
 
 
 class GcpIotDeviceConfig(GcpConfig):
@@ -69,6 +75,9 @@ class GcpIotDeviceConfig(GcpConfig):
 
     device_id: str
     topic: str
+    service_account: str
+    """The device's own account (id): its key is the device's credential, and it may only publish
+    to `topic`."""
 
 
 class SchedulerJobConfig(GcpConfig):
@@ -77,6 +86,8 @@ class SchedulerJobConfig(GcpConfig):
     region: str
     cron: str
     function: str
+    service_account: str
+    """The account whose OIDC token the job sends (the function admits it as an invoker)."""
 
 
 class WorkflowConfig(GcpConfig):

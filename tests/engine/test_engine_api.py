@@ -71,7 +71,7 @@ MUTATIONS: list[tuple[str, Any]] = [
     ("providers.layer_5_provider", "gcp"),
     ("providers.layer_3_hot_provider", 3),
     ("providers.extra_provider", "aws"),
-    ("providers.layer_1_provider", "gcp"),  # valid spec, but GCP layers cannot be deployed yet
+    ("events.0.action.autoDeploy", True),  # valid spec, but an event action's code cannot come in one
     ("devices", "sensor"),
     ("devices", [{}]),
     ("devices.0.id", ""),

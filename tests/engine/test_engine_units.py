@@ -223,9 +223,13 @@ def test_engine_plan_of_examples(example: str) -> None:
     assert EnginePlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
 
 
-def test_engine_plan_refuses_gcp_layers() -> None:
-    plan = build_engine_plan(json.loads((EXAMPLES / "mixed" / "twin.json").read_text()))
-    assert plan.problems and "GCP" in plan.problems[0]
+def test_engine_plan_deploys_gcp_layers_but_not_a_gcp_workflow() -> None:
+    spec = json.loads((EXAMPLES / "gcp-to-azure" / "twin.json").read_text())
+    plan = build_engine_plan(spec)
+    assert plan.problems == () and any(r.provider == "gcp" for r in plan.resources)
+    spec["options"]["trigger_notification_workflow"] = True
+    problems = build_engine_plan(spec).problems
+    assert problems and "notification workflow cannot be deployed on gcp" in problems[0]
 
 
 def test_engine_plan_invalid_spec_is_permanent_with_paths() -> None:

@@ -37,19 +37,24 @@ from shared.spec import TwinSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVIDERS = ("aws", "azure")
+"""Providers of the parametrized plan tests (2^7 placements); GCP placements are checked by
+`test_every_gcp_placement_injects_only_settings_its_functions_read` over all 3^7 with the L4/L5 rule."""
+FUNCTION_PROVIDERS = ("aws", "azure", "gcp")
+FUNCTION_KINDS = {"lambda": "aws", "function-app": "azure", "cloud-function": "gcp"}
 SLOTS = ("layer_1_provider", "layer_2_provider", "layer_3_hot_provider", "layer_3_cold_provider",
          "layer_3_archive_provider", "layer_4_provider", "layer_5_provider")
 # Read by the Functions host / the Azure SDK, not by our code (no function declares them).
 AZURE_PLATFORM_READS = frozenset({Setting.AZURE_WEBJOBS_STORAGE, Setting.FUNCTIONS_WORKER_RUNTIME,
                                   Setting.FUNCTIONS_EXTENSION_VERSION, Setting.AZURE_CLIENT_ID,
                                   Setting.WEBSITE_HOSTNAME})
-PLATFORM_READS = {"aws": frozenset(), "azure": AZURE_PLATFORM_READS}
+PLATFORM_READS = {"aws": frozenset(), "azure": AZURE_PLATFORM_READS, "gcp": frozenset()}
 # Planned functions that have no implementation here yet (none left: event-feedback was the last).
 NOT_IMPLEMENTED: set[Function] = set()
 USER_PACKAGES = {"event-action"}
 TRIGGER_BINDINGS = {"http": "httpTrigger", "event-grid": "eventGridTrigger", "timer": "timerTrigger"}
 
-IMPLEMENTED = [(p, f) for p in PROVIDERS for f in supported_functions(p)]
+SUPPORTED = {p: frozenset(supported_functions(p)) for p in FUNCTION_PROVIDERS}
+IMPLEMENTED = [(p, f) for p in FUNCTION_PROVIDERS for f in supported_functions(p)]
 
 
 def _module(provider: str, fn: Function) -> ModuleType:
@@ -101,6 +106,10 @@ def test_every_route_a_sender_is_given_is_served_by_a_receiver() -> None:
         for receiver in boundary.receivers:
             assert receiver in supported_functions("azure"), f"no Azure {receiver} for {boundary.name}"
             assert receiver in supported_functions("aws"), f"no AWS {receiver} for {boundary.name}"
+            # A GCP receiver is a function of its own: its URL is the function's URL, no route.
+            # Feedback goes back through L1's device channel, which GCP has not: never planned there.
+            if receiver != Function.EVENT_FEEDBACK:
+                assert receiver in supported_functions("gcp"), f"no GCP {receiver} for {boundary.name}"
             url = azure_function_url("app.example.net", receiver)
             assert url.endswith(f"/{ROUTE_PREFIX}/{route(receiver)}") and url_path(receiver) in url
             assert str(receiver) in package.functions
@@ -141,21 +150,22 @@ def _static_settings(config: ResourceConfig) -> Mapping[str, str]:
     return config.environment if isinstance(config, LambdaConfig | CloudFunctionConfig) else {}
 
 
-@pytest.mark.parametrize(("name", "plan"), PLANS, ids=[n for n, _ in PLANS])
-def test_plan_injects_only_settings_its_functions_read(name: str, plan: Plan) -> None:
+def _injection_problems(plan: Plan) -> list[str]:
+    """Every setting the plan injects into a function resource is read by a function it hosts,
+    and every planned function has an implementation on its cloud."""
     problems: list[str] = []
     for resource in plan.resources:
-        if resource.kind not in ("lambda", "function-app"):
+        provider = FUNCTION_KINDS.get(resource.kind)
+        if provider is None:
             continue
-        provider = "azure" if resource.kind == "function-app" else "aws"
         packages = [p for p in _hosted(resource.kind, resource.config) if p not in USER_PACKAGES]
         functions = [Function(p) for p in packages]
-        missing = [f for f in functions if f not in supported_functions(provider) and f not in NOT_IMPLEMENTED]
+        missing = [f for f in functions if f not in SUPPORTED[provider] and f not in NOT_IMPLEMENTED]
         if missing:
             problems.append(f"{resource.id}: no {provider} implementation of {missing}")
         reads: set[str] = set(PLATFORM_READS[provider])
         for fn in functions:
-            if fn in supported_functions(provider):
+            if fn in SUPPORTED[provider]:
                 reads |= _module(provider, fn).READS
             else:
                 reads |= settings_read(fn, provider)
@@ -168,7 +178,104 @@ def test_plan_injects_only_settings_its_functions_read(name: str, plan: Plan) ->
         info = DigitalTwinInfo.from_json(str(info_text))
         assert {str(layer) for layer in (Layer.L1, Layer.L2, Layer.L3_HOT, Layer.L3_COLD, Layer.L3_ARCHIVE,
                                          Layer.L4)} <= set(info.providers)
+    return problems
+
+
+@pytest.mark.parametrize(("name", "plan"), PLANS, ids=[n for n, _ in PLANS])
+def test_plan_injects_only_settings_its_functions_read(name: str, plan: Plan) -> None:
+    problems = _injection_problems(plan)
     assert not problems, "\n".join(problems)
+
+
+# Every URL a GCP function produces, and the function whose package answers it: a Cloud Function's
+# URL is the function itself (any path reaches it), so a caller reaches the right code exactly when
+# the output comes from the function the setting names.
+GCP_URL_FUNCTIONS: dict[str, Function] = {
+    **{str(output): fn for fn, output in RECEIVER_OUTPUTS.items()},
+    "PROCESSOR_URL": Function.PROCESSOR, "PERSISTER_URL": Function.PERSISTER,
+    "EVENT_CHECKER_URL": Function.EVENT_CHECKER, "CONNECTOR_URL": Function.CONNECTOR,
+    "LOCAL_HOT_READER_URL": Function.HOT_READER,
+}
+
+
+def _gcp_url_problems(plan: Plan) -> list[str]:
+    """Every URL wired from a GCP function is produced by the function that serves that call, and
+    every public GCP function is a receiver that checks the token (the others admit only the twin's
+    own service account)."""
+    problems: list[str] = []
+    by_id = {r.id: r for r in plan.resources}
+    for wire in plan.wires:
+        producer = by_id[wire.producer]
+        if producer.kind != "cloud-function":
+            continue
+        assert isinstance(producer.config, CloudFunctionConfig)
+        expected = GCP_URL_FUNCTIONS.get(str(wire.output))
+        if expected is None or producer.config.package != expected:
+            problems.append(f"{wire.consumer} calls {wire.output} of {producer.id} ({producer.config.package}), "
+                            f"which is not the {expected} function")
+    for r in plan.resources:
+        if r.kind == "cloud-function":
+            assert isinstance(r.config, CloudFunctionConfig)
+            if r.config.public != FUNCTIONS[Function(r.config.package)].receiver:
+                problems.append(f"{r.id}: public={r.config.public} but receiver={FUNCTIONS[Function(r.config.package)].receiver}")
+            if r.config.topic is not None and r.config.package != Function.DISPATCHER:
+                problems.append(f"{r.id}: only the dispatcher is triggered by the telemetry topic")
+    return problems
+
+
+def _function_host(plan: Plan, provider: str, layer: str, fn: Function) -> str:
+    return {"azure": f"azure/{layer}/function-app", "aws": f"aws/{layer}/{fn}", "gcp": f"gcp/{layer}/{fn}"}[provider]
+
+
+def test_every_gcp_placement_injects_only_settings_its_functions_read() -> None:
+    """All 3^7 placements with GCP in them (L4 and L5 on aws or azure: GCP hosts neither), with and
+    without event checking: what the plan injects is read, what the GCP persister, connector and
+    dispatcher need in that placement is wired, every URL a GCP function is given is served by the
+    function it names, the plan is deployable, and every planned Cloud Function packages."""
+    from payload_functions.packaging import build_for_resource
+    from shared.contracts import TwinUpdatePath, twin_update_path
+
+    problems: list[str] = []
+    packaged: set[str] = set()
+    count = 0
+    for combo in itertools.product(FUNCTION_PROVIDERS, repeat=len(SLOTS) - 2):
+        if "gcp" not in combo:
+            continue
+        for l4, l5 in itertools.product(PROVIDERS, repeat=2):
+            for checking in (True, False):
+                plan = build_plan(_spec((*combo, l4, l5), use_event_checking=checking))
+                count += 1
+                name = "-".join((*combo, l4, l5))
+                problems += [f"{name}: {p}" for p in _injection_problems(plan)]
+                l1, l2, hot = combo[0], combo[1], combo[2]
+                if l2 == "gcp":
+                    wired = set(plan.settings_of(_function_host(plan, "gcp", "L2", Function.PERSISTER)))
+                    needed = {Setting.REMOTE_WRITER_URL, Setting.INTER_CLOUD_TOKEN} if hot != "gcp" else set()
+                    if twin_update_path(l1, l2, l4) == TwinUpdatePath.REMOTE_ADT_PUSHER:
+                        needed |= {Setting.REMOTE_ADT_PUSHER_URL, Setting.INTER_CLOUD_TOKEN}
+                    if checking:
+                        needed.add(Setting.EVENT_CHECKER_URL)
+                    if needed - wired:
+                        problems.append(f"{name}: the GCP persister lacks {sorted(needed - wired)}")
+                if l1 == "gcp":
+                    dispatcher = set(plan.settings_of(_function_host(plan, "gcp", "L1", Function.DISPATCHER)))
+                    target = Setting.PROCESSOR_URL if l2 == "gcp" else Setting.CONNECTOR_URL
+                    if target not in dispatcher:
+                        problems.append(f"{name}: the GCP dispatcher lacks {target}")
+                    if l2 != "gcp":
+                        connector = set(plan.settings_of(_function_host(plan, "gcp", "L1", Function.CONNECTOR)))
+                        if not {Setting.REMOTE_INGESTION_URL, Setting.INTER_CLOUD_TOKEN} <= connector:
+                            problems.append(f"{name}: the GCP connector lacks its remote ingestion or token")
+                problems += [f"{name}: {p}" for p in _gcp_url_problems(plan)]
+                if plan.deployable():
+                    problems.append(f"{name}: not deployable: {plan.deployable()}")
+                for r in plan.resources:
+                    if r.kind == "cloud-function" and str(r.config.package) not in USER_PACKAGES | packaged:
+                        build_for_resource(r.kind, r.name, r.config)
+                        packaged.add(str(r.config.package))
+    assert count == (3 ** 5 - 2 ** 5) * 2 * 2 * 2
+    assert not problems, "\n".join(problems[:40])
+    assert packaged == {str(f) for f in supported_functions("gcp")} - {str(Function.EVENT_FEEDBACK)}
 
 
 @pytest.mark.parametrize(("name", "plan"), PLANS[::2], ids=[n for n, _ in PLANS[::2]])

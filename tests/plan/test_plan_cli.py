@@ -72,10 +72,10 @@ def test_seed_template_folder_plans_and_says_why_not_deployable(capsys: pytest.C
     assert main(["plan", str(SEED)]) == 0
     out = capsys.readouterr().out
     assert "Twin digital-twin-xx" in out
-    assert "Deployable: no" in out and "no GCP provider yet: layers L1 (gcp), L3_cold (gcp)" in out
+    assert "Deployable: no" in out and "the bundle has no code at" in out
 
 
-@pytest.mark.parametrize("example", ["azure-only", "aws-only", "aws-to-azure", "mixed"])
+@pytest.mark.parametrize("example", ["azure-only", "aws-only", "aws-to-azure", "gcp-to-azure", "mixed"])
 def test_examples_plan(example: str, capsys: pytest.CaptureFixture[str]) -> None:
     path = EXAMPLES / example / "twin.json"
     if not path.is_file():
@@ -91,9 +91,30 @@ def test_examples_plan(example: str, capsys: pytest.CaptureFixture[str]) -> None
         assert doc["twin_update"] == "remote-adt-pusher"
         assert {"output": "ADT_PUSHER_URL", "producer": "azure/L0/function-app",
                 "consumer": "aws/L2/persister", "setting": "REMOTE_ADT_PUSHER_URL"} in doc["wires"]
+    if example == "gcp-to-azure":
+        assert providers == {"control", "gcp", "azure"} and doc["twin_update"] == "remote-adt-pusher"
+        assert {"output": "ADT_PUSHER_URL", "producer": "azure/L0/function-app",
+                "consumer": "gcp/L2/persister", "setting": "REMOTE_ADT_PUSHER_URL"} in doc["wires"]
     if example == "mixed":
         p = doc["placement"]
         assert len({p["L3_hot"], p["L3_cold"], p["L3_archive"]}) == 3
+    assert doc["deployable"] is True, doc["blockers"]
+
+
+def test_mermaid_draws_the_gcp_side(capsys: pytest.CaptureFixture[str]) -> None:
+    """`plan --mermaid` of gcp-to-azure: the GCP resources in their own subgraph, the topic feeding
+    the dispatcher, and the late-bound wire that carries the Pusher's URL to the GCP persister."""
+    assert main(["plan", str(EXAMPLES / "gcp-to-azure" / "twin.json"), "--mermaid"]) == 0
+    out = capsys.readouterr().out
+    assert "subgraph gcp[gcp]" in out and "subgraph azure[azure]" in out
+    nodes = {label.split("<br/>")[0]: node for node, label in
+             (line.strip().split("[", 1) for line in out.splitlines() if line.startswith("    r"))}
+    for name in ("L1/telemetry-topic", "L1/dispatcher", "L2/persister", "L3_hot/firestore",
+                 "L3_hot/hot-to-cold-mover-schedule", "L1/device-soil-probe-1"):
+        assert f'"{name}' in nodes, name
+    assert f'  {nodes[chr(34) + "L1/telemetry-topic"]} --> {nodes[chr(34) + "L1/dispatcher"]}' in out
+    pusher, persister = nodes['"L0/function-app'], nodes['"L2/persister']
+    assert f'  {pusher} -.->|"ADT_PUSHER_URL as REMOTE_ADT_PUSHER_URL"| {persister}' in out
 
 
 def test_invalid_spec_exits_2_with_path_message_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -240,14 +240,16 @@ def test_cycle_is_reported() -> None:
         raise AssertionError("a cycle must be reported")
 
 
-def test_gcp_is_planned_but_not_deployable() -> None:
+def test_gcp_is_deployable_except_its_notification_workflow() -> None:
     plan = build_plan(make_spec(("gcp", "gcp", "aws", "gcp", "gcp", "aws", "aws")))
     assert plan.has("gcp/L1/telemetry-topic") and plan.has("gcp/L2/persister")
-    blockers = plan.deployable()
-    assert blockers == ["no GCP provider yet: layers L1 (gcp), L2 (gcp), L3_cold (gcp), L3_archive (gcp) "
-                        "are planned but cannot be deployed"]
-    assert plan.to_json()["deployable"] is False
+    assert plan.deployable() == [] and plan.to_json()["deployable"] is True
     assert build_plan(make_spec()).deployable() == []
+    data = spec_dict({"layer_2_provider": "gcp"})
+    data["options"] = {**data.get("options", {}), "use_event_checking": True, "trigger_notification_workflow": True}
+    blockers = build_plan(TwinSpec.model_validate(data)).deployable()
+    assert blockers == ["the notification workflow cannot be deployed on gcp yet (gcp/L2/event-workflow); set "
+                        "options.trigger_notification_workflow to false or place L2 on aws"]
 
 
 def test_l4_or_l5_on_gcp_is_refused_by_build_plan() -> None:

@@ -216,3 +216,98 @@ def test_deployed_code_that_does_not_start_fails_the_operation(gcp: Sandbox, tmp
         fns.create_function(parent=location, function_id="broken", function=fn).result(timeout=90)
     assert "no_such_function" in str(err.value) or "failed to start" in str(err.value)
     assert os.environ.get("FIRESTORE_EMULATOR_HOST") is None  # the sandbox never sets it in this process
+
+
+# --- the revision's port and identity -------------------------------------------------------------
+
+TAKER = '''
+import http.server, os, sys
+argv = sys.argv[1:]
+port = int(argv[argv.index("--port") + 1]) if "--port" in argv else 0
+if port:
+    # Another process takes the port the runner handed over before the revision can bind it.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), http.server.SimpleHTTPRequestHandler)
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        server.serve_forever()
+    server.server_close()
+    with open(os.environ["DECOY_PIDS"], "a") as out:
+        out.write(f"{pid}\\n")
+os.execv(sys.executable, [sys.executable, *argv])
+'''
+
+
+def test_a_revision_serves_on_the_port_its_own_server_bound(tmp_path: Path) -> None:
+    """Regression: the runner picked a free port, closed it and handed it to the revision; on a busy
+    machine another process could take it first, the readiness probe was answered by that process,
+    the revision died on "Address already in use" and its front door answered 503. Here a wrapper
+    of the interpreter plays that other process: it takes any port passed with `--port`."""
+    import asyncio
+    import contextlib
+    import signal
+
+    from sandbox.runtime.gcp_functions import GcpFunctionRunner, RevisionSpec
+
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f"#!{__import__('sys').executable}\n{TAKER}")
+    wrapper.chmod(0o755)
+    source = io.BytesIO()
+    with zipfile.ZipFile(source, "w") as zf:
+        zf.writestr("main.py", "import functions_framework\n\n@functions_framework.http\n"
+                               "def hello(request):\n    return 'hello from the revision'\n")
+    decoys = tmp_path / "decoys"
+    spec = RevisionSpec(function="projects/p/locations/l/functions/hello", service="hello", revision="hello-00001-abc",
+                        source_zip=source.getvalue(), entry_point="hello", signature_type="http", environment=(),
+                        timeout_seconds=60, sandbox_env=(("DECOY_PIDS", str(decoys)),))
+
+    async def deploy_and_call() -> tuple[str, str]:
+        runner = GcpFunctionRunner(tmp_path / "functions", python=str(wrapper))
+        try:
+            url = await runner.deploy(spec)
+            answer = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: requests.get(url, timeout=10).text)
+            return url, answer
+        finally:
+            await runner.close()
+
+    try:
+        url, answer = asyncio.run(deploy_and_call())
+    finally:
+        for pid in (decoys.read_text().split() if decoys.is_file() else []):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+    assert answer == "hello from the revision", (url, answer[:200])
+
+
+def test_deployed_code_gets_id_tokens_from_its_metadata_server(gcp: Sandbox) -> None:
+    """google-auth's standard lookup (no key file) finds the function's metadata server and gets an
+    ID token naming the function's runtime service account, for the audience asked."""
+    g = gcp.endpoints["gcp"]
+    project, location = g["project_id"], f"projects/{g['project_id']}/locations/us-central1"
+    fns = functions_v2.FunctionServiceClient(**_opts(gcp))
+    source = io.BytesIO()
+    with zipfile.ZipFile(source, "w") as zf:
+        zf.writestr("main.py", "import functions_framework, google.auth.transport.requests, google.oauth2.id_token\n"
+                               "import base64, json\n\n@functions_framework.http\ndef whoami(request):\n"
+                               "    token = google.oauth2.id_token.fetch_id_token(\n"
+                               "        google.auth.transport.requests.Request(), request.args['aud'])\n"
+                               "    body = token.split('.')[1]\n"
+                               "    return json.loads(base64.urlsafe_b64decode(body + '=' * (-len(body) % 4)))\n")
+    upload = fns.generate_upload_url(request={"parent": location})
+    assert requests.put(upload.upload_url, data=source.getvalue(), timeout=10).status_code == 200
+    import grpc
+    from google.cloud import iam_admin_v1
+    from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
+
+    iam = iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=grpc.insecure_channel(g["grpc_host"])))
+    account = iam.create_service_account(request={"name": f"projects/{project}", "account_id": "whoami-runtime"})
+    fn = fns.create_function(request={"parent": location, "function_id": "whoami", "function": {
+        "build_config": {"runtime": "python311", "entry_point": "whoami", "source": {"storage_source": upload.storage_source}},
+        "service_config": {"service_account_email": account.email}}}).result(timeout=120)
+    run = run_v2.ServicesClient(**_opts(gcp))
+    run.set_iam_policy(request={"resource": fn.service_config.service, "policy": policy_pb2.Policy(
+        bindings=[policy_pb2.Binding(role="roles/run.invoker", members=["allUsers"])])})
+    claims = _wait_json(f"{fn.service_config.uri}/?aud=https://callee.example", lambda body: "email" in body)
+    assert claims["email"] == account.email and claims["aud"] == "https://callee.example"
+    fns.delete_function(name=fn.name).result(timeout=60)

@@ -254,3 +254,40 @@ def test_scheduler_iam_and_resource_manager_errors_and_etags(gcp: Sandbox, env: 
     log = requests.get(f"{gcp.control_url}/requests", params={"cloud": "gcp", "mutating": "false"}, timeout=10).json()
     assert {"cloudresourcemanager:GetIamPolicy", "iam:GetServiceAccount"} <= {r["operation"] for r in log}
     assert os.environ["FIRESTORE_EMULATOR_HOST"] == env["firestore_emulator_host"]
+
+
+def test_service_account_keys_sign_publishes_that_topic_iam_authorises(gcp: Sandbox, env: dict[str, Any]) -> None:
+    """A key file from `CreateServiceAccountKey` works as `google.oauth2.service_account` credentials:
+    the REST client's self-signed JWT is verified against the key, and Pub/Sub lets its account
+    publish only where it holds `roles/pubsub.publisher`; a deleted key's tokens are refused (401)."""
+    from google.oauth2 import service_account
+    from google.pubsub_v1.services.publisher import PublisherClient
+
+    project = env["project_id"]
+    iam = iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=grpc.insecure_channel(env["grpc_host"])))
+    account = iam.create_service_account(request={"name": f"projects/{project}", "account_id": "keyed-device"})
+    key = iam.create_service_account_key(request={"name": account.name})
+    key_file = json.loads(key.private_key_data)
+    assert key_file["client_email"] == account.email and key_file["private_key_id"] == key.name.rsplit("/", 1)[-1]
+    listed = iam.list_service_account_keys(request={"name": account.name}).keys
+    assert [k.name for k in listed] == [key.name] and not listed[0].private_key_data  # returned once only
+    admin = PublisherClient(**_rest(env))
+    topic = f"projects/{project}/topics/keyed-telemetry"
+    admin.create_topic(name=topic)
+    device = PublisherClient(**{**_rest(env), "credentials": service_account.Credentials.from_service_account_info(
+        key_file)})
+    with pytest.raises(gx.Forbidden):
+        device.publish(topic=topic, messages=[{"data": b"{}"}])
+    policy = admin.get_iam_policy(request={"resource": topic})
+    policy.bindings.add(role="roles/pubsub.publisher", members=[f"serviceAccount:{account.email}"])
+    admin.set_iam_policy(request={"resource": topic, "policy": policy})
+    assert len(device.publish(topic=topic, messages=[{"data": b"{}"}]).message_ids) == 1
+    stale = admin.get_iam_policy(request={"resource": topic})
+    stale.etag = b"BwYAAAAAAA=="
+    with pytest.raises(gx.Conflict):
+        admin.set_iam_policy(request={"resource": topic, "policy": stale})
+    iam.delete_service_account_key(request={"name": key.name})
+    with pytest.raises(gx.Unauthorized):
+        device.publish(topic=topic, messages=[{"data": b"{}"}])
+    admin.delete_topic(topic=topic)
+    iam.delete_service_account(request={"name": account.name})

@@ -10,8 +10,11 @@ used when SPEC is an original-layout folder holding one).
   rule hands to the dispatcher Lambda.
 - L1 on Azure: device-to-cloud telemetry over HTTPS to the IoT Hub with the device's SAS token
   (the device key is read from the hub's registry with the hub's `iothubowner` key from ARM).
+- L1 on GCP: Pub/Sub `Publish` to the twin's telemetry topic (`{twin}-telemetry`) with the
+  device id in the message attribute `deviceId`, which Eventarc hands to the dispatcher function
+  (as the operator, like the AWS publish: a device's own key stays with the control plane).
 Then, per message, hot storage is polled (DynamoDB query / Cosmos query on `device_id` and
-`timestamp`) and the twin (Azure Digital Twins: the `last<Name>` properties equal the values
+`timestamp` / the reading's Firestore document) and the twin (Azure Digital Twins: the `last<Name>` properties equal the values
 sent; AWS IoT TwinMaker pulls from hot storage on demand, so its twin is current once stored).
 Exit code 0 when every message reached hot storage (and the twin, where it is pushed), 1 when
 one did not, 2 for invalid input.
@@ -34,7 +37,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from shared.contracts import StorageKey, adt_property_name
-from shared.naming import AwsNaming, AzureNaming
+from shared.naming import AwsNaming, AzureNaming, GcpNaming
 from shared.validation import SpecError
 
 EXIT_OK = 0
@@ -223,6 +226,44 @@ class Aws:
         out = self.dynamodb.get_item(TableName=self.naming.hot_table(), ConsistentRead=True, Key={
             str(StorageKey.PARTITION): {"S": msg.device_id}, str(StorageKey.SORT): {"S": msg.timestamp}})
         return "Item" in out
+
+
+class Gcp:
+    """Pub/Sub publish over REST and Firestore reads over gRPC, with the sandbox's anonymous
+    credentials (what `endpoints.json` names)."""
+
+    def __init__(self, endpoints: Endpoints, twin: str) -> None:
+        import grpc
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud.firestore_v1.services.firestore import FirestoreClient
+        from google.cloud.firestore_v1.services.firestore.transports import FirestoreGrpcTransport
+        from google.pubsub_v1.services.publisher import PublisherClient
+        from google.pubsub_v1.services.publisher.transports import PublisherRestTransport
+
+        gcp = endpoints.section("gcp")
+        self.project = str(gcp["project_id"])
+        self.naming = GcpNaming(twin)
+        self.topic = f"projects/{self.project}/topics/{self.naming.telemetry_topic()}"
+        # An explicit transport: PUBSUB_EMULATOR_HOST in the environment cannot turn it into gRPC.
+        self.publisher = PublisherClient(transport=PublisherRestTransport(
+            host=str(gcp["api_endpoint"]), credentials=AnonymousCredentials()))
+        self.firestore = FirestoreClient(transport=FirestoreGrpcTransport(
+            channel=grpc.insecure_channel(str(gcp["firestore_emulator_host"]))))
+        self.database = f"projects/{self.project}/databases/{self.naming.firestore_database()}"
+
+    def send(self, msg: Message) -> None:
+        from shared.contracts import PUBSUB_DEVICE_ID_ATTRIBUTE
+
+        self.publisher.publish(request={"topic": self.topic, "messages": [
+            {"data": json.dumps(msg.body).encode(), "attributes": {PUBSUB_DEVICE_ID_ATTRIBUTE: msg.device_id}}]})
+
+    def stored(self, msg: Message) -> bool:
+        from payload_functions.gcp.firestore_store import document_id
+
+        name = (f"{self.database}/documents/{self.naming.hot_collection()}/"
+                f"{document_id(msg.device_id, msg.timestamp)}")
+        found = self.firestore.batch_get_documents(request={"database": self.database, "documents": [name]})
+        return any("found" in answer for answer in found)
 
 
 def _sas(resource: str, key: str, policy: str | None = None, ttl: int = SAS_TTL_SECONDS) -> str:
@@ -461,7 +502,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
                 elif name == "azure":
                     clouds[name] = Azure(endpoints, twin_name)
                 else:
-                    raise SimulateError(f"the sandbox has no {name} endpoints (only aws and azure)")
+                    clouds[name] = Gcp(endpoints, twin_name)
             return clouds[name]
 
         sender = cloud(l1)

@@ -9,6 +9,8 @@ door, one stable `http://127.0.0.1:PORT` per function (Cloud Run's `*.run.app` U
 to the serving revision. A deploy that fails leaves the function FAILED with the reason in
 `stateMessages` and the operation's error, as Google Cloud does; an update deploys it again.
 The `flaky` profile fails a share of deploys once (INTERNAL), `realistic` takes a scaled minute.
+Each function's revisions also get a metadata server (`metadata.py`) that issues ID tokens for its
+runtime service account, so deployed code calls private functions as it does on Google Cloud.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from sandbox.gcp.common import (
     now_rfc3339,
     token_email,
 )
+from sandbox.gcp.functions.metadata import MetadataServer
 from sandbox.gcp.iam.models import INVOKER_ROLES
 from sandbox.gcp.operations import Operation
 from sandbox.gcp.pubsub.models import EventarcTarget
@@ -61,6 +64,7 @@ class FunctionRecord:
     revisions: itertools.count = field(default_factory=lambda: itertools.count(1))
     busy: Operation | None = None  # the operation in progress
     door: FrontDoor | None = None
+    metadata: MetadataServer | None = None  # what its revisions ask for tokens
     subscription: str = ""  # the Eventarc trigger's subscription
 
     @property
@@ -71,6 +75,9 @@ class FunctionRecord:
     def service(self) -> str:
         parent, _, fid = self.name.rpartition("/functions/")
         return f"{parent}/services/{fid}"
+
+    def runtime_account(self) -> str:
+        return str((self.body.get("serviceConfig") or {}).get("serviceAccountEmail") or DEFAULT_COMPUTE_SA)
 
 
 class FrontDoor:
@@ -313,6 +320,9 @@ class FunctionsBackend:
                 raise GoogleError("INVALID_ARGUMENT", f"Build failed: the source object gs://{storage['bucket']}/"
                                   f"{storage['object']} does not exist") from exc
             fid = name.rsplit("/", 1)[-1]
+            if record.metadata is None:
+                record.metadata = MetadataServer(record.runtime_account)
+                await record.metadata.start()
             revision = f"{fid}-{next(record.revisions):05d}-{secrets.token_hex(2)[:3]}"
             env = {str(k): str(v) for k, v in (service_config.get("environmentVariables") or {}).items()}
             spec = RevisionSpec(
@@ -321,7 +331,7 @@ class FunctionsBackend:
                 signature_type="cloudevent" if trigger is not None else "http",
                 environment=tuple(sorted(env.items())),
                 timeout_seconds=int(service_config.get("timeoutSeconds") or 60),
-                sandbox_env=tuple(sorted(self.sandbox_env().items())),
+                sandbox_env=tuple(sorted({**self.sandbox_env(), **record.metadata.environment()}.items())),
             )
             try:
                 await self.runner.deploy(spec)
@@ -413,6 +423,8 @@ class FunctionsBackend:
         await self.runner.stop(record.name)
         if record.door is not None:
             await record.door.close()
+        if record.metadata is not None:
+            await record.metadata.close()
         self.b.iam.drop_policy(record.name)
         self.b.iam.drop_policy(record.service)
         with self._lock:

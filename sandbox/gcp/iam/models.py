@@ -1,13 +1,20 @@
-"""IAM state: service accounts (IAM v1) and the IAM policies set on projects, functions and Cloud Run
-services. Policies carry an etag; a set with a stale etag is refused (ABORTED, HTTP 409) as IAM does.
-A binding takes effect after the profile's propagation delay, so `allows` may say no for a moment
-after a grant, as on Google Cloud."""
+"""IAM state: service accounts (IAM v1) with their keys, and the IAM policies set on projects,
+functions, Cloud Run services and Pub/Sub topics. Policies carry an etag; a set with a stale etag is
+refused (ABORTED, HTTP 409) as IAM does. A binding takes effect after the profile's propagation
+delay, so `allows` may say no for a moment after a grant, as on Google Cloud.
+
+A user-managed key is a real RSA key pair: its private half is returned once, in the key file
+(`privateKeyData`, the JSON `google.oauth2.service_account` reads), and the sandbox keeps the public
+half, so a token the key signs (the self-signed JWT Google's clients send) is verified and
+attributed to its account (`verified_account`); a deleted key's tokens no longer are."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,6 +56,30 @@ class ServiceAccount:
         return out
 
 
+MAX_KEYS_PER_ACCOUNT = 10
+
+
+@dataclass
+class ServiceAccountKey:
+    name: str  # projects/{p}/serviceAccounts/{email}/keys/{key id}
+    public_pem: bytes
+    created: str
+
+    @property
+    def key_id(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
+
+    def to_json(self, private_key_data: bytes | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name, "keyAlgorithm": "KEY_ALG_RSA_2048", "keyOrigin": "GOOGLE_PROVIDED",
+            "keyType": "USER_MANAGED", "validAfterTime": self.created, "validBeforeTime": "9999-12-31T23:59:59Z",
+        }
+        if private_key_data is not None:
+            out["privateKeyType"] = "TYPE_GOOGLE_CREDENTIALS_FILE"
+            out["privateKeyData"] = base64.b64encode(private_key_data).decode()
+        return out
+
+
 @dataclass
 class Policy:
     version: int = 1
@@ -73,12 +104,14 @@ class IamBackend:
         self.faults = faults
         self._lock = threading.Lock()
         self._accounts: dict[str, ServiceAccount] = {}  # email -> account
+        self._keys: dict[str, list[ServiceAccountKey]] = {}  # email -> its user-managed keys
         self._policies: dict[str, Policy] = {}
         self.reset()
 
     def reset(self) -> None:
         with self._lock:
             self._accounts.clear()
+            self._keys.clear()
             self._policies.clear()
             # A new project: its owner (the deployer) and the default compute account as editor.
             self._policies[f"projects/{PROJECT_ID}"] = Policy(
@@ -129,6 +162,7 @@ class IamBackend:
             if sa is None:
                 raise GoogleError("NOT_FOUND", f"Unknown service account {name.rsplit('/', 1)[-1]}")
             del self._accounts[sa.email]
+            self._keys.pop(sa.email, None)
 
     def list_accounts(self, project: str) -> list[ServiceAccount]:
         with self._lock:
@@ -137,6 +171,83 @@ class IamBackend:
     def account_exists(self, email: str) -> bool:
         with self._lock:
             return email in self._accounts or email == DEFAULT_COMPUTE_SA
+
+    # --- keys ---------------------------------------------------------------------------------------
+
+    def create_key(self, account: str) -> tuple[ServiceAccountKey, bytes]:
+        """A new key of `account` (projects/*/serviceAccounts/*) and its key file (the only copy)."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        sa = self.get_account(account)
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        public = private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+        key_id = secrets.token_hex(20)
+        from sandbox.gcp.common import now_rfc3339
+
+        key = ServiceAccountKey(f"projects/{sa.project}/serviceAccounts/{sa.email}/keys/{key_id}", public,
+                                now_rfc3339())
+        key_file = {
+            "type": "service_account", "project_id": sa.project, "private_key_id": key_id,
+            "private_key": pem.decode(), "client_email": sa.email, "client_id": sa.unique_id,
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth", "token_uri": "https://oauth2.googleapis.com/token",
+            "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+            "client_x509_cert_url": f"https://www.googleapis.com/robot/v1/metadata/x509/{sa.email}",
+        }
+        with self._lock:
+            keys = self._keys.setdefault(sa.email, [])
+            if len(keys) >= MAX_KEYS_PER_ACCOUNT:
+                raise GoogleError("FAILED_PRECONDITION", f"Precondition check failed: service account {sa.email} "
+                                  f"already has {MAX_KEYS_PER_ACCOUNT} keys.")
+            keys.append(key)
+        return key, json.dumps(key_file, indent=2).encode()
+
+    def list_keys(self, account: str) -> list[ServiceAccountKey]:
+        sa = self.get_account(account)
+        with self._lock:
+            return list(self._keys.get(sa.email, []))
+
+    def _key(self, name: str) -> tuple[ServiceAccount, ServiceAccountKey]:
+        account, _, key_id = name.partition("/keys/")
+        sa = self.get_account(account)
+        with self._lock:
+            key = next((k for k in self._keys.get(sa.email, []) if k.key_id == key_id), None)
+        if key is None:
+            raise GoogleError("NOT_FOUND", f"Service account key {key_id} does not exist.")
+        return sa, key
+
+    def get_key(self, name: str) -> ServiceAccountKey:
+        return self._key(name)[1]
+
+    def delete_key(self, name: str) -> None:
+        sa, key = self._key(name)
+        with self._lock:
+            keys = self._keys.get(sa.email, [])
+            if key in keys:
+                keys.remove(key)
+
+    def verified_account(self, token: str) -> str | None:
+        """The account whose live key signed JWT `token` (RS256, `kid` = key id), else None."""
+        from google.auth import exceptions, jwt
+
+        try:
+            header = jwt.decode_header(token)
+        except (ValueError, exceptions.GoogleAuthError):
+            return None
+        kid = header.get("kid") if isinstance(header, dict) else None
+        with self._lock:
+            found = next(((email, k) for email, keys in self._keys.items() for k in keys if k.key_id == kid), None)
+        if found is None:
+            return None
+        email, key = found
+        try:
+            claims = jwt.decode(token, certs={key.key_id: key.public_pem.decode()}, verify=True)
+        except (ValueError, exceptions.GoogleAuthError):
+            return None
+        return email if claims.get("iss") == email else None
 
     # --- policies -----------------------------------------------------------------------------------
 

@@ -1,4 +1,9 @@
-"""Pub/Sub v1 REST handlers (`transport="rest"` clients and plain HTTP publishers)."""
+"""Pub/Sub v1 REST handlers (`transport="rest"` clients and plain HTTP publishers).
+
+A publish that presents a token signed by a service account key (what a device publishing with its
+key file sends) is authorised as Pub/Sub does: the account must hold a role with
+`pubsub.topics.publish` on the topic or the project (403 otherwise), and a token no live key signed
+is 401. Calls without a token are the sandbox's anonymous callers (the deployer, tests) and pass."""
 
 from __future__ import annotations
 
@@ -8,7 +13,11 @@ from aiohttp import web
 
 from sandbox.core.http import json_response
 from sandbox.gcp.backends import backends
-from sandbox.gcp.common import GoogleError, api, apply_mask, page, parse_message, read_json
+from sandbox.gcp.common import PROJECT_ID, GoogleError, api, apply_mask, page, parse_message, read_json
+
+# Roles that include pubsub.topics.publish.
+PUBLISHER_ROLES = frozenset({"roles/pubsub.publisher", "roles/pubsub.editor", "roles/pubsub.admin", "roles/editor",
+                             "roles/owner"})
 
 
 def _types() -> Any:
@@ -59,7 +68,9 @@ async def update_topic(request: web.Request) -> web.Response:
 
 @api("pubsub:DeleteTopic", mutating=True)
 async def delete_topic(request: web.Request) -> web.Response:
-    backends(request).pubsub.delete_topic(_topic_name(request))
+    b = backends(request)
+    b.pubsub.delete_topic(_topic_name(request))
+    b.iam.drop_policy(_topic_name(request))
     return json_response({})
 
 
@@ -73,8 +84,42 @@ async def list_topic_subscriptions(request: web.Request) -> web.Response:
     return _listing("subscriptions", backends(request).pubsub.topic_subscriptions(_topic_name(request)), request)
 
 
+def _authorize_publish(request: web.Request, topic: str) -> None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or token.count(".") != 2:
+        return
+    iam = backends(request).iam
+    email = iam.verified_account(token.strip())
+    if email is None:
+        raise GoogleError("UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access "
+                          "token, login cookie or other valid authentication credential.")
+    if not iam.allows([topic, f"projects/{PROJECT_ID}"], [f"serviceAccount:{email}"], PUBLISHER_ROLES):
+        raise GoogleError("PERMISSION_DENIED", "User not authorized to perform this action.")
+
+
+@api("pubsub:GetIamPolicy", mutating=False)
+async def get_topic_iam_policy(request: web.Request) -> web.Response:
+    name = _topic_name(request)
+    b = backends(request)
+    b.pubsub.get_topic(name)
+    return json_response(b.iam.get_policy(name))
+
+
+@api("pubsub:SetIamPolicy", mutating=True)
+async def set_topic_iam_policy(request: web.Request) -> web.Response:
+    from google.iam.v1 import policy_pb2
+
+    name = _topic_name(request)
+    b = backends(request)
+    b.pubsub.get_topic(name)
+    body = await read_json(request)
+    policy = parse_message(policy_pb2.Policy, body.get("policy") or {}, "policy")
+    return json_response(b.iam.set_policy(name, policy))
+
+
 @api("pubsub:Publish", mutating=True)
 async def publish(request: web.Request) -> web.Response:
+    _authorize_publish(request, _topic_name(request))
     body = await read_json(request)
     parsed = parse_message(_types().PublishRequest, {**body, "topic": _topic_name(request)}, "body")
     ids = backends(request).pubsub.publish(_topic_name(request), parsed.get("messages") or [])

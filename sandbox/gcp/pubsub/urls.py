@@ -16,6 +16,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_patch(topic, r.update_topic)
     app.router.add_delete(topic, r.delete_topic)
     app.router.add_post(topic + ":publish", r.publish)
+    app.router.add_get(topic + ":getIamPolicy", r.get_topic_iam_policy)
+    app.router.add_post(topic + ":setIamPolicy", r.set_topic_iam_policy)
     app.router.add_get(topic + "/subscriptions", r.list_topic_subscriptions)
     subs = "/v1/projects/{project}/subscriptions"
     sub = subs + "/{subscription:[^/:]+}"

@@ -211,12 +211,13 @@ class SchedulerBackend:
         self.b.loop.call_soon_threadsafe(self.trigger, name, datetime.now(UTC))
         return job
 
-    async def run_now(self, name: str) -> dict[str, Any]:
-        """Fire now and wait for the attempt (and its retries); the outcome."""
+    async def run_now(self, name: str, moment: datetime | None = None) -> dict[str, Any]:
+        """Fire now (as scheduled for `moment`, default now) and wait for the attempt (and its
+        retries); the outcome."""
         job = self.get(name)
         if job.get("state") != "ENABLED":
             raise JobPaused(f"job {name} is {job.get('state')}; only an ENABLED job runs")
-        return await self.attempt(name, datetime.now(UTC))
+        return await self.attempt(name, moment or datetime.now(UTC))
 
     async def attempt(self, name: str, moment: datetime) -> dict[str, Any]:
         job = self.get(name)

@@ -9,6 +9,8 @@ the sandbox's storage endpoint, plus what the emulator lacks (filled in `respons
 - `ifGenerationMatch` / `ifGenerationNotMatch` / `ifMetagenerationMatch` are ignored: the sandbox
   checks them (412 conditionNotMet) on uploads, deletes, rewrites, copies and composes;
 - compose accepts any number of sources: the sandbox refuses more than 32, as GCS does;
+- a media download lacks `X-Goog-Generation`, `X-Goog-Metageneration` and `X-Goog-Storage-Class`,
+  which `google.cloud.storage` copies into the blob: the sandbox adds them;
 - errors come back without Google's JSON shape: the sandbox wraps them.
 
 It also issues the signed upload URLs of Cloud Functions' `generateUploadUrl`: an XML-API

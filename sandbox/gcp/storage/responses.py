@@ -103,6 +103,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if response.status == 200 and operation in ("storage:objects.insert", "storage:objects.rewrite",
                                                     "storage:objects.copy", "storage:objects.compose"):
             response = await _apply_class(request, storage, operation, params, body, response)
+        if response.status in (200, 206) and operation == "storage:objects.get" and (
+                request.path.startswith("/download/") or request.query.get("alt") == "media"):
+            await _media_headers(storage, params, response)
         return response
     except GoogleError as exc:
         return error_response(exc)
@@ -229,6 +232,21 @@ async def _apply_class(request: web.Request, storage: StorageBackend, operation:
                 answered = patched
     out = web.json_response(answered, status=response.status)
     return out
+
+
+async def _media_headers(storage: StorageBackend, params: dict[str, str], response: web.Response) -> None:
+    """What GCS sends with an object's bytes and the emulator does not: its generation,
+    metageneration and storage class (`google.cloud.storage` reads them into the blob after a
+    download)."""
+    current = await storage.object(params["bucket"], params["object"])
+    if not current:
+        return
+    response.headers["X-Goog-Generation"] = str(current.get("generation", ""))
+    response.headers["X-Goog-Metageneration"] = str(current.get("metageneration", ""))
+    response.headers["X-Goog-Storage-Class"] = str(current.get("storageClass") or "STANDARD")
+    response.headers["X-Goog-Stored-Content-Length"] = str(current.get("size", ""))
+    if current.get("etag"):
+        response.headers["ETag"] = str(current["etag"])
 
 
 def _declared_class(request: web.Request, body: bytes, storage: StorageBackend) -> str | None:

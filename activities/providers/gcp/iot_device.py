@@ -1,0 +1,160 @@
+"""L1 devices (kind `iot-device`): Cloud IoT Core was retired in 2023, so a device publishes to the
+twin's telemetry topic with credentials of its own: a service account per device whose only grant
+is `roles/pubsub.publisher` on that topic, and a key of that account.
+
+The private key exists only in the `CreateServiceAccountKey` answer: it is returned once, inside
+the secret output `DEVICE_CREDENTIALS:<device>` (JSON: the key file, the topic, the attribute that
+names the device), and kept by the engine. If the recorded credentials are lost or their key was
+deleted, a new key is issued and every other key of the account deleted (an `updated` action),
+never silently reused. The account's description names its owner (service accounts take no labels).
+
+Pub/Sub does not tell a subscriber which account published a message, so a device's key lets it
+publish messages naming another device of the same twin; the grant keeps it to this topic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from functools import partial
+from typing import Any
+
+from activities.providers.gcp._common import (
+    GcpResource,
+    account_email,
+    change_policy,
+    get_or_none,
+    iam_admin,
+    ignore_missing,
+    owner_description,
+    project_of,
+    publisher,
+)
+from activities.providers.gcp.service_account import account_name
+from activities.registry import register
+from shared.contracts import PUBSUB_DEVICE_ID_ATTRIBUTE, device_credentials_output
+from shared.engine.errors import TransientError
+from shared.engine.types import Action, EnsureResult, ResourceCall
+from shared.resources.gcp import GcpIotDeviceConfig
+
+PUBLISHER = "roles/pubsub.publisher"
+CREDENTIALS_KIND = "gcp-pubsub-service-account"
+
+
+def topic_path(config: GcpIotDeviceConfig) -> str:
+    return f"projects/{project_of(config)}/topics/{config.topic}"
+
+
+def _member(config: GcpIotDeviceConfig) -> str:
+    return f"serviceAccount:{account_email(config.service_account, project_of(config))}"
+
+
+def _topic_policy(config: GcpIotDeviceConfig) -> tuple[Any, Any]:
+    client, topic = publisher(), topic_path(config)
+    return (lambda: client.get_iam_policy(request={"resource": topic}),
+            lambda p: client.set_iam_policy(request={"resource": topic, "policy": p}))
+
+
+def _delete_key(name: str) -> None:
+    iam_admin().delete_service_account_key(request={"name": name})
+
+
+def user_keys(config: GcpIotDeviceConfig) -> list[str]:
+    """Names of the account's user-managed keys (Google's own system keys are not listed)."""
+    from google.cloud.iam_admin_v1 import types
+
+    found = iam_admin().list_service_account_keys(request={
+        "name": account_name(project_of(config), config.service_account),
+        "key_types": [types.ListServiceAccountKeysRequest.KeyType.USER_MANAGED]})
+    return [k.name for k in found.keys]
+
+
+@register("gcp", "iot-device")
+class IotDevice(GcpResource[GcpIotDeviceConfig]):
+    model = GcpIotDeviceConfig
+    label = "device account"
+
+    def describe(self, call: ResourceCall, config: GcpIotDeviceConfig) -> Any:
+        name = account_name(project_of(config), config.service_account)
+        return get_or_none(lambda: iam_admin().get_service_account(request={"name": name}))
+
+    def converge(self, call: ResourceCall, config: GcpIotDeviceConfig, action: Action) -> EnsureResult:
+        from google.api_core.exceptions import Conflict, NotFound
+
+        def changed() -> None:
+            nonlocal action
+            if action == "unchanged":
+                action = "updated"
+
+        project = project_of(config)
+        if self.describe(call, config) is None:
+            with contextlib.suppress(Conflict):  # created by a concurrent run
+                iam_admin().create_service_account(request={
+                    "name": f"projects/{project}", "account_id": config.service_account,
+                    "service_account": {"display_name": f"device {config.device_id}"[:100],
+                                        "description": owner_description(call)}})
+            action = "created"
+        get, set_ = _topic_policy(config)
+        try:
+            if change_policy(get, set_, PUBLISHER, add={_member(config)}):
+                changed()
+        except NotFound:
+            raise TransientError(f"device {config.device_id}: topic {config.topic} does not exist yet") from None
+        keys = user_keys(config)
+        recorded = self._recorded(call, config)
+        credentials = recorded if recorded is not None and self._key_name(config, recorded) in keys else None
+        if credentials is None:
+            created = iam_admin().create_service_account_key(request={
+                "name": account_name(project, config.service_account)})
+            credentials = {
+                "kind": CREDENTIALS_KIND,
+                "device_id": config.device_id,
+                "project": project,
+                "topic": topic_path(config),
+                "device_attribute": PUBSUB_DEVICE_ID_ATTRIBUTE,
+                "service_account_key": json.loads(bytes(created.private_key_data)),
+            }
+            keys = [*keys, created.name]
+            changed()
+        current = self._key_name(config, credentials)
+        for stale in [k for k in keys if k != current]:
+            ignore_missing(partial(_delete_key, stale))
+            changed()
+        output = device_credentials_output(config.device_id)
+        return EnsureResult(action=action, outputs={output: json.dumps(credentials, sort_keys=True)})
+
+    def _key_name(self, config: GcpIotDeviceConfig, credentials: dict[str, Any]) -> str:
+        key_id = (credentials.get("service_account_key") or {}).get("private_key_id")
+        return f"{account_name(project_of(config), config.service_account)}/keys/{key_id}"
+
+    def _recorded(self, call: ResourceCall, config: GcpIotDeviceConfig) -> dict[str, Any] | None:
+        raw = call.current.get(device_credentials_output(config.device_id))
+        if not raw:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(value, dict) or value.get("kind") != CREDENTIALS_KIND:
+            return None
+        key = value.get("service_account_key")
+        return value if isinstance(key, dict) and key.get("private_key") else None
+
+    def details(self, call: ResourceCall, config: GcpIotDeviceConfig, current: Any) -> dict[str, Any]:
+        # The key is never read back (Google does not return it again); only what exists.
+        return {"service_account": current.email, "keys": len(user_keys(config)), "topic": topic_path(config)}
+
+    def remove(self, call: ResourceCall, config: GcpIotDeviceConfig, current: Any) -> bool:
+        name = account_name(project_of(config), config.service_account)
+        ignore_missing(lambda: iam_admin().delete_service_account(request={"name": name}))  # its keys go with it
+        return True
+
+    def leftovers(self, call: ResourceCall, config: GcpIotDeviceConfig) -> bool:
+        """The publisher grant on the topic (gone with the topic if that was deleted first)."""
+        from google.api_core.exceptions import NotFound
+
+        get, set_ = _topic_policy(config)
+        try:
+            return change_policy(get, set_, PUBLISHER, remove={_member(config)})
+        except NotFound:
+            return False

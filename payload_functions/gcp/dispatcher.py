@@ -1,0 +1,31 @@
+"""L1 dispatcher (Pub/Sub telemetry topic -> Eventarc CloudEvent): route each reading to the L2
+processor or, when L2 is on another cloud, to the connector (both private HTTP, ID token)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import functions_framework
+
+from payload_functions.common.settings import Settings
+from payload_functions.core.pipeline import dispatch
+from payload_functions.gcp.runtime import CloudEvent, call_function, pubsub_reading, triggered
+from shared.contracts import Function, Setting
+
+FUNCTION = Function.DISPATCHER
+READS = frozenset({Setting.DIGITAL_TWIN_INFO, Setting.TARGET_FUNCTION, Setting.PROCESSOR_URL,
+                   Setting.CONNECTOR_URL})
+
+
+def route_event(event: CloudEvent, settings: Settings) -> dict[str, Any]:
+    def to(setting: Setting) -> Any:
+        return lambda reading: call_function(settings.require(setting), reading).body
+
+    calls = {Function.PROCESSOR: to(Setting.PROCESSOR_URL), Function.CONNECTOR: to(Setting.CONNECTOR_URL)}
+    return dispatch(pubsub_reading(event), settings, calls, "event.data.message.data")
+
+
+@functions_framework.cloud_event
+def dispatcher(event: CloudEvent) -> None:
+    settings = Settings(READS)
+    triggered(str(FUNCTION), lambda: route_event(event, settings))
