@@ -279,6 +279,7 @@ class Deployment:
     failure: str | None = None
     end_at: float | None = None
     polled: int = 0
+    indexing: bool = False  # its functions are being found by importing the package (see sandbox.kudu.models)
 
     @property
     def complete(self) -> bool:
