@@ -13,9 +13,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import subprocess
+import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pathspec
 
@@ -25,6 +30,7 @@ from shared.resources.azure import DurableBackend
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FUNCIGNORE = ".funcignore"
+INDEX_TIMEOUT_SECONDS = 120.0
 
 
 class PackageError(Exception):
@@ -96,15 +102,23 @@ def build(backend: DurableBackend = "azure-storage", root: Path = PROJECT_ROOT) 
 
 
 def declared_functions(data: bytes) -> tuple[str, ...]:
-    """The functions the zip declares, read from its source without importing it (the reading
-    the sandbox's Kudu uses to index a deployment)."""
-    from sandbox.kudu.indexer import IndexingError, index_zip
-
-    try:
+    """The functions the zip declares, found as the platform finds them: by importing the
+    package's `function_app.py` in a process that sees nothing outside the package
+    (`sandbox.runtime.isolated index`). An import that works only from the source tree fails
+    here, before anything is uploaded."""
+    with tempfile.TemporaryDirectory(prefix="twin-package-") as tmp:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            return tuple(sorted({f.name for f in index_zip(zf)}))
-    except IndexingError as exc:
-        raise PackageError(f"the package's functions cannot be read: {exc}") from None
+            zf.extractall(tmp)
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME", "TMPDIR", "SYSTEMROOT")}
+        env["PYTHONPATH"] = str(PROJECT_ROOT)
+        done = subprocess.run([sys.executable, "-m", "sandbox.runtime.isolated", "index", tmp], cwd=tmp, env=env,
+                              capture_output=True, text=True, timeout=INDEX_TIMEOUT_SECONDS)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    answer: dict[str, Any] = (json.loads(lines[-1]) if lines
+                              else {"error": (done.stderr.strip().splitlines() or ["no output"])[-1]})
+    if "functions" not in answer:
+        raise PackageError(f"the package does not load on its own: {answer.get('error')}")
+    return tuple(sorted({str(f["name"]) for f in answer["functions"]}))
 
 
 def write(package: ControlPlanePackageBuild, folder: Path) -> Path:

@@ -289,8 +289,8 @@ def build_control_plane_plan(options: InstallOptions) -> Plan:
 
 
 def _allow(actions: Iterable[str], resources: Iterable[str], sid: str) -> dict[str, JsonValue]:
-    action: list[JsonValue] = sorted(set(actions))
-    resource: list[JsonValue] = sorted(set(resources))
+    action: list[JsonValue] = list(sorted(set(actions)))
+    resource: list[JsonValue] = list(sorted(set(resources)))
     return {"Sid": sid, "Effect": "Allow", "Action": action, "Resource": resource}
 
 
