@@ -32,9 +32,10 @@ from shared.resources.aws import OidcProviderConfig, WebIdentityRoleConfig
 
 
 def issuer_path(url: str) -> str:
-    """`host/path` of an issuer URL: how IAM names the provider and its condition keys."""
+    """`host/path` of an issuer URL, as IAM names the provider and its condition keys (a
+    trailing slash, as Entra's v1 issuer has, is kept)."""
     parts = urlsplit(url)
-    return f"{parts.netloc}{parts.path}".rstrip("/")
+    return f"{parts.netloc}{parts.path}"
 
 
 def provider_arn(url: str) -> str:
