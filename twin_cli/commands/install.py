@@ -49,6 +49,7 @@ from twin_cli.commands.engine_client import (
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,40}[a-z0-9]$")
 BACKENDS = ("azure-storage", "durable-task-scheduler")
 ACTIVE = ("Running", "Pending", "ContinuedAsNew")
+HEALTH_WAIT_SECONDS = 120.0
 
 
 def register(subparsers: Any) -> None:
@@ -238,20 +239,46 @@ def run_install(args: argparse.Namespace) -> int:
         return _failed(console, view, args.json)
     url = str((view.get("outputs") or {}).get(InstallOutput.APP_URL, {}).get("value") or "")
     key = _app_key(environ, names["group"], names["app"])
+    health = _health(environ, url, key, console, args.json)
     summary = (view.get("result") or {}).get("summary") or view.get("summary") or {}
     outcome = {"url": url, "key": key, "name": args.name, "subscription": subscription,
                "resource_group": names["group"], "app": names["app"], "durable_backend": args.durable_backend,
                "package_sha256": options.package_sha256, "operation": view.get("id") or instance,
-               "state_dir": str(state_dir), "summary": summary}
+               "state_dir": str(state_dir), "summary": summary, "health": health}
     if args.json:
         print(json.dumps(outcome, indent=2))
         return EXIT_OK
     out = Console()
     out.print(f"[bold]The control plane runs at {url}[/bold]")
+    if health is None or not health.get("healthy"):
+        out.print(f"[yellow]GET /api/health: {json.dumps(health)[:1000] if health else 'no answer yet'}[/yellow]")
     out.print(f"Its function key: `az functionapp keys list -g {names['group']} -n {names['app']} "
               f"--query functionKeys.default -o tsv` (or `install --json`).")
     out.print(f"Deploy a twin: python -m control_plane deploy SPEC --url {url} --key <key>")
     return EXIT_OK
+
+
+def _health(environ: dict[str, str], url: str, key: str, console: Console, as_json: bool,
+            timeout: float = HEALTH_WAIT_SECONDS) -> dict[str, Any] | None:
+    """The installed app's `GET /api/health` once it answers (a new app starts on its first
+    request, and a new package restarts it), or None if it did not within `timeout`."""
+    import urllib.error
+    import urllib.request
+
+    from activities.clouds import clouds_from_environ
+
+    context = clouds_from_environ({**os.environ, **environ}).ssl_context()
+    deadline = time.monotonic() + timeout
+    while True:
+        request = urllib.request.Request(f"{url}/api/health", headers={"x-functions-key": key})
+        try:
+            with urllib.request.urlopen(request, timeout=30, context=context) as resp:
+                return dict(json.loads(resp.read()))
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(1.0)
 
 
 def _failed(console: Console, view: Any, as_json: bool) -> int:
