@@ -81,7 +81,9 @@ def isolate(app_dir: Path) -> None:
         package = importlib.import_module(name)
         for info in pkgutil.walk_packages(package.__path__, prefix=f"{name}."):
             importlib.import_module(info.name)
-    keep = {name for name in sys.modules if name.partition(".")[0] in (*RUNTIME, "sandbox")}
+    # The runtime, and this entry point's own modules; every other first-party module is forgotten.
+    keep = {name for name in sys.modules if name.partition(".")[0] in RUNTIME} | {
+        "sandbox", "sandbox.runtime", "sandbox.runtime.isolated", "sandbox.tether"}
     for name in [n for n in sys.modules if n.partition(".")[0] in FIRST_PARTY and n not in keep]:
         del sys.modules[name]
     repo = str(Path(__file__).resolve().parents[2])
