@@ -81,6 +81,7 @@ from shared.resources.azure import (
     StorageAccountConfig,
     TopicSubscriptionConfig,
 )
+from shared.resources.ownership import Owner, planning_for
 
 PYTHON_VERSION = "3.11"
 LAYER = "setup"
@@ -169,7 +170,13 @@ class _Plan:
 
 
 def build_control_plane_plan(options: InstallOptions) -> Plan:
-    """The control plane's resources, their outputs and the wires into its app."""
+    """The control plane's resources, their outputs and the wires into its app; every
+    configuration is owned by the control plane's own state (its name), as a twin's are by the twin."""
+    with planning_for(Owner(twin=options.name)):
+        return _build(options)
+
+
+def _build(options: InstallOptions) -> Plan:
     n = resource_names(options)
     rg, loc = n["group"], options.location
     p = _Plan(options)

@@ -76,6 +76,9 @@ class OidcProvider(AwsResource[OidcProviderConfig]):
             action = "updated"
         return EnsureResult(action)
 
+    def owner_tags(self, call: ResourceCall, config: OidcProviderConfig, current: Any) -> dict[str, str]:
+        return {t["Key"]: t["Value"] for t in current.get("Tags") or []}
+
     def remove(self, call: ResourceCall, config: OidcProviderConfig, current: Any) -> bool:
         ignore_missing(lambda: client("iam").delete_open_id_connect_provider(
             OpenIDConnectProviderArn=provider_arn(config.url)))
@@ -151,8 +154,11 @@ class WebIdentityRole(AwsResource[WebIdentityRoleConfig]):
             return {}
         return {name: str(current["Arn"]) for name in call.resource.produces}
 
+    def owner_tags(self, call: ResourceCall, config: WebIdentityRoleConfig, current: Any) -> dict[str, str]:
+        return {t["Key"]: t["Value"] for t in current.get("Tags") or []}
+
     def remove(self, call: ResourceCall, config: WebIdentityRoleConfig, current: Any) -> bool:
-        delete_role(config.name)
+        delete_role(call, config.name)
         return True
 
     def details(self, call: ResourceCall, config: WebIdentityRoleConfig, current: Any) -> dict[str, Any]:

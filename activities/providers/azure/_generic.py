@@ -50,8 +50,8 @@ class GenericArmResource(ArmResource[C]):
 
     def put(self, call: ResourceCall, config: C, current: Any) -> None:
         body = self.body(call, config, current)
-        if current is not None and getattr(current, "tags", None) and "tags" not in body:
-            body["tags"] = dict(current.tags)  # tags set by others are kept
+        if self.tagged:
+            body["tags"] = self.owned_tags(call, config, current)  # the owner's, others' kept
         mgmt(ResourceManagementClient).resources.begin_create_or_update_by_id(
             self.resource_id(config), api_version=self.api_version, parameters=GenericResource(**body), polling=False)
 

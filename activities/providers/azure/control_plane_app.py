@@ -131,7 +131,7 @@ class ControlPlaneApp(FunctionAppBase[ControlPlaneAppConfig]):
             props.site_config.app_settings = [NameValuePair(name=k, value=v) for k, v in sorted(first.items())]
         site = Site(location=config.location, kind="functionapp,linux", properties=props,
                     identity=ManagedServiceIdentity(type="UserAssigned", user_assigned_identities=identities),
-                    tags=dict(current.tags or {}) if current is not None else {})
+                    tags=self.owned_tags(call, config, current))
         mgmt(WebSiteManagementClient).web_apps.begin_create_or_update(config.resource_group, config.name, site,
                                                                       polling=False)
 

@@ -47,6 +47,7 @@ class DurableTaskScheduler(GenericArmResource[DurableTaskSchedulerConfig]):
 class DurableTaskHub(GenericArmResource[DurableTaskHubConfig]):
     model = DurableTaskHubConfig
     label = "task hub"
+    tagged = False  # a proxy resource: the resource group's
     arm_type = "Microsoft.DurableTask/schedulers/taskHubs"
     api_version = API_VERSION
 

@@ -34,7 +34,7 @@ class EventGridTopic(ArmResource[EventGridTopicConfig]):
     def put(self, call: ResourceCall, config: EventGridTopicConfig, current: Any) -> None:
         topic = Topic(location=config.location, input_schema=config.input_schema,
                       disable_local_auth=not config.local_auth,
-                      tags=dict(current.tags or {}) if current is not None else None)
+                      tags=self.owned_tags(call, config, current))
         mgmt(EventGridManagementClient).topics.begin_create_or_update(config.resource_group, config.name, topic,
                                                                       polling=False)
 

@@ -38,6 +38,7 @@ def _destination(config: TopicSubscriptionConfig) -> str:
 class TopicSubscription(ArmResource[TopicSubscriptionConfig]):
     model = TopicSubscriptionConfig
     label = "Event Grid subscription"
+    tagged = False  # the resource group's
 
     def get(self, call: ResourceCall, config: TopicSubscriptionConfig) -> Any:
         client = mgmt(EventGridManagementClient)
