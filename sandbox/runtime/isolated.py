@@ -92,6 +92,14 @@ def isolate(app_dir: Path) -> None:
     os.environ.pop("PYTHONPATH", None)  # processes the app starts see the package only, too
 
 
+def _function_name(invocable: Any) -> str:
+    """The name the Functions host gives the function: its Python name (a Durable trigger may
+    register it under another orchestration, activity or entity name)."""
+    fn = invocable.fn
+    target = getattr(fn, "orchestrator_function", None) or getattr(fn, "entity_function", None) or fn
+    return str(getattr(target, "__name__", None) or invocable.function_name)
+
+
 def index(app_dir: Path) -> int:
     from local_host.app_loader import AppLoadError, load_app
 
@@ -107,9 +115,8 @@ def index(app_dir: Path) -> int:
     kinds = (("orchestrationTrigger", registry.orchestrators), ("activityTrigger", registry.activities),
              ("entityTrigger", registry.entities), ("eventGridTrigger", registry.eventgrid))
     for trigger, table in kinds:
-        for name, invocable in table.items():
-            functions.append({"name": getattr(invocable, "function_name", name), "trigger": trigger,
-                              "param": invocable.trigger_param})
+        for invocable in table.values():
+            functions.append({"name": _function_name(invocable), "trigger": trigger, "param": invocable.trigger_param})
     for name in registry.timers:
         functions.append({"name": name, "trigger": "timerTrigger", "param": "timer"})
     print(json.dumps({"functions": functions}))
