@@ -4,10 +4,10 @@ the sandbox runs the zipped package as a Function App (its own host process, see
 package, its app settings and managed identity); a twin deployed through the installed app
 closes the change loop there (a recreated Digital Twins instance reaches the ADT Pusher with one
 settings write); the app reaches AWS by web identity (STS `AssumeRoleWithWebIdentity`, no key); a
-second install writes nothing; uninstall leaves nothing of the control plane; the same with the
-Durable Task Scheduler backend; and every ARM and Digital Twins call of all of it (the install's
-own resources, the twin deployed through the installed app) holds to Azure's published OpenAPI
-documents (`tests/conformance`)."""
+second install writes nothing; an upgrade (new code: the Durable Task Scheduler's package) uploads
+once and writes only what changed; uninstall leaves nothing of the control plane; and every ARM
+and Digital Twins call of all of it (the install's own resources, the twin deployed through the
+installed app) holds to Azure's published OpenAPI documents (`tests/conformance`)."""
 
 from __future__ import annotations
 
@@ -171,7 +171,7 @@ def test_a_twin_deployed_through_the_installed_app_closes_the_loop_and_reaches_a
     assert view["runtimeStatus"] == "Completed", json.dumps(view.get("errors"))[:3000]
 
 
-def test_install_again_writes_nothing_and_uninstall_leaves_nothing(installed: Installed) -> None:
+def test_install_again_writes_nothing(installed: Installed) -> None:
     seen = len(installed.requests())
     code, out, err = cli("install", "--sandbox", str(installed.sandbox_dir), "--aws-account",
                          installed.endpoints["aws"]["account_id"])
@@ -180,7 +180,31 @@ def test_install_again_writes_nothing_and_uninstall_leaves_nothing(installed: In
     mutating = [f"{r['method']} {r['url']} {r.get('operation') or ''}" for r in calls if r["mutating"]]
     assert calls and mutating == [], mutating
     assert out["summary"] == {"created": 0, "updated": 0, "unchanged": out["summary"]["unchanged"], "deleted": 0}
+    assert out["url"] == installed.url and out["package_sha256"] == installed.install["package_sha256"]
 
+
+def test_upgrade_is_install_with_new_code(installed: Installed) -> None:
+    """New code (here: the package for the Durable Task Scheduler, whose host.json differs) is one
+    upload; what the change needs (scheduler, task hub, its role, settings) is added; the rest of
+    the control plane is not written."""
+    seen = len(installed.requests())
+    code, out, err = cli("install", "--sandbox", str(installed.sandbox_dir), "--aws-account",
+                         installed.endpoints["aws"]["account_id"], "--durable-backend", "durable-task-scheduler")
+    assert code == 0, err[-3000:]
+    assert out["package_sha256"] != installed.install["package_sha256"] and out["health"]["healthy"], out
+    mutating = [f"{r['method']} {r['url'].split('?')[0]}" for r in installed.requests()[seen:] if r["mutating"]]
+    uploads = [m for m in mutating if m.endswith("/api/publish") or m.endswith("/api/zipdeploy")]
+    assert len(uploads) == 1, mutating
+    untouched = ("/microsoft.storage/", "/microsoft.keyvault/", "/microsoft.eventgrid/", "/microsoft.insights/",
+                 "/microsoft.operationalinsights/", "/microsoft.managedidentity/", "/serverfarms/")
+    assert not [m for m in mutating if any(t in m.lower() for t in untouched)], mutating
+    assert any("/microsoft.durabletask/schedulers/" in m.lower() and "/taskhubs/" in m.lower() for m in mutating)
+    assert out["summary"]["deleted"] == 0 and out["summary"]["created"] >= 3, out["summary"]
+    status, health = installed.api("GET", "health")
+    assert status == 200 and health["healthy"], health
+
+
+def test_uninstall_leaves_nothing(installed: Installed) -> None:
     code, out, err = cli("uninstall", "--sandbox", str(installed.sandbox_dir))
     assert code == 0, err[-3000:]
     left = installed.resources()
@@ -194,33 +218,13 @@ def test_install_again_writes_nothing_and_uninstall_leaves_nothing(installed: In
     deadline = time.monotonic() + 30
     while True:
         try:
-            installed.api("GET", "health")
+            status, _ = installed.api("GET", "health")
         except (urllib.error.URLError, ConnectionError, OSError):
             break
-        status, _ = installed.api("GET", "health")
         if status == 404:
             break
         assert time.monotonic() < deadline, "the app still answers after uninstall"
         time.sleep(0.5)
-
-
-def _left_of(installed: Installed, name: str) -> list[str]:
-    left = installed.resources()
-    azure = [r["id"] for r in left.get("azure", [])]
-    return [rid for rid in azure if f"/resourcegroups/{name}/".lower() in rid.lower() + "/"]
-
-
-def test_the_durable_task_scheduler_backend_installs_and_uninstalls(installed: Installed) -> None:
-    name = "cp-dts"
-    code, out, err = cli("install", "--sandbox", str(installed.sandbox_dir), "--name", name,
-                         "--durable-backend", "durable-task-scheduler")
-    assert code == 0, err[-3000:]
-    assert out["durable_backend"] == "durable-task-scheduler" and out["health"]["healthy"], out["health"]
-    made = [rid.lower() for rid in _left_of(installed, name)]
-    assert any("/microsoft.durabletask/schedulers/" in rid and "/taskhubs/" in rid for rid in made), made
-    code, out, err = cli("uninstall", "--sandbox", str(installed.sandbox_dir), "--name", name)
-    assert code == 0, err[-3000:]
-    assert _left_of(installed, name) == []
 
 
 def test_every_call_of_the_install_e2e_holds_to_azures_specification(installed: Installed) -> None:
