@@ -37,10 +37,10 @@ from typing import Any
 
 from sandbox.arm.models import ArmBackend, Deployment, FunctionInfo, Resource, SiteState, notify_site_listener
 from sandbox.core.context import SandboxContext
-from sandbox.kudu.indexer import IndexingError, index_zip
+from sandbox.kudu.indexer import IndexingError, NotStaticallyIndexable, index_zip
 
 STATUS_TEXT = {1: "Building", 3: "Failed", 4: "Success"}
-STATIC_INDEXING_FAILED = "Function indexing failed: "
+STATIC_INDEXING_FAILED = "Function indexing needs an import: "  # never shown: indexed by import instead
 UNOBSERVED_GRACE_SECONDS = 1.0
 REQUIRED_ROOT_FILES = ("function_app.py", "host.json")
 IMPORT_INDEX_TIMEOUT_SECONDS = 120.0
@@ -127,8 +127,10 @@ class KuduBackend:
                     return f"host.json is not valid JSON: {exc}"
                 try:
                     dep.functions = index_zip(zf)
-                except IndexingError as exc:
+                except NotStaticallyIndexable as exc:
                     return f"{STATIC_INDEXING_FAILED}{exc}"
+                except IndexingError as exc:
+                    return f"Function indexing failed: {exc}"
         except zipfile.BadZipFile:
             return "The uploaded package is not a valid zip file."
         return None
