@@ -8,7 +8,12 @@
 - Sandbox: when the app setting `TWIN_SANDBOX_DIR` names a folder holding the sandbox's
   `endpoints.json`, every client points at the local endpoints (ARM base URL, the sandbox CA,
   a static sandbox token; moto's endpoint with dummy AWS keys; the GCP REST endpoint and gRPC
-  host with anonymous Google credentials).
+  host with anonymous Google credentials). Run by the sandbox as a Function App (the installed
+  package), the app authenticates as App Service gives it: its managed identity through
+  `IDENTITY_ENDPOINT` (never the sandbox's own modules: they are not deployed).
+- AWS without stored keys: with `TWIN_AWS_ROLE_ARN`, AWS clients use the credentials STS
+  `AssumeRoleWithWebIdentity` gives for the Azure identity's token (audience
+  `TWIN_AWS_WEB_IDENTITY_AUDIENCE`), refreshed before they expire; in the sandbox against its STS.
 
 Providers never construct clients themselves, so nothing in `activities/` knows where it runs.
 SDK modules are imported lazily: the Function App must start fast.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,14 +53,31 @@ class Clouds:
 
     # --- Azure ---------------------------------------------------------------------------
 
+    @property
+    def on_function_app(self) -> bool:
+        """Running as a Function App that has a managed identity (App Service, or the sandbox's
+        Function App runtime): `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` are set."""
+        return bool(self.environ.get("IDENTITY_ENDPOINT") and self.environ.get("IDENTITY_HEADER"))
+
     def azure_credential(self) -> Any:
-        if self.is_sandbox:
+        if self.is_sandbox and not self.on_function_app:
             from sandbox.core.auth import SandboxCredential
 
             return SandboxCredential(str(self._azure("deployer_principal_id")))
+        if self.is_sandbox:
+            from azure.identity import ManagedIdentityCredential
+
+            client_id = self.environ.get(ControlPlaneSetting.AZURE_CLIENT_ID) or None
+            return ManagedIdentityCredential(client_id=client_id)
         from azure.identity import DefaultAzureCredential
 
         return DefaultAzureCredential()
+
+    def azure_tenant_id(self) -> str:
+        """The Entra tenant of the configured cloud (the sandbox's, or the credential's `tid`)."""
+        if self.is_sandbox:
+            return str(self._azure("tenant_id"))
+        return _claim(self.azure_credential().get_token(ARM_SCOPE).token, "tid")
 
     def azure_subscription_id(self) -> str:
         if self.is_sandbox:
@@ -83,8 +106,10 @@ class Clouds:
     def aws_client(self, service: str, region: str | None = None) -> Any:
         import boto3
 
+        role_arn = (self.environ.get(ControlPlaneSetting.AWS_ROLE_ARN) or "").strip()
         if not self.is_sandbox:
-            return boto3.client(service, region_name=region or self.environ.get(ControlPlaneSetting.AWS_REGION) or None)
+            maker: Any = self._web_identity_session(role_arn) if role_arn else boto3
+            return maker.client(service, region_name=region or self.environ.get(ControlPlaneSetting.AWS_REGION) or None)
         aws = self.endpoints.get("aws") or {}
         if not aws:
             raise PermanentError("the sandbox has no AWS endpoint (endpoints.json lacks 'aws')")
@@ -93,16 +118,28 @@ class Clouds:
         ) or aws.get("endpoint_url")
         from botocore.config import Config
 
-        return boto3.client(
-            service,
-            region_name=region or aws.get("region") or "us-east-1",
-            endpoint_url=endpoint,
+        kwargs: dict[str, Any] = {
+            "region_name": region or aws.get("region") or "us-east-1",
+            "endpoint_url": endpoint,
             # botocore prefixes some hosts (TwinMaker's `api.`); 127.0.0.1 has no such subdomain.
-            config=Config(inject_host_prefix=False),
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            verify=self.endpoints.get("azure", {}).get("ca_file") if str(endpoint).startswith("https") else None,
-        )
+            "config": Config(inject_host_prefix=False),
+            "verify": self.endpoints.get("azure", {}).get("ca_file") if str(endpoint).startswith("https") else None,
+        }
+        if role_arn:
+            return self._web_identity_session(role_arn).client(service, **kwargs)
+        return boto3.client(service, aws_access_key_id="testing", aws_secret_access_key="testing", **kwargs)
+
+    def _web_identity_session(self, role_arn: str) -> Any:
+        """A boto3 session whose credentials come from STS `AssumeRoleWithWebIdentity` with the
+        Azure identity's token (cached per process and role; botocore refreshes them)."""
+        audience = (self.environ.get(ControlPlaneSetting.AWS_WEB_IDENTITY_AUDIENCE) or "").strip() or DEFAULT_AWS_AUDIENCE
+        sts_endpoint = str((self.endpoints.get("aws") or {}).get("endpoint_url") or "") if self.is_sandbox else ""
+        key = (role_arn, audience, sts_endpoint)
+        with _sessions_lock:
+            session = _web_identity_sessions.get(key)
+            if session is None:
+                session = _web_identity_sessions[key] = _assume_role_session(self, role_arn, audience, sts_endpoint)
+        return session
 
     # --- Google Cloud --------------------------------------------------------------------
 
@@ -278,6 +315,70 @@ class ManagedIdentityTokenSupplier:
         if token is None or token.expires_on - 300 <= time.time():
             token = self._token = self.credential.get_token(self.scope)
         return str(token.token)
+
+
+DEFAULT_AWS_AUDIENCE = "api://AzureADTokenExchange"
+_web_identity_sessions: dict[tuple[str, str, str], Any] = {}
+_sessions_lock = threading.Lock()
+
+
+def _claim(token: str, name: str) -> str:
+    """One claim of a JWT, unverified (the token was just issued to us)."""
+    import base64
+
+    try:
+        payload = token.split(".")[1]
+        value = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get(name)
+    except (IndexError, ValueError, AttributeError):
+        value = None
+    if not isinstance(value, str) or not value:
+        raise PermanentError(f"the identity's token carries no '{name}' claim")
+    return value
+
+
+def _assume_role_session(clouds: Clouds, role_arn: str, audience: str, sts_endpoint: str) -> Any:
+    import boto3
+    import botocore.session
+    from botocore.credentials import (
+        AssumeRoleWithWebIdentityCredentialFetcher,
+        CredentialProvider,
+        DeferredRefreshableCredentials,
+    )
+
+    credential = clouds.azure_credential()
+    scope = audience.rstrip("/") + "/.default"
+
+    def token() -> str:
+        return str(credential.get_token(scope).token)
+
+    core = botocore.session.Session()
+
+    def sts_client(service: str, **kwargs: Any) -> Any:
+        if sts_endpoint:
+            kwargs.update(endpoint_url=sts_endpoint, region_name=kwargs.get("region_name") or "us-east-1",
+                          verify=clouds.endpoints.get("azure", {}).get("ca_file") if sts_endpoint.startswith("https")
+                          else None)
+        return core.create_client(service, **kwargs)
+
+    fetcher = AssumeRoleWithWebIdentityCredentialFetcher(
+        client_creator=sts_client, web_identity_token_loader=token, role_arn=role_arn,
+        extra_args={"RoleSessionName": "twin-control-plane"})
+
+    class WebIdentityProvider(CredentialProvider):  # type: ignore[misc]
+        METHOD = "assume-role-with-web-identity"
+
+        def load(self) -> Any:
+            return DeferredRefreshableCredentials(method=self.METHOD, refresh_using=fetcher.fetch_credentials)
+
+    # The only provider: no stored key anywhere is ever picked up instead.
+    core.register_component("credential_provider", _only(WebIdentityProvider()))
+    return boto3.Session(botocore_session=core)
+
+
+def _only(provider: Any) -> Any:
+    from botocore.credentials import CredentialResolver
+
+    return CredentialResolver(providers=[provider])
 
 
 def clouds_from_environ(environ: dict[str, str] | None = None) -> Clouds:

@@ -32,11 +32,9 @@ from shared.engine.infrastructure import (
     EVENT_GRID_WEBHOOK_PATH,
     EVENTS_FUNCTION,
     EVENTS_SUBSCRIPTION,
-    EVENTS_TOPIC,
-    RESOURCE_GROUP,
     WATCH_FUNCTION,
     WATCH_SUBSCRIPTION,
-    WATCH_TOPIC,
+    names_for,
 )
 
 CHECK_TIMEOUT_SECONDS = 15.0
@@ -91,26 +89,28 @@ def check_events(environ: dict[str, str], base_url: str) -> Check:
     clouds = clouds_from_environ(environ)
     clouds.azure_subscription_id()  # unset: said at once, without a call that cannot succeed
     eventgrid = clouds.azure_mgmt_client(EventGridManagementClient)
+    names = names_for(environ)
+    group, topic_name = names.resource_group, names.events_topic
     try:
-        topic = eventgrid.topics.get(RESOURCE_GROUP, EVENTS_TOPIC)
+        topic = eventgrid.topics.get(group, topic_name)
     except ResourceNotFoundError:
-        return Check("events", False, f"the events topic {RESOURCE_GROUP}/{EVENTS_TOPIC} does not exist: "
+        return Check("events", False, f"the events topic {group}/{topic_name} does not exist: "
                                       "events published to it are lost")
     topic_endpoint = str(topic.endpoint or "")
     if topic_endpoint not in endpoints:
         return Check("events", False, f"{ControlPlaneSetting.EVENTS_ENDPOINT} does not name the events topic "
-                                      f"{EVENTS_TOPIC} ({topic_endpoint})")
+                                      f"{topic_name} ({topic_endpoint})")
     try:
         sub = eventgrid.event_subscriptions.get(str(topic.id), EVENTS_SUBSCRIPTION)
     except ResourceNotFoundError:
-        return Check("events", False, f"the events topic {EVENTS_TOPIC} has no subscription {EVENTS_SUBSCRIPTION} "
+        return Check("events", False, f"the events topic {topic_name} has no subscription {EVENTS_SUBSCRIPTION} "
                                       f"to {EVENTS_FUNCTION}: twin.* events are accepted and dropped (recorded "
                                       "changes still reach their consumers: every operation applies the consumers "
                                       "behind)")
     problem = _delivers_here(sub, base_url, EVENTS_FUNCTION)
     if problem is not None:
-        return Check("events", False, f"the subscription {EVENTS_SUBSCRIPTION} of {EVENTS_TOPIC}: {problem}")
-    return Check("events", True, f"{EVENTS_TOPIC} delivers to {EVENTS_FUNCTION}")
+        return Check("events", False, f"the subscription {EVENTS_SUBSCRIPTION} of {topic_name}: {problem}")
+    return Check("events", True, f"{topic_name} delivers to {EVENTS_FUNCTION}")
 
 
 def check_watch(environ: dict[str, str], base_url: str) -> Check:
@@ -122,18 +122,20 @@ def check_watch(environ: dict[str, str], base_url: str) -> Check:
     clouds = clouds_from_environ(environ)
     clouds.azure_subscription_id()  # unset: said at once, without a call that cannot succeed
     eventgrid = clouds.azure_mgmt_client(EventGridManagementClient)
+    names = names_for(environ)
+    group, watch_topic = names.resource_group, names.watch_topic
     try:
-        eventgrid.system_topics.get(RESOURCE_GROUP, WATCH_TOPIC)
-        sub = eventgrid.system_topic_event_subscriptions.get(RESOURCE_GROUP, WATCH_TOPIC, WATCH_SUBSCRIPTION)
+        eventgrid.system_topics.get(group, watch_topic)
+        sub = eventgrid.system_topic_event_subscriptions.get(group, watch_topic, WATCH_SUBSCRIPTION)
     except ResourceNotFoundError as exc:
         what = "subscription" if "ubscription" in str(exc) else "system topic"
-        return Check("watch", False, f"the watch on Azure Resource Manager events ({RESOURCE_GROUP}/{WATCH_TOPIC}, "
+        return Check("watch", False, f"the watch on Azure Resource Manager events ({group}/{watch_topic}, "
                                      f"{what}) does not exist: changes made outside a deployment are noticed only "
                                      "by POST /api/twins/{twin}/refresh")
     problem = _delivers_here(sub, base_url, WATCH_FUNCTION)
     if problem is not None:
         return Check("watch", False, f"the watch's subscription {WATCH_SUBSCRIPTION}: {problem}")
-    return Check("watch", True, f"{WATCH_TOPIC} delivers resource events to {WATCH_FUNCTION}")
+    return Check("watch", True, f"{watch_topic} delivers resource events to {WATCH_FUNCTION}")
 
 
 def check_vault(environ: dict[str, str]) -> Check:

@@ -31,6 +31,13 @@ from shared.engine.types import EnsureResult, ResourceCall
 bp = df.Blueprint()
 
 
+def wired_settings(state: TwinState, rid: str) -> dict[str, str | None]:
+    """The recorded values of the non-secret outputs wired into `rid`: what a delete may need to
+    find what the resource made (a role assignment's principal), never a secret."""
+    return {w.setting: state.outputs[w.output].value for w in state.wires
+            if w.consumer == rid and w.output in state.outputs and not state.outputs[w.output].secret}
+
+
 def remove_resources(context: df.DurableOrchestrationContext, twin: str, state: TwinState, rids: list[str],
                      opts: EngineOptions, progress: Progress) -> Gen:
     """Delete the recorded resources `rids`, each once every one of them that needs it is gone
@@ -50,7 +57,7 @@ def remove_resources(context: df.DurableOrchestrationContext, twin: str, state: 
 
     def call_for(rid: str) -> ResourceCall:
         progress.started(rid)
-        return resource_call(twin, state, resources[rid], {})
+        return resource_call(twin, state, resources[rid], wired_settings(state, rid))
 
     start, start_batch = resource_starters(context, names.RESOURCE_REMOVE, call_for, opts)
 

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "twin_cli.commands.simulate",
     "twin_cli.commands.plan",
     "twin_cli.commands.serve",
+    "twin_cli.commands.install",
     "twin_cli.commands.schema",
     "twin_cli.commands.demo",
 )

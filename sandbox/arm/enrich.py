@@ -148,6 +148,27 @@ def enrich(ctx: SandboxContext, b: ArmBackend, res: Resource, existing: Resource
         props["createdTime"] = existing.body["properties"].get("createdTime") if existing else _iso()
         props["lastUpdatedTime"] = _iso()
         props.setdefault("publicNetworkAccess", "Enabled")
+    elif t == "microsoft.operationalinsights/workspaces":
+        props["customerId"] = _secret(res, "customer_id", _guid)
+        props.setdefault("createdDate", existing.body["properties"].get("createdDate") if existing else _iso())
+        props["modifiedDate"] = _iso()
+    elif t == "microsoft.insights/components":
+        key = _secret(res, "instrumentation_key", _guid)
+        app_id = _secret(res, "app_id", _guid)
+        loc = str(body.get("location", "westeurope")).replace(" ", "").lower()
+        props["InstrumentationKey"] = key
+        props["AppId"] = app_id
+        props["ApplicationId"] = name
+        props["TenantId"] = ctx.subscription_id
+        props["Name"] = name
+        props["ConnectionString"] = (f"InstrumentationKey={key};IngestionEndpoint=https://{loc}-0.in.applicationinsights."
+                                     f"azure.com/;LiveEndpoint=https://{loc}.livediagnostics.monitor.azure.com/;"
+                                     f"ApplicationId={app_id}")
+        props.setdefault("CreationDate", existing.body["properties"].get("CreationDate") if existing else _iso())
+    elif t == "microsoft.durabletask/schedulers":
+        suffix = hashlib.sha1(res.rid.key.encode()).hexdigest()[:4]
+        loc = str(body.get("location", "westeurope")).replace(" ", "").lower()
+        props["endpoint"] = f"https://{name}-{suffix}.{loc}.durabletask.io"
     elif t == "microsoft.keyvault/vaults":
         # Served by sandbox/keyvault under a path (see there for the ids this implies).
         props["vaultUri"] = f"{ctx.azure_base_url}/keyvault/{name}/"

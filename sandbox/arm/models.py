@@ -109,6 +109,13 @@ BEHAVIORS: dict[str, TypeBehavior] = {
     ),
     "microsoft.dashboard/grafana": TypeBehavior(ASYNC_OP, 201, 200, "Accepted", ASYNC_OP, 202),
     "microsoft.authorization/roleassignments": TypeBehavior(SYNC, 201, 200, declares_state=False),
+    # The control plane's own (install): Application Insights answers its PUT at once (200 only);
+    # a Log Analytics workspace is created with Azure-AsyncOperation; a Durable Task Scheduler
+    # and its task hubs too (201 + Azure-AsyncOperation), deleted with 202 + Location.
+    "microsoft.insights/components": TypeBehavior(SYNC, 200, 200),
+    "microsoft.operationalinsights/workspaces": TypeBehavior(ASYNC_OP, 201, 200, "Creating", ASYNC_OP, 202),
+    "microsoft.durabletask/schedulers": TypeBehavior(ASYNC_OP, 201, 200, "Provisioning", LOCATION, 202),
+    "microsoft.durabletask/schedulers/taskhubs": TypeBehavior(ASYNC_OP, 201, 200, "Provisioning", LOCATION, 202),
 }
 DEFAULT_BEHAVIOR = TypeBehavior()
 
@@ -204,6 +211,18 @@ BUILTIN_ROLES: dict[str, tuple[str, str]] = {
         "EventGrid Data Sender",
         "Allows send access to event grid events.",
     ),
+    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": (
+        "User Access Administrator",
+        "Lets you manage user access to Azure resources.",
+    ),
+    "3913510d-42f4-4e42-8a64-420c390055eb": (
+        "Monitoring Metrics Publisher",
+        "Enables publishing metrics against Azure resources",
+    ),
+    "0ad04412-c4d5-4796-b79c-f76d14c8d402": (
+        "Durable Task Data Contributor",
+        "Durable Task role for all data access operations.",
+    ),
     "b24988ac-6180-42a0-ab88-20f7382dd24c": (
         "Contributor",
         "Grants full access to manage all resources, but does not allow you to assign roles.",
@@ -279,6 +298,7 @@ class Deployment:
     failure: str | None = None
     end_at: float | None = None
     polled: int = 0
+    indexing: bool = False  # its functions are being found by importing the package (see sandbox.kudu.models)
 
     @property
     def complete(self) -> bool:

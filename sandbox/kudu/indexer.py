@@ -55,6 +55,11 @@ class IndexingError(Exception):
     """The app cannot be indexed (what the platform would log, in one sentence)."""
 
 
+class NotStaticallyIndexable(IndexingError):
+    """The source registers blueprints in a way reading it cannot follow (e.g. in a loop): only
+    importing the package tells its functions."""
+
+
 @dataclass
 class _Module:
     path: str
@@ -208,7 +213,7 @@ class ZipIndexer:
             ref = node.args[0]
             target = self._resolve(mod, ref)
             if target is None:
-                raise IndexingError(
+                raise NotStaticallyIndexable(
                     f"{mod.path}: cannot find the module of blueprint '{_dotted(ref) or ast.unparse(ref)}' in the package"
                 )
             path, var = target

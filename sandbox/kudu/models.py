@@ -6,6 +6,12 @@ so clients exercise their polling loop even on the instant profile. One nobody p
 a timer on the server's loop (at its due time, and at least `UNOBSERVED_GRACE_SECONDS` after it
 was received), as a real deployment runs on whether or not anyone watches.
 
+Functions are found as the platform finds them: by reading the package's source where that
+suffices (`sandbox.kudu.indexer`), else by importing the package in a process of its own that
+sees nothing outside it (`sandbox.runtime.isolated index`; the control plane's own package
+registers its blueprints in loops the static reading cannot follow). That runs in a thread: the
+deployment stays Building until it is done.
+
 When a deployment ends, the hook object registered for `Microsoft.Web/sites` (if it has an
 `on_deployed(site_key)` method, e.g. the local Function-app runtime) is told.
 """
@@ -15,6 +21,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 import uuid
 import zipfile
@@ -22,13 +35,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sandbox.arm.models import ArmBackend, Deployment, Resource, SiteState, notify_site_listener
+from sandbox.arm.models import ArmBackend, Deployment, FunctionInfo, Resource, SiteState, notify_site_listener
 from sandbox.core.context import SandboxContext
-from sandbox.kudu.indexer import IndexingError, index_zip
+from sandbox.kudu.indexer import IndexingError, NotStaticallyIndexable, index_zip
 
 STATUS_TEXT = {1: "Building", 3: "Failed", 4: "Success"}
+STATIC_INDEXING_FAILED = "Function indexing needs an import: "  # never shown: indexed by import instead
 UNOBSERVED_GRACE_SECONDS = 1.0
 REQUIRED_ROOT_FILES = ("function_app.py", "host.json")
+IMPORT_INDEX_TIMEOUT_SECONDS = 120.0
+REPO_ROOT = Path(__file__).resolve().parents[2]
+log = logging.getLogger("sandbox.kudu")
 
 
 def _iso(ts: float | None) -> str | None:
@@ -75,6 +92,9 @@ class KuduBackend:
         )
         # Checked now, reported when the deployment completes: Kudu reads the package up front.
         dep.failure = self._check(dep)
+        if dep.failure is not None and dep.failure.startswith(STATIC_INDEXING_FAILED):
+            dep.failure, dep.indexing = None, True
+            threading.Thread(target=self._index_by_import, args=(state, dep), name="kudu-index", daemon=True).start()
         if dep.failure is None and self.ctx.faults.fail_once(
             f"kudu:{site.rid.key}:{hashlib.sha256(data).hexdigest()}"
         ):
@@ -107,15 +127,44 @@ class KuduBackend:
                     return f"host.json is not valid JSON: {exc}"
                 try:
                     dep.functions = index_zip(zf)
+                except NotStaticallyIndexable as exc:
+                    return f"{STATIC_INDEXING_FAILED}{exc}"
                 except IndexingError as exc:
                     return f"Function indexing failed: {exc}"
         except zipfile.BadZipFile:
             return "The uploaded package is not a valid zip file."
         return None
 
+    def _index_by_import(self, state: SiteState, dep: Deployment) -> None:
+        """Find the package's functions by importing it, isolated (thread)."""
+        app_dir = Path(tempfile.mkdtemp(prefix="kudu-index-"))
+        try:
+            with zipfile.ZipFile(dep.zip_path) as zf:
+                zf.extractall(app_dir)
+            env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME", "TMPDIR")}
+            env["PYTHONPATH"] = str(REPO_ROOT)
+            done = subprocess.run([sys.executable, "-m", "sandbox.runtime.isolated", "index", str(app_dir)],
+                                  cwd=str(app_dir), env=env, capture_output=True, text=True,
+                                  timeout=IMPORT_INDEX_TIMEOUT_SECONDS)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+            answer: dict[str, Any] = (json.loads(lines[-1]) if lines
+                                      else {"error": (done.stderr.strip().splitlines() or ["no output"])[-1]})
+            if "functions" in answer:
+                dep.functions = [FunctionInfo(name=f["name"], trigger=f["trigger"], param=f["param"],
+                                              route=f.get("route")) for f in answer["functions"]]
+            else:
+                dep.failure = f"Function indexing failed: {answer.get('error')}"
+        except (OSError, ValueError, zipfile.BadZipFile, subprocess.TimeoutExpired) as exc:
+            dep.failure = f"Function indexing failed: {exc}"
+        finally:
+            shutil.rmtree(app_dir, ignore_errors=True)
+            dep.indexing = False
+        log.info("deployment %s indexed by import: %s", dep.id, dep.failure or f"{len(dep.functions)} functions")
+        self.advance(state, dep, observing=False)
+
     def advance(self, state: SiteState, dep: Deployment, observing: bool) -> None:
         """Move `dep` on in time; a status poll (`observing`) always sees Building once first."""
-        if dep.complete:
+        if dep.complete or dep.indexing:
             return
         if observing:
             dep.polled += 1

@@ -1,8 +1,9 @@
 """Function Apps deployed through Kudu run from their package, each in its own local host process.
 
 `FunctionAppRuntime(ctx)` keeps, for every site whose latest successful Kudu deployment is
-known, one `python -m control_plane serve` process running that package (through
-`sandbox.tether`, so it dies with the sandbox even when the sandbox is SIGKILLed) with the site's app
+known, one local host process running that package and nothing else (`sandbox.runtime.isolated`:
+the app's own modules come from the package alone; it dies with the sandbox even when the
+sandbox is SIGKILLed) with the site's app
 settings as its environment (plus what App Service adds: `WEBSITE_HOSTNAME`, the managed-identity
 endpoint, and here the sandbox CA). The host is registered in `ctx.function_hosts`, so the site's
 `defaultHostName` URL (`/sites/<name>/...`, served by `sandbox.kudu.proxy`) and Event Grid reach it.
@@ -327,9 +328,10 @@ class FunctionAppRuntime:
         with open(sp.log_path, "wb") as out:
             sp.proc = subprocess.Popen(
                 [
-                    # `tether`: the host dies with this process, even when it is SIGKILLed.
-                    self.python, "-m", "sandbox.tether", "serve",
-                    "--app", str(app_dir),
+                    # The package alone, as the platform runs it (`isolated`: first-party modules
+                    # come from the package or nowhere); it dies with this process, even when
+                    # this one is SIGKILLed (it watches its stdin, as `sandbox.tether` does).
+                    self.python, "-m", "sandbox.runtime.isolated", "serve", str(app_dir),
                     "--port", "0",
                     "--state-dir", str(site_dir / "host-state"),
                 ],

@@ -163,6 +163,16 @@ class ControlPlaneSetting(StrEnum):
     BUNDLE_CONTAINER_URL = "TWIN_BUNDLE_CONTAINER_URL"
     """Blob container (`https://<account>.blob.core.windows.net/<container>`) where deployment
     bundles are kept, content-addressed; reached with the control plane's identity."""
+    CONTROL_PLANE_NAME = "TWIN_CONTROL_PLANE_NAME"
+    """The installed control plane's name (`install --name`, default `twin-control-plane`): its
+    resource group and the names of its events topic and ARM watch (`shared.engine.infrastructure`)."""
+    AWS_ROLE_ARN = "TWIN_AWS_ROLE_ARN"
+    """The AWS role the control plane assumes with its managed identity's token (STS
+    `AssumeRoleWithWebIdentity`; `install --aws-account`). Unset: the AWS credential chain."""
+    AWS_WEB_IDENTITY_AUDIENCE = "TWIN_AWS_WEB_IDENTITY_AUDIENCE"
+    """The audience of the identity token exchanged for the AWS role (the IAM OIDC provider's client id)."""
+    AZURE_CLIENT_ID = "AZURE_CLIENT_ID"
+    """Client id of the user-assigned identity the app runs as (azure-identity reads it)."""
     FUNCTIONS_FUNCTION_KEYS = "FUNCTIONS_FUNCTION_KEYS"
     """Comma-separated function keys the local host also accepts on FUNCTION-level routes (as Azure
     accepts the host's `default` function key next to the master key); webhooks take the master key."""

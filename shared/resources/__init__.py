@@ -44,6 +44,15 @@ CONFIG_MODELS: Mapping[tuple[str, str], type[ResourceConfig]] = {
     ("azure", "grafana"): azure.AzureGrafanaConfig,
     ("azure", "grafana-datasource"): azure.AzureGrafanaDatasourceConfig,
     ("azure", "logic-app"): azure.LogicAppConfig,
+    # Azure: the control plane's own resources (`install`)
+    ("azure", "key-vault"): azure.KeyVaultConfig,
+    ("azure", "eventgrid-topic"): azure.EventGridTopicConfig,
+    ("azure", "topic-subscription"): azure.TopicSubscriptionConfig,
+    ("azure", "log-analytics"): azure.LogAnalyticsConfig,
+    ("azure", "app-insights"): azure.AppInsightsConfig,
+    ("azure", "durable-task-scheduler"): azure.DurableTaskSchedulerConfig,
+    ("azure", "durable-task-hub"): azure.DurableTaskHubConfig,
+    ("azure", "control-plane-app"): azure.ControlPlaneAppConfig,
     # AWS
     ("aws", "resource-group"): aws.AwsResourceGroupConfig,
     ("aws", "lambda"): aws.LambdaConfig,
@@ -58,6 +67,9 @@ CONFIG_MODELS: Mapping[tuple[str, str], type[ResourceConfig]] = {
     ("aws", "twinmaker-entities"): aws.TwinMakerEntitiesConfig,
     ("aws", "grafana"): aws.AwsGrafanaConfig,
     ("aws", "grafana-datasource"): aws.AwsGrafanaDatasourceConfig,
+    # AWS: the control plane's own web identity (`install --aws-account`)
+    ("aws", "oidc-provider"): aws.OidcProviderConfig,
+    ("aws", "web-identity-role"): aws.WebIdentityRoleConfig,
     # GCP
     ("gcp", "service-account"): gcp.ServiceAccountConfig,
     ("gcp", "gcs-bucket"): gcp.GcsBucketConfig,

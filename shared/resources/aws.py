@@ -154,3 +154,29 @@ class AwsGrafanaConfig(AwsConfig):
 
 class AwsGrafanaDatasourceConfig(GrafanaDatasourceFields, AwsConfig):
     """The hot-reader datasource in the twin's Amazon Managed Grafana."""
+
+
+# --- the control plane's own AWS side (`install --aws-account`) -------------------------------
+
+
+class OidcProviderConfig(AwsConfig):
+    """An IAM OpenID Connect provider trusting the Entra tenant's token issuer. IAM has one
+    provider per issuer URL in an account: `name` is the URL's host and path."""
+
+    url: str = Field(pattern="^https://")
+    client_ids: tuple[str, ...] = Field(min_length=1)
+    """Audiences accepted (the identity token's `aud`)."""
+    thumbprints: tuple[str, ...] = ()
+    """Server certificate thumbprints (IAM fetches them itself for well-known issuers)."""
+
+
+class WebIdentityRoleConfig(AwsConfig):
+    """The role the control plane assumes with its managed identity's token: the trust policy
+    names the OIDC provider, the audience and the identity (`PRINCIPAL_ID`, wired) as `sub`;
+    one inline least-privilege policy."""
+
+    provider_url: str = Field(pattern="^https://")
+    audience: str = Field(min_length=1)
+    policy: tuple[dict[str, JsonValue], ...] = Field(min_length=1)
+    """The inline policy's statements."""
+    max_session_seconds: int = Field(ge=3600, le=43200)

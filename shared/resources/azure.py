@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, JsonValue, field_validator
 
-from shared.contracts import Function, Trigger, TwinUpdatePath
+from shared.contracts import Trigger, TwinUpdatePath
 from shared.resources.base import (
     ConfigPart,
     GrafanaDatasourceFields,
@@ -24,11 +24,13 @@ from shared.resources.base import (
 FunctionsSku = Literal["FC1", "Y1", "EP1", "EP2", "EP3"]
 """Function App hosting plans: Flex Consumption, Consumption, Elastic Premium (Linux)."""
 
-ReferencedKind = Literal["iot-hub", "digital-twins", "storage-account", "function-app", "grafana", "cosmos-account"]
+ReferencedKind = Literal["iot-hub", "digital-twins", "storage-account", "function-app", "grafana", "cosmos-account",
+                         "key-vault", "eventgrid-topic", "app-insights", "durable-task-scheduler", "subscription"]
 
 
 class ResourceRef(ConfigPart):
-    """Another resource of the twin's resource group, by plan kind and name (its ARM id follows)."""
+    """Another resource of the twin's resource group, by plan kind and name (its ARM id follows);
+    kind `subscription` names a subscription by its id."""
 
     kind: ReferencedKind
     name: str = Field(min_length=1)
@@ -65,6 +67,9 @@ class StorageAccountConfig(AzureConfig):
     https_only: bool
     minimum_tls_version: str
     """e.g. `TLS1_2`."""
+    shared_key_access: bool = True
+    """False: only Entra identities reach the data (`allowSharedKeyAccess`; the control plane's own
+    account, whose host storage is identity-based). Such an account yields no connection string."""
 
 
 class AppServicePlanConfig(AzureConfig):
@@ -97,8 +102,9 @@ class HostedFunction(ConfigPart):
     path_to_code: str | None = None
 
 
-class FunctionAppConfig(AzureConfig):
-    """A Function App, its settings and the functions its one package holds."""
+class HostedAppConfig(AzureConfig):
+    """What every Function App the control plane deploys has: its plan, runtime, identity and
+    the storage account of its package, and its static settings."""
 
     location: str
     plan: str
@@ -108,9 +114,14 @@ class FunctionAppConfig(AzureConfig):
     """The user-assigned identity's name."""
     storage_account: str
     """Where Flex Consumption keeps the app's package (a container per app)."""
-    functions: tuple[HostedFunction, ...]
     app_settings: Mapping[str, str]
     """Static settings (never secrets: those are wired at apply time)."""
+
+
+class FunctionAppConfig(HostedAppConfig):
+    """A Function App of a twin, its settings and the payload functions its one package holds."""
+
+    functions: tuple[HostedFunction, ...]
     processors: tuple[str, ...] = ()
     """Device ids whose processing this app runs (the L2 app)."""
     user_code: tuple[UserCodeRef, ...] = ()
@@ -140,11 +151,12 @@ class EventGridSystemTopicConfig(AzureConfig):
 
 
 class EventSubscriptionConfig(AzureConfig):
-    """A system topic's subscription delivering to one function of a Function App."""
+    """A system topic's subscription delivering to one function of a Function App (a payload
+    function, or the control plane's own `azure_resource_events`)."""
 
     system_topic: str
     function_app: str
-    function: Function
+    function: str = Field(min_length=1)
     included_event_types: tuple[str, ...]
 
 
@@ -242,3 +254,93 @@ class LogicAppConfig(AzureConfig):
     location: str
     definition: str
     """The original project's definition file name."""
+
+
+# --- the control plane's own resources (`python -m control_plane install`) ----------------------
+
+
+class KeyVaultConfig(AzureConfig):
+    """A Key Vault authorising with Azure RBAC (never access policies), soft delete on."""
+
+    location: str
+    sku: Literal["standard", "premium"]
+    soft_delete_retention_days: int = Field(ge=7, le=90)
+    purge_protection: bool
+
+
+class EventGridTopicConfig(AzureConfig):
+    """A custom Event Grid topic (the control plane's `twin.*` events)."""
+
+    location: str
+    input_schema: Literal["CloudEventSchemaV1_0", "EventGridSchema"]
+    local_auth: bool
+    """False: publishers authenticate with Entra (EventGrid Data Sender), access keys are refused."""
+
+
+class TopicSubscriptionConfig(AzureConfig):
+    """A custom topic's subscription delivering to one function of a Function App."""
+
+    topic: str
+    function_app: str
+    function: str = Field(min_length=1)
+    delivery_schema: Literal["CloudEventSchemaV1_0", "EventGridSchema"]
+
+
+class LogAnalyticsConfig(AzureConfig):
+    """The Log Analytics workspace Application Insights keeps its data in."""
+
+    location: str
+    sku: Literal["PerGB2018"]
+    retention_days: int = Field(ge=30, le=730)
+
+
+class AppInsightsConfig(AzureConfig):
+    """Workspace-based Application Insights; with local auth off, telemetry is sent with Entra."""
+
+    location: str
+    workspace: str
+    """The Log Analytics workspace's name (same resource group)."""
+    local_auth: bool
+
+
+class DurableTaskSchedulerConfig(AzureConfig):
+    """A Durable Task Scheduler (the managed Durable backend)."""
+
+    location: str
+    sku: Literal["Consumption", "Dedicated"]
+    capacity: int | None = Field(default=None, ge=1)
+    """Dedicated only: capacity units."""
+    ip_allowlist: tuple[str, ...] = Field(min_length=1)
+    """CIDR ranges allowed (an empty list denies all traffic)."""
+
+
+class DurableTaskHubConfig(AzureConfig):
+    """A task hub of a Durable Task Scheduler (`scheduler`, same resource group)."""
+
+    scheduler: str
+
+
+DurableBackend = Literal["azure-storage", "durable-task-scheduler"]
+
+
+class ControlPlanePackage(ConfigPart):
+    """The control plane's own zip (built per `.funcignore` by `install`): where the installing
+    process keeps it and its SHA-256 (hex), which decides whether it is uploaded."""
+
+    sha256: str = Field(pattern="^[0-9a-f]{64}$")
+    path: str = Field(min_length=1)
+
+
+class ControlPlaneAppConfig(HostedAppConfig):
+    """The control plane's own Function App (Flex Consumption): identity-based host storage
+    (`storage_account`) and deployment container, its package, the Durable backend; settings
+    wired from its resources."""
+
+    functions: tuple[str, ...] = Field(min_length=1)
+    """The functions the package must be seen to hold once deployed (indexed)."""
+    package: ControlPlanePackage
+    durable_backend: DurableBackend
+    task_hub: str | None = None
+    """The Durable Task Scheduler's task hub (its backend only)."""
+    maximum_instance_count: int = Field(ge=1, le=1000)
+    instance_memory_mb: Literal[512, 2048, 4096]

@@ -38,6 +38,15 @@ def _plans() -> list[tuple[str, Plan]]:
     for combo in all_placements()[::7]:
         out.append((f"bare:{','.join(combo)}",
                     build_plan(TwinSpec.model_validate(spec_dict(combo, options={"use_event_checking": False})))))
+    # The control plane's own plan (`install`) plans the kinds only it has.
+    from shared.plan.control_plane import AwsSide, InstallOptions, build_control_plane_plan
+
+    install = InstallOptions(name="twin-control-plane", location="westeurope",
+                             subscription_id="00000000-0000-0000-0000-000000000000", package_sha256="a" * 64,
+                             package_path="/tmp/control-plane.zip", functions=("twin_events",),
+                             durable_backend="durable-task-scheduler",
+                             aws=AwsSide(account="123456789012", region="us-east-1", tenant_id="tenant"))
+    out.append(("control-plane", build_control_plane_plan(install)))
     return out
 
 
@@ -84,11 +93,11 @@ def test_a_wrong_value_names_its_path_and_never_echoes_the_value() -> None:
     plan = dict(PLANS)["example:aws-to-azure"]
     role = next(r for r in plan.resources if isinstance(r.config, RoleAssignmentConfig))
     data = role.config.to_json()
-    data["scope"] = {"kind": "key-vault", "name": "s3cr3t-value"}
+    data["scope"] = {"kind": "s3cr3t-kind", "name": "s3cr3t-value"}
     with pytest.raises(ConfigError) as caught:
         parse_config(role.id, data, RoleAssignmentConfig)
     assert [path for path, _ in caught.value.problems] == ["config.scope.kind"]
-    assert "key-vault" not in str(caught.value) and role.id in str(caught.value)
+    assert "s3cr3t" not in str(caught.value) and role.id in str(caught.value)
 
 
 def test_configs_are_frozen() -> None:

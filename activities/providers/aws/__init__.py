@@ -19,4 +19,5 @@ from activities.providers.aws import (  # noqa: F401  (registers on import)
     twinmaker_component_type,
     twinmaker_entities,
     twinmaker_workspace,
+    web_identity,
 )

@@ -97,11 +97,18 @@ SCOPE_TYPES: dict[ReferencedKind, str] = {
     "function-app": "Microsoft.Web/sites",
     "grafana": "Microsoft.Dashboard/grafana",
     "cosmos-account": "Microsoft.DocumentDB/databaseAccounts",
+    "key-vault": "Microsoft.KeyVault/vaults",
+    "eventgrid-topic": "Microsoft.EventGrid/topics",
+    "app-insights": "Microsoft.Insights/components",
+    "durable-task-scheduler": "Microsoft.DurableTask/schedulers",
 }
 
 
 def ref_id(config: AzureConfig, ref: ResourceRef) -> str:
-    """The ARM id of a resource of the twin's resource group that `config` refers to."""
+    """The ARM id of a resource of the twin's resource group that `config` refers to (kind
+    `subscription`: the subscription `ref.name`)."""
+    if ref.kind == "subscription":
+        return f"/subscriptions/{ref.name}"
     return arm_id(subscription_id(), config.resource_group, SCOPE_TYPES[ref.kind], ref.name)
 
 

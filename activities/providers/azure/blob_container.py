@@ -14,6 +14,7 @@ from azure.mgmt.storage.models import ContainerProperties
 
 from activities.providers.azure._common import ArmResource, enum_str, get_or_none, mgmt
 from activities.registry import register
+from shared.engine.infrastructure import InstallOutput
 from shared.engine.types import ResourceCall
 from shared.resources.azure import BlobContainerConfig
 
@@ -53,4 +54,13 @@ class BlobContainer(ArmResource[BlobContainerConfig]):
                                                              config.name)
 
     def outputs(self, call: ResourceCall, config: BlobContainerConfig, current: Any) -> dict[str, str]:
-        return {str(p): config.name for p in call.resource.produces}
+        out = {}
+        for name in call.resource.produces:
+            if name == InstallOutput.BUNDLE_CONTAINER_URL:  # the container's URL, not its name
+                account = mgmt(StorageManagementClient).storage_accounts.get_properties(
+                    config.resource_group, config.storage_account)
+                blob = str(account.primary_endpoints.blob if account.primary_endpoints else "")
+                out[name] = blob.rstrip("/") + "/" + config.name
+            else:
+                out[str(name)] = config.name
+        return out

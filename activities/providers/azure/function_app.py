@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolicy
 from azure.core.rest import HttpRequest
@@ -59,7 +59,9 @@ from activities.registry import register
 from shared.contracts import RECEIVER_OUTPUTS, Function, Output, Setting, azure_function_url
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import Action, EnsureResult, Pending, ResourceCall
-from shared.resources.azure import FunctionAppConfig
+from shared.resources.azure import FunctionAppConfig, HostedAppConfig
+
+H = TypeVar("H", bound=HostedAppConfig)
 
 PACKAGE_TAG = "twin-package-sha256"
 # Outputs that name a function's URL, besides the cross-cloud receivers.
@@ -89,16 +91,16 @@ def function_id(resource_group: str, app: str, function: str) -> str:
     return f"{site_id(resource_group, app)}/functions/{function}"
 
 
-def _plan_sku(config: FunctionAppConfig) -> str:
+def _plan_sku(config: HostedAppConfig) -> str:
     plan = mgmt(WebSiteManagementClient).app_service_plans.get(config.resource_group, config.plan)
     return str(plan.sku.name if plan.sku is not None else "")
 
 
-def _farm_id(config: FunctionAppConfig) -> str:
+def _farm_id(config: HostedAppConfig) -> str:
     return arm_id(subscription_id(), config.resource_group, "Microsoft.Web/serverfarms", config.plan)
 
 
-def _identity_id(config: FunctionAppConfig) -> str:
+def _identity_id(config: HostedAppConfig) -> str:
     return arm_id(subscription_id(), config.resource_group, "Microsoft.ManagedIdentity/userAssignedIdentities",
                   config.identity)
 
@@ -131,7 +133,7 @@ def build_package(config: FunctionAppConfig) -> Any:
         return package
 
 
-def platform_settings(call: ResourceCall, config: FunctionAppConfig, flex: bool) -> dict[str, str]:
+def platform_settings(call: ResourceCall, config: HostedAppConfig, flex: bool) -> dict[str, str]:
     if flex:
         # Flex takes runtime and version from functionAppConfig and rejects the build settings.
         storage = call.settings.get(Setting.AZURE_WEBJOBS_STORAGE)
@@ -167,18 +169,19 @@ def kudu_client(scm_base: str) -> Any:
     )
 
 
-@register("azure", "function-app")
-class FunctionApp(ArmResource[FunctionAppConfig]):
-    model = FunctionAppConfig
+class FunctionAppBase(ArmResource[H]):
+    """The lifecycle of a Function App (site, settings, package, indexed functions); what differs
+    between kinds of app is in `wanted_settings`, `package` and `expected_functions`."""
+
     label = "Function App"
 
     # --- ARM resource specifics ---------------------------------------------------------------
 
-    def get(self, call: ResourceCall, config: FunctionAppConfig) -> Any:
+    def get(self, call: ResourceCall, config: H) -> Any:
         client = mgmt(WebSiteManagementClient)
         return get_or_none(lambda: client.web_apps.get(config.resource_group, config.name))
 
-    def differs(self, call: ResourceCall, config: FunctionAppConfig, current: Any) -> list[str]:
+    def differs(self, call: ResourceCall, config: H, current: Any) -> list[str]:
         out = []
         if str(current.server_farm_id or "").lower() != _farm_id(config).lower():
             out.append("plan")
@@ -199,7 +202,7 @@ class FunctionApp(ArmResource[FunctionAppConfig]):
                 out.append("runtime")
         return out
 
-    def put(self, call: ResourceCall, config: FunctionAppConfig, current: Any) -> None:
+    def put(self, call: ResourceCall, config: H, current: Any) -> None:
         flex = is_flex(_plan_sku(config))
         identities = {_identity_id(config): UserAssignedIdentity()}
         if current is not None and current.identity is not None:
@@ -244,7 +247,7 @@ class FunctionApp(ArmResource[FunctionAppConfig]):
         mgmt(WebSiteManagementClient).web_apps.begin_create_or_update(config.resource_group, config.name, site,
                                                                       polling=False)
 
-    def _package_container_url(self, config: FunctionAppConfig) -> str:
+    def _package_container_url(self, config: H) -> str:
         """Create (if missing) the Flex package container in the setup storage account; its URL."""
         storage = mgmt(StorageManagementClient)
         rg, account, container = config.resource_group, config.storage_account, _package_container(config.name)
@@ -255,10 +258,10 @@ class FunctionApp(ArmResource[FunctionAppConfig]):
         blob = str(props.primary_endpoints.blob if props.primary_endpoints else f"https://{account}.blob.core.windows.net/")
         return blob.rstrip("/") + "/" + container
 
-    def remove(self, call: ResourceCall, config: FunctionAppConfig, current: Any) -> None:
+    def remove(self, call: ResourceCall, config: H, current: Any) -> None:
         mgmt(WebSiteManagementClient).web_apps.delete(config.resource_group, config.name)
 
-    def outputs(self, call: ResourceCall, config: FunctionAppConfig, current: Any) -> dict[str, str]:
+    def outputs(self, call: ResourceCall, config: H, current: Any) -> dict[str, str]:
         host = str(current.default_host_name)
         out: dict[str, str] = {}
         for name in call.resource.produces:
@@ -278,12 +281,26 @@ class FunctionApp(ArmResource[FunctionAppConfig]):
         return {"id": current.id, "defaultHostName": current.default_host_name, "state": current.state,
                 "packageSha256": (current.tags or {}).get(PACKAGE_TAG)}
 
+    # --- what differs between kinds of app (the control plane's own app overrides these) ------
+
+    def wanted_settings(self, call: ResourceCall, config: H, flex: bool) -> dict[str, str | None]:
+        """Every app setting this resource manages (platform, static, wired)."""
+        return {**platform_settings(call, config, flex), **config.app_settings, **call.settings}
+
+    def package(self, config: H) -> Any:
+        """The app's one package (`data`, `sha256_hex`)."""
+        raise PermanentError(f"{type(self).__name__} does not define its package")
+
+    def expected_functions(self, config: H) -> list[str]:
+        """The functions the deployed package must be seen to hold."""
+        raise PermanentError(f"{type(self).__name__} does not define its functions")
+
     # --- the converging walk ----------------------------------------------------------------
 
-    def ensure_config(self, call: ResourceCall, config: FunctionAppConfig) -> EnsureResult:
+    def ensure_config(self, call: ResourceCall, config: H) -> EnsureResult:
         return self._converge(call, config, None)
 
-    def poll_config(self, call: ResourceCall, config: FunctionAppConfig) -> EnsureResult:
+    def poll_config(self, call: ResourceCall, config: H) -> EnsureResult:
         token = dict(call.pending.token) if call.pending is not None else {}
         if token.get("op") == "delete":
             return super().poll_config(call, config)
@@ -295,7 +312,7 @@ class FunctionApp(ArmResource[FunctionAppConfig]):
             return self._poll_index(call, config, token, action)
         return self._converge(call, config, action)
 
-    def _converge(self, call: ResourceCall, config: FunctionAppConfig, action: Action | None) -> EnsureResult:
+    def _converge(self, call: ResourceCall, config: H, action: Action | None) -> EnsureResult:
         rg, app = config.resource_group, config.name
         web = mgmt(WebSiteManagementClient).web_apps
         current = self.get(call, config)
@@ -310,10 +327,9 @@ class FunctionApp(ArmResource[FunctionAppConfig]):
             if current is None or self._running(current):
                 return self._stage(config, "site", action, {})
         flex = is_flex(_plan_sku(config)) or current.function_app_config is not None
-        wanted: dict[str, str | None] = {**platform_settings(call, config, flex), **config.app_settings, **call.settings}
-        if self._write_settings(rg, app, wanted):
+        if self._write_settings(rg, app, self.wanted_settings(call, config, flex)):
             action = action or "updated"
-        package = build_package(config)
+        package = self.package(config)
         if (current.tags or {}).get(PACKAGE_TAG) != package.sha256_hex:
             return self._deploy(config, current, package, action or "updated", flex, attempts=1)
         missing = self._missing_functions(config)
@@ -341,7 +357,7 @@ class FunctionApp(ArmResource[FunctionAppConfig]):
                 return f"https://{host}"
         raise TransientError(f"Function App {current.name}: no SCM (Kudu) host name is listed yet")
 
-    def _deploy(self, config: FunctionAppConfig, current: Any, package: Any, action: Action, flex: bool,
+    def _deploy(self, config: H, current: Any, package: Any, action: Action, flex: bool,
                 attempts: int) -> EnsureResult:
         scm = self._scm_base(current)
         if flex:
@@ -359,7 +375,7 @@ class FunctionApp(ArmResource[FunctionAppConfig]):
         return self._stage(config, "deploy", action, {"location": location_url, "scm": scm,
                                                       "sha": package.sha256_hex, "attempts": attempts, "flex": flex})
 
-    def _poll_deploy(self, call: ResourceCall, config: FunctionAppConfig, token: dict[str, Any],
+    def _poll_deploy(self, call: ResourceCall, config: H, token: dict[str, Any],
                      action: Action) -> EnsureResult:
         scm = str(token["scm"])
         response = kudu_client(scm).send_request(HttpRequest("GET", str(token["location"])))
@@ -374,7 +390,7 @@ class FunctionApp(ArmResource[FunctionAppConfig]):
                 current = self.get(call, config)
                 if current is None:
                     raise TransientError(f"Function App {config.name} disappeared during its deployment")
-                return self._deploy(config, current, build_package(config), action, bool(token.get("flex")),
+                return self._deploy(config, current, self.package(config), action, bool(token.get("flex")),
                                     int(token.get("attempts", 1)) + 1)
             raise PermanentError(
                 f"Function App {config.name}: the deployment failed: {body.get('status_text') or 'see the Kudu log'}"
@@ -389,7 +405,7 @@ class FunctionApp(ArmResource[FunctionAppConfig]):
             polling=False)
         return self._stage(config, "index", action, {"polls": 0})
 
-    def _poll_index(self, call: ResourceCall, config: FunctionAppConfig, token: dict[str, Any],
+    def _poll_index(self, call: ResourceCall, config: H, token: dict[str, Any],
                     action: Action) -> EnsureResult:
         missing = self._missing_functions(config)
         if not missing:
@@ -407,13 +423,13 @@ class FunctionApp(ArmResource[FunctionAppConfig]):
             mgmt(WebSiteManagementClient).web_apps.sync_function_triggers(config.resource_group, config.name)
         return self._stage(config, "index", action, {"polls": polls})
 
-    def _missing_functions(self, config: FunctionAppConfig) -> list[str]:
+    def _missing_functions(self, config: H) -> list[str]:
         web = mgmt(WebSiteManagementClient)
         listed = {str(f.name).rsplit("/", 1)[-1].lower() for f in web.web_apps.list_functions(config.resource_group,
                                                                                              config.name)}
-        return [f.name for f in config.functions if f.name.lower() not in listed]
+        return [name for name in self.expected_functions(config) if name.lower() not in listed]
 
-    def _stage(self, config: FunctionAppConfig, stage: str, action: Action, extra: dict[str, Any],
+    def _stage(self, config: H, stage: str, action: Action, extra: dict[str, Any],
                poll_after: float | None = None) -> EnsureResult:
         token = {**extra, "op": "put", "stage": stage, "action": action}
         return EnsureResult(action, pending=Pending(
@@ -429,6 +445,20 @@ class FunctionApp(ArmResource[FunctionAppConfig]):
         return self._write_settings(config.resource_group, config.name, dict(call.settings))
 
 
+
+@register("azure", "function-app")
+class FunctionApp(FunctionAppBase[FunctionAppConfig]):
+    """A twin's Function App: its payload functions (and users' code) in one package."""
+
+    model = FunctionAppConfig
+
+    def package(self, config: FunctionAppConfig) -> Any:
+        return build_package(config)
+
+    def expected_functions(self, config: FunctionAppConfig) -> list[str]:
+        return [f.name for f in config.functions]
+
+
 def _kudu_error(app: str, what: str, response: Any) -> Exception:
     status = int(response.status_code)
     try:
@@ -442,4 +472,4 @@ def _kudu_error(app: str, what: str, response: Any) -> Exception:
     return PermanentError(text)
 
 
-__all__ = ["FunctionApp", "function_id", "merge_settings", "site_id"]
+__all__ = ["FunctionApp", "FunctionAppBase", "function_id", "merge_settings", "site_id"]

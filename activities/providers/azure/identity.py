@@ -9,6 +9,7 @@ from azure.mgmt.msi import ManagedServiceIdentityClient
 from activities.providers.azure._common import ArmResource, get_or_none, mgmt
 from activities.registry import register
 from shared.contracts import Output
+from shared.engine.infrastructure import InstallOutput
 from shared.engine.types import ResourceCall
 from shared.resources.azure import IdentityConfig
 
@@ -35,10 +36,13 @@ class Identity(ArmResource[IdentityConfig]):
         mgmt(ManagedServiceIdentityClient).user_assigned_identities.delete(config.resource_group, config.name)
 
     def outputs(self, call: ResourceCall, config: IdentityConfig, current: Any) -> dict[str, str]:
-        return {
+        out: dict[str, str] = {
             Output.AZURE_IDENTITY_CLIENT_ID: str(current.client_id),
             Output.AZURE_IDENTITY_PRINCIPAL_ID: str(current.principal_id),
         }
+        if InstallOutput.AZURE_TENANT_ID in call.resource.produces:
+            out[InstallOutput.AZURE_TENANT_ID] = str(current.tenant_id)
+        return out
 
     def details(self, current: Any) -> dict[str, Any]:
         return {"id": current.id, "clientId": current.client_id, "principalId": current.principal_id}

@@ -1,5 +1,6 @@
 """Setup: the storage account (Functions host storage, Flex deployment packages, cold/archive
-blobs). Its connection string is a secret output the Function Apps get as `AzureWebJobsStorage`."""
+blobs). Its connection string is a secret output the Function Apps get as `AzureWebJobsStorage`;
+an account without shared keys (the control plane's own) yields its service endpoints instead."""
 
 from __future__ import annotations
 
@@ -16,8 +17,16 @@ from activities.providers.azure._common import ArmResource, get_or_none, mgmt
 from activities.registry import register
 from shared.contracts import Output
 from shared.engine.errors import PermanentError
+from shared.engine.infrastructure import InstallOutput
 from shared.engine.types import ResourceCall
 from shared.resources.azure import StorageAccountConfig
+
+# Outputs naming one of the account's service endpoints (identity-based access needs no key).
+ENDPOINT_OUTPUTS = {
+    InstallOutput.STORAGE_BLOB_ENDPOINT: "blob",
+    InstallOutput.STORAGE_QUEUE_ENDPOINT: "queue",
+    InstallOutput.STORAGE_TABLE_ENDPOINT: "table",
+}
 
 
 def connection_string(account: str, key: str, endpoints: dict[str, str] | None = None) -> str:
@@ -69,6 +78,9 @@ class StorageAccount(ArmResource[StorageAccountConfig]):
             out.append("https_only")
         if (current.minimum_tls_version or "") != config.minimum_tls_version:
             out.append("minimum_tls_version")
+        # ARM leaves `allowSharedKeyAccess` null until it is set: null means allowed.
+        if (current.allow_shared_key_access is not False) != config.shared_key_access:
+            out.append("allow_shared_key_access")
         return out
 
     def put(self, call: ResourceCall, config: StorageAccountConfig, current: Any) -> None:
@@ -81,6 +93,7 @@ class StorageAccount(ArmResource[StorageAccountConfig]):
                 enable_https_traffic_only=config.https_only,
                 minimum_tls_version=config.minimum_tls_version,
                 allow_blob_public_access=False,
+                allow_shared_key_access=None if config.shared_key_access else False,
             ),
         )
         mgmt(StorageManagementClient).storage_accounts.begin_create(
@@ -91,5 +104,13 @@ class StorageAccount(ArmResource[StorageAccountConfig]):
         mgmt(StorageManagementClient).storage_accounts.delete(config.resource_group, config.name)
 
     def outputs(self, call: ResourceCall, config: StorageAccountConfig, current: Any) -> dict[str, str]:
-        return {Output.AZURE_STORAGE_CONNECTION_STRING: account_connection_string(config.resource_group, config.name,
-                                                                                  current)}
+        out: dict[str, str] = {}
+        endpoints = current.primary_endpoints
+        for name in call.resource.produces:
+            if name == Output.AZURE_STORAGE_CONNECTION_STRING:
+                if not config.shared_key_access:
+                    raise PermanentError(f"storage account {config.name} allows no shared key: it has no connection string")
+                out[name] = account_connection_string(config.resource_group, config.name, current)
+            elif name in ENDPOINT_OUTPUTS and endpoints is not None:
+                out[name] = str(getattr(endpoints, ENDPOINT_OUTPUTS[name]) or "")
+        return out

@@ -53,6 +53,7 @@ WEB = ARM_RG + "/providers/Microsoft.Web"
 SITE = WEB + "/sites/{name}"
 STORAGE = ARM_RG + "/providers/Microsoft.Storage/storageAccounts/{accountName}"
 COSMOS = ARM_RG + "/providers/Microsoft.DocumentDB/databaseAccounts/{accountName}"
+DTS = ARM_RG + "/providers/Microsoft.DurableTask/schedulers/{schedulerName}"
 
 # What the providers and the control plane's own set-up call, per api-version the SDKs send.
 SOURCES: tuple[Source, ...] = (
@@ -165,6 +166,28 @@ SOURCES: tuple[Source, ...] = (
          COSMOS + "/listKeys": ("post",),
          COSMOS + "/sqlDatabases/{databaseName}": ("get", "put", "delete"),
          COSMOS + "/sqlDatabases/{databaseName}/containers/{containerName}": ("get", "put", "delete")},
+        how=TRANSCRIBED,
+    ),
+    # The control plane's own resources (`install`), reached through the generic resources API.
+    Source(
+        "specification/operationalinsights/resource-manager/Microsoft.OperationalInsights/stable/2023-09-01/"
+        "Workspaces.json",
+        "0dcfa37f9e6838328ebfae44ceb216b6ee066949",
+        {ARM_SUB + "/resourcegroups/{resourceGroupName}/providers/Microsoft.OperationalInsights/workspaces/"
+                   "{workspaceName}": ("get", "put", "delete")},
+        how=TRANSCRIBED,
+    ),
+    Source(
+        "specification/applicationinsights/resource-manager/Microsoft.Insights/stable/2020-02-02/components_API.json",
+        "0c3c7e2f4f0308a3f7ff3b9443e038a1f3525b8c",
+        {ARM_RG + "/providers/Microsoft.Insights/components/{resourceName}": ("get", "put", "delete")},
+        how=TRANSCRIBED,
+    ),
+    Source(
+        "specification/durabletask/resource-manager/Microsoft.DurableTask/DurableTask/stable/2025-11-01/durabletask.json",
+        "e9cfbef2297619c615e53d8b3f4c1626f831c2ef",
+        {DTS: ("get", "put", "delete"),
+         DTS + "/taskHubs/{taskHubName}": ("get", "put", "delete")},
         how=TRANSCRIBED,
     ),
 )
