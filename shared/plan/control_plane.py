@@ -81,7 +81,7 @@ from shared.resources.azure import (
     StorageAccountConfig,
     TopicSubscriptionConfig,
 )
-from shared.resources.ownership import Owner, planning_for
+from shared.resources.ownership import INSTALLER, Owner, planning_for
 
 PYTHON_VERSION = "3.11"
 LAYER = "setup"
@@ -171,8 +171,9 @@ class _Plan:
 
 def build_control_plane_plan(options: InstallOptions) -> Plan:
     """The control plane's resources, their outputs and the wires into its app; every
-    configuration is owned by the control plane's own state (its name), as a twin's are by the twin."""
-    with planning_for(Owner(twin=options.name)):
+    configuration is owned by the control plane's own state (its name, managed by the installer:
+    a twin of the same name is another owner), as a twin's are by the twin."""
+    with planning_for(Owner(twin=options.name, control_plane=INSTALLER)):
         return _build(options)
 
 

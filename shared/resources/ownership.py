@@ -23,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 CONTROL_PLANE = "twin-control-plane"
 """The control plane's name on what it manages (`ManagedBy`)."""
+INSTALLER = "twin-control-plane-install"
+"""`ManagedBy` on the control plane's own resources (`install`): a twin named like the control
+plane is then another owner, never the same one."""
 TWIN_TAG = "DigitalTwin"
 """Tag (or label) naming the twin that owns an object."""
 CONTROL_PLANE_TAG = "ManagedBy"

@@ -26,6 +26,7 @@ from shared.plan.control_plane import (
     resource_names,
 )
 from shared.resources import config_model, parse_config
+from shared.resources.ownership import INSTALLER, Owner, claim
 
 ROOT = Path(__file__).resolve().parents[2]
 SUB = "00000000-0000-0000-0000-000000000000"
@@ -117,3 +118,15 @@ def test_an_isolated_package_cannot_import_what_it_does_not_carry(tmp_path: Path
                           capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin"})
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     assert done.returncode == 1 and "in the deployed package" in answer["error"], answer
+
+
+def test_a_twin_named_like_the_control_plane_is_another_owner_of_its_resources() -> None:
+    """The control plane's own objects carry the installer's mark: a twin given the control
+    plane's name finds them foreign, never its own (it would otherwise adopt and delete them)."""
+    plan = build_control_plane_plan(options(aws=AwsSide("123456789012", "us-east-1", "tenant")))
+    twin_of_same_name = Owner(twin="twin-control-plane")
+    for r in plan.resources:
+        owner = r.config.owner
+        assert owner is not None and owner.twin == "twin-control-plane", r.id
+        found = claim(twin_of_same_name, owner.tags())
+        assert found.verdict == "foreign" and INSTALLER in found.holder, (r.id, found)
