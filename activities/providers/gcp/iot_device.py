@@ -164,23 +164,34 @@ class IotDevice(GcpResource[GcpIotDeviceConfig]):
         return {"service_account": current.email, "keys": len(user_keys(config)), "topic": topic_path(config)}
 
     def remove(self, call: ResourceCall, config: GcpIotDeviceConfig, current: Any) -> bool:
+        # The grant first: once an account is deleted, Google shows its bindings as
+        # `deleted:serviceAccount:...?uid=...` (a retry after a kill between the two still finds both).
+        self._revoke(config)
         name = account_name(project_of(config), config.service_account)
         ignore_missing(lambda: iam_admin().delete_service_account(request={"name": name}))  # its keys go with it
         return True
 
     def leftovers(self, call: ResourceCall, config: GcpIotDeviceConfig) -> bool:
         """The publisher grant on the topic (gone with the topic if that was deleted first); only
-        when the account is gone (a delete ran) or this twin's: never another twin's grant."""
-        from google.api_core.exceptions import NotFound
-
+        when the account is gone or this twin's: never another twin's grant."""
         account = self.describe(call, config)
         if account is not None and not self.ours(call, config, account):
             return False
+        return self._revoke(config)
+
+    def _revoke(self, config: GcpIotDeviceConfig) -> bool:
+        from google.api_core.exceptions import NotFound
+
         get, set_ = _topic_policy(config)
         try:
-            return change_policy(get, set_, PUBLISHER, remove={_member(config)})
+            return change_policy(get, set_, PUBLISHER, remove=self._grants(config, get()))
         except NotFound:
             return False
+
+    def _grants(self, config: GcpIotDeviceConfig, policy: Any) -> set[str]:
+        """The account's publisher members on the topic, as it is now or as Google shows a deleted one."""
+        member = _member(config)
+        return {m for m in members_of(policy, PUBLISHER) if m == member or m.startswith(f"deleted:{member}?uid=")}
 
     def remaining_parts(self, call: ResourceCall, config: GcpIotDeviceConfig) -> list[str]:
         from google.api_core.exceptions import NotFound
@@ -188,8 +199,7 @@ class IotDevice(GcpResource[GcpIotDeviceConfig]):
         if self.describe(call, config) is not None:
             return []  # another's account (its grant is its own); ours is reported by `remaining`
         try:
-            granted = _member(config) in members_of(publisher().get_iam_policy(
-                request={"resource": topic_path(config)}), PUBLISHER)
+            granted = self._grants(config, publisher().get_iam_policy(request={"resource": topic_path(config)}))
         except NotFound:
             return []
         return [f"{PUBLISHER} on {config.topic} for {config.service_account}"] if granted else []
