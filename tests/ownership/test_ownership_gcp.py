@@ -179,6 +179,38 @@ def test_own_objects_are_found_again_after_a_lost_state(greenhouse_x: Driver, sa
     x.outputs.update(again.outputs)  # the key in use now
 
 
+def test_an_unmarked_function_and_job_are_adopted(greenhouse_x: Driver, sandbox: Sandbox) -> None:
+    """A Cloud Function without owner labels and a Scheduler job without the owner description
+    (made by hand, or before owners) are adopted: the update writes the marks back."""
+    from google.cloud import functions_v2, scheduler_v1
+
+    from activities.providers.gcp.cloud_function import get_function
+    from activities.providers.gcp.scheduler_job import job_name
+
+    x = greenhouse_x
+    fn = get_function(x.plan.resource(MOVER).config)
+    functions_client = sandbox_client(sandbox, functions_v2.FunctionServiceClient)
+    functions_client.update_function(request={"function": {"name": fn.name, "labels": {"team": "plants"}},
+                                              "update_mask": {"paths": ["labels"]}}).result(60)
+    job = job_name(x.plan.resource(SCHEDULE).config)
+    sandbox_client(sandbox, scheduler_v1.CloudSchedulerClient).update_job(request={
+        "job": {"name": job, "description": "made by hand"}, "update_mask": {"paths": ["description"]}})
+    assert x.read(MOVER).exists and x.read(SCHEDULE).exists  # unowned: the twin's to read
+    assert x.ensure(MOVER).action == "updated" and x.ensure(SCHEDULE).action == "updated"
+    labels = dict(get_function(x.plan.resource(MOVER).config).labels)
+    assert labels["digital-twin"] == "greenhouse-x" and labels["managed-by"] == CONTROL_PLANE, labels
+    assert scheduler().get_job(name=job).description.startswith(f"Managed by {CONTROL_PLANE} for twin greenhouse-x")
+    assert x.ensure(MOVER).action == "unchanged" and x.ensure(SCHEDULE).action == "unchanged"
+
+
+def sandbox_client(sandbox: Sandbox, client_cls: type) -> Any:
+    """A Google REST client on the sandbox, as a person (not the control plane) would use it."""
+    from google.auth.credentials import AnonymousCredentials
+
+    return client_cls(transport="rest", credentials=AnonymousCredentials(),
+                      client_options={"api_endpoint": sandbox.endpoints["gcp"]["api_endpoint"]})
+
+
 def test_unowned_objects_are_adopted_and_marked(sandbox: Sandbox) -> None:
     """Objects nothing marks (made by hand, or before owners) become the twin's: labels, the
     description or the owner document are written."""
