@@ -41,7 +41,7 @@ class PubSubTopic(GcpResource[PubSubTopicConfig]):
         name = topic_path(config)
         topic = self.found(call, config)
         if topic is None:
-            with contextlib.suppress(Conflict):  # created by a concurrent run: its owner is checked next poll
+            with contextlib.suppress(Conflict):  # created meanwhile: read (and its owner checked) below
                 publisher().create_topic(request={"name": name, "labels": labels(call)})
                 return EnsureResult(action="created")
             topic = self.found(call, config)
