@@ -199,6 +199,7 @@ def test_an_unmarked_function_and_job_are_adopted(greenhouse_x: Driver, sandbox:
     assert x.ensure(MOVER).action == "updated" and x.ensure(SCHEDULE).action == "updated"
     labels = dict(get_function(x.plan.resource(MOVER).config).labels)
     assert labels["digital-twin"] == "greenhouse-x" and labels["managed-by"] == CONTROL_PLANE, labels
+    assert labels["team"] == "plants"  # others' labels are kept
     assert scheduler().get_job(name=job).description.startswith(f"Managed by {CONTROL_PLANE} for twin greenhouse-x")
     assert x.ensure(MOVER).action == "unchanged" and x.ensure(SCHEDULE).action == "unchanged"
 

@@ -254,6 +254,7 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
             return pending(action, f"Cloud Function {config.name} is {state}", **_carry(token))
         source = upload_package(call, config, package.data)
         wanted = wanted_function(call, config, source, dict(fn.service_config.environment_variables))
+        wanted["labels"] = {**dict(fn.labels), **wanted["labels"]}  # others' labels kept, as on buckets and topics
         if state == "FAILED":
             attempts = int(token.get("failed_deploys") or 0) + 1
             if attempts > MAX_DEPLOY_ATTEMPTS:
@@ -410,6 +411,21 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
                 blob.delete()
                 deleted = True
         return deleted
+
+    def remaining_parts(self, call: ResourceCall, config: CloudFunctionConfig) -> list[str]:
+        return _packages_left(call, config)
+
+
+def _packages_left(call: ResourceCall, config: CloudFunctionConfig) -> list[str]:
+    from google.api_core.exceptions import NotFound
+
+    client = storage(project_of(config))
+    bucket = client.lookup_bucket(naming(call).functions_bucket())
+    if bucket is None or not bucket_is_ours(call, bucket):
+        return []
+    with contextlib.suppress(NotFound):
+        return [f"package {b.name}" for b in client.list_blobs(bucket, prefix=f"{config.name}/")]
+    return []
 
 
 def _carry(token: dict[str, Any]) -> dict[str, Any]:
