@@ -336,6 +336,8 @@ def operation_error(client: Any, name: str) -> str | None:
 
 
 G = TypeVar("G", bound=GcpConfig)
+# `ensure` hands the object it found (and checked) to `converge` in the same thread.
+_found = threading.local()
 
 
 class GcpResource(TypedProvider[G]):
@@ -397,6 +399,10 @@ class GcpResource(TypedProvider[G]):
 
     def found(self, call: ResourceCall, config: G) -> Any:
         """`describe`, refused (`ForeignObject`, before anything is written) when it is another's."""
+        handed = getattr(_found, "value", None)
+        _found.value = None
+        if handed is not None and handed[0] is call:
+            return handed[1]  # just found (and checked) by `ensure`, in this thread, for this call
         current = self.describe(call, config)
         if current is not None:
             found = self.claim(call, config, current)
@@ -412,9 +418,14 @@ class GcpResource(TypedProvider[G]):
 
     def ensure(self, call: ResourceCall) -> EnsureResult:
         config = self.config(call)
-        if self.found(call, config) is None:
+        current = self.found(call, config)
+        if current is None:
             return to_create(f"{self.label} {config.name} is being created")
-        return self.converge(call, config, "unchanged")
+        _found.value = (call, current)  # `converge`'s first `found` takes it instead of reading again
+        try:
+            return self.converge(call, config, "unchanged")
+        finally:
+            _found.value = None
 
     def poll(self, call: ResourceCall) -> EnsureResult:
         config = self.config(call)
