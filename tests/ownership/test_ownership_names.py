@@ -123,3 +123,40 @@ def test_a_twin_name_equal_to_another_up_to_case_is_a_conflict(host: str) -> Non
     status, body = _api(host, "POST", "deployments", renamed(spec, "GREENHOUSE-X"))
     assert status == 202, body
     assert _finished(host, body["id"])["runtimeStatus"] == "Completed"
+
+
+# --- GCP names across twins ----------------------------------------------------------------------
+
+
+def _gcp_names(spec: dict[str, Any]) -> set[tuple[str, str]]:
+    """(namespace, name) of every GCP object the twin's plan manages, compared without case where
+    GCP lowercases names (not Pub/Sub topic ids, which keep case); device accounts share the
+    service accounts' namespace."""
+    out: set[tuple[str, str]] = set()
+    for r in build_plan(spec_from_dict(spec)).resources:
+        if r.provider != "gcp":
+            continue
+        if r.kind == "iot-device":
+            out.add(("service-account", str(r.config.service_account).casefold()))
+        else:
+            name = str(r.config.name)
+            out.add((r.kind, name if r.kind == "pubsub-topic" else name.casefold()))
+    return out
+
+
+def test_gcp_names_collide_across_twins_only_up_to_case() -> None:
+    """The issue's shape on GCP (`gh` with devices `x-...` against `gh-x`, and twin names that
+    end like a name's suffix; short: L5 on Azure keeps twin names to 15 characters): distinct twins never share a GCP name (one processor
+    function for every device; device accounts hash twin and device), so only twins equal up to
+    case collide, which the API refuses (above) and, for a twin of another control plane, the
+    owner check (tests/ownership/test_ownership_gcp.py)."""
+    base = example("gcp-to-azure")
+    devices = {"climate-sensor-1": "x-climate-sensor-1", "soil-probe-1": "x-hot"}
+    twins = ("gh", "gh-x", "gh-hot", "gh-cold", "gh-functions", "gh-hot-to-cold", "gh-cold-to", "gh-x-climate")
+    names = {twin: _gcp_names(renamed(base, twin, devices if twin == "gh" else None)) for twin in twins}
+    for i, a in enumerate(twins):
+        for b in twins[i + 1:]:
+            assert not names[a] & names[b], (a, b, names[a] & names[b])
+    upper = _gcp_names(renamed(base, "GH-X"))
+    shared = {kind for kind, _ in upper & names["gh-x"]}
+    assert shared == {"service-account", "gcs-bucket", "firestore", "cloud-function", "scheduler-job"}, shared

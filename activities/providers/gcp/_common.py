@@ -9,26 +9,34 @@ transport) and `google.cloud.storage`. They are cached per process and configura
 reconciles: it reads the current state first and writes only what differs, so a second `ensure` of
 an unchanged resource makes read calls only.
 
-Ownership: every object that takes labels carries `digital-twin`, `managed-by` and `twin-layer`
-(`labels`); service accounts and Cloud Scheduler jobs have no labels, so their description names
-the owner (`owner_description`); a Firestore database has neither.
+Ownership (`shared.resources.ownership`): every object that takes labels carries `digital-twin`,
+`managed-by` and `twin-layer` (`labels`; the twin as `twin_label`, one value per twin although
+labels are lower case); service accounts and Cloud Scheduler jobs have no labels, so their
+description names the owner (`owner_description`); a Firestore database has neither, so it holds
+an owner document (`firestore.py`). `GcpResource` reads those marks (`owner_marks`) before it
+writes: an `ensure` adopts only an unowned or own object and refuses another's permanently, a
+`delete` leaves another's alone and is done only once nothing of the resource is left.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from activities.clouds import SANDBOX_DIR_SETTING, Clouds, clouds_from_environ
-from activities.providers.typed import TypedProvider
+from activities.providers.typed import ForeignObject, TypedProvider, owner_of, to_create
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
 from shared.naming import GcpNaming
+from shared.resources import ResourceConfig
 from shared.resources.gcp import GcpConfig
+from shared.resources.ownership import CONTROL_PLANE_TAG, TWIN_TAG, Claim, Owner, claim, foreign_message
 
 T = TypeVar("T")
 
@@ -37,9 +45,8 @@ SANDBOX_POLL_SECONDS = 0.1
 LABEL_TWIN = "digital-twin"
 LABEL_MANAGER = "managed-by"
 LABEL_LAYER = "twin-layer"
-MANAGER = "twin-control-plane"
-OWNER_PREFIX = "Managed by twin-control-plane for twin "
 IAM_RETRIES = 5
+log = logging.getLogger("activities.ownership")
 
 
 def clouds() -> Clouds:
@@ -89,6 +96,22 @@ def firestore_admin() -> Any:
     return _cached("firestore-admin", lambda c: c.gcp_client(firestore_admin_v1.FirestoreAdminClient))
 
 
+def firestore_data() -> Any:
+    """The Firestore data plane's GAPIC client (gRPC), for the owner document of a database."""
+    from google.cloud.firestore_v1.services.firestore import FirestoreClient
+
+    def make(c: Clouds) -> Any:
+        if c.is_sandbox:
+            import grpc
+            from google.cloud.firestore_v1.services.firestore.transports import FirestoreGrpcTransport
+
+            return FirestoreClient(transport=FirestoreGrpcTransport(channel=grpc.insecure_channel(
+                str(c.endpoints["gcp"]["grpc_host"]))))
+        return FirestoreClient(credentials=c.gcp_credentials())
+
+    return _cached("firestore-data", make)
+
+
 def publisher() -> Any:
     # The GAPIC client, not `pubsub_v1.PublisherClient`: no batching, and IAM methods on topics.
     from google.pubsub_v1.services.publisher import PublisherClient
@@ -116,7 +139,7 @@ def naming(call: ResourceCall) -> GcpNaming:
     return GcpNaming(call.twin)
 
 
-# --- ownership --------------------------------------------------------------------------------
+# --- ownership ---------------------------------------------------------------------------------
 
 
 def label_value(text: str) -> str:
@@ -124,9 +147,38 @@ def label_value(text: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "_", text.lower())[:63]
 
 
+def twin_label(twin: str) -> str:
+    """The twin as a label value, a different one for every twin: the name itself when it is a
+    valid label value, else lowered with `_` and a hash of the exact name appended (label values
+    are lower case, and twins `Greenhouse` and `greenhouse` are different owners; twin names never
+    hold `_`, so no other twin's plain name reads the same)."""
+    lowered = label_value(twin)
+    if lowered == twin:
+        return twin
+    return f"{lowered[:54]}_{hashlib.sha256(twin.encode()).hexdigest()[:8]}"
+
+
+def call_owner(call: ResourceCall) -> Owner:
+    """The owner the call's configuration names (checked against the call's twin)."""
+    raw = call.resource.config.get("owner")
+    if not isinstance(raw, dict):
+        raise PermanentError(f"{call.resource.id}: its configuration names no owner (config.owner); plan the twin again")
+    return owner_of(call, _Owned(name=call.resource.id, owner=Owner.model_validate(raw)))
+
+
+class _Owned(ResourceConfig):
+    """Only the owner of a configuration (read without its kind's model)."""
+
+
+def labelled(owner: Owner) -> Owner:
+    """`owner` as labels spell it."""
+    return Owner(twin=twin_label(owner.twin), control_plane=label_value(owner.control_plane))
+
+
 def labels(call: ResourceCall) -> dict[str, str]:
-    """The labels every labelled object carries: its twin, its manager and its layer."""
-    return {LABEL_TWIN: label_value(call.twin), LABEL_MANAGER: MANAGER,
+    """The labels every labelled object carries: its owner (twin and control plane) and its layer."""
+    owner = labelled(call_owner(call))
+    return {LABEL_TWIN: owner.twin, LABEL_MANAGER: owner.control_plane,
             LABEL_LAYER: label_value(call.resource.layer or "setup")}
 
 
@@ -135,9 +187,42 @@ def missing_labels(current: Any, call: ResourceCall) -> dict[str, str]:
     return {k: v for k, v in labels(call).items() if have.get(k) != v}
 
 
+def marks_from_labels(current: Mapping[str, str] | None) -> dict[str, str]:
+    """The owner marks of a labelled object (in `labelled` spelling)."""
+    have = dict(current or {})
+    return {tag: have[key] for tag, key in ((TWIN_TAG, LABEL_TWIN), (CONTROL_PLANE_TAG, LABEL_MANAGER)) if key in have}
+
+
+_DESCRIPTION = re.compile(r"Managed by (?P<manager>\S+) for twin (?P<twin>\S+)")
+
+
 def owner_description(call: ResourceCall) -> str:
     """For objects without labels (service accounts, scheduler jobs): who owns them, in words."""
-    return f"{OWNER_PREFIX}{call.twin} ({call.resource.id})"
+    owner = call_owner(call)
+    return f"Managed by {owner.control_plane} for twin {owner.twin} ({call.resource.id})"
+
+
+def marks_from_description(description: str | None) -> dict[str, str]:
+    """The owner marks an `owner_description` carries; none when the description is anything else."""
+    found = _DESCRIPTION.match(description or "")
+    return {TWIN_TAG: found["twin"], CONTROL_PLANE_TAG: found["manager"]} if found else {}
+
+
+def account_marks(account: Any) -> dict[str, str]:
+    """The owner marks of a service account (`iam_admin_v1.ServiceAccount`): its description's."""
+    return marks_from_description(getattr(account, "description", ""))
+
+
+def bucket_is_ours(call: ResourceCall, bucket: Any) -> bool:
+    """Whether `bucket` (`storage.Bucket`) is unowned or the call's twin's (so its objects may be touched)."""
+    return claim(labelled(call_owner(call)), marks_from_labels(bucket.labels)).allowed
+
+
+def adopt_account(name: str, call: ResourceCall) -> None:
+    """Write the owner description on an unowned service account (PatchServiceAccount)."""
+    iam_admin().patch_service_account(request={
+        "service_account": {"name": name, "description": owner_description(call)},
+        "update_mask": {"paths": ["description"]}})
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -251,24 +336,37 @@ def operation_error(client: Any, name: str) -> str | None:
 
 
 G = TypeVar("G", bound=GcpConfig)
+# `ensure` hands the object it found (and checked) to `converge` in the same thread.
+_found = threading.local()
 
 
 class GcpResource(TypedProvider[G]):
     """The lifecycle of one GCP resource kind. Subclasses fill in the specifics; each operation
     parses the configuration once and hands it to them.
 
+    - `ensure` finds the object (`found`: `describe`, refused when its owner marks name another
+      owner); nothing there: the decision `created`, polled at once (`to_create`), so a host
+      killed while the object is being made still reports it created;
     - `ensure` and `poll` both converge (`converge`): read, then write only what differs; a step
       Google finishes later returns `pending(...)` and the next poll converges again;
-    - `read` reports what exists (`describe`), with outputs once it is `ready`;
-    - `delete` starts the delete (`remove`), polls while Google is still deleting, then removes
-      what outlives the object itself (`leftovers`, e.g. its IAM bindings). Absent is not an error.
+    - `read` reports what exists (`describe`), with outputs once it is `ready`; another's object
+      reads as absent;
+    - `delete` leaves another's object alone, starts the delete (`remove`), polls while Google is
+      still deleting, removes what outlives the object itself (`leftovers`, e.g. its IAM
+      bindings), and is done only when nothing of the resource is left (`remaining`).
     """
 
     label = "resource"
+    #: whether `owner_marks` are labels (compared in their lower-case spelling)
+    labelled = True
 
     def describe(self, call: ResourceCall, config: G) -> Any:
         """The object as Google describes it now, or None when it does not exist."""
         raise PermanentError(f"{type(self).__name__} does not define describe")
+
+    def owner_marks(self, call: ResourceCall, config: G, current: Any) -> Mapping[str, str]:
+        """The owner marks (`TWIN_TAG`, `CONTROL_PLANE_TAG`) `current` carries."""
+        return marks_from_labels(getattr(current, "labels", None))
 
     def converge(self, call: ResourceCall, config: G, action: Action) -> EnsureResult:
         raise PermanentError(f"{type(self).__name__} does not define converge")
@@ -280,6 +378,10 @@ class GcpResource(TypedProvider[G]):
     def leftovers(self, call: ResourceCall, config: G) -> bool:
         return False
 
+    def remaining_parts(self, call: ResourceCall, config: G) -> list[str]:
+        """What a kind leaves besides the object (a grant) that its delete must have removed."""
+        return []
+
     def outputs(self, call: ResourceCall, config: G, current: Any) -> dict[str, str]:
         return {}
 
@@ -289,8 +391,41 @@ class GcpResource(TypedProvider[G]):
     def ready(self, current: Any) -> bool:
         return True
 
+    # --- ownership -----------------------------------------------------------------------------
+
+    def claim(self, call: ResourceCall, config: G, current: Any) -> Claim:
+        owner = owner_of(call, config)
+        return claim(labelled(owner) if self.labelled else owner, self.owner_marks(call, config, current))
+
+    def found(self, call: ResourceCall, config: G) -> Any:
+        """`describe`, refused (`ForeignObject`, before anything is written) when it is another's."""
+        handed = getattr(_found, "value", None)
+        _found.value = None
+        if handed is not None and handed[0] is call:
+            return handed[1]  # just found (and checked) by `ensure`, in this thread, for this call
+        current = self.describe(call, config)
+        if current is not None:
+            found = self.claim(call, config, current)
+            if not found.allowed:
+                what = f"{self.label} {config.name}"
+                raise ForeignObject(f"{call.resource.id}: {foreign_message(what, owner_of(call, config), found.holder)}")
+        return current
+
+    def ours(self, call: ResourceCall, config: G, current: Any) -> bool:
+        return self.claim(call, config, current).allowed
+
+    # --- the lifecycle -------------------------------------------------------------------------
+
     def ensure(self, call: ResourceCall) -> EnsureResult:
-        return self.converge(call, self.config(call), "unchanged")
+        config = self.config(call)
+        current = self.found(call, config)
+        if current is None:
+            return to_create(f"{self.label} {config.name} is being created")
+        _found.value = (call, current)  # `converge`'s first `found` takes it instead of reading again
+        try:
+            return self.converge(call, config, "unchanged")
+        finally:
+            _found.value = None
 
     def poll(self, call: ResourceCall) -> EnsureResult:
         config = self.config(call)
@@ -303,6 +438,8 @@ class GcpResource(TypedProvider[G]):
         current = self.describe(call, config)
         if current is None:
             return ReadResult(exists=False)
+        if not self.ours(call, config, current):
+            return ReadResult(exists=False, details={"owner": "another twin"})
         outputs = self.outputs(call, config, current) if self.ready(current) else {}
         return ReadResult(exists=True, outputs=outputs, details=self.details(call, config, current))
 
@@ -310,17 +447,36 @@ class GcpResource(TypedProvider[G]):
         config = self.config(call)
         current = self.describe(call, config)
         if current is None:
-            return EnsureResult(action="deleted" if self.leftovers(call, config) else "absent")
+            return self.verified(call, config, "deleted" if self.leftovers(call, config) else "absent")
+        found = self.claim(call, config, current)
+        if not found.allowed:
+            log.warning("%s: %s %s belongs to %s: left alone", call.resource.id, self.label, config.name, found.holder)
+            return EnsureResult(action="absent")
         if not self.remove(call, config, current):
             return self.deleting(config)
         self.leftovers(call, config)
-        return EnsureResult(action="deleted")
+        return self.verified(call, config, "deleted")
 
     def poll_delete(self, call: ResourceCall, config: G) -> EnsureResult:
-        if self.describe(call, config) is not None:
+        current = self.describe(call, config)
+        if current is not None and self.ours(call, config, current):
             return self.deleting(config)
         self.leftovers(call, config)
-        return EnsureResult(action="deleted")
+        return self.verified(call, config, "deleted")
 
-    def deleting(self, config: G) -> EnsureResult:
-        return pending("deleted", f"{self.label} {config.name} is being deleted", stage="delete")
+    def deleting(self, config: G, what: str = "") -> EnsureResult:
+        return pending("deleted", what or f"{self.label} {config.name} is being deleted", stage="delete")
+
+    def remaining(self, call: ResourceCall, config: G) -> list[str]:
+        """What of this resource (this twin's, by ownership) is still there after its delete."""
+        current = self.describe(call, config)
+        left = [f"{self.label} {config.name}"] if current is not None and self.ours(call, config, current) else []
+        return left + self.remaining_parts(call, config)
+
+    def verified(self, call: ResourceCall, config: G, action: Action) -> EnsureResult:
+        """`action`, once nothing of the resource is left; else still deleting (polled, so a
+        destroy never reports Completed over an object it left behind)."""
+        left = self.remaining(call, config)
+        if left:
+            return self.deleting(config, f"still there after the delete: {', '.join(left)}")
+        return EnsureResult(action=action)

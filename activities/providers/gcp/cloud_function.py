@@ -18,7 +18,9 @@ Lifecycle, all in this file:
   when current). On Google Cloud that deploys a new revision; the activity waits for it (bounded),
   so a rotation's next phase starts only once this one's receivers hold the new token.
 - delete: the function (its service and trigger go with it) and its package objects.
-Labels: the twin's (`_common.labels`).
+Ownership: the function's labels (`_common.labels`) name its owner; an unlabelled function is
+adopted (labelled by the update), another twin's refused and never deleted. Packages are written
+to, and removed from, the functions bucket only when that bucket is this twin's (or unowned).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from activities.providers.gcp._common import (
     GcpResource,
     account_email,
+    bucket_is_ours,
     change_policy,
     functions,
     get_or_none,
@@ -99,7 +102,13 @@ def upload_package(call: ResourceCall, config: CloudFunctionConfig, data: bytes)
     from google.api_core.exceptions import NotFound, PreconditionFailed
 
     bucket_name = naming(call).functions_bucket()
-    blob = storage(project_of(config)).bucket(bucket_name).blob(source_object(config, data))
+    bucket = storage(project_of(config)).lookup_bucket(bucket_name)
+    if bucket is None:
+        raise TransientError(f"Cloud Function {config.name}: the functions bucket {bucket_name} does not exist yet")
+    if not bucket_is_ours(call, bucket):
+        raise PermanentError(f"Cloud Function {config.name}: the functions bucket {bucket_name} belongs to another "
+                             "twin; its packages are not written there")
+    blob = bucket.blob(source_object(config, data))
     try:
         if not blob.exists():
             blob.upload_from_string(data, content_type="application/zip", if_generation_match=0)
@@ -227,7 +236,7 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
 
         client = functions()
         package = build_package(config)
-        fn = get_function(config)
+        fn = self.found(call, config)
         token = call.pending.token if call.pending is not None else {}
         if fn is None:
             failed = self._operation_failure(token)
@@ -245,6 +254,7 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
             return pending(action, f"Cloud Function {config.name} is {state}", **_carry(token))
         source = upload_package(call, config, package.data)
         wanted = wanted_function(call, config, source, dict(fn.service_config.environment_variables))
+        wanted["labels"] = {**dict(fn.labels), **wanted["labels"]}  # others' labels kept, as on buckets and topics
         if state == "FAILED":
             attempts = int(token.get("failed_deploys") or 0) + 1
             if attempts > MAX_DEPLOY_ATTEMPTS:
@@ -287,7 +297,10 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
         from google.api_core.exceptions import NotFound
 
         client = storage(project_of(config))
-        for blob in client.list_blobs(naming(call).functions_bucket(), prefix=f"{config.name}/"):
+        bucket = client.lookup_bucket(naming(call).functions_bucket())
+        if bucket is None or not bucket_is_ours(call, bucket):
+            return
+        for blob in client.list_blobs(bucket, prefix=f"{config.name}/"):
             if blob.name != keep:
                 with contextlib.suppress(NotFound):
                     blob.delete()
@@ -306,6 +319,8 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
         fn = get_function(config)
         if fn is None:
             return ReadResult(exists=False)
+        if not self.ours(call, config, fn):
+            return ReadResult(exists=False, details={"owner": "another twin"})
         active = _state(fn) == "ACTIVE"
         return ReadResult(
             exists=True,
@@ -330,6 +345,8 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
         if fn is None:
             raise TransientError(f"Cloud Function {config.name} does not exist yet; its settings are applied when "
                                  "it is created")
+        if not self.ours(call, config, fn):
+            raise PermanentError(f"Cloud Function {config.name} belongs to another twin: its settings are not changed")
         if _state(fn) != "ACTIVE":
             raise TransientError(f"Cloud Function {config.name} is {_state(fn)}; settings are applied after it")
         current = dict(fn.service_config.environment_variables)
@@ -386,11 +403,29 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
 
         deleted = False
         client = storage(project_of(config))
-        with contextlib.suppress(NotFound):  # the bucket (and so every package) is gone already
-            for blob in client.list_blobs(naming(call).functions_bucket(), prefix=f"{config.name}/"):
+        bucket = client.lookup_bucket(naming(call).functions_bucket())
+        if bucket is None or not bucket_is_ours(call, bucket):
+            return False  # gone with every package, or another twin's bucket: its objects are its own
+        with contextlib.suppress(NotFound):  # the bucket (and so every package) is gone meanwhile
+            for blob in client.list_blobs(bucket, prefix=f"{config.name}/"):
                 blob.delete()
                 deleted = True
         return deleted
+
+    def remaining_parts(self, call: ResourceCall, config: CloudFunctionConfig) -> list[str]:
+        return _packages_left(call, config)
+
+
+def _packages_left(call: ResourceCall, config: CloudFunctionConfig) -> list[str]:
+    from google.api_core.exceptions import NotFound
+
+    client = storage(project_of(config))
+    bucket = client.lookup_bucket(naming(call).functions_bucket())
+    if bucket is None or not bucket_is_ours(call, bucket):
+        return []
+    with contextlib.suppress(NotFound):
+        return [f"package {b.name}" for b in client.list_blobs(bucket, prefix=f"{config.name}/")]
+    return []
 
 
 def _carry(token: dict[str, Any]) -> dict[str, Any]:

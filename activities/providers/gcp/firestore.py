@@ -6,19 +6,30 @@ The queries filter `device_id ==` and range over / order by `timestamp`, ascendi
 the movers) and descending (the latest entry): without both composite indexes Firestore refuses
 them ("The query requires an index"). Creating the database and each index are long operations:
 `ensure` starts one and returns pending; each poll re-reads and goes on. Destroy deletes the
-database (its documents with it) and takes the role back. A Firestore database carries no labels.
+database (its documents with it) and takes the role back.
+
+Ownership: each twin has its own database (`{twin}-hot`, never one shared by twins of a project:
+a database's IAM, location and deletion are then the twin's alone). A Firestore database carries
+no labels or description, so it holds its owner: the document `_twin_control_plane/owner`
+(`twin`, `control_plane`, `resource`), written right after the database exists. A database
+without it is unowned (adopted: the document is written); another owner's is refused, left alone
+by a delete, and the project's `roles/datastore.user` grant of this twin's account is taken back
+only when the database is gone or this twin's.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 from activities.providers.gcp._common import (
     GcpResource,
     account_email,
+    call_owner,
     change_policy,
     firestore_admin,
+    firestore_data,
     get_or_none,
     ignore_missing,
     members_of,
@@ -32,6 +43,7 @@ from shared.contracts import Output, StorageKey
 from shared.engine.errors import PermanentError
 from shared.engine.types import Action, EnsureResult, ResourceCall
 from shared.resources.gcp import FirestoreConfig
+from shared.resources.ownership import CONTROL_PLANE_TAG, TWIN_TAG
 
 DATASTORE_USER = "roles/datastore.user"
 # (field, order) prefixes of the composite indexes the hot store's queries use.
@@ -43,6 +55,42 @@ INDEXES: tuple[tuple[tuple[str, str], ...], ...] = (
 
 def database_name(config: FirestoreConfig) -> str:
     return f"projects/{project_of(config)}/databases/{config.name}"
+
+
+OWNER_COLLECTION = "_twin_control_plane"
+OWNER_DOCUMENT = "owner"
+
+
+def owner_document(config: FirestoreConfig) -> str:
+    return f"{database_name(config)}/documents/{OWNER_COLLECTION}/{OWNER_DOCUMENT}"
+
+
+def read_owner(config: FirestoreConfig) -> dict[str, str]:
+    """The owner marks the database's owner document holds (none: no document)."""
+    from google.api_core.exceptions import NotFound
+
+    try:
+        for answer in firestore_data().batch_get_documents(request={
+                "database": database_name(config), "documents": [owner_document(config)]}):
+            if "found" in answer:
+                fields = answer.found.fields
+                return {tag: fields[key].string_value for tag, key in
+                        ((TWIN_TAG, "twin"), (CONTROL_PLANE_TAG, "control_plane")) if key in fields}
+    except NotFound:
+        return {}  # the database went away meanwhile
+    return {}
+
+
+def write_owner(call: ResourceCall, config: FirestoreConfig) -> None:
+    """Create the owner document (only if there is none: a concurrent writer's stays, and is read next)."""
+    from google.api_core.exceptions import AlreadyExists, FailedPrecondition
+
+    owner = call_owner(call)
+    fields = {"twin": owner.twin, "control_plane": owner.control_plane, "resource": call.resource.id}
+    with contextlib.suppress(AlreadyExists, FailedPrecondition):
+        firestore_data().commit(request={"database": database_name(config), "writes": [{
+            "update": {"name": owner_document(config), "fields": {k: {"string_value": v} for k, v in fields.items()}},
+            "current_document": {"exists": False}}]})
 
 
 def _shape(index: Any) -> tuple[tuple[str, str], ...]:
@@ -58,6 +106,10 @@ def _member(config: FirestoreConfig) -> str:
 class Firestore(GcpResource[FirestoreConfig]):
     model = FirestoreConfig
     label = "Firestore database"
+    labelled = False
+
+    def owner_marks(self, call: ResourceCall, config: FirestoreConfig, current: Any) -> Mapping[str, str]:
+        return read_owner(config)
 
     def describe(self, call: ResourceCall, config: FirestoreConfig) -> Any:
         return get_or_none(lambda: firestore_admin().get_database(request={"name": database_name(config)}))
@@ -68,7 +120,7 @@ class Firestore(GcpResource[FirestoreConfig]):
 
         admin = firestore_admin()
         name = database_name(config)
-        db = self.describe(call, config)
+        db = self.found(call, config)
         if db is None:
             with contextlib.suppress(Conflict):  # created by a concurrent run
                 admin.create_database(request={
@@ -79,6 +131,9 @@ class Firestore(GcpResource[FirestoreConfig]):
         if db.type_ != database_types.Database.DatabaseType.FIRESTORE_NATIVE:
             raise PermanentError(f"Firestore database {config.name} exists in {db.type_.name} mode; the hot store "
                                  "needs Native mode (delete it or rename the twin)")
+        if not read_owner(config):
+            write_owner(call, config)  # new (or unowned): mark it ours, then read it back next poll
+            return pending(merge_action(action, "updated"), f"Firestore database {config.name}: owner recorded")
         group = f"{name}/collectionGroups/{config.collection}"
         found = {_shape(i): i for i in admin.list_indexes(request={"parent": group})}
         for shape in INDEXES:
@@ -113,5 +168,15 @@ class Firestore(GcpResource[FirestoreConfig]):
         return False  # gone once a read says so
 
     def leftovers(self, call: ResourceCall, config: FirestoreConfig) -> bool:
+        current = self.describe(call, config)
+        if current is not None and not self.ours(call, config, current):
+            return False  # the name is another owner's database now: the grant may be its account's
         get, set_ = project_policy(project_of(config))
         return change_policy(get, set_, DATASTORE_USER, remove={_member(config)})
+
+    def remaining_parts(self, call: ResourceCall, config: FirestoreConfig) -> list[str]:
+        if self.describe(call, config) is not None:
+            return []
+        get, _ = project_policy(project_of(config))
+        return [f"{DATASTORE_USER} for {config.service_account}"] if _member(config) in members_of(get(), DATASTORE_USER) \
+            else []

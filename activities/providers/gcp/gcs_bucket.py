@@ -5,7 +5,8 @@ A private bucket: uniform bucket-level access and public access prevention enfor
 default storage class (the writers and movers also write each object with its class); the twin's
 labels; `roles/storage.objectUser` on this bucket only for the accounts the plan names (the
 functions that read and write it). Bucket names are global: a name another project holds is a
-permanent error. Destroy deletes every object (every generation), then the bucket.
+permanent error. Destroy deletes every object (every generation), then the bucket. Its labels name its owner: an
+unlabelled bucket is adopted (labelled), another twin's is refused and never emptied or deleted.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class GcsBucket(GcpResource[GcsBucketConfig]):
         from google.api_core.exceptions import Conflict
 
         client = storage(project_of(config))
-        bucket = lookup(config)
+        bucket = self.found(call, config)
         if bucket is None:
             wanted = client.bucket(config.name)
             wanted.storage_class = config.storage_class
@@ -88,7 +89,7 @@ class GcsBucket(GcpResource[GcsBucketConfig]):
             try:
                 bucket = client.create_bucket(wanted, location=config.location)
             except Conflict:
-                bucket = lookup(config)  # ours after all (a concurrent run), or another project's
+                bucket = self.found(call, config)  # ours after all (a concurrent run), another's, or another project's
                 if bucket is None:
                     raise _taken(config.name) from None
             action = "created"

@@ -6,7 +6,13 @@ The private key exists only in the `CreateServiceAccountKey` answer: it is retur
 the secret output `DEVICE_CREDENTIALS:<device>` (JSON: the key file, the topic, the attribute that
 names the device), and kept by the engine. If the recorded credentials are lost or their key was
 deleted, a new key is issued and every other key of the account deleted (an `updated` action),
-never silently reused. The account's description names its owner (service accounts take no labels).
+never silently reused. The account's description names its owner (service accounts take no labels):
+another twin's device account is refused, and left alone by a delete; the publisher grant is
+taken back only for an account that is this twin's or gone.
+
+Crash windows: an account created but not yet granted is found by name and granted on the retry; a
+key created but never recorded (the host killed before the engine kept the output) is found by
+listing the account's keys and deleted once the retry has issued the one it records.
 
 Pub/Sub does not tell a subscriber which account published a message, so a device's key lets it
 publish messages naming another device of the same twin; the grant keeps it to this topic.
@@ -16,16 +22,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
 from activities.providers.gcp._common import (
     GcpResource,
     account_email,
+    account_marks,
+    adopt_account,
     change_policy,
     get_or_none,
     iam_admin,
     ignore_missing,
+    members_of,
     owner_description,
     project_of,
     publisher,
@@ -73,6 +83,7 @@ def user_keys(config: GcpIotDeviceConfig) -> list[str]:
 class IotDevice(GcpResource[GcpIotDeviceConfig]):
     model = GcpIotDeviceConfig
     label = "device account"
+    labelled = False
 
     def describe(self, call: ResourceCall, config: GcpIotDeviceConfig) -> Any:
         name = account_name(project_of(config), config.service_account)
@@ -87,13 +98,18 @@ class IotDevice(GcpResource[GcpIotDeviceConfig]):
                 action = "updated"
 
         project = project_of(config)
-        if self.describe(call, config) is None:
+        account = self.found(call, config)
+        if account is None:
             with contextlib.suppress(Conflict):  # created by a concurrent run
                 iam_admin().create_service_account(request={
                     "name": f"projects/{project}", "account_id": config.service_account,
                     "service_account": {"display_name": f"device {config.device_id}"[:100],
                                         "description": owner_description(call)}})
+            account = self.found(call, config)
             action = "created"
+        if account is not None and account.description != owner_description(call):
+            adopt_account(account_name(project, config.service_account), call)  # unowned: mark it ours
+            changed()
         get, set_ = _topic_policy(config)
         try:
             if change_policy(get, set_, PUBLISHER, add={_member(config)}):
@@ -140,21 +156,50 @@ class IotDevice(GcpResource[GcpIotDeviceConfig]):
         key = value.get("service_account_key")
         return value if isinstance(key, dict) and key.get("private_key") else None
 
+    def owner_marks(self, call: ResourceCall, config: GcpIotDeviceConfig, current: Any) -> Mapping[str, str]:
+        return account_marks(current)
+
     def details(self, call: ResourceCall, config: GcpIotDeviceConfig, current: Any) -> dict[str, Any]:
         # The key is never read back (Google does not return it again); only what exists.
         return {"service_account": current.email, "keys": len(user_keys(config)), "topic": topic_path(config)}
 
     def remove(self, call: ResourceCall, config: GcpIotDeviceConfig, current: Any) -> bool:
+        # The grant first: once an account is deleted, Google shows its bindings as
+        # `deleted:serviceAccount:...?uid=...` (a retry after a kill between the two still finds both).
+        self._revoke(config)
         name = account_name(project_of(config), config.service_account)
         ignore_missing(lambda: iam_admin().delete_service_account(request={"name": name}))  # its keys go with it
         return True
 
     def leftovers(self, call: ResourceCall, config: GcpIotDeviceConfig) -> bool:
-        """The publisher grant on the topic (gone with the topic if that was deleted first)."""
+        """The publisher grant on the topic (gone with the topic if that was deleted first); only
+        when the account is gone or this twin's: never another twin's grant."""
+        account = self.describe(call, config)
+        if account is not None and not self.ours(call, config, account):
+            return False
+        return self._revoke(config)
+
+    def _revoke(self, config: GcpIotDeviceConfig) -> bool:
         from google.api_core.exceptions import NotFound
 
         get, set_ = _topic_policy(config)
         try:
-            return change_policy(get, set_, PUBLISHER, remove={_member(config)})
+            return change_policy(get, set_, PUBLISHER, remove=self._grants(config, get()))
         except NotFound:
             return False
+
+    def _grants(self, config: GcpIotDeviceConfig, policy: Any) -> set[str]:
+        """The account's publisher members on the topic, as it is now or as Google shows a deleted one."""
+        member = _member(config)
+        return {m for m in members_of(policy, PUBLISHER) if m == member or m.startswith(f"deleted:{member}?uid=")}
+
+    def remaining_parts(self, call: ResourceCall, config: GcpIotDeviceConfig) -> list[str]:
+        from google.api_core.exceptions import NotFound
+
+        if self.describe(call, config) is not None:
+            return []  # another's account (its grant is its own); ours is reported by `remaining`
+        try:
+            granted = self._grants(config, publisher().get_iam_policy(request={"resource": topic_path(config)}))
+        except NotFound:
+            return []
+        return [f"{PUBLISHER} on {config.topic} for {config.service_account}"] if granted else []

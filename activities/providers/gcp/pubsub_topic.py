@@ -1,6 +1,7 @@
 """L1 (kind `pubsub-topic`): the telemetry topic devices publish to (Cloud IoT Core was retired in
 2023). The dispatcher's Eventarc trigger subscribes to it; each device's account is granted
-`roles/pubsub.publisher` on this topic by its `iot-device` resource. Labelled with the twin."""
+`roles/pubsub.publisher` on this topic by its `iot-device` resource. Its labels name its owner: an
+unlabelled topic is adopted (labelled), another twin's refused and never deleted."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from activities.providers.gcp._common import (
     publisher,
 )
 from activities.registry import register
+from shared.engine.errors import TransientError
 from shared.engine.types import Action, EnsureResult, ResourceCall
 from shared.resources.gcp import PubSubTopicConfig
 
@@ -37,11 +39,14 @@ class PubSubTopic(GcpResource[PubSubTopicConfig]):
         from google.api_core.exceptions import Conflict
 
         name = topic_path(config)
-        topic = self.describe(call, config)
+        topic = self.found(call, config)
         if topic is None:
-            with contextlib.suppress(Conflict):  # created by a concurrent run
+            with contextlib.suppress(Conflict):  # created meanwhile: read (and its owner checked) below
                 publisher().create_topic(request={"name": name, "labels": labels(call)})
-            return EnsureResult(action="created")
+                return EnsureResult(action="created")
+            topic = self.found(call, config)
+            if topic is None:
+                raise TransientError(f"Pub/Sub topic {config.name} exists but cannot be read yet")
         if missing_labels(topic.labels, call):
             publisher().update_topic(request={"topic": {"name": name, "labels": {**topic.labels, **labels(call)}},
                                               "update_mask": {"paths": ["labels"]}})

@@ -2,12 +2,14 @@
 function's URL on the plan's unix-cron schedule (UTC), with an OIDC ID token of the twin's service
 account for that URL, the identity the private mover admits (`roles/run.invoker`). The mover takes
 the job's `X-CloudScheduler-ScheduleTime` as its "now", so a retried attempt moves the same data.
-A job has no labels: its description names the owner.
+A job has no labels: its description names the owner (`owner_description`). A job without it is
+unowned (adopted: the update writes the description); another owner's is refused and never deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 from activities.providers.gcp._common import (
@@ -16,6 +18,7 @@ from activities.providers.gcp._common import (
     functions,
     get_or_none,
     ignore_missing,
+    marks_from_description,
     owner_description,
     project_of,
     scheduler,
@@ -82,6 +85,10 @@ def differences(job: Any, wanted: dict[str, Any]) -> list[str]:
 class SchedulerJob(GcpResource[SchedulerJobConfig]):
     model = SchedulerJobConfig
     label = "Cloud Scheduler job"
+    labelled = False
+
+    def owner_marks(self, call: ResourceCall, config: SchedulerJobConfig, current: Any) -> Mapping[str, str]:
+        return marks_from_description(current.description)
 
     def describe(self, call: ResourceCall, config: SchedulerJobConfig) -> Any:
         return get_or_none(lambda: scheduler().get_job(request={"name": job_name(config)}))
@@ -91,8 +98,8 @@ class SchedulerJob(GcpResource[SchedulerJobConfig]):
         from google.cloud import scheduler_v1
         from google.protobuf import field_mask_pb2
 
+        job = self.found(call, config)
         wanted = wanted_job(call, config, mover_url(config))
-        job = self.describe(call, config)
         if job is None:
             with contextlib.suppress(Conflict):  # created by a concurrent run
                 scheduler().create_job(request={"parent": job_name(config).rsplit("/jobs/", 1)[0],

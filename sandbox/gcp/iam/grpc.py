@@ -30,6 +30,10 @@ def handlers(b: GcpBackends, service: str) -> dict[str, grpc.RpcMethodHandler]:
     def get(req: Any, ctx: Any) -> Any:
         return _account(iam.get_account(req.name).to_json())
 
+    def patch(req: Any, ctx: Any) -> Any:
+        details = message_json(T.ServiceAccount.pb(req.service_account))
+        return _account(iam.patch_account(req.service_account.name, details, list(req.update_mask.paths)).to_json())
+
     def delete(req: Any, ctx: Any) -> Any:
         iam.delete_account(req.name)
         return empty_pb2.Empty()
@@ -64,6 +68,7 @@ def handlers(b: GcpBackends, service: str) -> dict[str, grpc.RpcMethodHandler]:
         "DeleteServiceAccountKey": unary(delete_key, T.DeleteServiceAccountKeyRequest, Pb(empty_pb2.Empty)),
         "CreateServiceAccount": unary(create, T.CreateServiceAccountRequest, T.ServiceAccount),
         "GetServiceAccount": unary(get, T.GetServiceAccountRequest, T.ServiceAccount),
+        "PatchServiceAccount": unary(patch, T.PatchServiceAccountRequest, T.ServiceAccount),
         "DeleteServiceAccount": unary(delete, T.DeleteServiceAccountRequest, Pb(empty_pb2.Empty)),
         "ListServiceAccounts": unary(list_accounts, T.ListServiceAccountsRequest, T.ListServiceAccountsResponse),
     }

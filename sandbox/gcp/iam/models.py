@@ -156,6 +156,23 @@ class IamBackend:
             raise GoogleError("NOT_FOUND", f"Unknown service account {name.rsplit('/', 1)[-1]}")
         return sa
 
+    def patch_account(self, name: str, details: dict[str, Any], paths: list[str]) -> ServiceAccount:
+        """PatchServiceAccount: only `display_name` and `description` may change (as IAM allows)."""
+        allowed = {"display_name": "displayName", "description": "description"}
+        unknown = [p for p in paths if p not in allowed]
+        if not paths or unknown:
+            raise GoogleError("INVALID_ARGUMENT", f"update_mask: {unknown or 'empty'}: only display_name and "
+                              "description can be updated.")
+        with self._lock:
+            sa = self._find(name)
+            if sa is None:
+                raise GoogleError("NOT_FOUND", f"Unknown service account {name.rsplit('/', 1)[-1]}")
+            if "display_name" in paths:
+                sa.display_name = str(details.get("displayName") or "")
+            if "description" in paths:
+                sa.description = str(details.get("description") or "")
+            return sa
+
     def delete_account(self, name: str) -> None:
         with self._lock:
             sa = self._find(name)
