@@ -141,14 +141,17 @@ class Faults:
         return p.late_visibility_seconds if late else 0.0
 
     def fail_once(self, operation_key: str) -> bool:
-        """True the first time a given operation is asked about, with the profile's probability."""
+        """True the first time a given operation is asked about, with the profile's probability.
+
+        The draw depends on the seed and the operation alone, not on the shared RNG: which
+        operations fail is then the same in every run, however threads interleave their calls."""
         p = self.profile
         if not p.lro_fail_once_rate:
             return False
         with self._lock:
             if operation_key in self._failed_once:
                 return False
-            if self._rng.random() < p.lro_fail_once_rate:
+            if random.Random(f"{self.seed}/{operation_key}").random() < p.lro_fail_once_rate:
                 self._failed_once.add(operation_key)
                 return True
             return False

@@ -36,8 +36,8 @@ def sandbox(gcp_sandbox: SandboxHandle) -> Iterator[SandboxHandle]:
 
 @pytest.fixture
 def walker(sandbox: SandboxHandle) -> Callable[..., Walker]:
-    def make(example: str = "gcp-to-azure", **overrides: Any) -> Walker:
-        return Walker(plan_for(example_spec(example, unique_twin(), **overrides)))
+    def make(example: str = "gcp-to-azure", twin: str | None = None, **overrides: Any) -> Walker:
+        return Walker(plan_for(example_spec(example, twin or unique_twin(), **overrides)))
 
     return make
 

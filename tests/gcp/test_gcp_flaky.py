@@ -41,7 +41,9 @@ def _retrying(op: Any, transient: list[str]) -> Any:
 
 @pytest.mark.slow
 def test_flaky_profile_converges(walker: Any, sandbox: Any) -> None:
-    w = walker()
+    # Which deploys fail once depends on the seed and the function's name only (not on thread
+    # timing): with this twin name and seed, some of its functions' first deploys fail.
+    w = walker(twin="flaky-g7")
     sandbox.profile("flaky", seed=7)
     mark = sandbox.seq()
     transient: list[str] = []
