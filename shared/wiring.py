@@ -78,8 +78,8 @@ def update_path(placement: Placement) -> TwinUpdatePath:
 FEEDBACK_CHANNELS = frozenset({"aws", "azure"})
 """Clouds whose L1 can send to a device (IoT Core MQTT publish, the IoT Hub device twin); GCP's
 L1 is a Pub/Sub topic devices publish to, with no way back."""
-FEEDBACK_SENDERS = frozenset({"aws", "azure"})
-"""Clouds whose event checker sends feedback to a remote `event-feedback` (GCP's does not yet)."""
+FEEDBACK_SENDERS = frozenset({"aws", "azure", "gcp"})
+"""Clouds whose event checker sends feedback to a remote `event-feedback`."""
 
 
 def feedback_path(placement: Placement, wanted: bool) -> Literal["local", "remote"] | None:

@@ -96,6 +96,12 @@ def device_credentials_output(device_id: str) -> str:
     return f"{DEVICE_CREDENTIALS_PREFIX}{device_id}"
 
 
+def keyed_output(base: Output, key: str) -> str:
+    """A URL output one of several functions of a kind yields, by key: `PROCESSOR_URL:{device}`
+    (GCP's per-device processors), `EVENT_ACTION_URL:{function name}` (GCP's event actions)."""
+    return f"{base}:{key}"
+
+
 SECRET_OUTPUTS: frozenset[str] = frozenset(
     {
         Output.INTER_CLOUD_TOKEN,

@@ -13,8 +13,9 @@ from shared.contracts import Function, Output, Setting
 from shared.plan.drafts import Drafts, Hosted
 from shared.resources import UserCodeRef
 
-StorePairs = Sequence[tuple[Output, Setting]]
-"""(output, setting) pairs a function of the same cloud needs to reach a store."""
+StorePairs = Sequence[tuple[str, str]]
+"""(output, setting) pairs a function of the same cloud needs to reach a store (or the processors:
+on GCP one keyed pair per device)."""
 
 
 class CloudPlanner:

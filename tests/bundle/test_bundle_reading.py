@@ -243,9 +243,12 @@ def test_gcp_configurations_carry_the_code_for_the_gcp_provider(tmp_path: Path) 
             (dst / f.name).write_bytes(f.read_bytes())
     bundle = load_bundle_folder(project)
     plan = build_plan(bundle.spec, bundle.code)
-    processor = plan.resource("gcp/L2/processor").config
+    # One function per device: only temperature-sensor-1's carries code.
+    processor = plan.resource("gcp/L2/processor-temperature-sensor-1").config
     assert isinstance(processor, CloudFunctionConfig)
     assert [r.name for r in processor.user_code] == ["temperature-sensor-1"]
+    others = [r.config for r in plan.resources if r.id.startswith("gcp/L2/processor-") and r.config is not processor]
+    assert others and all(isinstance(c, CloudFunctionConfig) and not c.user_code for c in others)
     action = plan.resource("gcp/L2/event-action-high-temperature-callback").config
     assert isinstance(action, CloudFunctionConfig) and action.user_code[0].module == "action"
 
