@@ -298,6 +298,13 @@ class GcpNaming:
     def telemetry_topic(self) -> str:
         return f"{self.twin}-telemetry"
 
+    def feedback_topic(self) -> str:
+        """Event feedback for the twin's devices (each reads its own filtered subscription)."""
+        return f"{self.twin}-feedback"
+
+    def feedback_subscription(self, device_id: str) -> str:
+        return f"{self.twin}-feedback-{device_id}"
+
     def cold_bucket(self) -> str:
         return f"{self.twin.lower()}-cold"
 

@@ -75,9 +75,10 @@ def update_path(placement: Placement) -> TwinUpdatePath:
     return twin_update_path(placement[Layer.L1], placement[Layer.L2], placement[Layer.L4])
 
 
-FEEDBACK_CHANNELS = frozenset({"aws", "azure"})
-"""Clouds whose L1 can send to a device (IoT Core MQTT publish, the IoT Hub device twin); GCP's
-L1 is a Pub/Sub topic devices publish to, with no way back."""
+FEEDBACK_CHANNELS = frozenset({"aws", "azure", "gcp"})
+"""Clouds whose L1 can send to a device: IoT Core MQTT publish, the IoT Hub device twin, and on
+GCP (no Cloud IoT Core since 2023) a feedback topic each device reads through its own filtered
+pull subscription."""
 FEEDBACK_SENDERS = frozenset({"aws", "azure", "gcp"})
 """Clouds whose event checker sends feedback to a remote `event-feedback`."""
 

@@ -1,8 +1,8 @@
 """L2 event checker (private HTTP, called by the persister): evaluate the spec's rules for a
 reading and carry out what fired: a user's event action (`lambda`/`function` actions: the
 action's own function, by its URL, with an ID token) and device feedback (through the
-token-checked `event-feedback` on L1's cloud: GCP's own L1 has no channel back to devices, so the
-plan never asks for feedback with L1 on GCP).
+token-checked `event-feedback` on L1's cloud, or, with L1 on GCP too, published here to the
+feedback topic each device reads through its own subscription: `event_feedback.publish_feedback`).
 
 GCP hosts no twin (L4 is on AWS or Azure), so operands on other devices' twin properties are
 unknown and those rules are skipped; operands on the reading's own device take the reading's
@@ -16,19 +16,16 @@ from typing import Any
 
 import functions_framework
 
-from payload_functions.common.errors import PayloadError
 from payload_functions.common.settings import Settings
 from payload_functions.core.events import Ref, action_event, check, feedback_for, send_feedback
+from payload_functions.gcp.event_feedback import publish_feedback
 from payload_functions.gcp.runtime import PROVIDER, HttpRequest, call_function, http
 from shared.contracts import Function, Setting
 
 FUNCTION = Function.EVENT_CHECKER
 READS = frozenset({Setting.DIGITAL_TWIN_INFO, Setting.EVENT_RULES, Setting.USE_FEEDBACK, Setting.WORKFLOW_NAME,
-                   Setting.EVENT_ACTION_URL, Setting.REMOTE_FEEDBACK_URL, Setting.INTER_CLOUD_TOKEN})
-
-
-def _no_local_feedback(request: Mapping[str, Any]) -> Any:
-    raise PayloadError(500, "[SYSTEM_ERROR] feedback with L1 on gcp: GCP's L1 has no channel back to devices")
+                   Setting.EVENT_ACTION_URL, Setting.REMOTE_FEEDBACK_URL, Setting.INTER_CLOUD_TOKEN,
+                   Setting.FEEDBACK_TOPIC})
 
 
 def check_reading(raw: Any) -> dict[str, Any]:
@@ -54,7 +51,7 @@ def check_reading(raw: Any) -> dict[str, Any]:
             not_started.append(f"{kind}: not supported by the GCP event checker")
         feedback = feedback_for(rule, reading, settings.twin_info().twin_name)
         if feedback is not None and settings.flag(Setting.USE_FEEDBACK):
-            send_feedback(feedback, settings, PROVIDER, _no_local_feedback)
+            send_feedback(feedback, settings, PROVIDER, lambda request: publish_feedback(request, settings))
 
     result = check(raw, settings, live_value, fire)
     if ran:

@@ -40,6 +40,8 @@ class Output(StrEnum):
     IOT_HUB_SERVICE_CONNECTION_STRING = "IOT_HUB_SERVICE_CONNECTION_STRING"
     """IoT Hub `service` policy connection string (event feedback through the device twin)."""
     CONNECTOR_URL = "CONNECTOR_URL"
+    FEEDBACK_TOPIC = "FEEDBACK_TOPIC"
+    """GCP: the feedback topic (`projects/P/topics/T`) devices read through their subscriptions."""
 
     # L2
     PROCESSOR_URL = "PROCESSOR_URL"

@@ -67,6 +67,8 @@ class Setting(StrEnum):
     IOT_ENDPOINT = "IOT_ENDPOINT"
     """AWS IoT data endpoint (feedback publishes back to devices)."""
     IOT_HUB_SERVICE_CONNECTION_STRING = "IOT_HUB_SERVICE_CONNECTION_STRING"
+    FEEDBACK_TOPIC = "FEEDBACK_TOPIC"
+    """GCP `event-feedback` (and the event checker when L1 is GCP too): where feedback is published."""
 
     # Azure Digital Twins
     ADT_INSTANCE_URL = "ADT_INSTANCE_URL"
@@ -359,8 +361,9 @@ def settings_read(function: Function | str, provider: str) -> frozenset[Setting]
             reads.update((Setting.ADT_INSTANCE_URL, Setting.AZURE_CLIENT_ID, Setting.EVENT_ACTION_URL,
                           Setting.USER_FUNCTIONS_KEY))
         if provider == "gcp":
-            # Keyed: each action's own function (`keyed_setting(EVENT_ACTION_URL, name)`).
-            reads.add(Setting.EVENT_ACTION_URL)
+            # Keyed: each action's own function (`keyed_setting(EVENT_ACTION_URL, name)`); the
+            # feedback topic when L1 is GCP too (the checker publishes feedback itself).
+            reads.update((Setting.EVENT_ACTION_URL, Setting.FEEDBACK_TOPIC))
         # Feedback to devices on another cloud goes through its token-checked receiver.
         reads.update((Setting.REMOTE_FEEDBACK_URL, Setting.INTER_CLOUD_TOKEN))
     elif fn == Function.EVENT_FEEDBACK:
@@ -368,6 +371,8 @@ def settings_read(function: Function | str, provider: str) -> frozenset[Setting]
             reads.add(Setting.IOT_ENDPOINT)
         elif provider == "azure":
             reads.add(Setting.IOT_HUB_SERVICE_CONNECTION_STRING)
+        else:
+            reads.add(Setting.FEEDBACK_TOPIC)
         reads.update(_RECEIVER_AUTH)
     elif fn == Function.HOT_TO_COLD_MOVER:
         reads.update(hot_store_settings(provider))

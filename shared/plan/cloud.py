@@ -25,6 +25,8 @@ class CloudPlanner:
     provider = ""
     calls_by_url = False
     """Functions on this cloud call each other by URL (so the callee yields its URL)."""
+    checker_sends_feedback = False
+    """With L1 on this cloud too, the event checker sends feedback itself (no L2 `event-feedback`)."""
 
     def __init__(self, drafts: Drafts) -> None:
         self.d = drafts

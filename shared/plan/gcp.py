@@ -37,6 +37,7 @@ WORKFLOW_DEFINITION = "state_machines/google_cloud_workflow.json"
 class GcpPlanner(CloudPlanner):
     provider = "gcp"
     calls_by_url = True
+    checker_sends_feedback = True
 
     @property
     def project(self) -> str | None:
@@ -112,11 +113,22 @@ class GcpPlanner(CloudPlanner):
                 d.wire(output, dispatcher, setting)
         else:
             d.wire(Output.CONNECTOR_URL, dispatcher, Setting.CONNECTOR_URL)
+        needs = [topic_id]
+        feedback_topic = None
+        if d.feedback is not None:
+            # Feedback back to devices (Cloud IoT Core's config/commands are gone): a topic the twin's
+            # functions publish to with the device id attribute; each device pulls its own
+            # subscription, filtered on that attribute (see `feedback_channel`).
+            feedback_topic = d.gcp.feedback_topic()
+            needs.append(d.add("gcp", "L1", "feedback-topic", "pubsub-topic", PubSubTopicConfig(
+                name=feedback_topic, project_id=self.project, publishers=(d.gcp.service_account(),)),
+                needs=[SERVICE_ACCOUNT], produces=[Output.FEEDBACK_TOPIC]).id)
         for device in d.spec.devices:
             d.add("gcp", "L1", f"device-{device.id}", "iot-device", GcpIotDeviceConfig(
                 name=f"{topic}/{device.id}", project_id=self.project, device_id=device.id, topic=topic,
-                service_account=d.gcp.device_account(device.id)),
-                needs=[topic_id], produces=[device_credentials_output(device.id)])
+                service_account=d.gcp.device_account(device.id), feedback_topic=feedback_topic,
+                feedback_subscription=d.gcp.feedback_subscription(device.id) if feedback_topic else None),
+                needs=needs, produces=[device_credentials_output(device.id)])
 
     def processors(self) -> None:
         """One processor function per device (`GcpNaming.device_processor`), as AWS has a Lambda
@@ -130,6 +142,11 @@ class GcpPlanner(CloudPlanner):
                                         produces=(keyed_output(Output.PROCESSOR_URL, device.id),),
                                         processors=(device.id,), user_code=(code,) if code else ()))
             d.wire(Output.PERSISTER_URL, proc, Setting.PERSISTER_URL)
+
+    def feedback_channel(self) -> tuple[Output, Setting]:
+        """Feedback is published to the feedback topic with the device id attribute; the device
+        reads it from its own subscription (least privilege, like its publish grant)."""
+        return Output.FEEDBACK_TOPIC, Setting.FEEDBACK_TOPIC
 
     def workflow(self) -> tuple[Output, Setting]:
         d = self.d

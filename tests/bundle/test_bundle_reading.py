@@ -27,6 +27,7 @@ from shared.bundle import (
     read_zip,
     zip_folder,
 )
+from shared.contracts import Output, Setting, keyed_output, keyed_setting
 from shared.plan import build_plan
 from shared.resources.aws import LambdaConfig
 from shared.resources.azure import FunctionAppConfig
@@ -251,6 +252,12 @@ def test_gcp_configurations_carry_the_code_for_the_gcp_provider(tmp_path: Path) 
     assert others and all(isinstance(c, CloudFunctionConfig) and not c.user_code for c in others)
     action = plan.resource("gcp/L2/event-action-high-temperature-callback").config
     assert isinstance(action, CloudFunctionConfig) and action.user_code[0].module == "action"
+    # The plan no longer refuses actions on GCP: the event checker gets each action's URL, keyed.
+    assert not plan.deployable() and not plan.code_problems
+    wired = plan.settings_of("gcp/L2/event-checker")
+    key = keyed_setting(Setting.EVENT_ACTION_URL, "high-temperature-callback")
+    assert wired[key] == keyed_output(Output.EVENT_ACTION_URL, "high-temperature-callback")
+    assert plan.resource("gcp/L2/event-action-high-temperature-callback").produces == (wired[key],)
 
 
 def test_a_default_processor_serves_devices_without_their_own(tmp_path: Path) -> None:

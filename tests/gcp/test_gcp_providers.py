@@ -16,7 +16,7 @@ import pytest
 from gcp_kit import SandboxHandle, Walker, example_spec, plan_for, unique_twin
 
 from sandbox.gcp.common import identity_token
-from shared.contracts import Function, Output, Setting, device_credentials_output
+from shared.contracts import Function, Output, Setting, device_credentials_output, keyed_output
 from shared.naming import GcpNaming
 
 pytestmark = pytest.mark.slow
@@ -56,8 +56,14 @@ def _function(sandbox: SandboxHandle, w: Walker, fn: Function | str) -> Any:
     from google.cloud import functions_v2
 
     region = w.plan.resource(f"gcp/L2/{Function.PERSISTER}").config.region
-    name = f"projects/{sandbox.project}/locations/{region}/functions/{_name(w).function(str(fn))}"
+    # A processor per device: the first device's stands for them.
+    function_id = _processors(w)[0].name if fn == Function.PROCESSOR else _name(w).function(str(fn))
+    name = f"projects/{sandbox.project}/locations/{region}/functions/{function_id}"
     return sandbox.client(functions_v2.FunctionServiceClient).get_function(name=name)
+
+
+def _processors(w: Walker) -> list[Any]:
+    return [r for r in w.plan.resources if r.id.startswith("gcp/L2/processor-")]
 
 
 def _post(url: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, str]:
@@ -80,7 +86,14 @@ def test_every_kind_is_created_with_its_outputs(deployed: Walker, sandbox: Sandb
     assert outputs[Output.FIRESTORE_DATABASE] == naming.firestore_database()
     assert outputs[Output.COLD_GCS_BUCKET] == naming.cold_bucket()
     assert outputs[Output.ARCHIVE_GCS_BUCKET] == naming.archive_bucket()
-    for output, fn in ((Output.PROCESSOR_URL, Function.PROCESSOR), (Output.PERSISTER_URL, Function.PERSISTER),
+    processors = _processors(w)
+    devices = {r.config.device_id for r in w.plan.resources if r.kind == "iot-device"}
+    assert devices and {p.config.processors for p in processors} == {(d,) for d in devices}
+    urls = [outputs[keyed_output(Output.PROCESSOR_URL, p.config.processors[0])] for p in processors]
+    assert len(set(urls)) == len(urls), "each device's processor is a function of its own"
+    first = processors[0].config.processors[0]
+    for output, fn in ((keyed_output(Output.PROCESSOR_URL, first), Function.PROCESSOR),
+                       (Output.PERSISTER_URL, Function.PERSISTER),
                        (Output.HOT_READER_URL, Function.HOT_READER)):
         assert outputs[output] == _function(sandbox, w, fn).service_config.uri
     kinds = {r["type"] for r in sandbox.twin_resources(w.twin)}

@@ -37,12 +37,13 @@ from payload_functions.gcp.firestore_store import FirestoreHotStore, document_id
 from payload_functions.gcp.gcs_store import ARCHIVE_STORAGE_CLASS, COLD_STORAGE_CLASS
 from payload_functions.packaging import (
     CLOUD_FUNCTION_MAIN,
+    PackagingError,
     build_cloud_function_package,
     build_for_resource,
     entry_point,
     supported_functions,
 )
-from shared.contracts import PUBSUB_DEVICE_ID_ATTRIBUTE, Function, Setting, StorageKey
+from shared.contracts import PUBSUB_DEVICE_ID_ATTRIBUTE, Function, Setting, StorageKey, keyed_setting
 from shared.naming import AwsNaming
 from shared.resources.gcp import CloudFunctionConfig
 
@@ -168,13 +169,16 @@ def test_cloud_function_packages_are_reproducible_and_self_describing() -> None:
     assert first.entry_point == "persister"
     assert "payload_functions/gcp/firestore_store.py" in archive.namelist()
     assert not any(n.startswith(("payload_functions/aws", "payload_functions/azure")) for n in archive.namelist())
-    # The processor carries every device's own code, each folder a package of its own, indexed by device.
+    # A device's processor carries that device's own code (a package of its own, indexed by device),
+    # and only it: each device has a function of its own.
     folders = [_processor_folder(device, f"def process(event):\n    return {{**event, 'by': '{device}'}}\n")
                for device in ("s1", "s2")]
-    with_user = zipfile.ZipFile(io.BytesIO(build_cloud_function_package(Function.PROCESSOR, user_code=folders).data))
+    with_user = zipfile.ZipFile(io.BytesIO(build_cloud_function_package(Function.PROCESSOR, user_code=folders[:1]).data))
     index = with_user.read("user_code/__init__.py").decode()
-    assert '"s1": ["user_code.c' in index and '"s2": ["user_code.c' in index
-    assert sum(1 for n in with_user.namelist() if n.endswith("/process.py")) == 2
+    assert '"s1": ["user_code.c' in index and '"s2"' not in index
+    assert sum(1 for n in with_user.namelist() if n.endswith("/process.py")) == 1
+    with pytest.raises(PackagingError, match="one device's code, got 2"):
+        build_cloud_function_package(Function.PROCESSOR, user_code=folders)
     hot_writer = CloudFunctionConfig(
         name="t-hot-writer", project_id="p1", region="us-central1", package=Function.HOT_WRITER, runtime="python311",
         trigger="http", environment={}, public=True, service_account="t-functions")
@@ -255,7 +259,8 @@ def l2_chain(
     monkeypatch.setenv(str(Setting.REMOTE_WRITER_URL), f"{aws_receivers.url}/{Function.HOT_WRITER}")
     with served(app(Function.PERSISTER), issuer) as persister, served(app(Function.PROCESSOR), issuer) as processor:
         monkeypatch.setenv(str(Setting.PERSISTER_URL), persister.url)
-        monkeypatch.setenv(str(Setting.PROCESSOR_URL), processor.url)
+        for device in ("s1", "s2"):  # each device's processor (one function serves both here)
+            monkeypatch.setenv(keyed_setting(Setting.PROCESSOR_URL, device), processor.url)
         yield {"processor": processor, "persister": persister}
 
 
@@ -562,7 +567,7 @@ def test_packages_run_under_functions_framework_with_the_metadata_server_identit
     try:
         with served(processor, issuer) as private_processor:
             ingestion, ingestion_url = _run_package(
-                Function.INGESTION, tmp_path, {**common, str(Setting.PROCESSOR_URL): private_processor.url})
+                Function.INGESTION, tmp_path, {**common, keyed_setting(Setting.PROCESSOR_URL, "s1"): private_processor.url})
             processes.append(ingestion)
             cold, cold_url = _run_package(Function.COLD_WRITER, tmp_path, {
                 **common, "STORAGE_EMULATOR_HOST": gcs_url, str(Setting.COLD_GCS_BUCKET): BUCKETS["cold"]})
