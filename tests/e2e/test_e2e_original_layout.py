@@ -85,19 +85,12 @@ def publish(d: Deployment, reading: dict[str, Any]) -> None:
 
 
 def feedback_messages(d: Deployment, device: str) -> list[dict[str, Any]]:
-    """Pull (and acknowledge) what reached `device`'s own feedback subscription."""
-    from google.auth.credentials import AnonymousCredentials
-    from google.pubsub_v1.services.subscriber import SubscriberClient
-    from google.pubsub_v1.services.subscriber.transports import SubscriberRestTransport
+    """What reached `device`'s own feedback subscription, pulled (and acknowledged) the way
+    `simulate` receives it."""
+    from twin_cli.commands.simulate import Endpoints, Gcp
 
-    g = _gcp(d)
-    client = SubscriberClient(transport=SubscriberRestTransport(host=g["api_endpoint"],
-                                                                credentials=AnonymousCredentials()))
-    name = f"projects/{g['project_id']}/subscriptions/{GcpNaming(d.twin).feedback_subscription(device)}"
-    pulled = client.pull(request={"subscription": name, "max_messages": 10})
-    if pulled.received_messages:
-        client.acknowledge(request={"subscription": name, "ack_ids": [m.ack_id for m in pulled.received_messages]})
-    return [{**json.loads(m.message.data), "attributes": dict(m.message.attributes)} for m in pulled.received_messages]
+    return [{**m["message"], "attributes": m["attributes"]}
+            for m in Gcp(Endpoints(d.sandbox_dir), d.twin).feedback(device)]
 
 
 def wait_for(what: str, probe: Any, d: Deployment, since: int, timeout: float = TIMEOUT) -> Any:
@@ -144,6 +137,10 @@ def test_a_reading_passes_through_its_devices_own_processor_into_storage_and_the
                 "hardness": 7.0})
     item = wait_for("pressure-sensor-1's reading", lambda: stored(d, "pressure-sensor-1", stamp2), d, mark)
     assert float(item["density"]["N"]) == 0 and float(item["pressure"]["N"]) == pytest.approx(1001.0)
+    # `simulate` sends from GCP and receives the devices' feedback (none for this reading).
+    report = d.simulate(devices=["pressure-sensor-1"], feedback_wait=0.5)
+    assert report["exit_code"] == 0 and report["l1"] == "gcp", json.dumps(report)[:2000]
+    assert report["feedback"] == {"pressure-sensor-1": []}
 
 
 def test_a_reading_meeting_a_condition_runs_the_action_and_its_feedback_reaches_the_device_on_gcp(

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 from e2e_kit import Deployment, deployment, mutating_calls
 from test_e2e_gcp_to_azure import _stored as firestore_document
-from test_e2e_original_layout import feedback_messages, now_iso, project_copy, publish, user_code_logged, wait_for
+from test_e2e_original_layout import (
+    feedback_messages,
+    now_iso,
+    project_copy,
+    publish,
+    user_code_logged,
+    wait_for,
+)
 
 from shared.bundle import load_bundle_folder
 from shared.contracts import Output, keyed_output

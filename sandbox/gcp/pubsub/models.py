@@ -34,7 +34,6 @@ from typing import Any
 import aiohttp
 
 from sandbox.core.profiles import Faults
-from sandbox.gcp.pubsub.filters import Predicate, compile_filter
 from sandbox.gcp.common import (
     PROJECT_ID,
     GoogleError,
@@ -42,6 +41,7 @@ from sandbox.gcp.common import (
     identity_token,
     now_rfc3339,
 )
+from sandbox.gcp.pubsub.filters import Predicate, compile_filter
 
 log = logging.getLogger("sandbox.gcp.pubsub")
 
