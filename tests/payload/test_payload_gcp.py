@@ -259,7 +259,7 @@ def l2_chain(
     monkeypatch.setenv(str(Setting.REMOTE_WRITER_URL), f"{aws_receivers.url}/{Function.HOT_WRITER}")
     with served(app(Function.PERSISTER), issuer) as persister, served(app(Function.PROCESSOR), issuer) as processor:
         monkeypatch.setenv(str(Setting.PERSISTER_URL), persister.url)
-        for device in ("s1", "s2"):  # each device's processor (one function serves both here)
+        for device in ("s1", "s2", "s4", "s9"):  # each device's processor (one function serves them all here)
             monkeypatch.setenv(keyed_setting(Setting.PROCESSOR_URL, device), processor.url)
         yield {"processor": processor, "persister": persister}
 
@@ -452,6 +452,46 @@ def test_event_checker_fires_on_the_reading_and_reports_what_gcp_cannot_start(
     monkeypatch.setenv(str(Setting.EVENT_RULES), "{not json")
     broken = client.post("/", json={"device_id": "s1", "temperature": 3})
     assert broken.status_code == 500 and str(Setting.EVENT_RULES) in broken.get_json()["error"]
+
+
+def test_event_checker_calls_the_actions_function_with_an_id_token_and_sends_feedback_across(
+    app: Callable[[Function], Any], set_twin: Callable[..., Any], issuer: TokenIssuer, tokens: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An action's rule fires: its own function (private) gets `{"e": rule, "reading": ...}` with an
+    ID token for its URL; the rule's feedback goes to `event-feedback` on L1's cloud (AWS here) in
+    the envelope, with the inter-cloud token."""
+    set_twin(default="gcp", L1="aws", L4="aws", L5="aws")
+    rule = {"condition": "s1.s1.temperature > DOUBLE(30)",
+            "action": {"type": "lambda", "functionName": "cool_down", "autoDeploy": True,
+                       "feedback": {"iotDeviceId": "s1", "payload": "hot"}}}
+    monkeypatch.setenv(str(Setting.EVENT_RULES), json.dumps([rule]))
+    monkeypatch.setenv(str(Setting.USE_FEEDBACK), "true")
+    actions: list[Any] = []
+    feedback: list[Any] = []
+
+    def recorder(into: list[Any]) -> Any:
+        def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+            request = WerkzeugRequest(environ)
+            into.append({"body": request.get_json(), "token": request.headers.get("X-Inter-Cloud-Token")})
+            return WerkzeugResponse(json.dumps({"ok": True}), content_type="application/json")(environ, start_response)
+        return wsgi
+
+    with served(recorder(actions), issuer) as action, served(recorder(feedback)) as receiver:
+        monkeypatch.setenv(keyed_setting(Setting.EVENT_ACTION_URL, "cool_down"), action.url)
+        monkeypatch.setenv(str(Setting.REMOTE_FEEDBACK_URL), receiver.url)
+        client = app(Function.EVENT_CHECKER).test_client()
+        hot = client.post("/", json={"device_id": "s1", "timestamp": "2025-01-31T12:00:00Z", "temperature": 35})
+        assert hot.status_code == 200, hot.get_data(as_text=True)
+        assert hot.get_json()["actions"] == ["cool_down"] and "not_started" not in hot.get_json()
+        assert action.refused == 0 and issuer.issued == [action.url]
+        assert [a["body"]["e"] for a in actions] == [rule] and actions[0]["body"]["reading"]["temperature"] == 35
+        [sent] = feedback
+        assert sent["token"] == TOKEN and sent["body"]["payload"]["detail"]["payload"] == "hot"
+        # An action the checker has no URL for fails the call (500, named), so the reading is retried.
+        monkeypatch.delenv(keyed_setting(Setting.EVENT_ACTION_URL, "cool_down"))
+        unwired = client.post("/", json={"device_id": "s1", "timestamp": "2025-01-31T12:00:01Z", "temperature": 35})
+        assert unwired.status_code == 500 and "EVENT_ACTION_URL for 'cool_down'" in unwired.get_json()["error"]
 
 
 # -- Firestore: what the real client sends ------------------------------------------------------
