@@ -86,8 +86,8 @@ FEEDBACK_SENDERS = frozenset({"aws", "azure", "gcp"})
 def feedback_path(placement: Placement, wanted: bool) -> Literal["local", "remote"] | None:
     """How event feedback reaches devices: `local` (L1 and L2 share a cloud: the L2
     `event-feedback`), `remote` (the `event-feedback` receiver on L1's cloud, token-checked), or
-    None (not asked for, or L1's cloud has no channel back to devices, or L2's checker cannot send
-    across yet)."""
+    None (not asked for, or L1's cloud is not in `FEEDBACK_CHANNELS`, or L2's not in
+    `FEEDBACK_SENDERS`)."""
     if not wanted:
         return None
     l1, l2 = placement[Layer.L1], placement[Layer.L2]

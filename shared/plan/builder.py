@@ -156,10 +156,9 @@ class _Builder(Drafts):
         opts = self.spec.options
         hot = self.placement["L3_hot"]
         if opts.return_feedback_to_device and self.feedback is None:
-            self.notes.append(
-                "event feedback to devices is not planned: "
-                + ("it needs the event checker (options.use_event_checking)" if not opts.use_event_checking else
-                   f"the event checker on {p} cannot send feedback to another cloud yet"))
+            # Every cloud's L1 has a channel back to devices and every checker sends across.
+            self.notes.append("event feedback to devices is not planned: it needs the event checker "
+                              "(options.use_event_checking)")
         cloud.processors()
         # The persister derives its twin duty from DIGITAL_TWIN_INFO.providers with
         # contracts.twin_update_path; the config states it too so providers and tests can see it.

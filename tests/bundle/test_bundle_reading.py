@@ -235,13 +235,11 @@ def test_on_aws_each_device_has_its_processor_lambda_and_each_action_its_own(tmp
 
 
 def test_gcp_configurations_carry_the_code_for_the_gcp_provider(tmp_path: Path) -> None:
+    import shutil
+
     project = example_copy(tmp_path, {**WITHOUT_GCP, "layer_2_provider": "gcp"})
-    for kind in ("processors/temperature-sensor-1", "event_actions/high-temperature-callback"):
-        src = project / "lambda_functions" / kind
-        dst = project / "cloud_functions" / kind
-        dst.mkdir(parents=True)
-        for f in src.iterdir():
-            (dst / f.name).write_bytes(f.read_bytes())
+    for device in ("pressure-sensor-1", "temperature-sensor-2"):  # these two get the default processor
+        shutil.rmtree(project / "cloud_functions" / "processors" / device)
     bundle = load_bundle_folder(project)
     plan = build_plan(bundle.spec, bundle.code)
     # One function per device: only temperature-sensor-1's carries code.
