@@ -406,7 +406,7 @@ def cloud_function_main_source(function: Function) -> str:
 
 def build_cloud_function_package(function: Function | str, *, user_code: Iterable[UserCodeFolder] = ()) -> Package:
     """One zip for one Cloud Function (gen2): `main.py` with the entry point `entry_point(function)`,
-    `requirements.txt`, the import closure, and the users' code it runs (the processor: each
+    `requirements.txt`, the import closure, and the users' code it runs (a device's processor: that
     device's folder; an event action: its one folder)."""
     fn = _function(function, "gcp")
     folders = list(user_code)
@@ -414,6 +414,8 @@ def build_cloud_function_package(function: Function | str, *, user_code: Iterabl
     _check_user_code(folders, [fn], what)
     if fn == Function.EVENT_ACTION and len(folders) != 1:
         raise PackagingError(f"{what}: an event action function runs exactly one action's code, got {len(folders)}")
+    if fn == Function.PROCESSOR and len(folders) > 1:
+        raise PackagingError(f"{what}: a processor function runs one device's code, got {len(folders)}")
     user, user_imports = user_code_files(folders, what)
     closure = import_closure([module_name("gcp", fn)])
     requirements = tuple(sorted({*requirements_for(closure.third_party | user_imports, what), CLOUD_FUNCTION_RUNTIME}))

@@ -276,8 +276,34 @@ class GcpNaming:
     def function(self, function: str) -> str:
         return f"{self.twin.lower()}-{function}"
 
+    def _keyed_function(self, kind: str, key: str) -> str:
+        """A function id for one of several functions of a `kind` (`{twin}-{kind}-{key}-{hash}`):
+        ids are at most 63 lowercase letters, digits and hyphens, while device ids and action names
+        may hold `_` or capitals, so the key is slugged and shortened and a hash keeps keys that
+        differ only in those apart."""
+        digest = hashlib.sha256(f"{self.twin}\n{kind}\n{key}".encode()).hexdigest()[:8]
+        prefix = f"{self.twin.lower()}-{kind}-"
+        room = 63 - len(prefix) - len(digest) - 1
+        slug = _gcp_slug(key)[:max(room, 0)].strip("-")
+        return f"{prefix}{slug}-{digest}" if slug else f"{prefix}{digest}"
+
+    def device_processor(self, device_id: str) -> str:
+        """The Cloud Function that processes one device's readings (with its own code, if any)."""
+        return self._keyed_function("processor", device_id)
+
+    def event_action(self, function_name: str) -> str:
+        """The Cloud Function running a user's event action (`autoDeploy`)."""
+        return self._keyed_function("action", function_name)
+
     def telemetry_topic(self) -> str:
         return f"{self.twin}-telemetry"
+
+    def feedback_topic(self) -> str:
+        """Event feedback for the twin's devices (each reads its own filtered subscription)."""
+        return f"{self.twin}-feedback"
+
+    def feedback_subscription(self, device_id: str) -> str:
+        return f"{self.twin}-feedback-{device_id}"
 
     def cold_bucket(self) -> str:
         return f"{self.twin.lower()}-cold"

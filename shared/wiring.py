@@ -75,18 +75,19 @@ def update_path(placement: Placement) -> TwinUpdatePath:
     return twin_update_path(placement[Layer.L1], placement[Layer.L2], placement[Layer.L4])
 
 
-FEEDBACK_CHANNELS = frozenset({"aws", "azure"})
-"""Clouds whose L1 can send to a device (IoT Core MQTT publish, the IoT Hub device twin); GCP's
-L1 is a Pub/Sub topic devices publish to, with no way back."""
-FEEDBACK_SENDERS = frozenset({"aws", "azure"})
-"""Clouds whose event checker sends feedback to a remote `event-feedback` (GCP's does not yet)."""
+FEEDBACK_CHANNELS = frozenset({"aws", "azure", "gcp"})
+"""Clouds whose L1 can send to a device: IoT Core MQTT publish, the IoT Hub device twin, and on
+GCP (no Cloud IoT Core since 2023) a feedback topic each device reads through its own filtered
+pull subscription."""
+FEEDBACK_SENDERS = frozenset({"aws", "azure", "gcp"})
+"""Clouds whose event checker sends feedback to a remote `event-feedback`."""
 
 
 def feedback_path(placement: Placement, wanted: bool) -> Literal["local", "remote"] | None:
     """How event feedback reaches devices: `local` (L1 and L2 share a cloud: the L2
     `event-feedback`), `remote` (the `event-feedback` receiver on L1's cloud, token-checked), or
-    None (not asked for, or L1's cloud has no channel back to devices, or L2's checker cannot send
-    across yet)."""
+    None (not asked for, or L1's cloud is not in `FEEDBACK_CHANNELS`, or L2's not in
+    `FEEDBACK_SENDERS`)."""
     if not wanted:
         return None
     l1, l2 = placement[Layer.L1], placement[Layer.L2]

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Mapping
 
 from payload_functions.common.errors import PayloadError
-from shared.contracts import DigitalTwinInfo, Setting
+from shared.contracts import KEYED_SETTINGS, DigitalTwinInfo, Setting, keyed_setting
 
 TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
 
@@ -42,11 +42,11 @@ class Settings:
         self.reads = frozenset(reads)
         self._environ = environ
 
-    def _raw(self, name: Setting) -> str | None:
+    def _raw(self, name: Setting, key: str | None = None) -> str | None:
         if name not in self.reads:
             raise UndeclaredSetting(f"{name} is read but not declared by this function")
         env = os.environ if self._environ is None else self._environ
-        value = env.get(str(name))
+        value = env.get(str(name) if key is None else keyed_setting(name, key))
         return value if value else None
 
     def optional(self, name: Setting) -> str | None:
@@ -56,6 +56,16 @@ class Settings:
         value = self._raw(name)
         if value is None:
             raise MissingSetting(str(name))
+        return value
+
+    def keyed(self, name: Setting, key: str) -> str:
+        """A keyed setting (`shared.contracts.KEYED_SETTINGS`) for `key`, e.g. the URL of one
+        device's processor; missing names the setting and the key, never a value."""
+        if name not in KEYED_SETTINGS:
+            raise UndeclaredSetting(f"{name} is not a keyed setting")
+        value = self._raw(name, key)
+        if value is None:
+            raise MissingSetting(f"{name} for {key[:80]!r}")
         return value
 
     def flag(self, name: Setting, default: bool = False) -> bool:

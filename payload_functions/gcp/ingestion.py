@@ -1,4 +1,4 @@
-"""L0 ingestion (public HTTP, token checked in code): unwrap, call the L2 processor (private,
+"""L0 ingestion (public HTTP, token checked in code): unwrap, call the reading's device's L2 processor (private,
 ID token)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import functions_framework
 from payload_functions.common.settings import Settings
 from payload_functions.core.receivers import ingestion as receive
 from payload_functions.gcp.runtime import HttpRequest, call_function, http
-from shared.contracts import Function, Setting
+from shared.contracts import Function, Setting, Telemetry
 
 FUNCTION = Function.INGESTION
 READS = frozenset({Setting.DIGITAL_TWIN_INFO, Setting.INTER_CLOUD_TOKEN, Setting.INTER_CLOUD_TOKEN_PREVIOUS,
@@ -22,6 +22,7 @@ def ingestion(request: HttpRequest) -> tuple[str, int, dict[str, str]]:
     settings = Settings(READS)
 
     def to_processor(reading: dict[str, Any]) -> Any:
-        return call_function(settings.require(Setting.PROCESSOR_URL), reading).body
+        # Each device's own processor function (keyed by device id).
+        return call_function(settings.keyed(Setting.PROCESSOR_URL, reading[Telemetry.DEVICE_ID]), reading).body
 
     return http(str(FUNCTION), request, lambda req: receive(req, settings, to_processor))

@@ -62,6 +62,7 @@ from shared.contracts.outputs import (
     Output,
     device_credentials_output,
     is_secret_output,
+    keyed_output,
 )
 from shared.contracts.payloads import (
     COSMOS_PARTITION_KEY_PATH,
@@ -85,6 +86,7 @@ from shared.contracts.payloads import (
     adt_property_name,
 )
 from shared.contracts.settings import (
+    KEYED_SETTINGS,
     LATE_BOUND_SETTINGS,
     SECRET_SETTINGS,
     ControlPlaneSetting,
@@ -92,6 +94,8 @@ from shared.contracts.settings import (
     archive_store_settings,
     cold_store_settings,
     hot_store_settings,
+    keyed_setting,
+    setting_base,
     settings_read,
 )
 from shared.contracts.twin_info import DigitalTwinInfo
@@ -109,6 +113,7 @@ __all__ = [
     "FUNCTIONS",
     "INTER_CLOUD_TOKEN_HEADER",
     "IOT_HUB_SERVICE_API_VERSION",
+    "KEYED_SETTINGS",
     "LATE_BOUND_SETTINGS",
     "LAYERS",
     "LAYER_SLOTS",
@@ -150,6 +155,9 @@ __all__ = [
     "azure_function_url",
     "cold_store_settings",
     "device_credentials_output",
+    "keyed_output",
+    "keyed_setting",
+    "setting_base",
     "event_source",
     "hot_store_settings",
     "is_secret_output",

@@ -40,6 +40,8 @@ class Output(StrEnum):
     IOT_HUB_SERVICE_CONNECTION_STRING = "IOT_HUB_SERVICE_CONNECTION_STRING"
     """IoT Hub `service` policy connection string (event feedback through the device twin)."""
     CONNECTOR_URL = "CONNECTOR_URL"
+    FEEDBACK_TOPIC = "FEEDBACK_TOPIC"
+    """GCP: the feedback topic (`projects/P/topics/T`) devices read through their subscriptions."""
 
     # L2
     PROCESSOR_URL = "PROCESSOR_URL"
@@ -94,6 +96,12 @@ DEVICE_CREDENTIALS_PREFIX = "DEVICE_CREDENTIALS:"
 def device_credentials_output(device_id: str) -> str:
     """Output holding one device's connection credentials (connection string / certificate)."""
     return f"{DEVICE_CREDENTIALS_PREFIX}{device_id}"
+
+
+def keyed_output(base: Output, key: str) -> str:
+    """A URL output one of several functions of a kind yields, by key: `PROCESSOR_URL:{device}`
+    (GCP's per-device processors), `EVENT_ACTION_URL:{function name}` (GCP's event actions)."""
+    return f"{base}:{key}"
 
 
 SECRET_OUTPUTS: frozenset[str] = frozenset(

@@ -4,6 +4,8 @@ on each cloud (`settings_read`), and the control plane's own settings (`ControlP
 
 from __future__ import annotations
 
+import hashlib
+import re
 from enum import StrEnum
 
 from shared.contracts.functions import Function
@@ -65,6 +67,8 @@ class Setting(StrEnum):
     IOT_ENDPOINT = "IOT_ENDPOINT"
     """AWS IoT data endpoint (feedback publishes back to devices)."""
     IOT_HUB_SERVICE_CONNECTION_STRING = "IOT_HUB_SERVICE_CONNECTION_STRING"
+    FEEDBACK_TOPIC = "FEEDBACK_TOPIC"
+    """GCP `event-feedback` (and the event checker when L1 is GCP too): where feedback is published."""
 
     # Azure Digital Twins
     ADT_INSTANCE_URL = "ADT_INSTANCE_URL"
@@ -176,6 +180,32 @@ class ControlPlaneSetting(StrEnum):
     FUNCTIONS_FUNCTION_KEYS = "FUNCTIONS_FUNCTION_KEYS"
     """Comma-separated function keys the local host also accepts on FUNCTION-level routes (as Azure
     accepts the host's `default` function key next to the master key); webhooks take the master key."""
+
+
+KEYED_SETTINGS: frozenset[Setting] = frozenset({Setting.PROCESSOR_URL, Setting.EVENT_ACTION_URL})
+"""Settings a GCP function holds once per key: the URL of each device's processor (the dispatcher
+and ingestion), of each event action (the event checker). GCP runs one function per device and
+per action, each with its own URL, where AWS invokes them by name and Azure routes in one app."""
+KEYED_SEPARATOR = "__"
+
+
+def keyed_setting(base: Setting, key: str) -> str:
+    """The environment variable holding `base` for `key` (a device id, an action's function name):
+    `{base}__{KEY}__{hash}`. Environment names take letters, digits and `_` only, so the readable
+    part is the key upper-cased with other characters as `_`, and a hash of the key keeps keys that
+    differ only in case or `-`/`_` apart."""
+    if base not in KEYED_SETTINGS:
+        raise ValueError(f"{base} is not a keyed setting")
+    readable = re.sub(r"[^A-Z0-9]", "_", key.upper())[:48]
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:8].upper()
+    return f"{base}{KEYED_SEPARATOR}{readable}{KEYED_SEPARATOR}{digest}"
+
+
+def setting_base(name: str) -> str:
+    """The `Setting` a keyed setting name stands for (`PROCESSOR_URL__X__HASH` -> `PROCESSOR_URL`);
+    any other name unchanged."""
+    base = name.split(KEYED_SEPARATOR, 1)[0]
+    return base if KEYED_SEPARATOR in name and base in {str(s) for s in KEYED_SETTINGS} else name
 
 
 LATE_BOUND_SETTINGS: frozenset[Setting] = frozenset(
@@ -330,14 +360,19 @@ def settings_read(function: Function | str, provider: str) -> frozenset[Setting]
         if provider == "azure":
             reads.update((Setting.ADT_INSTANCE_URL, Setting.AZURE_CLIENT_ID, Setting.EVENT_ACTION_URL,
                           Setting.USER_FUNCTIONS_KEY))
-        if provider in ("aws", "azure"):
-            # Feedback to devices on another cloud goes through its token-checked receiver.
-            reads.update((Setting.REMOTE_FEEDBACK_URL, Setting.INTER_CLOUD_TOKEN))
+        if provider == "gcp":
+            # Keyed: each action's own function (`keyed_setting(EVENT_ACTION_URL, name)`); the
+            # feedback topic when L1 is GCP too (the checker publishes feedback itself).
+            reads.update((Setting.EVENT_ACTION_URL, Setting.FEEDBACK_TOPIC))
+        # Feedback to devices on another cloud goes through its token-checked receiver.
+        reads.update((Setting.REMOTE_FEEDBACK_URL, Setting.INTER_CLOUD_TOKEN))
     elif fn == Function.EVENT_FEEDBACK:
         if provider == "aws":
             reads.add(Setting.IOT_ENDPOINT)
         elif provider == "azure":
             reads.add(Setting.IOT_HUB_SERVICE_CONNECTION_STRING)
+        else:
+            reads.add(Setting.FEEDBACK_TOPIC)
         reads.update(_RECEIVER_AUTH)
     elif fn == Function.HOT_TO_COLD_MOVER:
         reads.update(hot_store_settings(provider))

@@ -156,11 +156,9 @@ class _Builder(Drafts):
         opts = self.spec.options
         hot = self.placement["L3_hot"]
         if opts.return_feedback_to_device and self.feedback is None:
-            self.notes.append(
-                "event feedback to devices is not planned: "
-                + ("it needs the event checker (options.use_event_checking)" if not opts.use_event_checking else
-                   f"L1 on {self.placement['L1']} has no channel back to devices" if self.placement["L1"] == "gcp" else
-                   f"the event checker on {p} cannot send feedback to another cloud yet"))
+            # Every cloud's L1 has a channel back to devices and every checker sends across.
+            self.notes.append("event feedback to devices is not planned: it needs the event checker "
+                              "(options.use_event_checking)")
         cloud.processors()
         # The persister derives its twin duty from DIGITAL_TWIN_INFO.providers with
         # contracts.twin_update_path; the config states it too so providers and tests can see it.
@@ -177,12 +175,14 @@ class _Builder(Drafts):
             self.wire_token(persister, receiver=False)
         elif self.path == TwinUpdatePath.PERSISTER_DIRECT:
             self.wire(Output.ADT_INSTANCE_URL, persister, Setting.ADT_INSTANCE_URL)
-        if opts.use_event_checking:
-            self.event_checker(cloud, persister)
+        checker = self.event_checker(cloud, persister) if opts.use_event_checking else None
         if self.feedback == "local":
-            fb = cloud.function(Hosted("L2", Function.EVENT_FEEDBACK))
             output, setting = cloud.feedback_channel()
-            self.wire(output, fb, setting)
+            if cloud.checker_sends_feedback and checker is not None:
+                self.wire(output, checker, setting)
+            else:
+                fb = cloud.function(Hosted("L2", Function.EVENT_FEEDBACK))
+                self.wire(output, fb, setting)
         deployed = [e for e in self.spec.events if e.action.auto_deploy and e.action.type in ("lambda", "function")]
         if deployed and not opts.use_event_checking:
             # Only the event checker runs actions: without it they would be deployed for nothing.
@@ -204,7 +204,7 @@ class _Builder(Drafts):
                 code = self.action_code(fname, path_to_code, spec_path)
                 cloud.event_action(fname, path_to_code, spec_path, code)
 
-    def event_checker(self, cloud: CloudPlanner, persister: str) -> None:
+    def event_checker(self, cloud: CloudPlanner, persister: str) -> str:
         p = cloud.provider
         opts = self.spec.options
         rules = json.dumps([e.model_dump(by_alias=True, exclude_none=True) for e in self.spec.events],
@@ -230,6 +230,7 @@ class _Builder(Drafts):
         if opts.trigger_notification_workflow:
             output, setting = cloud.workflow()
             self.wire(output, checker, setting)
+        return checker
 
     def layer_3_hot(self) -> None:
         """The hot store, the readers TwinMaker or Grafana use on the same cloud, and the mover

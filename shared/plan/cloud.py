@@ -13,8 +13,9 @@ from shared.contracts import Function, Output, Setting
 from shared.plan.drafts import Drafts, Hosted
 from shared.resources import UserCodeRef
 
-StorePairs = Sequence[tuple[Output, Setting]]
-"""(output, setting) pairs a function of the same cloud needs to reach a store."""
+StorePairs = Sequence[tuple[str, str]]
+"""(output, setting) pairs a function of the same cloud needs to reach a store (or the processors:
+on GCP one keyed pair per device)."""
 
 
 class CloudPlanner:
@@ -24,6 +25,8 @@ class CloudPlanner:
     provider = ""
     calls_by_url = False
     """Functions on this cloud call each other by URL (so the callee yields its URL)."""
+    checker_sends_feedback = False
+    """With L1 on this cloud too, the event checker sends feedback itself (no L2 `event-feedback`)."""
 
     def __init__(self, drafts: Drafts) -> None:
         self.d = drafts

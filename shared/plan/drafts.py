@@ -107,6 +107,8 @@ class Drafts:
         self.spec = spec
         self.code = code
         """The bundle's code (None: a plain spec, whose devices get the default processor)."""
+        self.feedback: str | None = None
+        """How event feedback reaches devices (`shared.wiring.feedback_path`): local, remote or None."""
         self.code_problems: list[Problem] = []
         """Why users' code cannot be deployed (missing or broken folders), with their paths."""
         self.twin = spec.twin.name

@@ -5,7 +5,15 @@ service account, which may publish to the telemetry topic and nothing else."""
 
 from __future__ import annotations
 
-from shared.contracts import FUNCTIONS, Function, Output, Setting, device_credentials_output
+from shared.contracts import (
+    FUNCTIONS,
+    Function,
+    Output,
+    Setting,
+    device_credentials_output,
+    keyed_output,
+    keyed_setting,
+)
 from shared.plan.cloud import CloudPlanner, MoverSchedule, StorePairs
 from shared.plan.drafts import Hosted
 from shared.resources import UserCodeRef
@@ -19,7 +27,6 @@ from shared.resources.gcp import (
     ServiceAccountConfig,
     WorkflowConfig,
 )
-from shared.validation import Problem, quote_value
 
 FUNCTION_RUNTIME = "python311"
 SERVICE_ACCOUNT = "gcp/setup/service-account"
@@ -30,6 +37,7 @@ WORKFLOW_DEFINITION = "state_machines/google_cloud_workflow.json"
 class GcpPlanner(CloudPlanner):
     provider = "gcp"
     calls_by_url = True
+    checker_sends_feedback = True
 
     @property
     def project(self) -> str | None:
@@ -66,7 +74,9 @@ class GcpPlanner(CloudPlanner):
                      [SERVICE_ACCOUNT, FUNCTIONS_BUCKET, *hosted.needs], outputs).id
 
     def processor_access(self) -> StorePairs:
-        return [(Output.PROCESSOR_URL, Setting.PROCESSOR_URL)]
+        """Each device's own processor function, by its URL (keyed by device id)."""
+        return [(keyed_output(Output.PROCESSOR_URL, device.id), keyed_setting(Setting.PROCESSOR_URL, device.id))
+                for device in self.d.spec.devices]
 
     def store_settings(self, tier: str) -> StorePairs:
         return {
@@ -103,21 +113,40 @@ class GcpPlanner(CloudPlanner):
                 d.wire(output, dispatcher, setting)
         else:
             d.wire(Output.CONNECTOR_URL, dispatcher, Setting.CONNECTOR_URL)
+        needs = [topic_id]
+        feedback_topic = None
+        if d.feedback is not None:
+            # Feedback back to devices (Cloud IoT Core's config/commands are gone): a topic the twin's
+            # functions publish to with the device id attribute; each device pulls its own
+            # subscription, filtered on that attribute (see `feedback_channel`).
+            feedback_topic = d.gcp.feedback_topic()
+            needs.append(d.add("gcp", "L1", "feedback-topic", "pubsub-topic", PubSubTopicConfig(
+                name=feedback_topic, project_id=self.project, publishers=(d.gcp.service_account(),)),
+                needs=[SERVICE_ACCOUNT], produces=[Output.FEEDBACK_TOPIC]).id)
         for device in d.spec.devices:
             d.add("gcp", "L1", f"device-{device.id}", "iot-device", GcpIotDeviceConfig(
                 name=f"{topic}/{device.id}", project_id=self.project, device_id=device.id, topic=topic,
-                service_account=d.gcp.device_account(device.id)),
-                needs=[topic_id], produces=[device_credentials_output(device.id)])
+                service_account=d.gcp.device_account(device.id), feedback_topic=feedback_topic,
+                feedback_subscription=d.gcp.feedback_subscription(device.id) if feedback_topic else None),
+                needs=needs, produces=[device_credentials_output(device.id)])
 
     def processors(self) -> None:
-        """One `processor` function runs every device's processing, then calls the persister."""
+        """One processor function per device (`GcpNaming.device_processor`), as AWS has a Lambda
+        per device: its package carries that device's own `process` when the bundle has one, so a
+        change to one device's code redeploys that function alone. Callers reach it by its URL."""
         d = self.d
-        codes = [d.processor_code(device.id) for device in d.spec.devices]
-        # The devices' own code rides in the processor's package (`user_code/`, by device id).
-        proc = self.function(Hosted("L2", Function.PROCESSOR, produces=(Output.PROCESSOR_URL,),
-                                    processors=tuple(device.id for device in d.spec.devices),
-                                    user_code=tuple(c for c in codes if c is not None)))
-        d.wire(Output.PERSISTER_URL, proc, Setting.PERSISTER_URL)
+        for device in d.spec.devices:
+            code = d.processor_code(device.id)
+            proc = self.function(Hosted("L2", Function.PROCESSOR, short=f"processor-{device.id}",
+                                        cloud_name=d.gcp.device_processor(device.id),
+                                        produces=(keyed_output(Output.PROCESSOR_URL, device.id),),
+                                        processors=(device.id,), user_code=(code,) if code else ()))
+            d.wire(Output.PERSISTER_URL, proc, Setting.PERSISTER_URL)
+
+    def feedback_channel(self) -> tuple[Output, Setting]:
+        """Feedback is published to the feedback topic with the device id attribute; the device
+        reads it from its own subscription (least privilege, like its publish grant)."""
+        return Output.FEEDBACK_TOPIC, Setting.FEEDBACK_TOPIC
 
     def workflow(self) -> tuple[Output, Setting]:
         d = self.d
@@ -128,16 +157,18 @@ class GcpPlanner(CloudPlanner):
 
     def event_action(self, user_function: str, path_to_code: str | None, spec_path: str,
                      code: UserCodeRef | None) -> None:
+        """A function per action (`GcpNaming.event_action`), private: the event checker calls it
+        by its URL with an ID token when the action's rule fires."""
+        d = self.d
         self.function(Hosted("L2", Function.EVENT_ACTION, short=f"event-action-{user_function}",
-                             user_function=user_function, path_to_code=path_to_code,
-                             user_code=(code,) if code else ()))
-        # Planned (the plan shows where it would run) but refused: the GCP event checker does not
-        # call action functions yet, so a deployed one would never run.
-        problem = Problem(spec_path, f"event action {quote_value(user_function)} cannot be deployed on gcp yet (the "
-                                     "GCP event checker does not start actions); set autoDeploy to false or place "
-                                     "L2 on aws or azure")
-        if problem not in self.d.code_problems:
-            self.d.code_problems.append(problem)
+                                      cloud_name=d.gcp.event_action(user_function),
+                                      produces=(keyed_output(Output.EVENT_ACTION_URL, user_function),),
+                                      user_function=user_function, path_to_code=path_to_code,
+                                      user_code=(code,) if code else ()))
+        checker = f"gcp/L2/{Function.EVENT_CHECKER}"
+        if checker in d.drafts:
+            d.wire(keyed_output(Output.EVENT_ACTION_URL, user_function), checker,
+                   keyed_setting(Setting.EVENT_ACTION_URL, user_function))
 
     def hot_store(self) -> None:
         d = self.d

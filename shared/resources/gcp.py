@@ -31,7 +31,12 @@ class GcsBucketConfig(GcpConfig):
 
 
 class PubSubTopicConfig(GcpConfig):
-    """L1: the telemetry topic devices publish to (Cloud IoT Core was retired in 2023)."""
+    """L1: the telemetry topic devices publish to (Cloud IoT Core was retired in 2023), or the
+    feedback topic the twin's functions publish to for devices."""
+
+    publishers: tuple[str, ...] = ()
+    """Service accounts (ids) granted `roles/pubsub.publisher` on this topic only (the functions
+    that send feedback); devices get their own grant from their `iot-device`."""
 
 
 class CloudFunctionConfig(GcpConfig):
@@ -77,7 +82,12 @@ class GcpIotDeviceConfig(GcpConfig):
     topic: str
     service_account: str
     """The device's own account (id): its key is the device's credential, and it may only publish
-    to `topic`."""
+    to `topic` (and read its feedback subscription)."""
+    feedback_topic: str | None = None
+    """When feedback reaches devices: the topic it is published to, with the device id attribute."""
+    feedback_subscription: str | None = None
+    """The device's own pull subscription on `feedback_topic`, filtered on its device id; the
+    device's account may consume this subscription and nothing else."""
 
 
 class SchedulerJobConfig(GcpConfig):

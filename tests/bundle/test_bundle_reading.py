@@ -27,6 +27,7 @@ from shared.bundle import (
     read_zip,
     zip_folder,
 )
+from shared.contracts import Output, Setting, keyed_output, keyed_setting
 from shared.plan import build_plan
 from shared.resources.aws import LambdaConfig
 from shared.resources.azure import FunctionAppConfig
@@ -234,20 +235,27 @@ def test_on_aws_each_device_has_its_processor_lambda_and_each_action_its_own(tmp
 
 
 def test_gcp_configurations_carry_the_code_for_the_gcp_provider(tmp_path: Path) -> None:
+    import shutil
+
     project = example_copy(tmp_path, {**WITHOUT_GCP, "layer_2_provider": "gcp"})
-    for kind in ("processors/temperature-sensor-1", "event_actions/high-temperature-callback"):
-        src = project / "lambda_functions" / kind
-        dst = project / "cloud_functions" / kind
-        dst.mkdir(parents=True)
-        for f in src.iterdir():
-            (dst / f.name).write_bytes(f.read_bytes())
+    for device in ("pressure-sensor-1", "temperature-sensor-2"):  # these two get the default processor
+        shutil.rmtree(project / "cloud_functions" / "processors" / device)
     bundle = load_bundle_folder(project)
     plan = build_plan(bundle.spec, bundle.code)
-    processor = plan.resource("gcp/L2/processor").config
+    # One function per device: only temperature-sensor-1's carries code.
+    processor = plan.resource("gcp/L2/processor-temperature-sensor-1").config
     assert isinstance(processor, CloudFunctionConfig)
     assert [r.name for r in processor.user_code] == ["temperature-sensor-1"]
+    others = [r.config for r in plan.resources if r.id.startswith("gcp/L2/processor-") and r.config is not processor]
+    assert others and all(isinstance(c, CloudFunctionConfig) and not c.user_code for c in others)
     action = plan.resource("gcp/L2/event-action-high-temperature-callback").config
     assert isinstance(action, CloudFunctionConfig) and action.user_code[0].module == "action"
+    # The plan no longer refuses actions on GCP: the event checker gets each action's URL, keyed.
+    assert not plan.deployable() and not plan.code_problems
+    wired = plan.settings_of("gcp/L2/event-checker")
+    key = keyed_setting(Setting.EVENT_ACTION_URL, "high-temperature-callback")
+    assert wired[key] == keyed_output(Output.EVENT_ACTION_URL, "high-temperature-callback")
+    assert plan.resource("gcp/L2/event-action-high-temperature-callback").produces == (wired[key],)
 
 
 def test_a_default_processor_serves_devices_without_their_own(tmp_path: Path) -> None:

@@ -141,12 +141,13 @@ class Deployment:
                     lines.append(f"{log.parent.name}: {line[:400]}")
         return "\n".join(lines[-60:])
 
-    def simulate(self, count: int = 1, devices: list[str] | None = None, timeout: float = 30) -> dict[str, Any]:
+    def simulate(self, count: int = 1, devices: list[str] | None = None, timeout: float = 30,
+                 feedback_wait: float = 0.0) -> dict[str, Any]:
         """`python -m control_plane simulate SPEC --sandbox DIR --json`, in process."""
         from twin_cli.commands import simulate
 
         args = argparse.Namespace(spec=str(self.spec_file), sandbox=self.sandbox_dir, device=devices, count=count,
-                                  payloads=None, timeout=timeout, json=True)
+                                  payloads=None, timeout=timeout, feedback_wait=feedback_wait, json=True)
         out, err = io.StringIO(), io.StringIO()
         code = simulate.run(args, out=out, err=err)
         assert out.getvalue(), f"simulate exited {code} without a report: {err.getvalue()}"

@@ -35,7 +35,8 @@ def _gcp(d: Deployment) -> dict[str, Any]:
     return dict(d.sandbox.endpoints["gcp"])
 
 
-def _function(d: Deployment, fn: Function) -> Any:
+def _function(d: Deployment, fn: Function | str) -> Any:
+    """A Function by its contract name, or (a str) by its function id (a device's processor)."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import functions_v2
 
@@ -44,7 +45,7 @@ def _function(d: Deployment, fn: Function) -> Any:
                                                 client_options={"api_endpoint": g["api_endpoint"]})
     region = d.spec["clouds"]["gcp"]["region"]
     return client.get_function(name=f"projects/{g['project_id']}/locations/{region}/functions/"
-                                    f"{GcpNaming(d.twin).function(str(fn))}")
+                                    f"{GcpNaming(d.twin).function(str(fn)) if isinstance(fn, Function) else fn}")
 
 
 def _stored(d: Deployment, device: str, timestamp: str) -> dict[str, Any] | None:
@@ -95,12 +96,17 @@ def test_gcp_persister_pushes_to_the_azure_twin(d: Deployment) -> None:
     pushes = [r for r in calls if r["method"] == "POST" and r["url"].split("?")[0] == pusher_url.split("?")[0]]
     assert len(published) == len(report["messages"]) == len(pushes), [r["url"] for r in calls][:60]
     assert all(r["status"] == 200 for r in pushes), pushes
-    doors = {_function(d, fn).service_config.uri: fn for fn in (
-        Function.DISPATCHER, Function.PROCESSOR, Function.PERSISTER, Function.EVENT_CHECKER)}
+    doors = {_function(d, fn).service_config.uri: str(fn) for fn in (
+        Function.DISPATCHER, Function.PERSISTER, Function.EVENT_CHECKER)}
+    expected = dict.fromkeys(doors.values(), len(report["messages"]))
+    for device in {m["device_id"] for m in report["messages"]}:  # each device's own processor
+        door = _function(d, GcpNaming(d.twin).device_processor(device)).service_config.uri
+        doors[door] = f"processor of {device}"
+        expected[doors[door]] = sum(1 for m in report["messages"] if m["device_id"] == device)
     invoked = [r for r in calls if r.get("operation") == "run:Invoke"]
     assert all(r["status"] == 200 for r in invoked), invoked
     per_function = {fn: sum(1 for r in invoked if r["url"].rstrip("/") == door) for door, fn in doors.items()}
-    assert per_function == dict.fromkeys(doors.values(), len(report["messages"])), per_function
+    assert per_function == expected, per_function
 
 
 def test_the_clouds_hold_each_others_wiring(d: Deployment) -> None:

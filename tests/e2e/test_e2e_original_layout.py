@@ -1,12 +1,13 @@
 """Issue 17 on `examples/original-layout`, deployed as the original project's folders with its own
-code (`deploy FOLDER`): its placement with the GCP layers moved to AWS until GCP deploys (L1 AWS,
-L2 Azure, hot AWS, cold AWS, archive Azure, L4 Azure, L5 AWS).
+code (`deploy FOLDER`) and its own placement: L1 GCP, L2 Azure, hot AWS, cold GCP, archive Azure,
+L4 Azure, L5 AWS.
 
-- a reading from temperature-sensor-1 passes through that device's own processor (run by the
-  Azure user-functions app): the corrected value is in DynamoDB and on the Azure twin;
+- a reading published to the GCP telemetry topic from temperature-sensor-1 passes through that
+  device's own processor (run by the Azure user-functions app): the corrected value is in
+  DynamoDB and on the Azure twin;
 - it meets an event's condition, so the event action's code runs (user-functions app) and its
-  feedback crosses back to AWS, where the token-checked `event-feedback` publishes it to the
-  device's MQTT topic;
+  feedback crosses back to GCP, where the token-checked `event-feedback` publishes it to the
+  feedback topic: it is in the device's own filtered subscription, and only there;
 - changing one device's processor and deploying again writes only the user-functions app: one
   package upload (and that app's own trigger sync and package-hash tag), nothing else.
 """
@@ -24,32 +25,29 @@ import pytest
 from e2e_kit import Deployment, deployment, mutating_calls
 
 from shared.bundle import load_bundle_folder
-from shared.contracts import StorageKey
-from shared.naming import AwsNaming, AzureNaming
+from shared.contracts import PUBSUB_DEVICE_ID_ATTRIBUTE, StorageKey
+from shared.naming import AwsNaming, AzureNaming, GcpNaming
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-WITHOUT_GCP = {
-    "layer_1_provider": "aws", "layer_2_provider": "azure", "layer_3_hot_provider": "aws",
-    "layer_3_cold_provider": "aws", "layer_3_archive_provider": "azure", "layer_4_provider": "azure",
-    "layer_5_provider": "aws",
-}
 TIMEOUT = 45.0
 
 
-def project_copy(tmp: Path, providers: dict[str, str]) -> Path:
+def project_copy(tmp: Path, providers: dict[str, str] | None = None) -> Path:
+    """A copy of the example (the test changes a processor); `providers` replaces its placement."""
     import shutil
 
     target = tmp / "original-layout"
     shutil.copytree(ROOT / "examples" / "original-layout", target, ignore=shutil.ignore_patterns("__pycache__"))
-    (target / "config_providers.json").write_text(json.dumps(providers, indent=2))
+    if providers is not None:
+        (target / "config_providers.json").write_text(json.dumps(providers, indent=2))
     return target
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return project_copy(tmp_path_factory.mktemp("original-layout-project"), WITHOUT_GCP)
+    return project_copy(tmp_path_factory.mktemp("original-layout-project"))
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +66,31 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _gcp(d: Deployment) -> dict[str, Any]:
+    return dict(d.sandbox.endpoints["gcp"])
+
+
 def publish(d: Deployment, reading: dict[str, Any]) -> None:
-    d.aws_client("iot-data").publish(topic=AwsNaming(d.twin).iot_topic(), qos=1, payload=json.dumps(reading).encode())
+    """What a device does on GCP: Pub/Sub Publish to the telemetry topic, its id as the attribute."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.pubsub_v1.services.publisher import PublisherClient
+    from google.pubsub_v1.services.publisher.transports import PublisherRestTransport
+
+    g = _gcp(d)
+    client = PublisherClient(transport=PublisherRestTransport(host=g["api_endpoint"],
+                                                              credentials=AnonymousCredentials()))
+    client.publish(request={"topic": f"projects/{g['project_id']}/topics/{GcpNaming(d.twin).telemetry_topic()}",
+                            "messages": [{"data": json.dumps(reading).encode(),
+                                          "attributes": {PUBSUB_DEVICE_ID_ATTRIBUTE: reading["iotDeviceId"]}}]})
+
+
+def feedback_messages(d: Deployment, device: str) -> list[dict[str, Any]]:
+    """What reached `device`'s own feedback subscription, pulled (and acknowledged) the way
+    `simulate` receives it."""
+    from twin_cli.commands.simulate import Endpoints, Gcp
+
+    return [{**m["message"], "attributes": m["attributes"]}
+            for m in Gcp(Endpoints(d.sandbox_dir), d.twin).feedback(device)]
 
 
 def wait_for(what: str, probe: Any, d: Deployment, since: int, timeout: float = TIMEOUT) -> Any:
@@ -87,17 +108,6 @@ def stored(d: Deployment, device: str, timestamp: str) -> dict[str, Any]:
         TableName=AwsNaming(d.twin).hot_table(), ConsistentRead=True,
         Key={str(StorageKey.PARTITION): {"S": device}, str(StorageKey.SORT): {"S": timestamp}})
     return dict(out.get("Item") or {})
-
-
-def feedback_messages(topic: str) -> list[dict[str, Any]]:
-    """What reached the device's MQTT topic (moto's iot-data backend runs in this process)."""
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.iotdata.models import iotdata_backends
-
-    out = []
-    for backend in iotdata_backends[DEFAULT_ACCOUNT_ID].values():
-        out += [json.loads(payload) for t, payload in backend.published_payloads if t == topic]
-    return out
 
 
 def user_code_logged(d: Deployment, text: str) -> bool:
@@ -127,21 +137,29 @@ def test_a_reading_passes_through_its_devices_own_processor_into_storage_and_the
                 "hardness": 7.0})
     item = wait_for("pressure-sensor-1's reading", lambda: stored(d, "pressure-sensor-1", stamp2), d, mark)
     assert float(item["density"]["N"]) == 0 and float(item["pressure"]["N"]) == pytest.approx(1001.0)
+    # `simulate` sends from GCP and receives the devices' feedback (none for this reading).
+    # (Its twin check fails here: the payloads file's density and hardness are not twin properties.)
+    report = d.simulate(devices=["pressure-sensor-1"], timeout=3, feedback_wait=0.5)
+    assert report["l1"] == "gcp" and all(m["stored_at"] for m in report["messages"]), json.dumps(report)[:2000]
+    assert report["feedback"] == {"pressure-sensor-1": []}
 
 
-def test_a_reading_meeting_a_condition_runs_the_action_and_its_feedback_reaches_the_device_on_aws(
+def test_a_reading_meeting_a_condition_runs_the_action_and_its_feedback_reaches_the_device_on_gcp(
     d: Deployment,
 ) -> None:
+    for device in ("temperature-sensor-1", "temperature-sensor-2"):
+        feedback_messages(d, device)  # nothing left from earlier tests
     mark = d.seq()
-    topic = AwsNaming(d.twin).feedback_topic("temperature-sensor-1")
-    before = len(feedback_messages(topic))
     # 28.5 is corrected to 30.0 by the device's processor: `temperature == DOUBLE(30)` holds.
     stamp = now_iso()
     publish(d, {"iotDeviceId": "temperature-sensor-1", "time": stamp, "temperature": 28.5})
-    messages = wait_for("the feedback on the device's MQTT topic",
-                        lambda: feedback_messages(topic)[before:], d, mark)
+    messages = wait_for("the feedback in the device's subscription",
+                        lambda: feedback_messages(d, "temperature-sensor-1"), d, mark)
     assert [m["payload"] for m in messages] == ["High Temp Warning"]
     assert messages[0]["iotDeviceId"] == "temperature-sensor-1" and messages[0]["digitalTwinName"] == d.twin
+    assert messages[0]["attributes"] == {PUBSUB_DEVICE_ID_ATTRIBUTE: "temperature-sensor-1"}
+    # Filtered on the device: another device's subscription got nothing.
+    assert feedback_messages(d, "temperature-sensor-2") == []
     calls = d.requests(mark)
     # The action ran in the user-functions app, by name, and its own code logged what it saw.
     actions = [r for r in calls if "/api/event-action" in r["url"]]
@@ -149,9 +167,9 @@ def test_a_reading_meeting_a_condition_runs_the_action_and_its_feedback_reaches_
     assert "name=high-temperature-callback" in actions[0]["url"]
     wait_for("the action's own log line", lambda: user_code_logged(d, "high temperature on temperature-sensor-1: 30.0"),
              d, mark)
-    # The feedback crossed clouds through the token-checked receiver on L1's cloud (AWS).
-    feedback_url = d.view["outputs"]["FEEDBACK_URL"]["value"].split("?")[0]
-    crossings = [r for r in calls if r["method"] == "POST" and r["url"].split("?")[0] == feedback_url]
+    # The feedback crossed clouds through the token-checked receiver on L1's cloud (GCP).
+    feedback_url = d.view["outputs"]["FEEDBACK_URL"]["value"].split("?")[0].rstrip("/")
+    crossings = [r for r in calls if r["method"] == "POST" and r["url"].split("?")[0].rstrip("/") == feedback_url]
     assert [r["status"] for r in crossings] == [200], [r["url"] for r in calls][-40:]
     # A reading that does not meet it runs nothing.
     mark = d.seq()

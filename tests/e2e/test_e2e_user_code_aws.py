@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e_kit import Deployment, deployment, mutating_calls
-from test_e2e_original_layout import feedback_messages, now_iso, project_copy, publish, stored, wait_for
+from test_e2e_original_layout import now_iso, project_copy, stored, wait_for
 
 from shared.bundle import load_bundle_folder
 from shared.naming import AwsNaming
@@ -21,6 +22,21 @@ pytestmark = pytest.mark.slow
 ALL_AWS = {slot: "aws" for slot in (
     "layer_1_provider", "layer_2_provider", "layer_3_hot_provider", "layer_3_cold_provider",
     "layer_3_archive_provider", "layer_4_provider", "layer_5_provider")}
+
+
+def publish(d: Deployment, reading: dict[str, Any]) -> None:
+    d.aws_client("iot-data").publish(topic=AwsNaming(d.twin).iot_topic(), qos=1, payload=json.dumps(reading).encode())
+
+
+def feedback_messages(topic: str) -> list[dict[str, Any]]:
+    """What reached the device's MQTT topic (moto's iot-data backend runs in this process)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.iotdata.models import iotdata_backends
+
+    out = []
+    for backend in iotdata_backends[DEFAULT_ACCOUNT_ID].values():
+        out += [json.loads(payload) for t, payload in backend.published_payloads if t == topic]
+    return out
 
 
 @pytest.fixture(scope="module")

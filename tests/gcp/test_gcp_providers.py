@@ -16,7 +16,7 @@ import pytest
 from gcp_kit import SandboxHandle, Walker, example_spec, plan_for, unique_twin
 
 from sandbox.gcp.common import identity_token
-from shared.contracts import Function, Output, Setting, device_credentials_output
+from shared.contracts import Function, Output, Setting, device_credentials_output, keyed_output
 from shared.naming import GcpNaming
 
 pytestmark = pytest.mark.slow
@@ -30,7 +30,9 @@ PUBLIC = (Function.HOT_READER, Function.HOT_READER_LAST_ENTRY)
 
 @pytest.fixture(scope="module")
 def deployed(gcp_sandbox: SandboxHandle) -> Iterator[Walker]:
-    w = Walker(plan_for(example_spec("gcp-to-azure", unique_twin())))
+    # With device feedback: the feedback topic and each device's filtered subscription too.
+    w = Walker(plan_for(example_spec("gcp-to-azure", unique_twin(),
+                                     options={"use_event_checking": True, "return_feedback_to_device": True})))
     mp = pytest.MonkeyPatch()
     from activities.clouds import SANDBOX_DIR_SETTING
     from activities.registry import PROVIDER_MODULES_SETTING
@@ -56,8 +58,14 @@ def _function(sandbox: SandboxHandle, w: Walker, fn: Function | str) -> Any:
     from google.cloud import functions_v2
 
     region = w.plan.resource(f"gcp/L2/{Function.PERSISTER}").config.region
-    name = f"projects/{sandbox.project}/locations/{region}/functions/{_name(w).function(str(fn))}"
+    # A processor per device: the first device's stands for them.
+    function_id = _processors(w)[0].name if fn == Function.PROCESSOR else _name(w).function(str(fn))
+    name = f"projects/{sandbox.project}/locations/{region}/functions/{function_id}"
     return sandbox.client(functions_v2.FunctionServiceClient).get_function(name=name)
+
+
+def _processors(w: Walker) -> list[Any]:
+    return [r for r in w.plan.resources if r.id.startswith("gcp/L2/processor-")]
 
 
 def _post(url: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, str]:
@@ -80,7 +88,14 @@ def test_every_kind_is_created_with_its_outputs(deployed: Walker, sandbox: Sandb
     assert outputs[Output.FIRESTORE_DATABASE] == naming.firestore_database()
     assert outputs[Output.COLD_GCS_BUCKET] == naming.cold_bucket()
     assert outputs[Output.ARCHIVE_GCS_BUCKET] == naming.archive_bucket()
-    for output, fn in ((Output.PROCESSOR_URL, Function.PROCESSOR), (Output.PERSISTER_URL, Function.PERSISTER),
+    processors = _processors(w)
+    devices = {r.config.device_id for r in w.plan.resources if r.kind == "iot-device"}
+    assert devices and {p.config.processors for p in processors} == {(d,) for d in devices}
+    urls = [outputs[keyed_output(Output.PROCESSOR_URL, p.config.processors[0])] for p in processors]
+    assert len(set(urls)) == len(urls), "each device's processor is a function of its own"
+    first = processors[0].config.processors[0]
+    for output, fn in ((keyed_output(Output.PROCESSOR_URL, first), Function.PROCESSOR),
+                       (Output.PERSISTER_URL, Function.PERSISTER),
                        (Output.HOT_READER_URL, Function.HOT_READER)):
         assert outputs[output] == _function(sandbox, w, fn).service_config.uri
     kinds = {r["type"] for r in sandbox.twin_resources(w.twin)}
@@ -156,7 +171,8 @@ def test_pubsub_trigger_and_runtime_identity(deployed: Walker, sandbox: SandboxH
     # The package is content-addressed: its object name is the SHA-256 of the zip deployed.
     objects = {b.name for b in sandbox.storage().list_blobs(_name(w).functions_bucket())}
     assert dispatcher.build_config.source.storage_source.object_ in objects
-    assert len(objects) == 8, objects  # one package per function, earlier ones removed
+    functions = [r for r in w.plan.resources if r.kind == "cloud-function"]
+    assert len(objects) == len(functions) == 9, objects  # one package per function (a processor per device)
 
 
 def test_buckets_are_private_with_their_class_and_grant(deployed: Walker, sandbox: SandboxHandle) -> None:
@@ -237,6 +253,43 @@ def test_a_device_key_publishes_to_its_topic_only(deployed: Walker, sandbox: San
         _publisher(sandbox, old_key).publish(topic=topic, messages=[{"data": reading}])
     assert len(_publisher(sandbox, fresh["service_account_key"]).publish(
         topic=topic, messages=[{"data": reading}]).message_ids) == 1
+
+
+def test_a_device_key_reads_its_own_feedback_subscription_only(deployed: Walker, sandbox: SandboxHandle) -> None:
+    """Feedback on GCP: published to the feedback topic with the device id attribute (what the
+    functions' account may do), it reaches the device's own filtered subscription, which only that
+    device's key may pull."""
+    from google.api_core import exceptions as gx
+    from google.oauth2 import service_account
+    from google.pubsub_v1.services.publisher import PublisherClient
+    from google.pubsub_v1.services.subscriber import SubscriberClient
+
+    w, naming = deployed, _name(deployed)
+    devices = sorted(r.config.device_id for r in w.plan.resources if r.kind == "iot-device")
+    assert len(devices) >= 2
+    mine, other = devices[0], devices[1]
+    credentials = json.loads(w.outputs[f"gcp/L1/device-{mine}"][device_credentials_output(mine)])
+    subscription = f"projects/{sandbox.project}/subscriptions/{naming.feedback_subscription(mine)}"
+    assert credentials["feedback_subscription"] == subscription
+    topic = f"projects/{sandbox.project}/topics/{naming.feedback_topic()}"
+    admin = sandbox.client(PublisherClient)
+    publishers = {m for b in admin.get_iam_policy(request={"resource": topic}).bindings
+                  if b.role == "roles/pubsub.publisher" for m in b.members}
+    assert publishers == {f"serviceAccount:{_email(sandbox, naming.service_account())}"}
+    admin.publish(topic=topic, messages=[{"data": b'{"payload":"for-mine"}', "attributes": {"deviceId": mine}},
+                                         {"data": b'{"payload":"for-other"}', "attributes": {"deviceId": other}}])
+    device = sandbox.client(SubscriberClient, service_account.Credentials.from_service_account_info(
+        credentials["service_account_key"]))
+    pulled = device.pull(request={"subscription": subscription, "max_messages": 10}).received_messages
+    assert [m.message.data for m in pulled] == [b'{"payload":"for-mine"}']
+    device.acknowledge(request={"subscription": subscription, "ack_ids": [m.ack_id for m in pulled]})
+    theirs = f"projects/{sandbox.project}/subscriptions/{naming.feedback_subscription(other)}"
+    with pytest.raises(gx.Forbidden):
+        device.pull(request={"subscription": theirs, "max_messages": 10})
+    drained = sandbox.client(SubscriberClient).pull(request={"subscription": theirs, "max_messages": 10})
+    assert [m.message.data for m in drained.received_messages] == [b'{"payload":"for-other"}']
+    sandbox.client(SubscriberClient).acknowledge(request={
+        "subscription": theirs, "ack_ids": [m.ack_id for m in drained.received_messages]})
 
 
 def test_scheduler_jobs_call_their_mover_as_the_twin_account(deployed: Walker, sandbox: SandboxHandle) -> None:

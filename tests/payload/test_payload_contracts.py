@@ -24,7 +24,9 @@ from shared.contracts import (
     Layer,
     Setting,
     azure_function_url,
+    keyed_setting,
     route,
+    setting_base,
     settings_read,
     url_path,
 )
@@ -107,9 +109,7 @@ def test_every_route_a_sender_is_given_is_served_by_a_receiver() -> None:
             assert receiver in supported_functions("azure"), f"no Azure {receiver} for {boundary.name}"
             assert receiver in supported_functions("aws"), f"no AWS {receiver} for {boundary.name}"
             # A GCP receiver is a function of its own: its URL is the function's URL, no route.
-            # Feedback goes back through L1's device channel, which GCP has not: never planned there.
-            if receiver != Function.EVENT_FEEDBACK:
-                assert receiver in supported_functions("gcp"), f"no GCP {receiver} for {boundary.name}"
+            assert receiver in supported_functions("gcp"), f"no GCP {receiver} for {boundary.name}"
             url = azure_function_url("app.example.net", receiver)
             assert url.endswith(f"/{ROUTE_PREFIX}/{route(receiver)}") and url_path(receiver) in url
             assert str(receiver) in package.functions
@@ -169,7 +169,8 @@ def _injection_problems(plan: Plan) -> list[str]:
                 reads |= _module(provider, fn).READS
             else:
                 reads |= settings_read(fn, provider)
-        injected = set(plan.settings_of(resource.id))
+        # Keyed settings (a GCP device's processor URL, an action's URL) are read as their base.
+        injected = {setting_base(s) for s in plan.settings_of(resource.id)}
         injected |= set(_static_settings(resource.config))
         unread = sorted(injected - reads)
         if unread:
@@ -194,7 +195,7 @@ GCP_URL_FUNCTIONS: dict[str, Function] = {
     **{str(output): fn for fn, output in RECEIVER_OUTPUTS.items()},
     "PROCESSOR_URL": Function.PROCESSOR, "PERSISTER_URL": Function.PERSISTER,
     "EVENT_CHECKER_URL": Function.EVENT_CHECKER, "CONNECTOR_URL": Function.CONNECTOR,
-    "LOCAL_HOT_READER_URL": Function.HOT_READER,
+    "LOCAL_HOT_READER_URL": Function.HOT_READER, "EVENT_ACTION_URL": Function.EVENT_ACTION,
 }
 
 
@@ -209,10 +210,17 @@ def _gcp_url_problems(plan: Plan) -> list[str]:
         if producer.kind != "cloud-function":
             continue
         assert isinstance(producer.config, CloudFunctionConfig)
-        expected = GCP_URL_FUNCTIONS.get(str(wire.output))
+        base, _, key = str(wire.output).partition(":")
+        expected = GCP_URL_FUNCTIONS.get(base)
         if expected is None or producer.config.package != expected:
             problems.append(f"{wire.consumer} calls {wire.output} of {producer.id} ({producer.config.package}), "
                             f"which is not the {expected} function")
+        if key:
+            # A keyed URL goes to the setting of the same key, from the function of that key.
+            serves = producer.config.processors if base == "PROCESSOR_URL" else (producer.config.user_function,)
+            if wire.setting != keyed_setting(Setting(base), key) or serves != (key,):
+                problems.append(f"{wire.consumer}: {wire.setting} gets {wire.output} of {producer.id}, which "
+                                f"serves {serves}")
     for r in plan.resources:
         if r.kind == "cloud-function":
             assert isinstance(r.config, CloudFunctionConfig)
@@ -243,7 +251,8 @@ def test_every_gcp_placement_injects_only_settings_its_functions_read() -> None:
             continue
         for l4, l5 in itertools.product(PROVIDERS, repeat=2):
             for checking in (True, False):
-                plan = build_plan(_spec((*combo, l4, l5), use_event_checking=checking))
+                spec = _spec((*combo, l4, l5), use_event_checking=checking)
+                plan, plan_devices = build_plan(spec), spec.devices
                 count += 1
                 name = "-".join((*combo, l4, l5))
                 problems += [f"{name}: {p}" for p in _injection_problems(plan)]
@@ -259,9 +268,10 @@ def test_every_gcp_placement_injects_only_settings_its_functions_read() -> None:
                         problems.append(f"{name}: the GCP persister lacks {sorted(needed - wired)}")
                 if l1 == "gcp":
                     dispatcher = set(plan.settings_of(_function_host(plan, "gcp", "L1", Function.DISPATCHER)))
-                    target = Setting.PROCESSOR_URL if l2 == "gcp" else Setting.CONNECTOR_URL
-                    if target not in dispatcher:
-                        problems.append(f"{name}: the GCP dispatcher lacks {target}")
+                    targets = ({keyed_setting(Setting.PROCESSOR_URL, d.id) for d in plan_devices} if l2 == "gcp"
+                               else {str(Setting.CONNECTOR_URL)})
+                    if targets - dispatcher:
+                        problems.append(f"{name}: the GCP dispatcher lacks {sorted(targets - dispatcher)}")
                     if l2 != "gcp":
                         connector = set(plan.settings_of(_function_host(plan, "gcp", "L1", Function.CONNECTOR)))
                         if not {Setting.REMOTE_INGESTION_URL, Setting.INTER_CLOUD_TOKEN} <= connector:
@@ -275,7 +285,9 @@ def test_every_gcp_placement_injects_only_settings_its_functions_read() -> None:
                         packaged.add(str(r.config.package))
     assert count == (3 ** 5 - 2 ** 5) * 2 * 2 * 2
     assert not problems, "\n".join(problems[:40])
-    assert packaged == {str(f) for f in supported_functions("gcp")} - {str(Function.EVENT_FEEDBACK)}
+    # Event actions carry users' code: planned and wired in tests/bundle (test_gcp_configurations_...),
+    # packaged and run in tests/gcp/test_gcp_user_code.py.
+    assert packaged == {str(f) for f in supported_functions("gcp")} - {str(Function.EVENT_ACTION)}
 
 
 @pytest.mark.parametrize(("name", "plan"), PLANS[::2], ids=[n for n, _ in PLANS[::2]])

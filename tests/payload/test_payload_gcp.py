@@ -37,12 +37,13 @@ from payload_functions.gcp.firestore_store import FirestoreHotStore, document_id
 from payload_functions.gcp.gcs_store import ARCHIVE_STORAGE_CLASS, COLD_STORAGE_CLASS
 from payload_functions.packaging import (
     CLOUD_FUNCTION_MAIN,
+    PackagingError,
     build_cloud_function_package,
     build_for_resource,
     entry_point,
     supported_functions,
 )
-from shared.contracts import PUBSUB_DEVICE_ID_ATTRIBUTE, Function, Setting, StorageKey
+from shared.contracts import PUBSUB_DEVICE_ID_ATTRIBUTE, Function, Setting, StorageKey, keyed_setting
 from shared.naming import AwsNaming
 from shared.resources.gcp import CloudFunctionConfig
 
@@ -168,13 +169,16 @@ def test_cloud_function_packages_are_reproducible_and_self_describing() -> None:
     assert first.entry_point == "persister"
     assert "payload_functions/gcp/firestore_store.py" in archive.namelist()
     assert not any(n.startswith(("payload_functions/aws", "payload_functions/azure")) for n in archive.namelist())
-    # The processor carries every device's own code, each folder a package of its own, indexed by device.
+    # A device's processor carries that device's own code (a package of its own, indexed by device),
+    # and only it: each device has a function of its own.
     folders = [_processor_folder(device, f"def process(event):\n    return {{**event, 'by': '{device}'}}\n")
                for device in ("s1", "s2")]
-    with_user = zipfile.ZipFile(io.BytesIO(build_cloud_function_package(Function.PROCESSOR, user_code=folders).data))
+    with_user = zipfile.ZipFile(io.BytesIO(build_cloud_function_package(Function.PROCESSOR, user_code=folders[:1]).data))
     index = with_user.read("user_code/__init__.py").decode()
-    assert '"s1": ["user_code.c' in index and '"s2": ["user_code.c' in index
-    assert sum(1 for n in with_user.namelist() if n.endswith("/process.py")) == 2
+    assert '"s1": ["user_code.c' in index and '"s2"' not in index
+    assert sum(1 for n in with_user.namelist() if n.endswith("/process.py")) == 1
+    with pytest.raises(PackagingError, match="one device's code, got 2"):
+        build_cloud_function_package(Function.PROCESSOR, user_code=folders)
     hot_writer = CloudFunctionConfig(
         name="t-hot-writer", project_id="p1", region="us-central1", package=Function.HOT_WRITER, runtime="python311",
         trigger="http", environment={}, public=True, service_account="t-functions")
@@ -255,7 +259,8 @@ def l2_chain(
     monkeypatch.setenv(str(Setting.REMOTE_WRITER_URL), f"{aws_receivers.url}/{Function.HOT_WRITER}")
     with served(app(Function.PERSISTER), issuer) as persister, served(app(Function.PROCESSOR), issuer) as processor:
         monkeypatch.setenv(str(Setting.PERSISTER_URL), persister.url)
-        monkeypatch.setenv(str(Setting.PROCESSOR_URL), processor.url)
+        for device in ("s1", "s2", "s4", "s9"):  # each device's processor (one function serves them all here)
+            monkeypatch.setenv(keyed_setting(Setting.PROCESSOR_URL, device), processor.url)
         yield {"processor": processor, "persister": persister}
 
 
@@ -449,6 +454,46 @@ def test_event_checker_fires_on_the_reading_and_reports_what_gcp_cannot_start(
     assert broken.status_code == 500 and str(Setting.EVENT_RULES) in broken.get_json()["error"]
 
 
+def test_event_checker_calls_the_actions_function_with_an_id_token_and_sends_feedback_across(
+    app: Callable[[Function], Any], set_twin: Callable[..., Any], issuer: TokenIssuer, tokens: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An action's rule fires: its own function (private) gets `{"e": rule, "reading": ...}` with an
+    ID token for its URL; the rule's feedback goes to `event-feedback` on L1's cloud (AWS here) in
+    the envelope, with the inter-cloud token."""
+    set_twin(default="gcp", L1="aws", L4="aws", L5="aws")
+    rule = {"condition": "s1.s1.temperature > DOUBLE(30)",
+            "action": {"type": "lambda", "functionName": "cool_down", "autoDeploy": True,
+                       "feedback": {"iotDeviceId": "s1", "payload": "hot"}}}
+    monkeypatch.setenv(str(Setting.EVENT_RULES), json.dumps([rule]))
+    monkeypatch.setenv(str(Setting.USE_FEEDBACK), "true")
+    actions: list[Any] = []
+    feedback: list[Any] = []
+
+    def recorder(into: list[Any]) -> Any:
+        def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+            request = WerkzeugRequest(environ)
+            into.append({"body": request.get_json(), "token": request.headers.get("X-Inter-Cloud-Token")})
+            return WerkzeugResponse(json.dumps({"ok": True}), content_type="application/json")(environ, start_response)
+        return wsgi
+
+    with served(recorder(actions), issuer) as action, served(recorder(feedback)) as receiver:
+        monkeypatch.setenv(keyed_setting(Setting.EVENT_ACTION_URL, "cool_down"), action.url)
+        monkeypatch.setenv(str(Setting.REMOTE_FEEDBACK_URL), receiver.url)
+        client = app(Function.EVENT_CHECKER).test_client()
+        hot = client.post("/", json={"device_id": "s1", "timestamp": "2025-01-31T12:00:00Z", "temperature": 35})
+        assert hot.status_code == 200, hot.get_data(as_text=True)
+        assert hot.get_json()["actions"] == ["cool_down"] and "not_started" not in hot.get_json()
+        assert action.refused == 0 and issuer.issued == [action.url]
+        assert [a["body"]["e"] for a in actions] == [rule] and actions[0]["body"]["reading"]["temperature"] == 35
+        [sent] = feedback
+        assert sent["token"] == TOKEN and sent["body"]["payload"]["detail"]["payload"] == "hot"
+        # An action the checker has no URL for fails the call (500, named), so the reading is retried.
+        monkeypatch.delenv(keyed_setting(Setting.EVENT_ACTION_URL, "cool_down"))
+        unwired = client.post("/", json={"device_id": "s1", "timestamp": "2025-01-31T12:00:01Z", "temperature": 35})
+        assert unwired.status_code == 500 and "EVENT_ACTION_URL for 'cool_down'" in unwired.get_json()["error"]
+
+
 # -- Firestore: what the real client sends ------------------------------------------------------
 
 
@@ -562,7 +607,7 @@ def test_packages_run_under_functions_framework_with_the_metadata_server_identit
     try:
         with served(processor, issuer) as private_processor:
             ingestion, ingestion_url = _run_package(
-                Function.INGESTION, tmp_path, {**common, str(Setting.PROCESSOR_URL): private_processor.url})
+                Function.INGESTION, tmp_path, {**common, keyed_setting(Setting.PROCESSOR_URL, "s1"): private_processor.url})
             processes.append(ingestion)
             cold, cold_url = _run_package(Function.COLD_WRITER, tmp_path, {
                 **common, "STORAGE_EMULATOR_HOST": gcs_url, str(Setting.COLD_GCS_BUCKET): BUCKETS["cold"]})

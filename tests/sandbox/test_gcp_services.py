@@ -291,3 +291,52 @@ def test_service_account_keys_sign_publishes_that_topic_iam_authorises(gcp: Sand
         device.publish(topic=topic, messages=[{"data": b"{}"}])
     admin.delete_topic(topic=topic)
     iam.delete_service_account(request={"name": account.name})
+
+
+def test_filtered_subscriptions_and_their_iam_keep_each_device_to_its_own_messages(
+    gcp: Sandbox, env: dict[str, Any],
+) -> None:
+    """A subscription's `filter` lets only matching messages in (a bad filter is INVALID_ARGUMENT,
+    and a filter cannot be changed); Pull by a key-signed account needs
+    `roles/pubsub.subscriber` on that subscription (or the project): 403 otherwise."""
+    from google.oauth2 import service_account
+    from google.pubsub_v1.services.publisher import PublisherClient
+    from google.pubsub_v1.services.subscriber import SubscriberClient
+
+    project = env["project_id"]
+    iam = iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=grpc.insecure_channel(env["grpc_host"])))
+    account = iam.create_service_account(request={"name": f"projects/{project}", "account_id": "feedback-reader"})
+    key_file = json.loads(iam.create_service_account_key(request={"name": account.name}).private_key_data)
+    publisher, admin = PublisherClient(**_rest(env)), SubscriberClient(**_rest(env))
+    topic = f"projects/{project}/topics/filtered-feedback"
+    publisher.create_topic(name=topic)
+    mine, theirs = (f"projects/{project}/subscriptions/filtered-{d}" for d in ("d1", "d2"))
+    with pytest.raises(gx.BadRequest, match="filter"):
+        admin.create_subscription(request={"name": mine, "topic": topic, "filter": 'attributes.deviceId == "d1"'})
+    for name, device in ((mine, "d1"), (theirs, "d2")):
+        admin.create_subscription(request={"name": name, "topic": topic, "filter": f'attributes.deviceId = "{device}"'})
+    publisher.publish(topic=topic, messages=[{"data": b"to-d1", "attributes": {"deviceId": "d1"}},
+                                             {"data": b"to-d2", "attributes": {"deviceId": "d2"}},
+                                             {"data": b"to-nobody"}])
+    device = SubscriberClient(**{**_rest(env), "credentials": service_account.Credentials.from_service_account_info(
+        key_file)})
+    with pytest.raises(gx.Forbidden):
+        device.pull(request={"subscription": mine, "max_messages": 10})
+    policy = admin.get_iam_policy(request={"resource": mine})
+    policy.bindings.add(role="roles/pubsub.subscriber", members=[f"serviceAccount:{account.email}"])
+    admin.set_iam_policy(request={"resource": mine, "policy": policy})
+    pulled = device.pull(request={"subscription": mine, "max_messages": 10}).received_messages
+    assert [m.message.data for m in pulled] == [b"to-d1"]
+    device.acknowledge(request={"subscription": mine, "ack_ids": [m.ack_id for m in pulled]})
+    with pytest.raises(gx.Forbidden):  # the grant is on its own subscription only
+        device.pull(request={"subscription": theirs, "max_messages": 10})
+    assert [m.message.data for m in admin.pull(request={"subscription": theirs, "max_messages": 10}).received_messages] \
+        == [b"to-d2"]
+    with pytest.raises(gx.BadRequest, match="filter"):
+        admin.update_subscription(request={"subscription": {"name": mine, "topic": topic,
+                                                            "filter": 'attributes.deviceId = "d2"'},
+                                           "update_mask": {"paths": ["filter"]}})
+    for name in (mine, theirs):
+        admin.delete_subscription(request={"subscription": name})
+    publisher.delete_topic(topic=topic)
+    iam.delete_service_account(request={"name": account.name})

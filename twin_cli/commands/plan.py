@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from shared.contracts import FEEDBACK_BOUNDARY
 from shared.loaders import load_spec
 from shared.plan import Plan, build_plan
 from shared.validation import Problem, SpecError
@@ -94,6 +95,9 @@ def render_text(plan: Plan) -> str:
         if b.crosses:
             lines.append(f"  {b.boundary}: {b.sender_provider} -> {b.receiver_provider}; "
                          f"receivers {', '.join(b.receivers)}; senders {', '.join(b.senders)}")
+        elif b.boundary == FEEDBACK_BOUNDARY and b.sender_provider != b.receiver_provider:
+            lines.append(f"  {b.boundary}: no receiver: the spec asks for no device feedback "
+                         f"({b.sender_provider} -> {b.receiver_provider})")
         else:
             lines.append(f"  {b.boundary}: no receiver needed ({b.sender_provider} -> {b.receiver_provider})")
 

@@ -18,6 +18,11 @@ Then, per message, hot storage is polled (DynamoDB query / Cosmos query on `devi
 sent; AWS IoT TwinMaker pulls from hot storage on demand, so its twin is current once stored).
 Exit code 0 when every message reached hot storage (and the twin, where it is pushed), 1 when
 one did not, 2 for invalid input.
+
+Device feedback on GCP (L1 on GCP, feedback asked for): each simulated device's own feedback
+subscription (`{twin}-feedback-{device}`) is pulled and acknowledged after the messages, for up to
+`--feedback-wait` seconds (default 0: one pull), as the device would, and the report lists what
+each received (`feedback`).
 """
 
 from __future__ import annotations
@@ -74,6 +79,8 @@ def register(subparsers: Any) -> None:
                         help="send these readings (a JSON list) instead of building them from the spec")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, metavar="SECONDS",
                         help="how long to wait for each message to arrive (default 30)")
+    parser.add_argument("--feedback-wait", type=float, default=0.0, metavar="SECONDS",
+                        help="L1 on GCP: how long to keep pulling the devices' feedback (default 0: once)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run)
 
@@ -239,6 +246,8 @@ class Gcp:
         from google.cloud.firestore_v1.services.firestore.transports import FirestoreGrpcTransport
         from google.pubsub_v1.services.publisher import PublisherClient
         from google.pubsub_v1.services.publisher.transports import PublisherRestTransport
+        from google.pubsub_v1.services.subscriber import SubscriberClient
+        from google.pubsub_v1.services.subscriber.transports import SubscriberRestTransport
 
         gcp = endpoints.section("gcp")
         self.project = str(gcp["project_id"])
@@ -246,6 +255,8 @@ class Gcp:
         self.topic = f"projects/{self.project}/topics/{self.naming.telemetry_topic()}"
         # An explicit transport: PUBSUB_EMULATOR_HOST in the environment cannot turn it into gRPC.
         self.publisher = PublisherClient(transport=PublisherRestTransport(
+            host=str(gcp["api_endpoint"]), credentials=AnonymousCredentials()))
+        self.subscriber = SubscriberClient(transport=SubscriberRestTransport(
             host=str(gcp["api_endpoint"]), credentials=AnonymousCredentials()))
         self.firestore = FirestoreClient(transport=FirestoreGrpcTransport(
             channel=grpc.insecure_channel(str(gcp["firestore_emulator_host"]))))
@@ -256,6 +267,27 @@ class Gcp:
 
         self.publisher.publish(request={"topic": self.topic, "messages": [
             {"data": json.dumps(msg.body).encode(), "attributes": {PUBSUB_DEVICE_ID_ATTRIBUTE: msg.device_id}}]})
+
+    def feedback(self, device: str) -> list[dict[str, Any]]:
+        """Pull and acknowledge what reached `device`'s own feedback subscription (as the device
+        does; the sandbox's operator may read it too); [] when it has none (no feedback planned)."""
+        from google.api_core.exceptions import NotFound
+
+        name = f"projects/{self.project}/subscriptions/{self.naming.feedback_subscription(device)}"
+        try:
+            pulled = self.subscriber.pull(request={"subscription": name, "max_messages": 100}).received_messages
+        except NotFound:
+            return []
+        if pulled:
+            self.subscriber.acknowledge(request={"subscription": name, "ack_ids": [m.ack_id for m in pulled]})
+        out = []
+        for m in pulled:
+            try:
+                body: Any = json.loads(m.message.data)
+            except ValueError:
+                body = m.message.data.decode("utf-8", "replace")
+            out.append({"message": body, "attributes": dict(m.message.attributes)})
+        return out
 
     def stored(self, msg: Message) -> bool:
         from payload_functions.gcp.firestore_store import document_id
@@ -444,6 +476,18 @@ def simulate(messages: list[Message], send: Callable[[Message], None], stored: C
             msg.errors.append(f"twin not updated after {timeout:g} s")
 
 
+def receive_feedback(gcp: Gcp, devices: list[str], wait: float) -> dict[str, list[dict[str, Any]]]:
+    """Each device's feedback, pulled until `wait` seconds have passed (at least once)."""
+    received: dict[str, list[dict[str, Any]]] = {d: [] for d in devices}
+    deadline = time.monotonic() + max(wait, 0.0)
+    while True:
+        for device in devices:
+            received[device] += gcp.feedback(device)
+        if time.monotonic() >= deadline:
+            return received
+        time.sleep(POLL_SECONDS * 4)
+
+
 def _reason(exc: Exception) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and "Error" in response:
@@ -514,6 +558,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         elif l4 == "aws":
             note = "TwinMaker reads hot storage when asked (pull): current once stored"
         simulate(messages, sender.send, store.stored, twin_check, args.timeout)
+        feedback = receive_feedback(sender, sorted({m.device_id for m in messages}), args.feedback_wait) \
+            if isinstance(sender, Gcp) else None
     except SimulateError as exc:
         print(f"error: {exc}", file=err)
         return EXIT_FAILED
@@ -524,6 +570,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     ok = all(not m.errors for m in messages)
     report: dict[str, Any] = {"twin": twin_name, "l1": l1, "hot_storage": hot, "twins": l4, "ok": ok,
                               "messages": [m.to_json() for m in messages]}
+    if feedback is not None:
+        report["feedback"] = feedback
     if args.json:
         out.write(json.dumps(report, indent=2) + "\n")
     else:
@@ -550,5 +598,10 @@ def render(report: dict[str, Any], out: TextIO) -> None:
     console.print(table)
     if report["messages"] and report["messages"][0]["twin_note"]:
         console.print(f"twin: {report['messages'][0]['twin_note']}")
+    for device, received in (report.get("feedback") or {}).items():
+        if received:
+            console.print(f"feedback to {device}: " + ", ".join(
+                json.dumps(r["message"].get("payload") if isinstance(r["message"], dict) else r["message"])
+                for r in received))
     done = sum(1 for m in report["messages"] if not m["errors"])
     console.print(f"{done}/{len(report['messages'])} messages arrived")

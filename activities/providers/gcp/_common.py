@@ -119,6 +119,13 @@ def publisher() -> Any:
     return _cached("publisher", lambda c: c.gcp_client(PublisherClient))
 
 
+def subscriber() -> Any:
+    # The GAPIC client: unary calls and IAM methods on subscriptions.
+    from google.pubsub_v1.services.subscriber import SubscriberClient
+
+    return _cached("subscriber", lambda c: c.gcp_client(SubscriberClient))
+
+
 def iam_admin() -> Any:
     return _cached("iam", lambda c: c.gcp_iam_admin())
 

@@ -49,7 +49,6 @@ from activities.providers.gcp._common import (
 from activities.registry import register
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
-from shared.resources import EVENT_ACTION_PACKAGE
 from shared.resources.gcp import CloudFunctionConfig
 
 if TYPE_CHECKING:
@@ -79,14 +78,12 @@ def get_function(config: CloudFunctionConfig) -> Any:
 
 
 def build_package(config: CloudFunctionConfig) -> Any:
-    """The function's package: ours, with the users' code it runs (the processor: each device's
-    folder; read from the bundle store and checked against the plan's digests)."""
+    """The function's package: ours, with the users' code it runs (a device's processor: that
+    device's folder; an event action: its folder), read from the bundle store and checked against
+    the plan's digests. Content-addressed: only a function whose package changed is redeployed."""
     from activities.bundle_store import user_code_folders
     from payload_functions.packaging import PackagingError, build_for_resource
 
-    if config.package == EVENT_ACTION_PACKAGE:
-        raise PermanentError(f"Cloud Function {config.name}: users' event actions do not run on GCP yet (the GCP "
-                             "event checker does not start them)")
     try:
         return build_for_resource("cloud-function", config.name, config, user_code_folders(config.user_code))
     except PackagingError as exc:
@@ -309,7 +306,8 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
         out: dict[str, str] = {}
         url = str(fn.service_config.uri or fn.url)
         for output in call.resource.produces:
-            if not output.endswith("_URL"):
+            # `X_URL`, or keyed `X_URL:{key}` (a device's processor, an event action).
+            if not output.split(":", 1)[0].endswith("_URL"):
                 raise PermanentError(f"{call.resource.id} cannot produce {output}: a Cloud Function yields its URL")
             out[output] = url
         return out

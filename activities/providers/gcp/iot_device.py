@@ -16,6 +16,12 @@ listing the account's keys and deleted once the retry has issued the one it reco
 
 Pub/Sub does not tell a subscriber which account published a message, so a device's key lets it
 publish messages naming another device of the same twin; the grant keeps it to this topic.
+
+Feedback (when planned: `feedback_topic`): the device's own pull subscription on the feedback
+topic, filtered on its device id attribute (`attributes.deviceId = "<device>"`; a filter cannot be
+changed, so a subscription with another filter or topic is made again), labelled with the twin,
+and `roles/pubsub.subscriber` on that subscription only for the device's account. The credentials
+name it (`feedback_subscription`).
 """
 
 from __future__ import annotations
@@ -35,10 +41,12 @@ from activities.providers.gcp._common import (
     get_or_none,
     iam_admin,
     ignore_missing,
+    labels,
     members_of,
     owner_description,
     project_of,
     publisher,
+    subscriber,
 )
 from activities.providers.gcp.service_account import account_name
 from activities.registry import register
@@ -48,6 +56,8 @@ from shared.engine.types import Action, EnsureResult, ResourceCall
 from shared.resources.gcp import GcpIotDeviceConfig
 
 PUBLISHER = "roles/pubsub.publisher"
+SUBSCRIBER = "roles/pubsub.subscriber"
+FEEDBACK_ACK_DEADLINE_SECONDS = 60
 CREDENTIALS_KIND = "gcp-pubsub-service-account"
 
 
@@ -63,6 +73,48 @@ def _topic_policy(config: GcpIotDeviceConfig) -> tuple[Any, Any]:
     client, topic = publisher(), topic_path(config)
     return (lambda: client.get_iam_policy(request={"resource": topic}),
             lambda p: client.set_iam_policy(request={"resource": topic, "policy": p}))
+
+
+def subscription_path(config: GcpIotDeviceConfig) -> str | None:
+    if config.feedback_subscription is None:
+        return None
+    return f"projects/{project_of(config)}/subscriptions/{config.feedback_subscription}"
+
+
+def feedback_filter(config: GcpIotDeviceConfig) -> str:
+    return f'attributes.{PUBSUB_DEVICE_ID_ATTRIBUTE} = "{config.device_id}"'
+
+
+def ensure_feedback_subscription(call: ResourceCall, config: GcpIotDeviceConfig) -> bool:
+    """The device's filtered pull subscription and its consume grant; True if anything was written."""
+    from google.api_core.exceptions import AlreadyExists, NotFound
+
+    name = subscription_path(config)
+    if name is None or config.feedback_topic is None:
+        return False
+    client = subscriber()
+    topic = f"projects/{project_of(config)}/topics/{config.feedback_topic}"
+    wrote = False
+    current = get_or_none(lambda: client.get_subscription(request={"subscription": name}))
+    if current is not None and (current.topic != topic or current.filter != feedback_filter(config)):
+        ignore_missing(lambda: client.delete_subscription(request={"subscription": name}))  # a filter is fixed
+        current, wrote = None, True
+    if current is None:
+        try:
+            client.create_subscription(request={
+                "name": name, "topic": topic, "filter": feedback_filter(config), "labels": labels(call),
+                "ack_deadline_seconds": FEEDBACK_ACK_DEADLINE_SECONDS})
+        except AlreadyExists:
+            pass  # made by a concurrent run: same name, same filter
+        except NotFound:
+            raise TransientError(f"device {config.device_id}: feedback topic {config.feedback_topic} does not exist "
+                                 "yet") from None
+        wrote = True
+    if change_policy(lambda: client.get_iam_policy(request={"resource": name}),
+                     lambda p: client.set_iam_policy(request={"resource": name, "policy": p}),
+                     SUBSCRIBER, add={_member(config)}):
+        wrote = True
+    return wrote
 
 
 def _delete_key(name: str) -> None:
@@ -116,6 +168,8 @@ class IotDevice(GcpResource[GcpIotDeviceConfig]):
                 changed()
         except NotFound:
             raise TransientError(f"device {config.device_id}: topic {config.topic} does not exist yet") from None
+        if ensure_feedback_subscription(call, config):
+            changed()
         keys = user_keys(config)
         recorded = self._recorded(call, config)
         credentials = recorded if recorded is not None and self._key_name(config, recorded) in keys else None
@@ -131,6 +185,12 @@ class IotDevice(GcpResource[GcpIotDeviceConfig]):
                 "service_account_key": json.loads(bytes(created.private_key_data)),
             }
             keys = [*keys, created.name]
+            changed()
+        if credentials.get("feedback_subscription") != subscription_path(config):
+            # The same key; the subscription it may read is new (or gone).
+            credentials = {k: v for k, v in credentials.items() if k != "feedback_subscription"}
+            if subscription_path(config) is not None:
+                credentials["feedback_subscription"] = subscription_path(config)
             changed()
         current = self._key_name(config, credentials)
         for stale in [k for k in keys if k != current]:
@@ -167,6 +227,9 @@ class IotDevice(GcpResource[GcpIotDeviceConfig]):
         # The grant first: once an account is deleted, Google shows its bindings as
         # `deleted:serviceAccount:...?uid=...` (a retry after a kill between the two still finds both).
         self._revoke(config)
+        subscription = subscription_path(config)
+        if subscription is not None:  # its grant goes with it
+            ignore_missing(lambda: subscriber().delete_subscription(request={"subscription": subscription}))
         name = account_name(project_of(config), config.service_account)
         ignore_missing(lambda: iam_admin().delete_service_account(request={"name": name}))  # its keys go with it
         return True

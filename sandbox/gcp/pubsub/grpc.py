@@ -76,6 +76,7 @@ def handlers(b: GcpBackends, service: str) -> dict[str, grpc.RpcMethodHandler]:
 
     def delete_subscription(req: Any, ctx: Any) -> Any:
         ps.delete_subscription(req.subscription)
+        b.iam.drop_policy(req.subscription)
         return empty_pb2.Empty()
 
     def list_subscriptions(req: Any, ctx: Any) -> Any:

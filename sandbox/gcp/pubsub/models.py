@@ -11,6 +11,7 @@ An Eventarc trigger's subscription (made by Cloud Functions for `eventTrigger.pu
 what Eventarc sends a Cloud Run service: a binary-mode CloudEvent (`ce-*` headers,
 `google.cloud.pubsub.topic.v1.messagePublished`), retried only with RETRY_POLICY_RETRY.
 Pull subscriptions keep messages for `Pull` / `Acknowledge`, redelivered after the ack deadline.
+A subscription's `filter` (`filters.py`) lets only matching messages through; it is fixed at create.
 Delivery runs on the GCP sandbox's event loop; publishing may come from any thread.
 """
 
@@ -40,6 +41,7 @@ from sandbox.gcp.common import (
     identity_token,
     now_rfc3339,
 )
+from sandbox.gcp.pubsub.filters import Predicate, compile_filter
 
 log = logging.getLogger("sandbox.gcp.pubsub")
 
@@ -98,6 +100,7 @@ class Subscription:
     body: dict[str, Any]  # canonical JSON, as answered
     eventarc: EventarcTarget | None = None
     generation: str = field(default_factory=lambda: uuid.uuid4().hex)
+    accepts: Predicate | None = None  # the compiled `filter`; None: every message
     pending: deque[Message] = field(default_factory=deque)  # pull: not yet handed out
     outstanding: dict[str, tuple[Message, float]] = field(default_factory=dict)  # ackId -> (message, deadline)
 
@@ -179,11 +182,12 @@ class PubSubBackend:
         body.setdefault("messageRetentionDuration", "604800s")
         body["state"] = "ACTIVE"
         self._check_push(body)
+        accepts = compile_filter(str(body["filter"])) if body.get("filter") else None
         with self._lock:
             self.get_topic(topic)
             if body["name"] in self._subs:
                 raise GoogleError("ALREADY_EXISTS", "Subscription already exists")
-            self._subs[body["name"]] = Subscription(body, eventarc)
+            self._subs[body["name"]] = Subscription(body, eventarc, accepts=accepts)
         return body
 
     @staticmethod
@@ -213,6 +217,8 @@ class PubSubBackend:
             sub = self.get_subscription(name)
             if body.get("topic") != sub.body.get("topic"):
                 raise GoogleError("INVALID_ARGUMENT", "subscription.topic: cannot be changed")
+            if (body.get("filter") or "") != (sub.body.get("filter") or ""):
+                raise GoogleError("INVALID_ARGUMENT", "subscription.filter: cannot be changed after creation")
             sub.body = {**body, "state": "ACTIVE"}
             return sub.body
 
@@ -255,6 +261,8 @@ class PubSubBackend:
                 msg.publish_time = now_rfc3339()
             for sub in subs:
                 for msg in parsed:
+                    if sub.accepts is not None and not sub.accepts(msg.attributes):
+                        continue  # filtered out: acknowledged for this subscription at once
                     if (sub.body.get("pushConfig") or {}).get("pushEndpoint") or sub.eventarc is not None:
                         self.loop.call_soon_threadsafe(self._spawn, sub, msg)
                     else:

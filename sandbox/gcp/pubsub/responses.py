@@ -3,7 +3,10 @@
 A publish that presents a token signed by a service account key (what a device publishing with its
 key file sends) is authorised as Pub/Sub does: the account must hold a role with
 `pubsub.topics.publish` on the topic or the project (403 otherwise), and a token no live key signed
-is 401. Calls without a token are the sandbox's anonymous callers (the deployer, tests) and pass."""
+is 401. A pull, acknowledge or ack-deadline change with such a token needs a role with
+`pubsub.subscriptions.consume` on the subscription or the project (a device reading its feedback
+subscription). Calls without a token are the sandbox's anonymous callers (the deployer, tests)
+and pass."""
 
 from __future__ import annotations
 
@@ -18,6 +21,11 @@ from sandbox.gcp.common import PROJECT_ID, GoogleError, api, apply_mask, page, p
 # Roles that include pubsub.topics.publish.
 PUBLISHER_ROLES = frozenset({"roles/pubsub.publisher", "roles/pubsub.editor", "roles/pubsub.admin", "roles/editor",
                              "roles/owner"})
+
+
+# Roles that include pubsub.subscriptions.consume.
+SUBSCRIBER_ROLES = frozenset({"roles/pubsub.subscriber", "roles/pubsub.editor", "roles/pubsub.admin", "roles/editor",
+                              "roles/owner"})
 
 
 def _types() -> Any:
@@ -84,7 +92,8 @@ async def list_topic_subscriptions(request: web.Request) -> web.Response:
     return _listing("subscriptions", backends(request).pubsub.topic_subscriptions(_topic_name(request)), request)
 
 
-def _authorize_publish(request: web.Request, topic: str) -> None:
+def _authorize(request: web.Request, resource: str, roles: frozenset[str]) -> None:
+    """A key-signed token's account must hold one of `roles` on `resource` or the project."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or token.count(".") != 2:
         return
@@ -93,8 +102,17 @@ def _authorize_publish(request: web.Request, topic: str) -> None:
     if email is None:
         raise GoogleError("UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access "
                           "token, login cookie or other valid authentication credential.")
-    if not iam.allows([topic, f"projects/{PROJECT_ID}"], [f"serviceAccount:{email}"], PUBLISHER_ROLES):
+    if not iam.allows([resource, f"projects/{PROJECT_ID}"], [f"serviceAccount:{email}"], roles):
         raise GoogleError("PERMISSION_DENIED", "User not authorized to perform this action.")
+
+
+def _authorize_publish(request: web.Request, topic: str) -> None:
+    _authorize(request, topic, PUBLISHER_ROLES)
+
+
+def _authorize_consume(request: web.Request, subscription: str) -> None:
+    backends(request).pubsub.get_subscription(subscription)  # NOT_FOUND before PERMISSION_DENIED
+    _authorize(request, subscription, SUBSCRIBER_ROLES)
 
 
 @api("pubsub:GetIamPolicy", mutating=False)
@@ -112,6 +130,26 @@ async def set_topic_iam_policy(request: web.Request) -> web.Response:
     name = _topic_name(request)
     b = backends(request)
     b.pubsub.get_topic(name)
+    body = await read_json(request)
+    policy = parse_message(policy_pb2.Policy, body.get("policy") or {}, "policy")
+    return json_response(b.iam.set_policy(name, policy))
+
+
+@api("pubsub:GetIamPolicy", mutating=False)
+async def get_subscription_iam_policy(request: web.Request) -> web.Response:
+    name = _sub_name(request)
+    b = backends(request)
+    b.pubsub.get_subscription(name)
+    return json_response(b.iam.get_policy(name))
+
+
+@api("pubsub:SetIamPolicy", mutating=True)
+async def set_subscription_iam_policy(request: web.Request) -> web.Response:
+    from google.iam.v1 import policy_pb2
+
+    name = _sub_name(request)
+    b = backends(request)
+    b.pubsub.get_subscription(name)
     body = await read_json(request)
     policy = parse_message(policy_pb2.Policy, body.get("policy") or {}, "policy")
     return json_response(b.iam.set_policy(name, policy))
@@ -154,7 +192,9 @@ async def update_subscription(request: web.Request) -> web.Response:
 
 @api("pubsub:DeleteSubscription", mutating=True)
 async def delete_subscription(request: web.Request) -> web.Response:
-    backends(request).pubsub.delete_subscription(_sub_name(request))
+    b = backends(request)
+    b.pubsub.delete_subscription(_sub_name(request))
+    b.iam.drop_policy(_sub_name(request))
     return json_response({})
 
 
@@ -174,6 +214,7 @@ async def modify_push_config(request: web.Request) -> web.Response:
 
 @api("pubsub:Pull", mutating=True)
 async def pull(request: web.Request) -> web.Response:
+    _authorize_consume(request, _sub_name(request))
     body = await read_json(request)
     received = backends(request).pubsub.pull(_sub_name(request), int(body.get("maxMessages") or 0))
     return json_response({"receivedMessages": received} if received else {})
@@ -181,6 +222,7 @@ async def pull(request: web.Request) -> web.Response:
 
 @api("pubsub:Acknowledge", mutating=True)
 async def acknowledge(request: web.Request) -> web.Response:
+    _authorize_consume(request, _sub_name(request))
     body = await read_json(request)
     backends(request).pubsub.acknowledge(_sub_name(request), [str(a) for a in body.get("ackIds") or []])
     return json_response({})
@@ -188,6 +230,7 @@ async def acknowledge(request: web.Request) -> web.Response:
 
 @api("pubsub:ModifyAckDeadline", mutating=True)
 async def modify_ack_deadline(request: web.Request) -> web.Response:
+    _authorize_consume(request, _sub_name(request))
     body = await read_json(request)
     backends(request).pubsub.modify_ack_deadline(
         _sub_name(request), [str(a) for a in body.get("ackIds") or []], int(body.get("ackDeadlineSeconds") or 0))

@@ -27,6 +27,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_patch(sub, r.update_subscription)
     app.router.add_delete(sub, r.delete_subscription)
     app.router.add_post(sub + ":modifyPushConfig", r.modify_push_config)
+    app.router.add_get(sub + ":getIamPolicy", r.get_subscription_iam_policy)
+    app.router.add_post(sub + ":setIamPolicy", r.set_subscription_iam_policy)
     app.router.add_post(sub + ":pull", r.pull)
     app.router.add_post(sub + ":acknowledge", r.acknowledge)
     app.router.add_post(sub + ":modifyAckDeadline", r.modify_ack_deadline)
