@@ -3,8 +3,13 @@
 Starts a sandbox with the `realistic` profile (provisioning delays in proportion to the real
 services), runs the engine's `deploy_twin` on the local host with the Azure providers for the
 Azure part of a spec, then a second (no-op) deploy. Prints:
-- wall time / critical path (the plan's longest chain, each resource weighted by the sandbox's
-  modelled provisioning time for its ARM type(s)): how close the deployment is to its floor;
+- wall time / critical path (the plan's longest chain, each resource weighted by the time the
+  sandbox modelled for it in this run: its ARM type's provisioning time, or longer when the create
+  was one of those the profile keeps invisible for a while, since its operation only ends once it
+  shows): how close the deployment is to its floor;
+- control-plane time per critical step: (wall - critical path) / steps, the aim being <= 0.15 s;
+- where the time of each critical step went: from the moment its sub-orchestration started to its
+  end, against the time the sandbox modelled for it (the rest is the control plane's);
 - the number of ARM calls by verb for both deploys (reads, writes, LRO polls, Kudu), and those made
   after the graph walk (wiring consumers, then releasing the twin): the reads there are consumers
   re-read by the post-deployment propagation.
@@ -89,6 +94,55 @@ def deployable(plan: dict[str, Any]) -> dict[str, Any]:
     return plan
 
 
+def _strings(value: Any) -> set[str]:
+    """Every string in a configuration, lower-cased (the names of the ARM objects it makes)."""
+    if isinstance(value, str):
+        return {value.lower()}
+    if isinstance(value, dict):
+        return set().union(*(_strings(v) for v in value.values())) if value else set()
+    if isinstance(value, list | tuple):
+        return set().union(*(_strings(v) for v in value)) if value else set()
+    return set()
+
+
+def modelled_seconds(resources: list[dict[str, Any]], scale: float, operations: list[Any]) -> dict[str, float]:
+    """Per plan resource: the provisioning time the sandbox modelled for it in this run. Each of its
+    ARM types costs the profile's figure, or the create operation's own length when that was
+    longer (a create kept invisible: its operation ends when it shows)."""
+    from sandbox.core.profiles import REAL_PROVISIONING_SECONDS
+
+    longest: dict[tuple[str, str], float] = {}
+    for op in operations:
+        if op.kind == "put":
+            key = (op.type_key, op.resource_id.rsplit("/", 1)[-1].lower())
+            longest[key] = max(longest.get(key, 0.0), op.due_at - op.started_at)
+    out: dict[str, float] = {}
+    for r in resources:
+        names = _strings(r.get("config") or {})
+        total = 0.0
+        for type_key in KIND_COSTS.get(r["kind"], []):
+            observed = max((v for (t, n), v in longest.items() if t == type_key and n in names), default=0.0)
+            total += max(REAL_PROVISIONING_SECONDS.get(type_key, 0.0) * scale, observed)
+        out[r["id"]] = total
+    return out
+
+
+def step_times(history_db: Path, instance: str) -> dict[str, tuple[float, float]]:
+    """Per resource of one deployment: when its sub-orchestration was created and last updated."""
+    import sqlite3
+    from datetime import datetime
+
+    def seconds(ts: str) -> float:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+    prefix = f"{instance}:"
+    with sqlite3.connect(str(history_db)) as db:
+        rows = db.execute("SELECT instance_id, created_time, last_updated_time FROM instances "
+                          "WHERE instance_id LIKE ? || '%' OR instance_id = ?", (prefix, instance)).fetchall()
+    return {iid[len(prefix):].replace("~", "/") if iid != instance else "": (seconds(c), seconds(u))
+            for iid, c, u in rows}
+
+
 def verbs(records: list[dict[str, Any]]) -> dict[str, int]:
     out: Counter[str] = Counter()
     for r in records:
@@ -123,13 +177,12 @@ def main() -> int:
     kept = {r["id"] for r in plan["resources"]}
     scale = PROFILES[args.profile].delay_scale
 
-    def modelled(r: Any) -> float:
+    def profile_seconds(r: Any) -> float:
         if r.id not in kept:
             return 0.0
         return sum(REAL_PROVISIONING_SECONDS.get(k, 0.0) for k in KIND_COSTS.get(r.kind, [])) * scale
 
-    critical, path = plan_obj.critical_path(modelled)
-    total = sum(modelled(r) for r in plan_obj.resources)
+    profile_critical, profile_path = plan_obj.critical_path(profile_seconds)
 
     with tempfile.TemporaryDirectory(prefix="azure-bench-") as tmp:
         sb = Sandbox(Path(tmp) / "sandbox", profile=args.profile, seed=0, with_blob=False, with_aws=False)
@@ -155,6 +208,7 @@ def main() -> int:
         base = f"{host.base_url}/runtime/webhooks/durabletask"
         try:
             results = []
+            steps: dict[str, tuple[float, float]] = {}
             for n in (1, 2):
                 mark = sb.ctx.request_log.last_seq()
                 instance = f"twin:{plan['twin']}:deploy:{n}"
@@ -172,15 +226,27 @@ def main() -> int:
                 records = [r.to_json() for r in sb.ctx.request_log.since(mark)]
                 after = [r.to_json() for r in sb.ctx.request_log.since(walked if walked is not None else mark)]
                 results.append((n, status["runtimeStatus"], wall, verbs(records), verbs(after)))
+                if n == 1:
+                    steps = step_times(Path(tmp) / "host" / "durable.sqlite3", instance)
                 # Let event-triggered propagation settle before the next deploy.
                 time.sleep(1.0)
+            from sandbox.arm.models import arm_backend
+
+            operations = list(arm_backend(sb.ctx).operations.values())
         finally:
             host.stop()
             sb.stop()
 
+    seconds = modelled_seconds(plan["resources"], scale, operations)
+    critical, path = plan_obj.critical_path(lambda r: seconds.get(r.id, 0.0))
+    total = sum(seconds.values())
+
     print(f"spec: {args.spec}  profile: {args.profile}  resources deployed: {len(kept)} "
           f"(left out: {len(plan_obj.resources) - len(kept)})")
-    print(f"critical path (modelled): {critical:.2f} s over {len(path)} resources: {' -> '.join(path)}")
+    print(f"critical path by the profile's figures: {profile_critical:.2f} s over {len(profile_path)} resources: "
+          f"{' -> '.join(profile_path)}")
+    print(f"critical path as modelled in this run (invisible creates included): {critical:.2f} s over {len(path)} "
+          f"resources: {' -> '.join(path)}")
     print(f"sum of all modelled steps (a sequential deployer): {total:.2f} s")
     print(f"provider modules still importing after the host started: {warm_up:.2f} s (once per process; not in the walls)")
     for n, status, wall, calls, after in results:
@@ -191,6 +257,15 @@ def main() -> int:
               if total else f"{label}: {status}, wall {wall:.2f} s")
         print(f"  ARM calls by verb: {json.dumps(calls)}")
         print(f"  after the walk (propagation, release): {json.dumps(after)}")
+    print("first deploy's critical steps: waited for its needs after the previous step / ran / modelled")
+    begin = steps.get("", (0.0, 0.0))[0]
+    previous_end = begin
+    for rid in path:
+        created, ended = steps.get(rid, (previous_end, previous_end))
+        print(f"  {rid:45s} {created - previous_end:5.2f} s / {ended - created:5.2f} s / {seconds.get(rid, 0.0):5.2f} s")
+        previous_end = ended
+    tail = steps.get("", (0.0, previous_end))[1] - previous_end
+    print(f"  {'(tail: from the last step to the end)':45s} {tail:5.2f} s")
     return 0 if all(status == "Completed" for _, status, *_ in results) else 1
 
 

@@ -403,7 +403,9 @@ class FunctionAppBase(ArmResource[H]):
         mgmt(ResourceManagementClient).tags.begin_update_at_scope(
             site_id(rg, app), TagsPatchResource(operation="Merge", properties=Tags(tags={PACKAGE_TAG: str(token["sha"])})),
             polling=False)
-        return self._stage(config, "index", action, {"polls": 0})
+        # The host usually lists the functions as soon as the deployment succeeded: look once now
+        # rather than a poll interval later.
+        return self._poll_index(call, config, {"polls": -1}, action)
 
     def _poll_index(self, call: ResourceCall, config: H, token: dict[str, Any],
                     action: Action) -> EnsureResult:
@@ -419,7 +421,7 @@ class FunctionAppBase(ArmResource[H]):
                 f"Function App {config.name}: functions {', '.join(missing)} were deployed but never indexed; "
                 "check the app's logs for an import error"
             )
-        if polls % RESYNC_EVERY == 0:
+        if polls > 0 and polls % RESYNC_EVERY == 0:
             mgmt(WebSiteManagementClient).web_apps.sync_function_triggers(config.resource_group, config.name)
         return self._stage(config, "index", action, {"polls": polls})
 
