@@ -1,7 +1,7 @@
 """Azure deployment through the real providers against the sandbox (prints; asserts nothing).
 
 Starts a sandbox with the `realistic` profile (provisioning delays in proportion to the real
-services), runs the engine's `deploy_twin` on the local host with the Azure providers for the
+services) in a process of its own, as the clouds are not in the control plane's, runs the engine's `deploy_twin` on the local host with the Azure providers for the
 Azure part of a spec, then a second (no-op) deploy. Prints:
 - wall time / critical path (the plan's longest chain, each resource weighted by the time the
   sandbox modelled for it in this run: its ARM type's provisioning time, or longer when the create
@@ -23,14 +23,18 @@ that needs them are left out.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +98,44 @@ def deployable(plan: dict[str, Any]) -> dict[str, Any]:
     return plan
 
 
+class SandboxProcess:
+    """The sandbox in a process of its own (`python -m sandbox serve`), as the clouds are not in the
+    control plane's process: its work does not compete with the control plane's for one GIL."""
+
+    def __init__(self, state_dir: Path, control_url: str) -> None:
+        self.state_dir = state_dir
+        self.control_url = control_url
+
+    def requests(self, since: int = 0) -> list[dict[str, Any]]:
+        return list(_call("GET", f"{self.control_url}/requests?since={since}"))
+
+    def last_seq(self, since: int = 0) -> int:
+        return max((r["seq"] for r in self.requests(since)), default=since)
+
+    def operations(self) -> list[dict[str, Any]]:
+        return list(_call("GET", f"{self.control_url}/operations"))
+
+
+@contextlib.contextmanager
+def sandbox_process(state_dir: Path, profile: str) -> Iterator[SandboxProcess]:
+    command = [sys.executable, "-m", "sandbox", "serve", "--state-dir", str(state_dir), "--profile", profile,
+               "--seed", "0", "--no-blob", "--no-aws", "--no-gcp"]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # endpoints.json's content, once every endpoint listens
+        if not line:
+            raise SystemExit(f"the sandbox did not start (exit code {proc.wait()})")
+        yield SandboxProcess(state_dir, str(json.loads(line)["control"]))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _strings(value: Any) -> set[str]:
     """Every string in a configuration, lower-cased (the names of the ARM objects it makes)."""
     if isinstance(value, str):
@@ -105,7 +147,7 @@ def _strings(value: Any) -> set[str]:
     return set()
 
 
-def modelled_seconds(resources: list[dict[str, Any]], scale: float, operations: list[Any]) -> dict[str, float]:
+def modelled_seconds(resources: list[dict[str, Any]], scale: float, operations: list[dict[str, Any]]) -> dict[str, float]:
     """Per plan resource: the provisioning time the sandbox modelled for it in this run. Each of its
     ARM types costs the profile's figure, or the create operation's own length when that was
     longer (a create kept invisible: its operation ends when it shows)."""
@@ -113,9 +155,9 @@ def modelled_seconds(resources: list[dict[str, Any]], scale: float, operations: 
 
     longest: dict[tuple[str, str], float] = {}
     for op in operations:
-        if op.kind == "put":
-            key = (op.type_key, op.resource_id.rsplit("/", 1)[-1].lower())
-            longest[key] = max(longest.get(key, 0.0), op.due_at - op.started_at)
+        if op["kind"] == "put":
+            key = (op["type"], op["resourceId"].rsplit("/", 1)[-1].lower())
+            longest[key] = max(longest.get(key, 0.0), op["dueAt"] - op["startedAt"])
     out: dict[str, float] = {}
     for r in resources:
         names = _strings(r.get("config") or {})
@@ -168,7 +210,6 @@ def main() -> int:
 
     from local_host import LocalHost
     from sandbox.core.profiles import PROFILES, REAL_PROVISIONING_SECONDS
-    from sandbox.server import Sandbox
     from shared.loaders import load_spec
     from shared.plan import build_plan
 
@@ -184,9 +225,8 @@ def main() -> int:
 
     profile_critical, profile_path = plan_obj.critical_path(profile_seconds)
 
-    with tempfile.TemporaryDirectory(prefix="azure-bench-") as tmp:
-        sb = Sandbox(Path(tmp) / "sandbox", profile=args.profile, seed=0, with_blob=False, with_aws=False)
-        sb.start()
+    with tempfile.TemporaryDirectory(prefix="azure-bench-") as tmp, sandbox_process(Path(tmp) / "sandbox",
+                                                                                 args.profile) as sb:
         port = _port()
         webhook = f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid?code={KEY}&functionName="
         environ = {
@@ -210,7 +250,7 @@ def main() -> int:
             results = []
             steps: dict[str, tuple[float, float]] = {}
             for n in (1, 2):
-                mark = sb.ctx.request_log.last_seq()
+                mark = sb.last_seq()
                 instance = f"twin:{plan['twin']}:deploy:{n}"
                 started = time.monotonic()
                 _call("POST", f"{base}/orchestrators/deploy_twin/{instance}?code={KEY}", {"plan": plan, "options": OPTIONS})
@@ -218,24 +258,21 @@ def main() -> int:
                 while True:
                     status = _call("GET", f"{base}/instances/{instance}?code={KEY}")
                     if walked is None and (status.get("customStatus") or {}).get("step") not in WALKING:
-                        walked = sb.ctx.request_log.last_seq()
+                        walked = sb.last_seq(mark)
                     if status["runtimeStatus"] in ("Completed", "Failed", "Terminated"):
                         break
                     time.sleep(0.02)
                 wall = time.monotonic() - started
-                records = [r.to_json() for r in sb.ctx.request_log.since(mark)]
-                after = [r.to_json() for r in sb.ctx.request_log.since(walked if walked is not None else mark)]
+                records = sb.requests(mark)
+                after = [r for r in records if r["seq"] > (walked if walked is not None else mark)]
                 results.append((n, status["runtimeStatus"], wall, verbs(records), verbs(after)))
                 if n == 1:
                     steps = step_times(Path(tmp) / "host" / "durable.sqlite3", instance)
                 # Let event-triggered propagation settle before the next deploy.
                 time.sleep(1.0)
-            from sandbox.arm.models import arm_backend
-
-            operations = list(arm_backend(sb.ctx).operations.values())
+            operations = sb.operations()
         finally:
             host.stop()
-            sb.stop()
 
     seconds = modelled_seconds(plan["resources"], scale, operations)
     critical, path = plan_obj.critical_path(lambda r: seconds.get(r.id, 0.0))
@@ -249,14 +286,14 @@ def main() -> int:
           f"resources: {' -> '.join(path)}")
     print(f"sum of all modelled steps (a sequential deployer): {total:.2f} s")
     print(f"provider modules still importing after the host started: {warm_up:.2f} s (once per process; not in the walls)")
-    for n, status, wall, calls, after in results:
+    for n, status, wall, calls, walk_after in results:
         label = "first deploy" if n == 1 else "second deploy"
         ratio = f"{wall / critical:.2f}" if critical else "n/a"
         per_step = f", control-plane time per critical step {(wall - critical) / len(path):.2f} s" if path else ""
         print(f"{label}: {status}, wall {wall:.2f} s, wall/critical path {ratio}, wall/sum {wall / total:.2f}{per_step}"
               if total else f"{label}: {status}, wall {wall:.2f} s")
         print(f"  ARM calls by verb: {json.dumps(calls)}")
-        print(f"  after the walk (propagation, release): {json.dumps(after)}")
+        print(f"  after the walk (propagation, release): {json.dumps(walk_after)}")
     print("first deploy's critical steps: waited for its needs after the previous step / ran / modelled")
     begin = steps.get("", (0.0, 0.0))[0]
     previous_end = begin
