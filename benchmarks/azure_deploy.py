@@ -35,6 +35,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -169,20 +170,50 @@ def modelled_seconds(resources: list[dict[str, Any]], scale: float, operations: 
     return out
 
 
-def step_times(history_db: Path, instance: str) -> dict[str, tuple[float, float]]:
-    """Per resource of one deployment: when its sub-orchestration was created and last updated."""
+@dataclass(frozen=True)
+class Step:
+    """One resource's sub-orchestration in the local host's history: when it started and ended, the
+    time its activities ran (queueing included) and the time its durable timers waited."""
+
+    created: float
+    ended: float
+    activities: float = 0.0
+    timers: float = 0.0
+    calls: int = 0
+
+
+def step_times(history_db: Path, instance: str) -> dict[str, Step]:
+    """Per resource of one deployment ("" for the deployment itself), from the host's history."""
     import sqlite3
     from datetime import datetime
+
+    from local_host.durable import history as h
 
     def seconds(ts: str) -> float:
         return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
     prefix = f"{instance}:"
-    with sqlite3.connect(str(history_db)) as db:
+    out: dict[str, Step] = {}
+    with contextlib.closing(sqlite3.connect(str(history_db))) as db:
         rows = db.execute("SELECT instance_id, created_time, last_updated_time FROM instances "
                           "WHERE instance_id LIKE ? || '%' OR instance_id = ?", (prefix, instance)).fetchall()
-    return {iid[len(prefix):].replace("~", "/") if iid != instance else "": (seconds(c), seconds(u))
-            for iid, c, u in rows}
+        for iid, created, updated in rows:
+            activities = timers = 0.0
+            calls = 0
+            opened: dict[int, float] = {}  # event id -> when the task or timer was scheduled
+            for (text,) in db.execute("SELECT event FROM history WHERE instance_id = ? ORDER BY seq", (iid,)):
+                event = json.loads(text)
+                kind, at = event["EventType"], seconds(event["Timestamp"])
+                if kind in (h.TASK_SCHEDULED, h.TIMER_CREATED):
+                    opened[int(event["EventId"])] = at
+                elif kind in (h.TASK_COMPLETED, h.TASK_FAILED):
+                    activities += at - opened.pop(int(event["TaskScheduledId"]), at)
+                    calls += 1
+                elif kind == h.TIMER_FIRED:
+                    timers += at - opened.pop(int(event["TimerId"]), at)
+            key = iid[len(prefix):].replace("~", "/") if iid != instance else ""
+            out[key] = Step(seconds(created), seconds(updated), activities, timers, calls)
+    return out
 
 
 def verbs(records: list[dict[str, Any]]) -> dict[str, int]:
@@ -238,17 +269,18 @@ def main() -> int:
         }
         host = LocalHost(app_dir=APP, state_dir=Path(tmp) / "host", port=port, function_key=KEY, environ=environ)
         host.start()
-        # The app imports its provider modules (and the SDKs they load) in the background when it
-        # loads; wait for that once here, so the walls below are a warm control plane's.
-        from activities.registry import load_providers
+        # The app imports its provider modules (and the SDKs they load) and creates their clients in
+        # the background when it loads; wait for that once here, so the walls below are a warm
+        # control plane's.
+        from activities.blueprint import warmed_up
 
         warming = time.monotonic()
-        load_providers()
+        warmed_up.wait(120)
         warm_up = time.monotonic() - warming
         base = f"{host.base_url}/runtime/webhooks/durabletask"
         try:
             results = []
-            steps: dict[str, tuple[float, float]] = {}
+            steps: dict[str, Step] = {}
             for n in (1, 2):
                 mark = sb.last_seq()
                 instance = f"twin:{plan['twin']}:deploy:{n}"
@@ -285,7 +317,8 @@ def main() -> int:
     print(f"critical path as modelled in this run (invisible creates included): {critical:.2f} s over {len(path)} "
           f"resources: {' -> '.join(path)}")
     print(f"sum of all modelled steps (a sequential deployer): {total:.2f} s")
-    print(f"provider modules still importing after the host started: {warm_up:.2f} s (once per process; not in the walls)")
+    print(f"provider warm-up (imports, clients) still running after the host started: {warm_up:.2f} s "
+          "(once per process; not in the walls)")
     for n, status, wall, calls, walk_after in results:
         label = "first deploy" if n == 1 else "second deploy"
         ratio = f"{wall / critical:.2f}" if critical else "n/a"
@@ -294,15 +327,18 @@ def main() -> int:
               if total else f"{label}: {status}, wall {wall:.2f} s")
         print(f"  ARM calls by verb: {json.dumps(calls)}")
         print(f"  after the walk (propagation, release): {json.dumps(walk_after)}")
-    print("first deploy's critical steps: waited for its needs after the previous step / ran / modelled")
-    begin = steps.get("", (0.0, 0.0))[0]
-    previous_end = begin
+    print("first deploy's critical steps (s): wait after the previous step | ran = activities (calls) + timers "
+          "+ engine | modelled")
+    previous_end = steps[""].created if "" in steps else 0.0
     for rid in path:
-        created, ended = steps.get(rid, (previous_end, previous_end))
-        print(f"  {rid:45s} {created - previous_end:5.2f} s / {ended - created:5.2f} s / {seconds.get(rid, 0.0):5.2f} s")
-        previous_end = ended
-    tail = steps.get("", (0.0, previous_end))[1] - previous_end
-    print(f"  {'(tail: from the last step to the end)':45s} {tail:5.2f} s")
+        step = steps.get(rid, Step(previous_end, previous_end))
+        ran = step.ended - step.created
+        engine = ran - step.activities - step.timers
+        print(f"  {rid:40s} {step.created - previous_end:5.2f} | {ran:5.2f} = {step.activities:5.2f} ({step.calls:2d}) "
+              f"+ {step.timers:5.2f} + {engine:5.2f} | {seconds.get(rid, 0.0):5.2f}")
+        previous_end = step.ended
+    tail = (steps[""].ended if "" in steps else previous_end) - previous_end
+    print(f"  {'(tail: from the last step to the end)':40s} {tail:5.2f}")
     return 0 if all(status == "Completed" for _, status, *_ in results) else 1
 
 
