@@ -222,8 +222,8 @@ class FunctionAppBase(ArmResource[H]):
                 out.append("runtime")
         return out
 
-    def put(self, call: ResourceCall, config: H, current: Any, flex: bool | None = None) -> None:
-        flex = is_flex(_plan_sku(config)) if flex is None else flex
+    def put(self, call: ResourceCall, config: H, current: Any) -> None:
+        flex = is_flex(_plan_sku(config))
         identities = {_identity_id(config): UserAssignedIdentity()}
         if current is not None and current.identity is not None:
             # Keep identities attached by others.
@@ -340,14 +340,13 @@ class FunctionAppBase(ArmResource[H]):
             return self._stage(config, "site", "created", {}, poll_after=0.0)  # decided, then made (poll)
         if current is not None:
             self._check_owner(call, config, current)  # another twin's: refused before any write
-        flex = is_flex(_plan_sku(config))  # read once per call: the site's PUT and its settings need it
         if current is None or self.changes(call, config, current):
-            self.put(call, config, current, flex)
+            self.put(call, config, current)
             action = action or ("created" if current is None else "updated")
             current = self.get(call, config)
             if current is None or self._running(current):
                 return self._stage(config, "site", action, {})
-        flex = flex or current.function_app_config is not None
+        flex = is_flex(_plan_sku(config)) or current.function_app_config is not None
         if self._write_settings(rg, app, self.wanted_settings(call, config, flex)):
             action = action or "updated"
         package = self.package(config)
