@@ -9,6 +9,7 @@ because that text is all the orchestrator receives.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ import azure.durable_functions as df
 from activities import events as event_publisher
 from activities import secrets
 from activities.providers.control import new_secret
-from activities.registry import Provider, load_providers, provider_for
+from activities.registry import Provider, configured_modules, load_providers, provider_for
 from shared.contracts import is_secret_output
 from shared.engine import names
 from shared.engine.errors import classify, encode
@@ -41,13 +42,24 @@ bp = df.Blueprint()
 R = TypeVar("R", bound=Payload)
 
 
+# Set once the warm-up below has ended (whether or not it succeeded).
+warmed_up = threading.Event()
+
+
 def _warm_up() -> None:
-    """Import the provider modules (and the SDKs they load) while the app is otherwise idle, so
-    the first activity after a cold start does not pay for them on a deployment's critical path."""
+    """Import the provider modules (and the SDKs they load) and let each create its clients (a
+    module's `warm_up()`) while the app is otherwise idle, so the first activity after a cold start
+    does not pay for them on a deployment's critical path."""
     try:
         load_providers()
+        for name in configured_modules():
+            warm = getattr(sys.modules.get(name), "warm_up", None)
+            if callable(warm):
+                warm()
     except Exception as exc:  # reported again, with its cause, by the first activity that needs them
         log.debug("provider warm-up failed: %s", exc)
+    finally:
+        warmed_up.set()
 
 
 threading.Thread(target=_warm_up, name="provider-warm-up", daemon=True).start()

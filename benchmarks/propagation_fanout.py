@@ -3,7 +3,9 @@
 For N = 1, 10, 100 consumers of one output, the output's value changes in the twin's state and
 `propagate_outputs` re-applies every consumer, each a read-modify-write that takes
 `--update-seconds` in the (test) cloud. Prints the wall time over one consumer's update time
-(aim <= 1.5 at N = 100). The host runs activities with `--activity-concurrency` (settings
+(aim <= 1.5 at N = 100), and where the time beyond one update went: from the start to the first
+consumer's update starting, how far apart the updates started and ended (one GIL runs them all),
+and from the last update to the end. The host runs activities with `--activity-concurrency` (settings
 updates are I/O-bound; on Azure, `maxConcurrentActivityFunctions` and scale-out play this role).
 
     python benchmarks/propagation_fanout.py [--update-seconds 1.0] [--activity-concurrency 128]
@@ -12,12 +14,15 @@ updates are I/O-bound; on Azure, `maxConcurrentActivityFunctions` and scale-out 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
+import sqlite3
 import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +56,7 @@ def _wait(base: str, instance: str) -> dict:
         time.sleep(0.02)
 
 
-def run(n: int, update: float, concurrency: int) -> tuple[float, int]:
+def run(n: int, update: float, concurrency: int) -> tuple[float, int, Spread | None]:
     from local_host import LocalHost
 
     twin = f"fan{n}"
@@ -87,14 +92,32 @@ def run(n: int, update: float, concurrency: int) -> tuple[float, int]:
                   {"name": "ADT_INSTANCE_URL", "value": "https://recreated.example", "producer": "azure/L4/adt",
                    "secret": False})
             time.sleep(0.3)  # let the signal land before propagation reads the state
-            started = time.monotonic()
+            started, started_at = time.monotonic(), time.time()
             _call("POST", f"{base}/orchestrators/propagate_outputs/twin:{twin}:propagate:1?code={KEY}",
                   {"twin": twin, "outputs": ["ADT_INSTANCE_URL"]})
             status = _wait(base, f"twin:{twin}:propagate:1")
             wall = time.monotonic() - started
+        with contextlib.closing(sqlite3.connect(str(tmpdir / "fake.sqlite"))) as db:
+            # The fake cloud logs each update: when its activity began and when its write ended.
+            updates = db.execute("SELECT started, ended FROM calls WHERE op = 'apply-write' AND started >= ?",
+                                 (started_at,)).fetchall()
     output = status["output"]
     assert isinstance(output, dict)
-    return wall, len(output["changed"])
+    begins = sorted(b - started_at for b, _ in updates)
+    ends = sorted(e - started_at for _, e in updates)
+    spread = Spread(begins[0], begins[-1] - begins[0], ends[-1] - ends[0], wall - ends[-1]) if updates else None
+    return wall, len(output["changed"]), spread
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Seconds after the propagation started: to the first update's start; between the first and
+    the last update's start; between the first and last update's end; from the last end to the end."""
+
+    first_start: float
+    starts: float
+    ends: float
+    tail: float
 
 
 def main() -> None:
@@ -104,9 +127,12 @@ def main() -> None:
     args = parser.parse_args()
     print(f"one consumer update: {args.update_seconds:.2f} s; host activity concurrency {args.activity_concurrency}")
     for n in (1, 10, 100):
-        wall, changed = run(n, args.update_seconds, args.activity_concurrency)
+        wall, changed, spread = run(n, args.update_seconds, args.activity_concurrency)
         print(f"N = {n:3d}: {changed:3d} consumers re-applied in {wall:6.2f} s;"
               f" wall / one update = {wall / args.update_seconds:5.2f}" + ("   (aim <= 1.5)" if n == 100 else ""))
+        if spread is not None:
+            print(f"         first update began after {spread.first_start:.3f} s; updates began over {spread.starts:.3f} s"
+                  f" and ended over {spread.ends:.3f} s; the end {spread.tail:.3f} s after the last")
 
 
 if __name__ == "__main__":

@@ -62,6 +62,16 @@ class ControlHandlers:
         listing = await asyncio.get_running_loop().run_in_executor(None, self.sandbox.list_resources)
         return json_response(listing)
 
+    async def operations(self, request: web.Request) -> web.Response:
+        """ARM's long-running operations and how long the profile made each one (a create kept
+        invisible for a while lasts until it shows): what a benchmark needs to tell the modelled
+        cloud's time from the client's."""
+        with arm_backend(self.ctx).lock:
+            ops = list(arm_backend(self.ctx).operations.values())
+        return json_response([{"kind": op.kind, "resourceId": op.resource_id, "type": op.type_key,
+                               "startedAt": op.started_at, "dueAt": op.due_at, "status": op.status}
+                              for op in ops])
+
     async def endpoints(self, request: web.Request) -> web.Response:
         return json_response(self.sandbox.endpoints)
 

@@ -18,6 +18,7 @@ def create_app(sandbox: Sandbox) -> web.Application:
     app = web.Application(middlewares=[sandbox_middleware(sandbox.ctx, "control")])
     app.router.add_get("/requests", h.requests)
     app.router.add_get("/resources", h.resources)
+    app.router.add_get("/operations", h.operations)
     app.router.add_get("/endpoints", h.endpoints)
     app.router.add_get("/profile", h.get_profile)
     app.router.add_post("/reset", h.reset)

@@ -71,6 +71,12 @@ def test_request_log_shape_tail_and_mutating_count(sandbox_factory: Any) -> None
     assert _mutating(tail) == [("PUT", "a"), ("PUT", "b"), ("PUT", "stcount"), ("DELETE", "b")]
     assert [r["method"] for r in tail if r["method"] in MUTATING and not r["mutating"]] == ["POST"]
     assert len(tail) == 8  # plus GET, list GET, Location poll GET
+    # The storage create was a long-running operation: listed with its modelled length.
+    operations = requests.get(f"{sb.control_url}/operations", timeout=10).json()
+    created = [o for o in operations if o["resourceId"].lower().endswith("/storageaccounts/stcount")]
+    assert [(o["kind"], o["type"], o["status"]) for o in created] == [
+        ("put", "microsoft.storage/storageaccounts", "Succeeded")]
+    assert created[0]["dueAt"] >= created[0]["startedAt"] > 0
     # A read-only pass (what a no-op redeploy should look like) makes zero mutating calls.
     mark = tail[-1]["seq"]
     msi.user_assigned_identities.get("rg", "a")

@@ -30,3 +30,4 @@ from activities.providers.azure import (  # noqa: F401  (each module registers i
     topic_subscription,
     twin_graph,
 )
+from activities.providers.azure._common import warm_up  # noqa: F401  (called by the app's warm-up)

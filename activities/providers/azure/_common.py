@@ -67,6 +67,28 @@ def mgmt(client_cls: type[T], cl: Clouds | None = None) -> T:
     return client  # type: ignore[no-any-return]
 
 
+def warm_up() -> None:
+    """Create the management clients of every Azure kind (kept per process by `mgmt`) and the
+    credential they share while the host is idle: a cold host's first deployment then does not pay
+    for them on its critical path. Makes no call to any cloud."""
+    from azure.mgmt.authorization import AuthorizationManagementClient
+    from azure.mgmt.cosmosdb import CosmosDBManagementClient
+    from azure.mgmt.dashboard import DashboardManagementClient
+    from azure.mgmt.digitaltwins import AzureDigitalTwinsManagementClient
+    from azure.mgmt.eventgrid import EventGridManagementClient
+    from azure.mgmt.iothub import IotHubClient
+    from azure.mgmt.msi import ManagedServiceIdentityClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+    from azure.mgmt.storage import StorageManagementClient
+    from azure.mgmt.web import WebSiteManagementClient
+
+    cl = clouds()
+    for client_cls in (ResourceManagementClient, ManagedServiceIdentityClient, StorageManagementClient,
+                       WebSiteManagementClient, CosmosDBManagementClient, IotHubClient, EventGridManagementClient,
+                       AuthorizationManagementClient, AzureDigitalTwinsManagementClient, DashboardManagementClient):
+        mgmt(client_cls, cl)
+
+
 def poll_seconds(cl: Clouds | None = None) -> float:
     return SANDBOX_POLL_SECONDS if (cl or clouds()).is_sandbox else REAL_POLL_SECONDS
 

@@ -15,6 +15,7 @@ One converging walk, resumable through `Pending` stages:
 from __future__ import annotations
 
 import json
+import os
 import threading
 from typing import Any, TypeVar
 
@@ -56,7 +57,14 @@ from activities.providers.azure._common import (
 )
 from activities.providers.azure.app_service_plan import is_flex
 from activities.registry import register
-from shared.contracts import RECEIVER_OUTPUTS, Function, Output, Setting, azure_function_url
+from shared.contracts import (
+    RECEIVER_OUTPUTS,
+    ControlPlaneSetting,
+    Function,
+    Output,
+    Setting,
+    azure_function_url,
+)
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import Action, EnsureResult, Pending, ResourceCall
 from shared.resources.azure import FunctionAppConfig, HostedAppConfig
@@ -158,15 +166,27 @@ def merge_settings(current: dict[str, str], wanted: dict[str, str | None]) -> di
     return None if merged == current else merged
 
 
+_kudu_lock = threading.Lock()
+_kudu_clients: dict[tuple[str, str], Any] = {}
+
+
 def kudu_client(scm_base: str) -> Any:
+    """A client for one app's Kudu site, kept per process like the ARM clients: a deployment's
+    status polls reuse its connection and its token instead of fetching a new one each time."""
     from azure.core import PipelineClient
 
-    cl = clouds()
-    return PipelineClient(
-        scm_base,
-        policies=[RetryPolicy(), BearerTokenCredentialPolicy(cl.azure_credential(), ARM_SCOPE)],
-        **cl.azure_client_kwargs(),
-    )
+    key = (os.environ.get(ControlPlaneSetting.SANDBOX_DIR, ""), scm_base)
+    with _kudu_lock:
+        client = _kudu_clients.get(key)
+        if client is None:
+            cl = clouds()
+            client = PipelineClient(
+                scm_base,
+                policies=[RetryPolicy(), BearerTokenCredentialPolicy(cl.azure_credential(), ARM_SCOPE)],
+                **cl.azure_client_kwargs(),
+            )
+            _kudu_clients[key] = client
+    return client
 
 
 class FunctionAppBase(ArmResource[H]):
@@ -403,7 +423,9 @@ class FunctionAppBase(ArmResource[H]):
         mgmt(ResourceManagementClient).tags.begin_update_at_scope(
             site_id(rg, app), TagsPatchResource(operation="Merge", properties=Tags(tags={PACKAGE_TAG: str(token["sha"])})),
             polling=False)
-        return self._stage(config, "index", action, {"polls": 0})
+        # The host usually lists the functions as soon as the deployment succeeded: look once now
+        # rather than a poll interval later.
+        return self._poll_index(call, config, {"polls": -1}, action)
 
     def _poll_index(self, call: ResourceCall, config: H, token: dict[str, Any],
                     action: Action) -> EnsureResult:
@@ -419,7 +441,7 @@ class FunctionAppBase(ArmResource[H]):
                 f"Function App {config.name}: functions {', '.join(missing)} were deployed but never indexed; "
                 "check the app's logs for an import error"
             )
-        if polls % RESYNC_EVERY == 0:
+        if polls > 0 and polls % RESYNC_EVERY == 0:
             mgmt(WebSiteManagementClient).web_apps.sync_function_triggers(config.resource_group, config.name)
         return self._stage(config, "index", action, {"polls": polls})
 
