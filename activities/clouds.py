@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.contracts import ControlPlaneSetting
+from shared.contracts import AZURE_TOKEN_EXCHANGE_AUDIENCE, ControlPlaneSetting
 from shared.engine.errors import PermanentError
 
 # Alias kept for the AWS providers and their tests, which import it by this name.
@@ -37,7 +37,7 @@ ARM_SCOPE = "https://management.azure.com/.default"
 GCP_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 GCP_STS_URL = "https://sts.googleapis.com/v1/token"
 GCP_JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
-DEFAULT_GCP_TOKEN_AUDIENCE = "api://AzureADTokenExchange"
+DEFAULT_GCP_TOKEN_AUDIENCE = AZURE_TOKEN_EXCHANGE_AUDIENCE
 
 
 @dataclass(frozen=True)
@@ -317,7 +317,7 @@ class ManagedIdentityTokenSupplier:
         return str(token.token)
 
 
-DEFAULT_AWS_AUDIENCE = "api://AzureADTokenExchange"
+DEFAULT_AWS_AUDIENCE = AZURE_TOKEN_EXCHANGE_AUDIENCE
 _web_identity_sessions: dict[tuple[str, str, str], Any] = {}
 _sessions_lock = threading.Lock()
 

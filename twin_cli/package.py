@@ -111,8 +111,12 @@ def declared_functions(data: bytes) -> tuple[str, ...]:
             zf.extractall(tmp)
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME", "TMPDIR", "SYSTEMROOT")}
         env["PYTHONPATH"] = str(PROJECT_ROOT)
-        done = subprocess.run([sys.executable, "-m", "sandbox.runtime.isolated", "index", tmp], cwd=tmp, env=env,
-                              capture_output=True, text=True, timeout=INDEX_TIMEOUT_SECONDS)
+        try:
+            done = subprocess.run([sys.executable, "-m", "sandbox.runtime.isolated", "index", tmp], cwd=tmp,
+                                  env=env, capture_output=True, text=True, timeout=INDEX_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise PackageError(f"the package's functions were not listed within {INDEX_TIMEOUT_SECONDS} s "
+                               "(its function_app.py blocks or is very slow to import)") from None
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     answer: dict[str, Any] = (json.loads(lines[-1]) if lines
                               else {"error": (done.stderr.strip().splitlines() or ["no output"])[-1]})

@@ -86,6 +86,7 @@ from shared.contracts.payloads import (
     adt_property_name,
 )
 from shared.contracts.settings import (
+    AZURE_TOKEN_EXCHANGE_AUDIENCE,
     KEYED_SETTINGS,
     LATE_BOUND_SETTINGS,
     SECRET_SETTINGS,
@@ -101,6 +102,7 @@ from shared.contracts.settings import (
 from shared.contracts.twin_info import DigitalTwinInfo
 
 __all__ = [
+    "AZURE_TOKEN_EXCHANGE_AUDIENCE",
     "BOUNDARIES",
     "FEEDBACK_BOUNDARY",
     "CONTROL",

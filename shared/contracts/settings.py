@@ -121,6 +121,11 @@ class Setting(StrEnum):
     """Role assignment: the principal that gets the role."""
 
 
+AZURE_TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+"""The audience a managed identity's token is requested for when another cloud trusts it (AWS web
+identity federation, Google workload identity federation): Microsoft's recommended value."""
+
+
 class ControlPlaneSetting(StrEnum):
     """App settings / environment variables of the control plane ITSELF (its Function App, the
     local host and the CLI), as opposed to `Setting`, which the deployer writes into a twin's
@@ -161,7 +166,7 @@ class ControlPlaneSetting(StrEnum):
     (its email); unset: the federated principal is granted roles itself."""
     GCP_TOKEN_AUDIENCE = "TWIN_GCP_TOKEN_AUDIENCE"
     """With workload identity federation: the Microsoft Entra application ID URI the managed identity
-    requests its token for (the provider's allowed audience); default `api://AzureADTokenExchange`."""
+    requests its token for (the provider's allowed audience); default `AZURE_TOKEN_EXCHANGE_AUDIENCE`."""
     FUNCTIONS_HOST_KEY = "FUNCTIONS_HOST_KEY"
     """Local host / sandbox Function Apps: the key FUNCTION-level routes require."""
     BUNDLE_CONTAINER_URL = "TWIN_BUNDLE_CONTAINER_URL"

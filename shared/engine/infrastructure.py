@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from shared.contracts import AZURE_TOKEN_EXCHANGE_AUDIENCE
+
 RESOURCE_GROUP = "twin-control-plane"
 
 EVENTS_TOPIC = "twin-control-plane-events"
@@ -102,5 +104,5 @@ DTS_ENDPOINT = "DURABLE_TASK_SCHEDULER_ENDPOINT"
 """Wired into the app: the scheduler's endpoint, from which its provider composes the connection string."""
 
 BUNDLE_CONTAINER = "twin-bundles"
-AWS_WEB_IDENTITY_AUDIENCE = "api://AzureADTokenExchange"
+AWS_WEB_IDENTITY_AUDIENCE = AZURE_TOKEN_EXCHANGE_AUDIENCE
 """Default audience of the managed identity's token exchanged at AWS STS (the IAM OIDC provider's client id)."""

@@ -32,7 +32,6 @@ import base64
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from pydantic import JsonValue
 
@@ -360,7 +359,3 @@ def aws_policy(account: str) -> tuple[dict[str, JsonValue], ...]:
     ]
     return tuple(statements)
 
-
-def summary(plan: Plan) -> list[dict[str, Any]]:
-    """One line per resource (what `install --plan` shows)."""
-    return [{"id": r.id, "kind": r.kind, "name": r.name, "needs": list(r.needs)} for r in plan.resources]

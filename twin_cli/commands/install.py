@@ -32,7 +32,7 @@ from typing import Any
 
 from rich.console import Console
 
-from shared.contracts import ControlPlaneSetting
+from shared.contracts import AZURE_TOKEN_EXCHANGE_AUDIENCE, ControlPlaneSetting
 from shared.engine.infrastructure import RESOURCE_GROUP, InstallOutput
 from twin_cli.commands.engine_client import (
     EXIT_FAILED,
@@ -76,10 +76,10 @@ def register(subparsers: Any) -> None:
             parser.add_argument("--aws-account", metavar="ID",
                                 help="let the control plane reach this AWS account by web identity federation "
                                      "(run with that account's credentials: creates an IAM OIDC provider and role)")
-            parser.add_argument("--aws-region", default=os.environ.get("AWS_REGION") or "us-east-1",
+            parser.add_argument("--aws-region", default=os.environ.get(ControlPlaneSetting.AWS_REGION) or "us-east-1",
                                 help="the control plane's default AWS region (default: env AWS_REGION, else us-east-1)")
             parser.add_argument("--aws-audience", default=None,
-                                help="audience of the identity token AWS accepts (default api://AzureADTokenExchange)")
+                                help=f"audience of the identity token AWS accepts (default {AZURE_TOKEN_EXCHANGE_AUDIENCE})")
         parser.set_defaults(func=func)
 
 
