@@ -333,11 +333,12 @@ def merge_action(first: Action, later: Action) -> Action:
 
 
 def operation_error(client: Any, name: str) -> str | None:
-    """The error message of finished long-running operation `name`, None if it succeeded or runs."""
+    """The error message of finished long-running operation `name`; None if it succeeded, still
+    runs, or is no longer there (Google keeps finished operations only for a while)."""
     from google.longrunning import operations_pb2
 
-    op = client.get_operation(operations_pb2.GetOperationRequest(name=name))
-    if op.done and op.HasField("error"):
+    op = get_or_none(lambda: client.get_operation(operations_pb2.GetOperationRequest(name=name)))
+    if op is not None and op.done and op.error.code:
         return str(op.error.message) or f"code {op.error.code}"
     return None
 
