@@ -21,6 +21,7 @@ SDK modules are imported lazily: the Function App must start fast.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -185,13 +186,17 @@ class Clouds:
         value = self.environ.get(ControlPlaneSetting.GCP_PROJECT, "").strip()
         if value:
             return value
-        import google.auth
-
-        _, project = google.auth.default(scopes=list(GCP_SCOPES))
+        if self.environ.get(ControlPlaneSetting.GCP_WORKLOAD_IDENTITY_PROVIDER, "").strip():
+            # Federated credentials carry no project, and Application Default Credentials (what
+            # would name one) are not what this app authenticates with: their error would mislead.
+            raise PermanentError(f"no Google Cloud project: with workload identity federation "
+                                 f"({ControlPlaneSetting.GCP_WORKLOAD_IDENTITY_PROVIDER}) the credentials name none; set "
+                                 f"clouds.gcp.project_id in the spec or the app setting {ControlPlaneSetting.GCP_PROJECT}")
+        project = _default_gcp_project()
         if not project:
             raise PermanentError(f"no Google Cloud project: set clouds.gcp.project_id in the spec or the app "
                                  f"setting {ControlPlaneSetting.GCP_PROJECT}")
-        return str(project)
+        return project
 
     def gcp_client(self, client_cls: type) -> Any:
         """A GAPIC client (`functions_v2.FunctionServiceClient`, `scheduler_v1.CloudSchedulerClient`, ...)
@@ -379,6 +384,15 @@ def _only(provider: Any) -> Any:
     from botocore.credentials import CredentialResolver
 
     return CredentialResolver(providers=[provider])
+
+
+@functools.cache
+def _default_gcp_project() -> str | None:
+    """The project of Application Default Credentials, looked up once per process."""
+    import google.auth
+
+    _, project = google.auth.default(scopes=list(GCP_SCOPES))
+    return str(project) if project else None
 
 
 def clouds_from_environ(environ: dict[str, str] | None = None) -> Clouds:

@@ -303,7 +303,10 @@ class GcpNaming:
         return f"{self.twin}-feedback"
 
     def feedback_subscription(self, device_id: str) -> str:
-        return f"{self.twin}-feedback-{device_id}"
+        """A device's feedback subscription: twin and device, and a hash of both (twin `a` with
+        device `b-feedback-c` and twin `a-feedback-b` with device `c` would read the same)."""
+        digest = hashlib.sha256(f"{self.twin}\n{device_id}".encode()).hexdigest()[:8]
+        return f"{self.twin}-feedback-{device_id}-{digest}"
 
     def cold_bucket(self) -> str:
         return f"{self.twin.lower()}-cold"

@@ -24,6 +24,14 @@ class Unauthorized(PayloadError):
         super().__init__(401, message)
 
 
+class UnknownDevice(PayloadError):
+    """A message names a device the twin does not have: 422, so no sender retries it (no setting
+    of this twin will ever route it)."""
+
+    def __init__(self, device_id: str) -> None:
+        super().__init__(422, f"device {device_id[:80]!r} is not a device of this twin")
+
+
 class NotReady(PayloadError):
     """A dependency output is not wired yet (e.g. ADT_INSTANCE_URL before L4 exists)."""
 

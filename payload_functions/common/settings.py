@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 
-from payload_functions.common.errors import PayloadError
+from payload_functions.common.errors import PayloadError, UnknownDevice
 from shared.contracts import KEYED_SETTINGS, DigitalTwinInfo, Setting, keyed_setting
 
 TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
@@ -67,6 +67,14 @@ class Settings:
         if value is None:
             raise MissingSetting(f"{name} for {key[:80]!r}")
         return value
+
+    def for_device(self, name: Setting, device_id: str) -> str:
+        """A keyed setting whose key comes from a message (the device a reading names): a device
+        without one is not this twin's, a refusal (422) no retry can fix, never a 500."""
+        try:
+            return self.keyed(name, device_id)
+        except MissingSetting:
+            raise UnknownDevice(device_id) from None
 
     def flag(self, name: Setting, default: bool = False) -> bool:
         value = self._raw(name)

@@ -19,8 +19,8 @@ READS = frozenset({Setting.DIGITAL_TWIN_INFO, Setting.TARGET_FUNCTION, Setting.P
 
 def route_event(event: CloudEvent, settings: Settings) -> dict[str, Any]:
     def to_processor(reading: dict[str, Any]) -> Any:
-        # Each device's own processor function (keyed by device id).
-        return call_function(settings.keyed(Setting.PROCESSOR_URL, reading[Telemetry.DEVICE_ID]), reading).body
+        # Each device's own processor function (keyed by device id); another device: 422.
+        return call_function(settings.for_device(Setting.PROCESSOR_URL, reading[Telemetry.DEVICE_ID]), reading).body
 
     def to_connector(reading: dict[str, Any]) -> Any:
         return call_function(settings.require(Setting.CONNECTOR_URL), reading).body

@@ -22,7 +22,7 @@ def ingestion(request: HttpRequest) -> tuple[str, int, dict[str, str]]:
     settings = Settings(READS)
 
     def to_processor(reading: dict[str, Any]) -> Any:
-        # Each device's own processor function (keyed by device id).
-        return call_function(settings.keyed(Setting.PROCESSOR_URL, reading[Telemetry.DEVICE_ID]), reading).body
+        # Each device's own processor function (keyed by device id); another device: 422.
+        return call_function(settings.for_device(Setting.PROCESSOR_URL, reading[Telemetry.DEVICE_ID]), reading).body
 
     return http(str(FUNCTION), request, lambda req: receive(req, settings, to_processor))

@@ -111,3 +111,31 @@ def test_the_seam_picks_federation_on_azure_and_anonymous_in_the_sandbox(tmp_pat
     assert sandbox.gcp_project("someone-elses") == "twin-sandbox"
     assert Clouds(environ={str(ControlPlaneSetting.GCP_PROJECT): "p-1"}).gcp_project(None) == "p-1"
     assert Clouds().gcp_project("from-the-spec") == "from-the-spec"
+
+
+def test_federation_without_a_project_names_the_settings_that_give_one() -> None:
+    """Federated credentials carry no project: the error says where to set it, instead of what
+    Application Default Credentials' lookup would say (it is not how this app authenticates)."""
+    from shared.engine.errors import PermanentError
+
+    federated = Clouds(environ={str(ControlPlaneSetting.GCP_WORKLOAD_IDENTITY_PROVIDER): PROVIDER})
+    with pytest.raises(PermanentError) as failure:
+        federated.gcp_project(None)
+    assert str(ControlPlaneSetting.GCP_PROJECT) in str(failure.value) and "project_id" in str(failure.value)
+    assert federated.gcp_project("from-the-spec") == "from-the-spec"
+
+
+def test_the_project_is_resolved_once_per_configuration(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox's endpoints.json (or, on Google Cloud, the metadata server) is asked once per
+    process and configuration, not on every call of every resource."""
+    from activities.clouds import SANDBOX_DIR_SETTING
+    from activities.providers.gcp._common import clouds, project_of
+    from shared.resources.gcp import ServiceAccountConfig
+
+    endpoints = tmp_path / "endpoints.json"
+    endpoints.write_text(json.dumps({"gcp": {"project_id": "once-project", "api_endpoint": "http://127.0.0.1:1"}}))
+    monkeypatch.setenv(SANDBOX_DIR_SETTING, str(tmp_path))
+    config = ServiceAccountConfig(name="acct", project_id=None)
+    assert project_of(config) == "once-project" and clouds().is_sandbox
+    endpoints.unlink()  # read again, this would now fail
+    assert project_of(config) == "once-project" and clouds().is_sandbox

@@ -175,6 +175,15 @@ def test_pubsub_trigger_and_runtime_identity(deployed: Walker, sandbox: SandboxH
     assert len(objects) == len(functions) == 9, objects  # one package per function (a processor per device)
 
 
+def test_a_firestore_ensure_reads_its_owner_document_once(deployed: Walker, sandbox: SandboxHandle) -> None:
+    """The owner check and the adoption step share one read of the owner document."""
+    rid = next(r.id for r in deployed.plan.resources if r.kind == "firestore")
+    mark = sandbox.seq()
+    assert deployed.ensure(rid).action == "unchanged"
+    owner_reads = [r for r in sandbox.requests(mark) if str(r.get("operation")).endswith(":BatchGetDocuments")]
+    assert len(owner_reads) == 1, owner_reads
+
+
 def test_buckets_are_private_with_their_class_and_grant(deployed: Walker, sandbox: SandboxHandle) -> None:
     naming = _name(deployed)
     runtime = f"serviceAccount:{_email(sandbox, naming.service_account())}"
@@ -339,6 +348,35 @@ def test_a_change_made_elsewhere_is_put_back(deployed: Walker, sandbox: SandboxH
     assert w.ensure(f"gcp/L2/{Function.EVENT_CHECKER}").action == "updated"
     assert sandbox.writes(mark) == ["cloudfunctions:UpdateFunction"]
     assert Setting.EVENT_RULES in _function(sandbox, w, Function.EVENT_CHECKER).service_config.environment_variables
+
+
+def test_a_function_package_is_built_once_per_configuration(
+    deployed: Walker, sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Polls of a deploy (DEPLOYING, then ACTIVE) reuse the package the create built: one build
+    for the create and every poll, none for a re-run with the same configuration."""
+    import payload_functions.packaging as packaging
+    from activities.providers.gcp import cloud_function
+
+    w = deployed
+    rid = next(r.id for r in w.plan.resources if r.kind == "cloud-function" and r.id.endswith(f"/{Function.HOT_READER}"))
+    assert w.delete(rid).action == "deleted"
+    builds: list[str] = []
+    real = packaging.build_for_resource
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        builds.append(str(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(packaging, "build_for_resource", counted)
+    monkeypatch.setattr(cloud_function, "_package_cache", {})
+    mark = sandbox.seq()
+    assert w.ensure(rid).action == "created"
+    reads = [r for r in sandbox.requests(mark) if r.get("operation") == "cloudfunctions:GetFunction"]
+    assert len(reads) >= 3, reads  # the ensure's, the create's converge and at least one poll after it
+    assert len(builds) == 1, builds
+    assert w.ensure(rid).action == "unchanged"
+    assert len(builds) == 1, builds
 
 
 def test_destroy_leaves_nothing_of_the_twin(deployed: Walker, sandbox: SandboxHandle) -> None:

@@ -324,3 +324,55 @@ def user_keys_left(config: Any) -> list[str]:
         return user_keys(config)
     except NotFound:
         return []
+
+
+def test_a_device_feedback_subscription_of_another_twin_is_refused_and_left_alone(sandbox: Sandbox) -> None:
+    """The device's feedback subscription carries the owner labels like every labelled object:
+    another twin's subscription under its name (e.g. with another filter) is refused before
+    anything is written, never deleted, reused or granted, and a delete leaves it alone; an
+    unlabelled one is adopted. Names hold a hash of twin and device, so twin `a` device
+    `b-feedback-c` and twin `a-feedback-b` device `c` name different subscriptions."""
+    from google.pubsub_v1.services.subscriber import SubscriberClient
+
+    from activities.providers.gcp.iot_device import SUBSCRIBER, feedback_filter, subscription_path
+    from shared.naming import GcpNaming
+
+    assert GcpNaming("a").feedback_subscription("b-feedback-c") != GcpNaming("a-feedback-b").feedback_subscription("c")
+    spec = renamed(example("gcp-to-azure"), "subowner")
+    spec["options"]["return_feedback_to_device"] = True
+    d = Driver(plan_of(spec))
+    d.ensure_all(TOPIC, "gcp/L1/feedback-topic")
+    config = d.plan.resource(DEVICE).config
+    name = subscription_path(config)
+    assert name is not None
+    project = _project(sandbox)
+    topic = f"projects/{project}/topics/{config.feedback_topic}"
+    hand = sandbox_client(sandbox, SubscriberClient)
+    # Another twin's, with another filter: a device ensure would once have deleted and remade it.
+    hand.create_subscription(request={"name": name, "topic": topic, "filter": 'attributes.deviceId = "x"',
+                                      "labels": {"digital-twin": "other-twin", "managed-by": CONTROL_PLANE}})
+    _refused(d, DEVICE, "other-twin")
+    theirs = hand.get_subscription(request={"subscription": name})
+    assert theirs.filter == 'attributes.deviceId = "x"' and theirs.labels["digital-twin"] == "other-twin"
+    assert not d.read(DEVICE).exists  # refused before the device account was made
+    assert not any(b.role == SUBSCRIBER for b in hand.get_iam_policy(request={"resource": name}).bindings)
+    # A delete (the device account there and ours) leaves the other twin's subscription alone.
+    hand.delete_subscription(request={"subscription": name})
+    d.ensure(DEVICE)
+    hand.delete_subscription(request={"subscription": name})
+    hand.create_subscription(request={"name": name, "topic": topic, "filter": feedback_filter(config),
+                                      "labels": {"digital-twin": "other-twin", "managed-by": CONTROL_PLANE}})
+    assert d.delete(DEVICE).action == "deleted"
+    assert hand.get_subscription(request={"subscription": name}).labels["digital-twin"] == "other-twin"
+    # Unlabelled (made by hand, or before owners): adopted and labelled, its grant added.
+    hand.delete_subscription(request={"subscription": name})
+    hand.create_subscription(request={"name": name, "topic": topic, "filter": feedback_filter(config),
+                                      "labels": {"team": "plants"}})
+    assert d.ensure(DEVICE).action == "created"
+    adopted = hand.get_subscription(request={"subscription": name})
+    assert adopted.labels["digital-twin"] == "subowner" and adopted.labels["team"] == "plants"
+    assert any(b.role == SUBSCRIBER for b in hand.get_iam_policy(request={"resource": name}).bindings)
+    assert d.delete(DEVICE).action == "deleted"
+    assert [s for s in hand.list_subscriptions(request={"project": f"projects/{project}"}).subscriptions
+            if s.name == name] == []
+    assert d.delete("gcp/L1/feedback-topic").action == "deleted" and d.delete(TOPIC).action == "deleted"

@@ -285,6 +285,11 @@ def test_ingestion_calls_the_private_processor_and_persister_with_id_tokens(
     assert issuer.issued.count(l2_chain["processor"].url) >= 1 and issuer.issued.count(l2_chain["persister"].url) >= 1
     assert len(l2_chain["processor"].calls) == 1 and len(l2_chain["persister"].calls) == 1
     assert l2_chain["processor"].refused == 0
+    # A device the twin does not have: 422 (the remote connector does not retry a 4xx), nothing stored.
+    unknown = _post(ingestion, build_envelope({**reading, "iotDeviceId": "not-ours"}, "azure", "L2"))
+    assert unknown.status_code == 422, unknown.get_data(as_text=True)
+    assert "not-ours" in unknown.get_json()["error"] and len(_hot_items(aws, twin_name)) == 1
+    assert len(l2_chain["processor"].calls) == 1
 
 
 def test_private_functions_refuse_calls_without_a_token_for_them(
@@ -317,6 +322,8 @@ def test_dispatcher_routes_pubsub_messages_and_acks_only_what_a_retry_cannot_fix
     assert deliver({"deviceId": "s3", "temperature": 1}, {PUBSUB_DEVICE_ID_ATTRIBUTE: "s1"}) == 200
     assert deliver(None, raw=b"\xff not json") == 200
     assert deliver({"temperature": 1}) == 200  # no device id anywhere
+    # A device the twin does not have (no processor of its own): acknowledged, never redelivered.
+    assert deliver({"deviceId": "not-ours", "ts": "2025-01-31T12:00:03Z", "temperature": 1}) == 200
     assert len(l2_chain["processor"].calls) == calls
     # A failure a retry can fix fails the invocation, so Eventarc redelivers.
     monkeypatch.delenv(str(Setting.REMOTE_WRITER_URL))

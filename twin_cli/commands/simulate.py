@@ -20,7 +20,7 @@ Exit code 0 when every message reached hot storage (and the twin, where it is pu
 one did not, 2 for invalid input.
 
 Device feedback on GCP (L1 on GCP, feedback asked for): each simulated device's own feedback
-subscription (`{twin}-feedback-{device}`) is pulled and acknowledged after the messages, for up to
+subscription (`{twin}-feedback-{device}-{hash}`) is pulled and acknowledged after the messages, for up to
 `--feedback-wait` seconds (default 0: one pull), as the device would, and the report lists what
 each received (`feedback`).
 """

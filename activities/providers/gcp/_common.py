@@ -49,8 +49,30 @@ IAM_RETRIES = 5
 log = logging.getLogger("activities.ownership")
 
 
+_seams: dict[frozenset[tuple[str, str]], Clouds] = {}
+_projects: dict[tuple[frozenset[tuple[str, str]], str | None], str] = {}
+_seam_lock = threading.Lock()
+MAX_SEAMS = 16
+"""Configurations kept at once (a process has one; tests switch between a few sandboxes)."""
+
+
+def _environment() -> frozenset[tuple[str, str]]:
+    return frozenset(os.environ.items())
+
+
 def clouds() -> Clouds:
-    return clouds_from_environ()
+    """The credentials seam for this process's configuration, built once per configuration (the
+    sandbox's endpoints.json is read once, not on every call)."""
+    key = _environment()
+    with _seam_lock:
+        found = _seams.get(key)
+    if found is None:
+        found = clouds_from_environ()
+        with _seam_lock:
+            if len(_seams) >= MAX_SEAMS:
+                _seams.clear()
+            _seams[key] = found
+    return found
 
 
 _clients: dict[tuple[str, str], Any] = {}
@@ -135,7 +157,18 @@ def storage(project: str) -> Any:
 
 
 def project_of(config: GcpConfig) -> str:
-    return clouds().gcp_project(config.project_id)
+    """The project `config` lives in, resolved once per configuration and process (on Google
+    Cloud without a configured project that asks the metadata server)."""
+    key = (_environment(), config.project_id)
+    with _seam_lock:
+        found = _projects.get(key)
+    if found is None:
+        found = clouds().gcp_project(config.project_id)
+        with _seam_lock:
+            if len(_projects) >= 4 * MAX_SEAMS:
+                _projects.clear()
+            _projects[key] = found
+    return found
 
 
 def account_email(account_id: str, project: str) -> str:
@@ -333,11 +366,12 @@ def merge_action(first: Action, later: Action) -> Action:
 
 
 def operation_error(client: Any, name: str) -> str | None:
-    """The error message of finished long-running operation `name`, None if it succeeded or runs."""
+    """The error message of finished long-running operation `name`; None if it succeeded, still
+    runs, or is no longer there (Google keeps finished operations only for a while)."""
     from google.longrunning import operations_pb2
 
-    op = client.get_operation(operations_pb2.GetOperationRequest(name=name))
-    if op.done and op.HasField("error"):
+    op = get_or_none(lambda: client.get_operation(operations_pb2.GetOperationRequest(name=name)))
+    if op is not None and op.done and op.error.code:
         return str(op.error.message) or f"code {op.error.code}"
     return None
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,7 @@ from activities.providers.gcp._common import (
     merge_action,
     missing_labels,
     naming,
+    operation_error,
     pending,
     project_of,
     run_services,
@@ -77,17 +79,29 @@ def get_function(config: CloudFunctionConfig) -> Any:
     return get_or_none(lambda: functions().get_function(request={"name": function_name(config)}))
 
 
+_package_cache: dict[str, Any] = {}
+_package_lock = threading.Lock()
+
+
 def build_package(config: CloudFunctionConfig) -> Any:
     """The function's package: ours, with the users' code it runs (a device's processor: that
     device's folder; an event action: its folder), read from the bundle store and checked against
-    the plan's digests. Content-addressed: only a function whose package changed is redeployed."""
+    the plan's digests. Content-addressed: only a function whose package changed is redeployed.
+    Built once per process and configuration (the configuration names the user code's digests),
+    so the polls of a deploy do not rebuild it."""
     from activities.bundle_store import user_code_folders
     from payload_functions.packaging import PackagingError, build_for_resource
 
-    try:
-        return build_for_resource("cloud-function", config.name, config, user_code_folders(config.user_code))
-    except PackagingError as exc:
-        raise PermanentError(f"Cloud Function {config.name}: {exc}") from None
+    key = config.model_dump_json()
+    with _package_lock:
+        if key in _package_cache:
+            return _package_cache[key]
+        try:
+            package = build_for_resource("cloud-function", config.name, config, user_code_folders(config.user_code))
+        except PackagingError as exc:
+            raise PermanentError(f"Cloud Function {config.name}: {exc}") from None
+        _package_cache[key] = package
+        return package
 
 
 def source_object(config: CloudFunctionConfig, data: bytes) -> str:
@@ -232,14 +246,13 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
         from google.protobuf import field_mask_pb2
 
         client = functions()
-        package = build_package(config)
         fn = self.found(call, config)
         token = call.pending.token if call.pending is not None else {}
         if fn is None:
-            failed = self._operation_failure(token)
+            failed = operation_error(client, str(token["operation"])) if token.get("operation") else None
             if failed:
                 raise PermanentError(f"Cloud Function {config.name} could not be created: {failed}")
-            source = upload_package(call, config, package.data)
+            source = upload_package(call, config, build_package(config).data)
             wanted = wanted_function(call, config, source, {})
             op = client.create_function(request={
                 "parent": function_name(config).rsplit("/functions/", 1)[0],
@@ -249,7 +262,8 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
         state = _state(fn)
         if state in ("DEPLOYING", "DELETING"):
             return pending(action, f"Cloud Function {config.name} is {state}", **_carry(token))
-        source = upload_package(call, config, package.data)
+        # Built (once per configuration) only past the state check: a DEPLOYING poll needs no package.
+        source = upload_package(call, config, build_package(config).data)
         wanted = wanted_function(call, config, source, dict(fn.service_config.environment_variables))
         wanted["labels"] = {**dict(fn.labels), **wanted["labels"]}  # others' labels kept, as on buckets and topics
         if state == "FAILED":
@@ -277,17 +291,6 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
             action = merge_action(action, "updated")
         self._drop_stale_packages(call, config, source[1])
         return EnsureResult(action=action, outputs=self._outputs(call, fn))
-
-    def _operation_failure(self, token: dict[str, Any]) -> str | None:
-        from google.longrunning import operations_pb2
-
-        name = token.get("operation")
-        if not name:
-            return None
-        op = get_or_none(lambda: functions().get_operation(operations_pb2.GetOperationRequest(name=str(name))))
-        if op is not None and op.done and op.error.code:
-            return str(op.error.message) or f"code {op.error.code}"
-        return None
 
     def _drop_stale_packages(self, call: ResourceCall, config: CloudFunctionConfig, keep: str) -> None:
         """Earlier packages of this function in the functions bucket (the deployed one is kept)."""

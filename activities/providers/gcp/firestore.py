@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from activities.providers.gcp._common import (
@@ -102,6 +103,14 @@ def _member(config: FirestoreConfig) -> str:
     return f"serviceAccount:{account_email(config.service_account, project_of(config))}"
 
 
+@dataclass(frozen=True)
+class FoundDatabase:
+    """A database as `describe` found it: Google's description and its owner document's marks."""
+
+    database: Any
+    owner: Mapping[str, str]
+
+
 @register("gcp", "firestore")
 class Firestore(GcpResource[FirestoreConfig]):
     model = FirestoreConfig
@@ -109,10 +118,12 @@ class Firestore(GcpResource[FirestoreConfig]):
     labelled = False
 
     def owner_marks(self, call: ResourceCall, config: FirestoreConfig, current: Any) -> Mapping[str, str]:
-        return read_owner(config)
+        return dict(current.owner)
 
     def describe(self, call: ResourceCall, config: FirestoreConfig) -> Any:
-        return get_or_none(lambda: firestore_admin().get_database(request={"name": database_name(config)}))
+        """The database with its owner document's marks, read once (the claim and `converge` share them)."""
+        database = get_or_none(lambda: firestore_admin().get_database(request={"name": database_name(config)}))
+        return None if database is None else FoundDatabase(database, read_owner(config))
 
     def converge(self, call: ResourceCall, config: FirestoreConfig, action: Action) -> EnsureResult:
         from google.api_core.exceptions import Conflict
@@ -120,18 +131,19 @@ class Firestore(GcpResource[FirestoreConfig]):
 
         admin = firestore_admin()
         name = database_name(config)
-        db = self.found(call, config)
-        if db is None:
+        found = self.found(call, config)
+        if found is None:
             with contextlib.suppress(Conflict):  # created by a concurrent run
                 admin.create_database(request={
                     "parent": f"projects/{project_of(config)}", "database_id": config.name,
                     "database": database_types.Database(location_id=config.location,
                                                         type_=database_types.Database.DatabaseType.FIRESTORE_NATIVE)})
             return pending(merge_action(action, "created"), f"Firestore database {config.name} is being created")
+        db = found.database
         if db.type_ != database_types.Database.DatabaseType.FIRESTORE_NATIVE:
             raise PermanentError(f"Firestore database {config.name} exists in {db.type_.name} mode; the hot store "
                                  "needs Native mode (delete it or rename the twin)")
-        if not read_owner(config):
+        if not found.owner:
             write_owner(call, config)  # new (or unowned): mark it ours, then read it back next poll
             return pending(merge_action(action, "updated"), f"Firestore database {config.name}: owner recorded")
         group = f"{name}/collectionGroups/{config.collection}"
@@ -152,7 +164,7 @@ class Firestore(GcpResource[FirestoreConfig]):
         get, set_ = project_policy(project_of(config))
         if change_policy(get, set_, DATASTORE_USER, add={_member(config)}):
             action = merge_action(action, "updated")
-        return EnsureResult(action=action, outputs=self.outputs(call, config, db))
+        return EnsureResult(action=action, outputs=self.outputs(call, config, found))
 
     def outputs(self, call: ResourceCall, config: FirestoreConfig, current: Any) -> dict[str, str]:
         values = {str(Output.FIRESTORE_DATABASE): config.name, str(Output.FIRESTORE_COLLECTION): config.collection}
@@ -160,7 +172,8 @@ class Firestore(GcpResource[FirestoreConfig]):
 
     def details(self, call: ResourceCall, config: FirestoreConfig, current: Any) -> dict[str, Any]:
         get, _ = project_policy(project_of(config))
-        return {"database": current.name, "location": current.location_id, "type": current.type_.name,
+        db = current.database
+        return {"database": db.name, "location": db.location_id, "type": db.type_.name,
                 "datastore_user": _member(config) in members_of(get(), DATASTORE_USER)}
 
     def remove(self, call: ResourceCall, config: FirestoreConfig, current: Any) -> bool:

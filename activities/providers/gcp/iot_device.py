@@ -21,7 +21,9 @@ Feedback (when planned: `feedback_topic`): the device's own pull subscription on
 topic, filtered on its device id attribute (`attributes.deviceId = "<device>"`; a filter cannot be
 changed, so a subscription with another filter or topic is made again), labelled with the twin,
 and `roles/pubsub.subscriber` on that subscription only for the device's account. The credentials
-name it (`feedback_subscription`).
+name it (`feedback_subscription`). Its labels name its owner like every labelled object's: another
+twin's subscription under the name is refused before anything is written (never deleted, reused or
+granted), an unlabelled one adopted, and a delete leaves another's alone.
 """
 
 from __future__ import annotations
@@ -37,23 +39,30 @@ from activities.providers.gcp._common import (
     account_email,
     account_marks,
     adopt_account,
+    call_owner,
     change_policy,
     get_or_none,
     iam_admin,
     ignore_missing,
+    labelled,
     labels,
+    log,
+    marks_from_labels,
     members_of,
+    missing_labels,
     owner_description,
     project_of,
     publisher,
     subscriber,
 )
 from activities.providers.gcp.service_account import account_name
+from activities.providers.typed import ForeignObject
 from activities.registry import register
 from shared.contracts import PUBSUB_DEVICE_ID_ATTRIBUTE, device_credentials_output
 from shared.engine.errors import TransientError
 from shared.engine.types import Action, EnsureResult, ResourceCall
 from shared.resources.gcp import GcpIotDeviceConfig
+from shared.resources.ownership import Claim, claim, foreign_message
 
 PUBLISHER = "roles/pubsub.publisher"
 SUBSCRIBER = "roles/pubsub.subscriber"
@@ -85,8 +94,29 @@ def feedback_filter(config: GcpIotDeviceConfig) -> str:
     return f'attributes.{PUBSUB_DEVICE_ID_ATTRIBUTE} = "{config.device_id}"'
 
 
-def ensure_feedback_subscription(call: ResourceCall, config: GcpIotDeviceConfig) -> bool:
-    """The device's filtered pull subscription and its consume grant; True if anything was written."""
+def subscription_claim(call: ResourceCall, subscription: Any) -> Claim:
+    """How the call's twin stands to `subscription` (`pubsub_v1.Subscription`), by its labels."""
+    return claim(labelled(call_owner(call)), marks_from_labels(subscription.labels))
+
+
+def own_feedback_subscription(call: ResourceCall, config: GcpIotDeviceConfig) -> Any:
+    """The device's feedback subscription as it is now (None: none), refused (`ForeignObject`)
+    when its labels name another owner."""
+    name = subscription_path(config)
+    if name is None:
+        return None
+    current = get_or_none(lambda: subscriber().get_subscription(request={"subscription": name}))
+    if current is not None:
+        found = subscription_claim(call, current)
+        if not found.allowed:
+            what = f"feedback subscription {config.feedback_subscription}"
+            raise ForeignObject(f"{call.resource.id}: {foreign_message(what, call_owner(call), found.holder)}")
+    return current
+
+
+def ensure_feedback_subscription(call: ResourceCall, config: GcpIotDeviceConfig, current: Any) -> bool:
+    """The device's filtered pull subscription and its consume grant; True if anything was written.
+    `current`: the subscription `own_feedback_subscription` found (and checked)."""
     from google.api_core.exceptions import AlreadyExists, NotFound
 
     name = subscription_path(config)
@@ -95,7 +125,6 @@ def ensure_feedback_subscription(call: ResourceCall, config: GcpIotDeviceConfig)
     client = subscriber()
     topic = f"projects/{project_of(config)}/topics/{config.feedback_topic}"
     wrote = False
-    current = get_or_none(lambda: client.get_subscription(request={"subscription": name}))
     if current is not None and (current.topic != topic or current.filter != feedback_filter(config)):
         ignore_missing(lambda: client.delete_subscription(request={"subscription": name}))  # a filter is fixed
         current, wrote = None, True
@@ -105,16 +134,38 @@ def ensure_feedback_subscription(call: ResourceCall, config: GcpIotDeviceConfig)
                 "name": name, "topic": topic, "filter": feedback_filter(config), "labels": labels(call),
                 "ack_deadline_seconds": FEEDBACK_ACK_DEADLINE_SECONDS})
         except AlreadyExists:
-            pass  # made by a concurrent run: same name, same filter
+            own_feedback_subscription(call, config)  # made by a concurrent run: refused if not ours
         except NotFound:
             raise TransientError(f"device {config.device_id}: feedback topic {config.feedback_topic} does not exist "
                                  "yet") from None
+        wrote = True
+    elif missing_labels(current.labels, call):  # unlabelled: adopt it (others' labels kept)
+        client.update_subscription(request={
+            "subscription": {"name": name, "labels": {**current.labels, **labels(call)}},
+            "update_mask": {"paths": ["labels"]}})
         wrote = True
     if change_policy(lambda: client.get_iam_policy(request={"resource": name}),
                      lambda p: client.set_iam_policy(request={"resource": name, "policy": p}),
                      SUBSCRIBER, add={_member(config)}):
         wrote = True
     return wrote
+
+
+def delete_feedback_subscription(call: ResourceCall, config: GcpIotDeviceConfig) -> bool:
+    """Delete the device's feedback subscription (its grant goes with it), unless another's; True
+    if it deleted one."""
+    name = subscription_path(config)
+    if name is None:
+        return False
+    current = get_or_none(lambda: subscriber().get_subscription(request={"subscription": name}))
+    if current is None:
+        return False
+    found = subscription_claim(call, current)
+    if not found.allowed:
+        log.warning("%s: feedback subscription %s belongs to %s: left alone", call.resource.id,
+                    config.feedback_subscription, found.holder)
+        return False
+    return ignore_missing(lambda: subscriber().delete_subscription(request={"subscription": name}))
 
 
 def _delete_key(name: str) -> None:
@@ -151,6 +202,7 @@ class IotDevice(GcpResource[GcpIotDeviceConfig]):
 
         project = project_of(config)
         account = self.found(call, config)
+        subscription = own_feedback_subscription(call, config)  # another's: refused before any write
         if account is None:
             with contextlib.suppress(Conflict):  # created by a concurrent run
                 iam_admin().create_service_account(request={
@@ -168,7 +220,7 @@ class IotDevice(GcpResource[GcpIotDeviceConfig]):
                 changed()
         except NotFound:
             raise TransientError(f"device {config.device_id}: topic {config.topic} does not exist yet") from None
-        if ensure_feedback_subscription(call, config):
+        if ensure_feedback_subscription(call, config, subscription):
             changed()
         keys = user_keys(config)
         recorded = self._recorded(call, config)
@@ -227,9 +279,7 @@ class IotDevice(GcpResource[GcpIotDeviceConfig]):
         # The grant first: once an account is deleted, Google shows its bindings as
         # `deleted:serviceAccount:...?uid=...` (a retry after a kill between the two still finds both).
         self._revoke(config)
-        subscription = subscription_path(config)
-        if subscription is not None:  # its grant goes with it
-            ignore_missing(lambda: subscriber().delete_subscription(request={"subscription": subscription}))
+        delete_feedback_subscription(call, config)
         name = account_name(project_of(config), config.service_account)
         ignore_missing(lambda: iam_admin().delete_service_account(request={"name": name}))  # its keys go with it
         return True
@@ -240,7 +290,8 @@ class IotDevice(GcpResource[GcpIotDeviceConfig]):
         account = self.describe(call, config)
         if account is not None and not self.ours(call, config, account):
             return False
-        return self._revoke(config)
+        deleted = delete_feedback_subscription(call, config)  # an account deleted by hand left it
+        return self._revoke(config) or deleted
 
     def _revoke(self, config: GcpIotDeviceConfig) -> bool:
         from google.api_core.exceptions import NotFound
