@@ -22,6 +22,18 @@ from shared.resources.ownership import Claim, Owner, claim, foreign_message
 log = logging.getLogger("activities.ownership")
 
 
+def with_settings(current: Mapping[str, str], wanted: Mapping[str, str | None]) -> dict[str, str]:
+    """A read-modify-write of settings (app settings, environment variables): `current` with
+    `wanted` applied, a value setting it and None removing it; others' settings are kept."""
+    merged = dict(current)
+    for key, value in wanted.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = str(value)
+    return merged
+
+
 def config_of(call: ResourceCall, model: type[C]) -> C:
     """`call.resource.config` as `model`; a `PermanentError` with every problem's path otherwise."""
     try:

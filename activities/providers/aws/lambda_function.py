@@ -32,6 +32,7 @@ from activities.providers.aws._common import (
     tags,
 )
 from activities.providers.aws._iam import allow, delete_role, ensure_role, role_left
+from activities.providers.typed import with_settings
 from activities.registry import register
 from shared.contracts import Setting
 from shared.engine.errors import PermanentError, TransientError
@@ -197,13 +198,7 @@ def build_package(config: LambdaConfig) -> Any:
 
 def wanted_environment(call: ResourceCall, config: LambdaConfig, current: dict[str, str]) -> dict[str, str]:
     """Current variables (others' kept) + the plan's + the wired settings (None removes)."""
-    out = {**current, **config.environment}
-    for key, value in call.settings.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = str(value)
-    return out
+    return with_settings({**current, **config.environment}, call.settings)
 
 
 def _config_changes(call: ResourceCall, config: LambdaConfig, conf: dict[str, Any], role_arn: str) -> dict[str, Any]:
@@ -397,12 +392,7 @@ class LambdaFunction(AwsResource[LambdaConfig]):
         if _busy(conf):
             raise TransientError(f"Lambda {config.name} is being updated; settings are applied after it")
         current = dict((conf.get("Environment") or {}).get("Variables") or {})
-        merged = dict(current)
-        for key, value in call.settings.items():
-            if value is None:
-                merged.pop(key, None)
-            else:
-                merged[key] = str(value)
+        merged = with_settings(current, call.settings)
         if merged == current:
             return False
         client("lambda", config.region).update_function_configuration(FunctionName=config.name,

@@ -56,6 +56,7 @@ from activities.providers.azure._common import (
     subscription_id,
 )
 from activities.providers.azure.app_service_plan import is_flex
+from activities.providers.typed import with_settings
 from activities.registry import register
 from shared.contracts import (
     RECEIVER_OUTPUTS,
@@ -157,12 +158,7 @@ def platform_settings(call: ResourceCall, config: HostedAppConfig, flex: bool) -
 
 def merge_settings(current: dict[str, str], wanted: dict[str, str | None]) -> dict[str, str] | None:
     """`current` with `wanted` applied (None removes), or None when nothing would change."""
-    merged = dict(current)
-    for key, value in wanted.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
+    merged = with_settings(current, wanted)
     return None if merged == current else merged
 
 

@@ -48,6 +48,7 @@ from activities.providers.gcp._common import (
     run_services,
     storage,
 )
+from activities.providers.typed import with_settings
 from activities.registry import register
 from shared.engine.errors import PermanentError, TransientError
 from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
@@ -133,13 +134,7 @@ def upload_package(call: ResourceCall, config: CloudFunctionConfig, data: bytes)
 
 def wanted_environment(call: ResourceCall, config: CloudFunctionConfig, current: dict[str, str]) -> dict[str, str]:
     """Current variables (others' kept) + the plan's + the wired settings (None removes)."""
-    out = {**current, **config.environment}
-    for key, value in call.settings.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = str(value)
-    return out
+    return with_settings({**current, **config.environment}, call.settings)
 
 
 def _timeout(config: CloudFunctionConfig) -> int:
@@ -351,12 +346,7 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
         if _state(fn) != "ACTIVE":
             raise TransientError(f"Cloud Function {config.name} is {_state(fn)}; settings are applied after it")
         current = dict(fn.service_config.environment_variables)
-        merged = dict(current)
-        for key, value in call.settings.items():
-            if value is None:
-                merged.pop(key, None)
-            else:
-                merged[key] = str(value)
+        merged = with_settings(current, call.settings)
         if merged == current:
             return False
         patch = functions_v2.Function(name=fn.name, service_config={"environment_variables": merged})
