@@ -8,6 +8,7 @@ because that text is all the orchestrator receives.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import threading
@@ -59,6 +60,10 @@ def _warm_up() -> None:
     except Exception as exc:  # reported again, with its cause, by the first activity that needs them
         log.debug("provider warm-up failed: %s", exc)
     finally:
+        # What the imports and clients made lives as long as the process: moved out of the
+        # collector's generations, a full collection no longer walks those ~200,000 objects
+        # (a 100 ms pause of every thread, measured during a deployment on a 2-core host).
+        gc.freeze()
         warmed_up.set()
 
 

@@ -401,11 +401,29 @@ def clouds_from_environ(environ: dict[str, str] | None = None) -> Clouds:
     sandbox_dir = env.get(SANDBOX_DIR_SETTING, "").strip()
     if not sandbox_dir:
         return Clouds(environ=env)
-    path = Path(sandbox_dir) / "endpoints.json"
+    return Clouds(endpoints=_sandbox_endpoints(Path(sandbox_dir) / "endpoints.json"), environ=env)
+
+
+_endpoints_lock = threading.Lock()
+_endpoints_cache: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+
+
+def _sandbox_endpoints(path: Path) -> dict[str, Any]:
+    """A sandbox's endpoints.json, parsed again only when the file changed (a restarted sandbox
+    rewrites it): every activity asks for the seam several times, and a file read and parse each
+    time showed in the profiles of a deployment."""
     try:
+        stat = path.stat()
+        version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        with _endpoints_lock:
+            cached = _endpoints_cache.get(path)
+        if cached is not None and cached[0] == version:
+            return dict(cached[1])
         endpoints = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise PermanentError(f"{SANDBOX_DIR_SETTING}: cannot read {path}: {exc}") from exc
     if not isinstance(endpoints, dict):
         raise PermanentError(f"{SANDBOX_DIR_SETTING}: {path} is not a JSON object")
-    return Clouds(endpoints=endpoints, environ=env)
+    with _endpoints_lock:
+        _endpoints_cache[path] = (version, endpoints)
+    return dict(endpoints)

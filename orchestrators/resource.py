@@ -36,7 +36,8 @@ def _until_done(ctx: df.DurableOrchestrationContext, call: ResourceCall, result:
             raise OperationFailed(
                 f"[permanent] {rid}: {what} did not finish within {opts.poll_timeout_seconds:.0f} s ({polls} polls)"
             )
-        yield ctx.create_timer(wake)
+        if pending.poll_after_seconds > 0:  # "poll at once" (e.g. a create decided, then made) needs no timer
+            yield ctx.create_timer(wake)
         polls += 1
         result = yield from call_with_backoff(ctx, names.RESOURCE_POLL, replace(call, pending=pending), EnsureResult,
                                               opts, rid)
@@ -141,4 +142,5 @@ def _chunk(context: df.DurableOrchestrationContext, chunk: list[str], calls: dic
             for rid in todo:
                 errors[rid] = f"{rid}: did not finish within {opts.poll_timeout_seconds:.0f} s ({polls[rid]} polls)"
             return
-        yield context.create_timer(wake)
+        if min(waits) > 0:
+            yield context.create_timer(wake)

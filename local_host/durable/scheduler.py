@@ -89,7 +89,8 @@ class DurableEngine:
         self._timer_wake: asyncio.Event | None = None
         self._stopping = False
         self._cache: dict[str, tuple[Instance, list[dict[str, Any]]]] = {}
-        self._replay_cache: dict[tuple[str, str], tuple[int, list[dict[str, Any]]]] = {}
+        # Per execution: how much of the history was seen, and the replayed events as JSON text.
+        self._replay_cache: dict[tuple[str, str], tuple[int, list[str]]] = {}
         self._http: aiohttp.ClientSession | None = None
         self.stats = {"episodes": 0, "events_replayed": 0, "replay_seconds": 0.0, "activities": 0}
 
@@ -327,16 +328,18 @@ class DurableEngine:
 
     # -- episodes --------------------------------------------------------------------------------
 
-    def _replay_history(self, inst: Instance, hist: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The stored history minus the events the SDK never reads, cached and extended incrementally."""
+    def _replay_history(self, inst: Instance, hist: list[dict[str, Any]]) -> list[str]:
+        """The stored history minus the events the SDK never reads, as JSON texts, cached and
+        extended incrementally: an event is final once stored, and encoding the whole history
+        again for every episode was the host's largest cost in a deployment's profile."""
         key = (inst.instance_id, inst.execution_id)
         cached = self._replay_cache.get(key)
         if cached is None or cached[0] > len(hist):
             cached = (0, [])
-        seen, view = cached
-        view.extend(h.replay_view(hist[seen:]))
-        self._replay_cache[key] = (len(hist), view)
-        return view
+        seen, texts = cached
+        texts.extend(json.dumps(e) for e in h.replay_view(hist[seen:]))
+        self._replay_cache[key] = (len(hist), texts)
+        return texts
 
     async def _episode(self, iid: str) -> bool:
         inst = self.store.get_instance(iid)
@@ -368,15 +371,16 @@ class DurableEngine:
         hist = self._history(inst)
         now = h.utc_now()
         new_events = [h.event(h.ORCHESTRATOR_STARTED, now)] + [m.event for m in batch]
-        payload = json.dumps({
-            "history": self._replay_history(inst, hist) + new_events,
+        replayed = self._replay_history(inst, hist)
+        history = "[" + ",".join([*replayed, *(json.dumps(e) for e in new_events)]) + "]"
+        payload = '{"history": ' + history + ", " + json.dumps({
             "input": inst.input, "instanceId": iid, "isReplaying": False,
             "parentInstanceId": inst.parent["instance_id"] if inst.parent else None,
             "upperSchemaVersion": 1, "upperSchemaVersionNew": 2,
             "longRunningTimerIntervalDuration": LONG_TIMER_INTERVAL,
             "maximumShortTimerDuration": MAX_SHORT_TIMER,
             "defaultHttpAsyncRequestSleepTimeMillseconds": 30000,
-        })
+        })[1:]
         orch = self.registry.orchestrators.get(inst.name)
         started = time.perf_counter()
         error: str | None = None
@@ -395,7 +399,7 @@ class DurableEngine:
                 error, result = h.parse_out_of_proc(str(exc) or type(exc).__name__)
         elapsed = time.perf_counter() - started
         self.stats["episodes"] += 1
-        self.stats["events_replayed"] += len(self._replay_history(inst, hist)) + len(new_events)
+        self.stats["events_replayed"] += len(replayed) + len(new_events)
         self.stats["replay_seconds"] += elapsed
         if self._stopping:
             return False

@@ -124,7 +124,7 @@ class AzurePlanner(CloudPlanner):
             settings[str(Setting.FUNCTIONS_WORKER_RUNTIME)] = "python"
             settings[str(Setting.FUNCTIONS_EXTENSION_VERSION)] = "~4"
         draft = FunctionAppDraft(
-            resource_group=self.rg, location=az.region, plan=plan.name,
+            resource_group=self.rg, location=az.region, plan=plan.name, plan_sku=az.functions_plan,
             runtime=FunctionRuntime(name="python", version=PYTHON_VERSION), identity=d.az.identity(),
             storage_account=d.az.storage_account(), app_settings=settings)
         app = d.add("azure", layer, f"{prefix}function-app", "function-app", draft,

@@ -71,6 +71,7 @@ from shared.resources.azure import (
     EventGridTopicConfig,
     EventSubscriptionConfig,
     FunctionRuntime,
+    FunctionsSku,
     IdentityConfig,
     KeyVaultConfig,
     LogAnalyticsConfig,
@@ -84,6 +85,8 @@ from shared.resources.ownership import INSTALLER, Owner, planning_for
 
 PYTHON_VERSION = "3.11"
 LAYER = "setup"
+# The control plane runs on Flex Consumption (identity-based deployment storage, scale to zero).
+PLAN_SKU: FunctionsSku = "FC1"
 
 # Built-in role definitions (Azure's fixed ids).
 STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
@@ -194,7 +197,7 @@ def _build(options: InstallOptions) -> Plan:
         name=BUNDLE_CONTAINER, resource_group=rg, storage_account=n["storage"], access_tier="Hot", public_access="None"),
         [storage], [InstallOutput.BUNDLE_CONTAINER_URL])
     plan = p.add("plan", "app-service-plan", AppServicePlanConfig(name=n["plan"], resource_group=rg, location=loc,
-                                                                  sku="FC1"), [group])
+                                                                  sku=PLAN_SKU), [group])
     workspace = p.add("log-analytics", "log-analytics", LogAnalyticsConfig(
         name=n["workspace"], resource_group=rg, location=loc, sku="PerGB2018", retention_days=30), [group])
     insights = p.add("app-insights", "app-insights", AppInsightsConfig(
@@ -259,7 +262,7 @@ def _build(options: InstallOptions) -> Plan:
         app_needs.append(aws_role)
 
     app = p.add("app", "control-plane-app", ControlPlaneAppConfig(
-        name=n["app"], resource_group=rg, location=loc, plan=n["plan"],
+        name=n["app"], resource_group=rg, location=loc, plan=n["plan"], plan_sku=PLAN_SKU,
         runtime=FunctionRuntime(name="python", version=PYTHON_VERSION), identity=n["identity"],
         storage_account=n["storage"], functions=options.functions, app_settings=settings,
         package=ControlPlanePackage(sha256=options.package_sha256, path=options.package_path),

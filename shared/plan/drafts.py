@@ -19,7 +19,7 @@ from shared.contracts import (
 )
 from shared.naming import AwsNaming, AzureNaming, GcpNaming
 from shared.resources import ResourceConfig, UserCodeRef
-from shared.resources.azure import FunctionAppConfig, FunctionRuntime, HostedFunction
+from shared.resources.azure import FunctionAppConfig, FunctionRuntime, FunctionsSku, HostedFunction
 from shared.spec import TwinSpec
 from shared.validation import Problem, quote_value
 
@@ -35,6 +35,7 @@ class FunctionAppDraft:
     resource_group: str
     location: str
     plan: str
+    plan_sku: FunctionsSku
     runtime: FunctionRuntime
     identity: str
     storage_account: str
@@ -47,7 +48,7 @@ class FunctionAppDraft:
         # Sorted: the same functions and settings always give the same configuration.
         return FunctionAppConfig(
             name=name, resource_group=self.resource_group, location=self.location, plan=self.plan,
-            runtime=self.runtime, identity=self.identity, storage_account=self.storage_account,
+            plan_sku=self.plan_sku, runtime=self.runtime, identity=self.identity, storage_account=self.storage_account,
             functions=tuple(sorted(self.functions, key=lambda f: f.name)),
             app_settings=dict(sorted(self.app_settings.items())), processors=self.processors,
             user_code=tuple(sorted(self.user_code, key=lambda r: (r.kind, r.name))),

@@ -109,6 +109,9 @@ class HostedAppConfig(AzureConfig):
     location: str
     plan: str
     """The App Service plan's name."""
+    plan_sku: FunctionsSku
+    """The plan's SKU: whether the app is shaped for Flex Consumption is known without reading
+    the plan."""
     runtime: FunctionRuntime
     identity: str
     """The user-assigned identity's name."""

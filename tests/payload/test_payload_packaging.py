@@ -223,7 +223,7 @@ def test_unknown_or_unimplemented_functions_are_refused_by_name() -> None:
         build_azure_app_package("app", [])
     action = HostedFunction(name="event-action-x", package="event-action", trigger="http", auth_level="function",
                             user_function="x")
-    app = FunctionAppConfig(name="x", resource_group="rg", location="westeurope", plan="p",
+    app = FunctionAppConfig(name="x", resource_group="rg", location="westeurope", plan="p", plan_sku="Y1",
                             runtime=FunctionRuntime(name="python", version="3.11"), identity="i", storage_account="s",
                             functions=(action,), app_settings={})
     with pytest.raises(PackagingError, match="event-action runs users' code, and none"):

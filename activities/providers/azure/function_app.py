@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolicy
@@ -100,11 +101,6 @@ def function_id(resource_group: str, app: str, function: str) -> str:
     return f"{site_id(resource_group, app)}/functions/{function}"
 
 
-def _plan_sku(config: HostedAppConfig) -> str:
-    plan = mgmt(WebSiteManagementClient).app_service_plans.get(config.resource_group, config.plan)
-    return str(plan.sku.name if plan.sku is not None else "")
-
-
 def _farm_id(config: HostedAppConfig) -> str:
     return arm_id(subscription_id(), config.resource_group, "Microsoft.Web/serverfarms", config.plan)
 
@@ -119,27 +115,49 @@ def _package_container(app: str) -> str:
 
 
 _package_lock = threading.Lock()
-_package_cache: dict[str, Any] = {}
+_packages: dict[str, Future[Any]] = {}
+_prebuilder: ThreadPoolExecutor | None = None
 
 
 def build_package(config: FunctionAppConfig) -> Any:
     """The app's package (one zip for the whole app), built reproducibly from its configuration
     and the users' code it runs (read from the bundle store, checked against the plan's
-    digests), once per process and configuration (parallel activities share the build)."""
+    digests), once per process and configuration: parallel activities, and a build started
+    early by `prebuild_package`, share it. A failed build is not kept (the next call tries again)."""
     from activities.bundle_store import user_code_folders
     from payload_functions.packaging import PackagingError, build_for_resource
 
     key = json.dumps([config.name, [f.model_dump(mode="json") for f in config.functions],
                       [r.model_dump(mode="json") for r in config.user_code]], sort_keys=True)
     with _package_lock:
-        if key in _package_cache:
-            return _package_cache[key]
+        building = _packages.get(key)
+        if building is None:
+            building = _packages[key] = Future()
+            mine = True
+        else:
+            mine = False
+    if mine:
         try:
-            package = build_for_resource("function-app", config.name, config, user_code_folders(config.user_code))
-        except PackagingError as exc:
-            raise PermanentError(f"Function App {config.name}: cannot build its package: {exc}") from exc
-        _package_cache[key] = package
-        return package
+            building.set_result(build_for_resource("function-app", config.name, config,
+                                                   user_code_folders(config.user_code)))
+        except Exception as exc:
+            with _package_lock:
+                _packages.pop(key, None)
+            if isinstance(exc, PackagingError):
+                exc = PermanentError(f"Function App {config.name}: cannot build its package: {exc}")
+            building.set_exception(exc)
+    return building.result()
+
+
+def prebuild_package(config: FunctionAppConfig) -> None:
+    """Start building the app's package in the background (the site's creation, an I/O wait of
+    tens of seconds on Azure, then overlaps the build); `build_package` takes the result."""
+    global _prebuilder
+    with _package_lock:
+        if _prebuilder is None:
+            _prebuilder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="package-build")
+        prebuilder = _prebuilder
+    prebuilder.submit(build_package, config)
 
 
 def platform_settings(call: ResourceCall, config: HostedAppConfig, flex: bool) -> dict[str, str]:
@@ -219,7 +237,7 @@ class FunctionAppBase(ArmResource[H]):
         return out
 
     def put(self, call: ResourceCall, config: H, current: Any) -> None:
-        flex = is_flex(_plan_sku(config))
+        flex = is_flex(config.plan_sku)
         identities = {_identity_id(config): UserAssignedIdentity()}
         if current is not None and current.identity is not None:
             # Keep identities attached by others.
@@ -303,6 +321,10 @@ class FunctionAppBase(ArmResource[H]):
         """Every app setting this resource manages (platform, static, wired)."""
         return {**platform_settings(call, config, flex), **config.app_settings, **call.settings}
 
+    def prebuild(self, config: H) -> None:
+        """Start making the package in the background, so that it is ready when the site is
+        (nothing by default: the control plane's own package is built before it is installed)."""
+
     def package(self, config: H) -> Any:
         """The app's one package (`data`, `sha256_hex`)."""
         raise PermanentError(f"{type(self).__name__} does not define its package")
@@ -331,6 +353,7 @@ class FunctionAppBase(ArmResource[H]):
     def _converge(self, call: ResourceCall, config: H, action: Action | None) -> EnsureResult:
         rg, app = config.resource_group, config.name
         web = mgmt(WebSiteManagementClient).web_apps
+        self.prebuild(config)
         current = self.get(call, config)
         if current is None and action is None:
             return self._stage(config, "site", "created", {}, poll_after=0.0)  # decided, then made (poll)
@@ -342,7 +365,7 @@ class FunctionAppBase(ArmResource[H]):
             current = self.get(call, config)
             if current is None or self._running(current):
                 return self._stage(config, "site", action, {})
-        flex = is_flex(_plan_sku(config)) or current.function_app_config is not None
+        flex = is_flex(config.plan_sku) or current.function_app_config is not None
         if self._write_settings(rg, app, self.wanted_settings(call, config, flex)):
             action = action or "updated"
         package = self.package(config)
@@ -469,6 +492,9 @@ class FunctionApp(FunctionAppBase[FunctionAppConfig]):
     """A twin's Function App: its payload functions (and users' code) in one package."""
 
     model = FunctionAppConfig
+
+    def prebuild(self, config: FunctionAppConfig) -> None:
+        prebuild_package(config)
 
     def package(self, config: FunctionAppConfig) -> Any:
         return build_package(config)
