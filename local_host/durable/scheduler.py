@@ -57,6 +57,12 @@ def _submit(loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor, fn: Calla
         raise HostStopping(str(exc)) from exc
 
 
+# While an orchestration's activities complete one after another, the gap between two of its
+# episodes is this many times the last one's length: the orchestrator holds the GIL a quarter of
+# the time at most (each episode replays the whole history; one per completion starves the
+# activities), and a cheap orchestration waits next to nothing.
+COMPLETION_GATHER = 3.0
+COMPLETION_GATHER_MAX_SECONDS = 0.05
 PAYLOAD_WARNING = 64 * 1024  # Azure Storage queue message size; larger payloads go through blobs
 
 
@@ -93,6 +99,8 @@ class DurableEngine:
         self._replay_cache: dict[tuple[str, str], tuple[int, list[str]]] = {}
         self._http: aiohttp.ClientSession | None = None
         self.stats = {"episodes": 0, "events_replayed": 0, "replay_seconds": 0.0, "activities": 0}
+        self._in_flight: dict[str, int] = {}  # instance -> its activities queued or running
+        self._last_episode: dict[str, tuple[float, float]] = {}  # instance -> (when its last episode ended, its length)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -104,7 +112,7 @@ class DurableEngine:
         self._spawn(self._timer_loop())
         # Recovery after a restart: run outstanding work again (at-least-once) and replay inboxes.
         for item in self.store.all_work():
-            self._spawn(self._run_work(item))
+            self.dispatch(item)
         for iid in self.store.instances_with_visible_messages(self.clock()):
             self._mark(iid)
         self._timer_wake.set()
@@ -151,7 +159,15 @@ class DurableEngine:
         try:
             while not self._stopping:
                 self._dirty.discard(iid)
-                worked = await (self._entity_batch(iid) if iid.startswith("@") else self._episode(iid))
+                if iid.startswith("@"):
+                    worked = await self._entity_batch(iid)
+                else:
+                    await self._gather_completions(iid)
+                    began = time.monotonic()
+                    worked = await self._episode(iid)
+                    if worked:
+                        ended = time.monotonic()
+                        self._last_episode[iid] = (ended, ended - began)
                 if not worked:
                     break
         except asyncio.CancelledError:
@@ -321,7 +337,31 @@ class DurableEngine:
             self._cache[inst.instance_id] = (inst, hist)
         return hist
 
+    async def _gather_completions(self, iid: str) -> None:
+        """While a fan-out's activities complete one by one, leave `COMPLETION_GATHER` times the
+        length of the instance's last episode between two of its episodes. Each episode replays the
+        whole history, so one per completion or two has the orchestrator, not the activities,
+        holding the one GIL (measured: 48 episodes of about 9 ms for 100 completions, the last
+        completing 0.5 s after the first). A lone completion, the last of a fan-out, and every other
+        message run at once; the gathering ends when the last activity lands."""
+        last = self._last_episode.get(iid)
+        if last is None or not self._in_flight.get(iid):
+            return
+        ended, length = last
+        until = ended + min(COMPLETION_GATHER * length, COMPLETION_GATHER_MAX_SECONDS)
+        if until <= time.monotonic():
+            return
+        msgs = self.store.visible_messages(iid, self.clock())
+        if not msgs or any(m.event["EventType"] not in (h.TASK_COMPLETED, h.TASK_FAILED) for m in msgs):
+            return
+        while self._in_flight.get(iid) and not self._stopping:
+            left = until - time.monotonic()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(left, 0.005))
+
     def _forget(self, instance_id: str) -> None:
+        self._last_episode.pop(instance_id, None)
         self._cache.pop(instance_id, None)
         for key in [k for k in self._replay_cache if k[0] == instance_id]:
             del self._replay_cache[key]
@@ -425,9 +465,23 @@ class DurableEngine:
     # -- activities ------------------------------------------------------------------------------
 
     def dispatch(self, item: WorkItem) -> None:
+        self._in_flight[item.instance_id] = self._in_flight.get(item.instance_id, 0) + 1
         self._spawn(self._run_work(item))
 
+    def _landed(self, instance_id: str) -> None:
+        left = self._in_flight.get(instance_id, 1) - 1
+        if left > 0:
+            self._in_flight[instance_id] = left
+        else:
+            self._in_flight.pop(instance_id, None)
+
     async def _run_work(self, item: WorkItem) -> None:
+        try:
+            await self._run_work_item(item)
+        finally:
+            self._landed(item.instance_id)
+
+    async def _run_work_item(self, item: WorkItem) -> None:
         assert self._sem is not None
         async with self._sem:
             started = time.perf_counter()
