@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
@@ -41,6 +42,7 @@ class RequestRecord:
     ms: float
     operation: str | None = None  # e.g. "lambda:GetFunctionConfiguration", where the service names one
     mutating: bool = False
+    at: float = 0.0  # when the answer was recorded (seconds since the epoch): orders calls against other clocks
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -69,7 +71,8 @@ class RequestLog:
         changes = is_mutating(method, url) if mutating is None else bool(mutating)
         with self._lock:
             rec = RequestRecord(
-                self._next_seq, cloud, method.upper(), url, int(status), round(float(ms), 3), operation, changes
+                self._next_seq, cloud, method.upper(), url, int(status), round(float(ms), 3), operation, changes,
+                time.time(),
             )
             self._next_seq += 1
             self._records.append(rec)

@@ -48,7 +48,7 @@ def test_request_log_shape_tail_and_mutating_count(sandbox_factory: Any) -> None
     first = _requests(sb)
     assert len(first) == 1
     rec = first[0]
-    assert set(rec) == {"seq", "cloud", "method", "url", "status", "ms", "operation", "mutating"}
+    assert set(rec) == {"seq", "cloud", "method", "url", "status", "ms", "operation", "mutating", "at"}
     assert rec["mutating"] is True
     assert (rec["cloud"], rec["method"], rec["status"]) == ("azure", "PUT", 201)
     assert rec["url"].startswith(sb.arm_url + "/subscriptions/") and rec["ms"] >= 0
