@@ -356,7 +356,7 @@ def test_a_function_package_is_built_once_per_configuration(
     """Polls of a deploy (DEPLOYING, then ACTIVE) reuse the package the create built: one build
     for the create and every poll, none for a re-run with the same configuration."""
     import payload_functions.packaging as packaging
-    from activities.providers.gcp import cloud_function
+    from activities import packages
 
     w = deployed
     rid = next(r.id for r in w.plan.resources if r.kind == "cloud-function" and r.id.endswith(f"/{Function.HOT_READER}"))
@@ -369,7 +369,7 @@ def test_a_function_package_is_built_once_per_configuration(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(packaging, "build_for_resource", counted)
-    monkeypatch.setattr(cloud_function, "_package_cache", {})
+    monkeypatch.setattr(packages, "_built", {})
     mark = sandbox.seq()
     assert w.ensure(rid).action == "created"
     reads = [r for r in sandbox.requests(mark) if r.get("operation") == "cloudfunctions:GetFunction"]

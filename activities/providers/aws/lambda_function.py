@@ -18,6 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from activities import packages
 from activities.providers.aws._common import (
     AwsResource,
     account_id,
@@ -184,16 +185,8 @@ def _feedback_is_remote(config: LambdaConfig) -> bool:
 
 
 def build_package(config: LambdaConfig) -> Any:
-    """The function's package: ours, with the users' code it runs (read from the bundle store
-    and checked against the plan's digests)."""
-    from activities.bundle_store import user_code_folders
-    from payload_functions.packaging import PackagingError, build_for_resource
-
-    try:
-        # Packaging serialises its own parsing (shared.pysource), so parallel activities are safe.
-        return build_for_resource("lambda", config.name, config, user_code_folders(config.user_code))
-    except PackagingError as exc:
-        raise PermanentError(f"Lambda {config.name}: {exc}") from None
+    """The function's package: ours, with the users' code it runs (`activities.packages`)."""
+    return packages.package("lambda", f"Lambda {config.name}", config)
 
 
 def wanted_environment(call: ResourceCall, config: LambdaConfig, current: dict[str, str]) -> dict[str, str]:

@@ -14,10 +14,8 @@ One converging walk, resumable through `Pending` stages:
 
 from __future__ import annotations
 
-import json
 import os
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolicy
@@ -45,6 +43,7 @@ from azure.mgmt.web.models import (
     UserAssignedIdentity,
 )
 
+from activities import packages
 from activities.clouds import ARM_SCOPE
 from activities.providers.azure._common import (
     ArmResource,
@@ -114,50 +113,9 @@ def _package_container(app: str) -> str:
     return f"pkg-{app}".lower()[:63].rstrip("-")
 
 
-_package_lock = threading.Lock()
-_packages: dict[str, Future[Any]] = {}
-_prebuilder: ThreadPoolExecutor | None = None
-
-
 def build_package(config: FunctionAppConfig) -> Any:
-    """The app's package (one zip for the whole app), built reproducibly from its configuration
-    and the users' code it runs (read from the bundle store, checked against the plan's
-    digests), once per process and configuration: parallel activities, and a build started
-    early by `prebuild_package`, share it. A failed build is not kept (the next call tries again)."""
-    from activities.bundle_store import user_code_folders
-    from payload_functions.packaging import PackagingError, build_for_resource
-
-    key = json.dumps([config.name, [f.model_dump(mode="json") for f in config.functions],
-                      [r.model_dump(mode="json") for r in config.user_code]], sort_keys=True)
-    with _package_lock:
-        building = _packages.get(key)
-        if building is None:
-            building = _packages[key] = Future()
-            mine = True
-        else:
-            mine = False
-    if mine:
-        try:
-            building.set_result(build_for_resource("function-app", config.name, config,
-                                                   user_code_folders(config.user_code)))
-        except Exception as exc:
-            with _package_lock:
-                _packages.pop(key, None)
-            if isinstance(exc, PackagingError):
-                exc = PermanentError(f"Function App {config.name}: cannot build its package: {exc}")
-            building.set_exception(exc)
-    return building.result()
-
-
-def prebuild_package(config: FunctionAppConfig) -> None:
-    """Start building the app's package in the background (the site's creation, an I/O wait of
-    tens of seconds on Azure, then overlaps the build); `build_package` takes the result."""
-    global _prebuilder
-    with _package_lock:
-        if _prebuilder is None:
-            _prebuilder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="package-build")
-        prebuilder = _prebuilder
-    prebuilder.submit(build_package, config)
+    """The app's package (one zip for the whole app, `activities.packages`)."""
+    return packages.package("function-app", f"Function App {config.name}", config)
 
 
 def platform_settings(call: ResourceCall, config: HostedAppConfig, flex: bool) -> dict[str, str]:
@@ -494,7 +452,7 @@ class FunctionApp(FunctionAppBase[FunctionAppConfig]):
     model = FunctionAppConfig
 
     def prebuild(self, config: FunctionAppConfig) -> None:
-        prebuild_package(config)
+        packages.prebuild("function-app", f"Function App {config.name}", config)
 
     def package(self, config: FunctionAppConfig) -> Any:
         return build_package(config)

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from activities import packages
 from activities.providers.gcp._common import (
     GcpResource,
     account_email,
@@ -80,29 +80,12 @@ def get_function(config: CloudFunctionConfig) -> Any:
     return get_or_none(lambda: functions().get_function(request={"name": function_name(config)}))
 
 
-_package_cache: dict[str, Any] = {}
-_package_lock = threading.Lock()
-
-
 def build_package(config: CloudFunctionConfig) -> Any:
     """The function's package: ours, with the users' code it runs (a device's processor: that
-    device's folder; an event action: its folder), read from the bundle store and checked against
-    the plan's digests. Content-addressed: only a function whose package changed is redeployed.
-    Built once per process and configuration (the configuration names the user code's digests),
-    so the polls of a deploy do not rebuild it."""
-    from activities.bundle_store import user_code_folders
-    from payload_functions.packaging import PackagingError, build_for_resource
-
-    key = config.model_dump_json()
-    with _package_lock:
-        if key in _package_cache:
-            return _package_cache[key]
-        try:
-            package = build_for_resource("cloud-function", config.name, config, user_code_folders(config.user_code))
-        except PackagingError as exc:
-            raise PermanentError(f"Cloud Function {config.name}: {exc}") from None
-        _package_cache[key] = package
-        return package
+    device's folder; an event action: its folder); content-addressed, so only a function whose
+    package changed is redeployed (`activities.packages`: built once per configuration, so the
+    polls of a deploy do not rebuild it)."""
+    return packages.package("cloud-function", f"Cloud Function {config.name}", config)
 
 
 def source_object(config: CloudFunctionConfig, data: bytes) -> str:

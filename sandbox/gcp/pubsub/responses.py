@@ -115,44 +115,41 @@ def _authorize_consume(request: web.Request, subscription: str) -> None:
     _authorize(request, subscription, SUBSCRIBER_ROLES)
 
 
+async def _set_policy(request: web.Request, name: str) -> web.Response:
+    """SetIamPolicy on a topic or subscription `name` (its existence already checked)."""
+    from google.iam.v1 import policy_pb2
+
+    body = await read_json(request)
+    policy = parse_message(policy_pb2.Policy, body.get("policy") or {}, "policy")
+    return json_response(backends(request).iam.set_policy(name, policy))
+
+
 @api("pubsub:GetIamPolicy", mutating=False)
 async def get_topic_iam_policy(request: web.Request) -> web.Response:
     name = _topic_name(request)
-    b = backends(request)
-    b.pubsub.get_topic(name)
-    return json_response(b.iam.get_policy(name))
+    backends(request).pubsub.get_topic(name)
+    return json_response(backends(request).iam.get_policy(name))
 
 
 @api("pubsub:SetIamPolicy", mutating=True)
 async def set_topic_iam_policy(request: web.Request) -> web.Response:
-    from google.iam.v1 import policy_pb2
-
     name = _topic_name(request)
-    b = backends(request)
-    b.pubsub.get_topic(name)
-    body = await read_json(request)
-    policy = parse_message(policy_pb2.Policy, body.get("policy") or {}, "policy")
-    return json_response(b.iam.set_policy(name, policy))
+    backends(request).pubsub.get_topic(name)
+    return await _set_policy(request, name)
 
 
 @api("pubsub:GetIamPolicy", mutating=False)
 async def get_subscription_iam_policy(request: web.Request) -> web.Response:
     name = _sub_name(request)
-    b = backends(request)
-    b.pubsub.get_subscription(name)
-    return json_response(b.iam.get_policy(name))
+    backends(request).pubsub.get_subscription(name)
+    return json_response(backends(request).iam.get_policy(name))
 
 
 @api("pubsub:SetIamPolicy", mutating=True)
 async def set_subscription_iam_policy(request: web.Request) -> web.Response:
-    from google.iam.v1 import policy_pb2
-
     name = _sub_name(request)
-    b = backends(request)
-    b.pubsub.get_subscription(name)
-    body = await read_json(request)
-    policy = parse_message(policy_pb2.Policy, body.get("policy") or {}, "policy")
-    return json_response(b.iam.set_policy(name, policy))
+    backends(request).pubsub.get_subscription(name)
+    return await _set_policy(request, name)
 
 
 @api("pubsub:Publish", mutating=True)
