@@ -59,11 +59,29 @@ def owner_of(call: ResourceCall, config: ResourceConfig) -> Owner:
     return owner
 
 
+class _Owned(ResourceConfig):
+    """Only the owner of a configuration (read without its kind's model)."""
+
+
+def call_owner(call: ResourceCall) -> Owner:
+    """The owner the call's configuration names (checked against the call's twin), for helpers
+    that have the call but not its parsed configuration."""
+    raw = call.resource.config.get("owner")
+    if not isinstance(raw, dict):
+        raise PermanentError(f"{call.resource.id}: its configuration names no owner (config.owner); plan the twin again")
+    return owner_of(call, _Owned(name=call.resource.id, owner=Owner.model_validate(raw)))
+
+
 def require_own(call: ResourceCall, config: ResourceConfig, tags: Mapping[str, str] | None, what: str) -> Claim:
     """The claim of `call`'s twin on an object carrying `tags`; `ForeignObject` when it is
     another's (an `ensure` stops before writing anything to it)."""
     owner = owner_of(call, config)
-    found = claim(owner, tags)
+    return refuse_foreign(call, what, owner, claim(owner, tags))
+
+
+def refuse_foreign(call: ResourceCall, what: str, owner: Owner, found: Claim) -> Claim:
+    """`found` (`owner`'s claim on the object `what` names), or `ForeignObject` when the object
+    is another's: an `ensure` stops before writing anything to it."""
     if not found.allowed:
         raise ForeignObject(f"{call.resource.id}: {foreign_message(what, owner, found.holder)}")
     return found

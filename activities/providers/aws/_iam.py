@@ -18,12 +18,11 @@ from activities.providers.aws._common import (
     get_or_none,
     ignore_missing,
     missing_tags,
-    owner,
     tags,
 )
-from activities.providers.typed import ForeignObject
+from activities.providers.typed import call_owner, refuse_foreign
 from shared.engine.types import ResourceCall
-from shared.resources.ownership import claim, foreign_message
+from shared.resources.ownership import claim
 
 POLICY_NAME = "least-privilege"
 
@@ -90,15 +89,14 @@ def _tag_map(role: dict[str, Any]) -> dict[str, str]:
 def _check_owner(call: ResourceCall, role_name: str, role: dict[str, Any]) -> None:
     """Refuse a role of another twin (IAM role names are unique in the account and
     case-insensitive: `GREENHOUSE-X-persister` is `greenhouse-x-persister`)."""
-    found = claim(owner(call), _tag_map(role))
-    if not found.allowed:
-        raise ForeignObject(f"{call.resource.id}: {foreign_message(f'IAM role {role_name}', owner(call), found.holder)}")
+    owner = call_owner(call)
+    refuse_foreign(call, f"IAM role {role_name}", owner, claim(owner, _tag_map(role)))
 
 
 def role_left(call: ResourceCall, role_name: str) -> list[str]:
     """`["IAM role <name>"]` while the role exists and is this twin's, else []."""
     found = get_or_none(lambda: client("iam").get_role(RoleName=role_name))
-    if found is None or not claim(owner(call), _tag_map(found["Role"])).allowed:
+    if found is None or not claim(call_owner(call), _tag_map(found["Role"])).allowed:
         return []
     return [f"IAM role {role_name}"]
 
@@ -108,7 +106,7 @@ def delete_role(call: ResourceCall, role_name: str) -> bool:
     gone (or is not this twin's to delete)."""
     iam = client("iam")
     found = get_or_none(lambda: iam.get_role(RoleName=role_name))
-    if found is None or not claim(owner(call), _tag_map(found["Role"])).allowed:
+    if found is None or not claim(call_owner(call), _tag_map(found["Role"])).allowed:
         return False
     listed = get_or_none(lambda: iam.list_role_policies(RoleName=role_name))
     if listed is None:

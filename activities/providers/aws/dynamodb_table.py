@@ -15,11 +15,11 @@ from activities.providers.aws._common import (
     client,
     get_or_none,
     ignore_missing,
-    merge_action,
     pending,
     tag_list,
     tags,
 )
+from activities.providers.lifecycle import merge_action
 from activities.registry import register
 from shared.contracts import Output
 from shared.engine.errors import PermanentError

@@ -14,13 +14,13 @@ from activities.providers.aws._common import (
     client,
     get_or_none,
     ignore_missing,
-    merge_action,
     missing_tags,
     naming,
     pending,
     tags,
 )
 from activities.providers.aws._iam import allow, delete_role, ensure_role, role_left
+from activities.providers.lifecycle import merge_action
 from activities.registry import register
 from shared.contracts import Output
 from shared.engine.errors import PermanentError

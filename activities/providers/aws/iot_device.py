@@ -282,13 +282,12 @@ class IotDevice(AwsResource[AwsIotDeviceConfig]):
         ignore_missing(lambda: iot.delete_thing(thingName=config.name))
         return True
 
-    def remaining(self, call: ResourceCall, config: AwsIotDeviceConfig) -> list[str]:
-        """The thing (with the certificates it names), and the policy, while they are this twin's."""
-        left = super().remaining(call, config)
+    def remaining_parts(self, call: ResourceCall, config: AwsIotDeviceConfig) -> list[str]:
+        """The policy, while it is this twin's (the thing, with the certificates it names, is the object)."""
         if get_or_none(lambda: client("iot", config.region).get_policy(policyName=config.policy_name)) is not None \
                 and is_ours(call, config, policy_tags(config)):
-            left.append(f"IoT policy {config.policy_name}")
-        return left
+            return [f"IoT policy {config.policy_name}"]
+        return []
 
     def leftovers(self, call: ResourceCall, config: AwsIotDeviceConfig) -> bool:
         """The device's policy (its versions first; still attached to a stray certificate: detached)."""

@@ -27,12 +27,12 @@ from activities.providers.aws._common import (
     get_or_none,
     ignore_missing,
     lambda_arn,
-    merge_action,
     naming,
     pending,
     tags,
 )
 from activities.providers.aws._iam import allow, delete_role, ensure_role, role_left
+from activities.providers.lifecycle import merge_action
 from activities.providers.typed import with_settings
 from activities.registry import register
 from shared.contracts import Setting
@@ -400,5 +400,5 @@ class LambdaFunction(AwsResource[LambdaConfig]):
     def leftovers(self, call: ResourceCall, config: LambdaConfig) -> bool:
         return delete_role(call, config.role_name)
 
-    def remaining(self, call: ResourceCall, config: LambdaConfig) -> list[str]:
-        return [*super().remaining(call, config), *role_left(call, config.role_name)]
+    def remaining_parts(self, call: ResourceCall, config: LambdaConfig) -> list[str]:
+        return role_left(call, config.role_name)

@@ -126,5 +126,5 @@ class StepFunction(AwsResource[StepFunctionConfig]):
     def leftovers(self, call: ResourceCall, config: StepFunctionConfig) -> bool:
         return delete_role(call, config.name)
 
-    def remaining(self, call: ResourceCall, config: StepFunctionConfig) -> list[str]:
-        return [*super().remaining(call, config), *role_left(call, config.name)]
+    def remaining_parts(self, call: ResourceCall, config: StepFunctionConfig) -> list[str]:
+        return role_left(call, config.name)

@@ -15,10 +15,10 @@ from activities.providers.aws._common import (
     client,
     get_or_none,
     ignore_missing,
-    merge_action,
     pending,
     tags,
 )
+from activities.providers.lifecycle import merge_action
 from activities.registry import register
 from shared.contracts import Setting
 from shared.engine.errors import PermanentError, TransientError

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from activities.providers.aws._common import AwsResource, client, get_or_none, merge_action, pending, tags
+from activities.providers.aws._common import AwsResource, client, get_or_none, pending, tags
 from activities.providers.aws.twinmaker_workspace import workspace_tags
+from activities.providers.lifecycle import merge_action
 from activities.providers.typed import may_delete
 from activities.registry import register
 from shared.engine.errors import PermanentError
@@ -163,7 +164,7 @@ class TwinMakerEntities(AwsResource[TwinMakerEntitiesConfig]):
     def read(self, call: ResourceCall) -> ReadResult:
         config = self.config(call)
         existing = list_entities(config)
-        if existing is None or not self._ours(call, config, existing):
+        if existing is None or not self.ours(call, config, existing):
             return ReadResult(exists=False)
         wanted = {e.entity_id for e in wanted_entities(call, config)}
         have = {e["entityId"] for e in existing}

@@ -102,5 +102,5 @@ class TwinMakerWorkspace(AwsResource[TwinMakerWorkspaceConfig]):
     def leftovers(self, call: ResourceCall, config: TwinMakerWorkspaceConfig) -> bool:
         return delete_role(call, config.role_name)
 
-    def remaining(self, call: ResourceCall, config: TwinMakerWorkspaceConfig) -> list[str]:
-        return [*super().remaining(call, config), *role_left(call, config.role_name)]
+    def remaining_parts(self, call: ResourceCall, config: TwinMakerWorkspaceConfig) -> list[str]:
+        return role_left(call, config.role_name)

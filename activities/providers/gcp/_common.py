@@ -30,13 +30,14 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from activities.clouds import SANDBOX_DIR_SETTING, Clouds, clouds_from_environ
-from activities.providers.typed import ForeignObject, TypedProvider, owner_of, to_create
-from shared.engine.errors import PermanentError, TransientError
-from shared.engine.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
+from activities.providers import lifecycle
+from activities.providers.lifecycle import DescribedResource
+from activities.providers.typed import call_owner, owner_of
+from shared.engine.errors import TransientError
+from shared.engine.types import Action, EnsureResult, ResourceCall
 from shared.naming import GcpNaming
-from shared.resources import ResourceConfig
 from shared.resources.gcp import GcpConfig
-from shared.resources.ownership import CONTROL_PLANE_TAG, TWIN_TAG, Claim, Owner, claim, foreign_message
+from shared.resources.ownership import CONTROL_PLANE_TAG, TWIN_TAG, Claim, Owner, claim
 
 T = TypeVar("T")
 
@@ -198,18 +199,6 @@ def twin_label(twin: str) -> str:
     return f"{lowered[:54]}_{hashlib.sha256(twin.encode()).hexdigest()[:8]}"
 
 
-def call_owner(call: ResourceCall) -> Owner:
-    """The owner the call's configuration names (checked against the call's twin)."""
-    raw = call.resource.config.get("owner")
-    if not isinstance(raw, dict):
-        raise PermanentError(f"{call.resource.id}: its configuration names no owner (config.owner); plan the twin again")
-    return owner_of(call, _Owned(name=call.resource.id, owner=Owner.model_validate(raw)))
-
-
-class _Owned(ResourceConfig):
-    """Only the owner of a configuration (read without its kind's model)."""
-
-
 def labelled(owner: Owner) -> Owner:
     """`owner` as labels spell it."""
     return Owner(twin=twin_label(owner.twin), control_plane=label_value(owner.control_plane))
@@ -342,27 +331,7 @@ def poll_seconds() -> float:
 
 def pending(action: Action, description: str, **token: Any) -> EnsureResult:
     """Still running in Google Cloud: the orchestrator polls again (the token carries the action so far)."""
-    return EnsureResult(
-        action=action,
-        pending=Pending(token={"action": action, **token}, poll_after_seconds=poll_seconds(), description=description),
-    )
-
-
-def action_from(call: ResourceCall, default: Action = "unchanged") -> Action:
-    """The action recorded in a pending token (the first ensure's verdict), else `default`."""
-    if call.pending is not None:
-        recorded = call.pending.token.get("action")
-        if recorded in ("created", "updated", "unchanged", "deleted", "absent"):
-            return recorded  # type: ignore[no-any-return]
-    return default
-
-
-def merge_action(first: Action, later: Action) -> Action:
-    """`created` wins over `updated`, which wins over `unchanged`."""
-    for candidate in ("created", "deleted", "updated"):
-        if candidate in (first, later):
-            return candidate  # type: ignore[return-value]
-    return first
+    return lifecycle.pending(action, description, poll_seconds(), **token)
 
 
 def operation_error(client: Any, name: str) -> str | None:
@@ -377,147 +346,23 @@ def operation_error(client: Any, name: str) -> str | None:
 
 
 G = TypeVar("G", bound=GcpConfig)
-# `ensure` hands the object it found (and checked) to `converge` in the same thread.
-_found = threading.local()
 
 
-class GcpResource(TypedProvider[G]):
-    """The lifecycle of one GCP resource kind. Subclasses fill in the specifics; each operation
-    parses the configuration once and hands it to them.
+class GcpResource(DescribedResource[G]):
+    """The lifecycle of one GCP resource kind (`lifecycle.DescribedResource`): Google objects
+    name their owner in their labels (`owner_marks`; a kind without labels reads them elsewhere,
+    e.g. a service account's description, and sets `labelled = False`)."""
 
-    - `ensure` finds the object (`found`: `describe`, refused when its owner marks name another
-      owner); nothing there: the decision `created`, polled at once (`to_create`), so a host
-      killed while the object is being made still reports it created;
-    - `ensure` and `poll` both converge (`converge`): read, then write only what differs; a step
-      Google finishes later returns `pending(...)` and the next poll converges again;
-    - `read` reports what exists (`describe`), with outputs once it is `ready`; another's object
-      reads as absent;
-    - `delete` leaves another's object alone, starts the delete (`remove`), polls while Google is
-      still deleting, removes what outlives the object itself (`leftovers`, e.g. its IAM
-      bindings), and is done only when nothing of the resource is left (`remaining`).
-    """
-
-    label = "resource"
     #: whether `owner_marks` are labels (compared in their lower-case spelling)
     labelled = True
-
-    def describe(self, call: ResourceCall, config: G) -> Any:
-        """The object as Google describes it now, or None when it does not exist."""
-        raise PermanentError(f"{type(self).__name__} does not define describe")
 
     def owner_marks(self, call: ResourceCall, config: G, current: Any) -> Mapping[str, str]:
         """The owner marks (`TWIN_TAG`, `CONTROL_PLANE_TAG`) `current` carries."""
         return marks_from_labels(getattr(current, "labels", None))
 
-    def converge(self, call: ResourceCall, config: G, action: Action) -> EnsureResult:
-        raise PermanentError(f"{type(self).__name__} does not define converge")
-
-    def remove(self, call: ResourceCall, config: G, current: Any) -> bool:
-        """Start deleting `current`; True when it is gone now, False when Google is still deleting."""
-        raise PermanentError(f"{type(self).__name__} does not define remove")
-
-    def leftovers(self, call: ResourceCall, config: G) -> bool:
-        return False
-
-    def remaining_parts(self, call: ResourceCall, config: G) -> list[str]:
-        """What a kind leaves besides the object (a grant) that its delete must have removed."""
-        return []
-
-    def outputs(self, call: ResourceCall, config: G, current: Any) -> dict[str, str]:
-        return {}
-
-    def details(self, call: ResourceCall, config: G, current: Any) -> dict[str, Any]:
-        return {}
-
-    def ready(self, current: Any) -> bool:
-        return True
-
-    # --- ownership -----------------------------------------------------------------------------
-
-    def claim(self, call: ResourceCall, config: G, current: Any) -> Claim:
+    def owner_claim(self, call: ResourceCall, config: G, current: Any) -> Claim:
         owner = owner_of(call, config)
         return claim(labelled(owner) if self.labelled else owner, self.owner_marks(call, config, current))
 
-    def found(self, call: ResourceCall, config: G) -> Any:
-        """`describe`, refused (`ForeignObject`, before anything is written) when it is another's."""
-        handed = getattr(_found, "value", None)
-        _found.value = None
-        if handed is not None and handed[0] is call:
-            return handed[1]  # just found (and checked) by `ensure`, in this thread, for this call
-        current = self.describe(call, config)
-        if current is not None:
-            found = self.claim(call, config, current)
-            if not found.allowed:
-                what = f"{self.label} {config.name}"
-                raise ForeignObject(f"{call.resource.id}: {foreign_message(what, owner_of(call, config), found.holder)}")
-        return current
-
-    def ours(self, call: ResourceCall, config: G, current: Any) -> bool:
-        return self.claim(call, config, current).allowed
-
-    # --- the lifecycle -------------------------------------------------------------------------
-
-    def ensure(self, call: ResourceCall) -> EnsureResult:
-        config = self.config(call)
-        current = self.found(call, config)
-        if current is None:
-            return to_create(f"{self.label} {config.name} is being created")
-        _found.value = (call, current)  # `converge`'s first `found` takes it instead of reading again
-        try:
-            return self.converge(call, config, "unchanged")
-        finally:
-            _found.value = None
-
-    def poll(self, call: ResourceCall) -> EnsureResult:
-        config = self.config(call)
-        if call.pending is not None and call.pending.token.get("stage") == "delete":
-            return self.poll_delete(call, config)
-        return self.converge(call, config, action_from(call))
-
-    def read(self, call: ResourceCall) -> ReadResult:
-        config = self.config(call)
-        current = self.describe(call, config)
-        if current is None:
-            return ReadResult(exists=False)
-        if not self.ours(call, config, current):
-            return ReadResult(exists=False, details={"owner": "another twin"})
-        outputs = self.outputs(call, config, current) if self.ready(current) else {}
-        return ReadResult(exists=True, outputs=outputs, details=self.details(call, config, current))
-
-    def delete(self, call: ResourceCall) -> EnsureResult:
-        config = self.config(call)
-        current = self.describe(call, config)
-        if current is None:
-            return self.verified(call, config, "deleted" if self.leftovers(call, config) else "absent")
-        found = self.claim(call, config, current)
-        if not found.allowed:
-            log.warning("%s: %s %s belongs to %s: left alone", call.resource.id, self.label, config.name, found.holder)
-            return EnsureResult(action="absent")
-        if not self.remove(call, config, current):
-            return self.deleting(config)
-        self.leftovers(call, config)
-        return self.verified(call, config, "deleted")
-
-    def poll_delete(self, call: ResourceCall, config: G) -> EnsureResult:
-        current = self.describe(call, config)
-        if current is not None and self.ours(call, config, current):
-            return self.deleting(config)
-        self.leftovers(call, config)
-        return self.verified(call, config, "deleted")
-
-    def deleting(self, config: G, what: str = "") -> EnsureResult:
-        return pending("deleted", what or f"{self.label} {config.name} is being deleted", stage="delete")
-
-    def remaining(self, call: ResourceCall, config: G) -> list[str]:
-        """What of this resource (this twin's, by ownership) is still there after its delete."""
-        current = self.describe(call, config)
-        left = [f"{self.label} {config.name}"] if current is not None and self.ours(call, config, current) else []
-        return left + self.remaining_parts(call, config)
-
-    def verified(self, call: ResourceCall, config: G, action: Action) -> EnsureResult:
-        """`action`, once nothing of the resource is left; else still deleting (polled, so a
-        destroy never reports Completed over an object it left behind)."""
-        left = self.remaining(call, config)
-        if left:
-            return self.deleting(config, f"still there after the delete: {', '.join(left)}")
-        return EnsureResult(action=action)
+    def poll_seconds(self) -> float:
+        return poll_seconds()

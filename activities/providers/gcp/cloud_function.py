@@ -39,7 +39,6 @@ from activities.providers.gcp._common import (
     functions,
     get_or_none,
     labels,
-    merge_action,
     missing_labels,
     naming,
     operation_error,
@@ -48,6 +47,7 @@ from activities.providers.gcp._common import (
     run_services,
     storage,
 )
+from activities.providers.lifecycle import merge_action
 from activities.providers.typed import with_settings
 from activities.registry import register
 from shared.engine.errors import PermanentError, TransientError

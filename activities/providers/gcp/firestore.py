@@ -27,18 +27,18 @@ from typing import Any
 from activities.providers.gcp._common import (
     GcpResource,
     account_email,
-    call_owner,
     change_policy,
     firestore_admin,
     firestore_data,
     get_or_none,
     ignore_missing,
     members_of,
-    merge_action,
     pending,
     project_of,
     project_policy,
 )
+from activities.providers.lifecycle import merge_action
+from activities.providers.typed import call_owner
 from activities.registry import register
 from shared.contracts import Output, StorageKey
 from shared.engine.errors import PermanentError

@@ -39,7 +39,6 @@ from activities.providers.gcp._common import (
     account_email,
     account_marks,
     adopt_account,
-    call_owner,
     change_policy,
     get_or_none,
     iam_admin,
@@ -56,13 +55,13 @@ from activities.providers.gcp._common import (
     subscriber,
 )
 from activities.providers.gcp.service_account import account_name
-from activities.providers.typed import ForeignObject
+from activities.providers.typed import call_owner, refuse_foreign
 from activities.registry import register
 from shared.contracts import PUBSUB_DEVICE_ID_ATTRIBUTE, device_credentials_output
 from shared.engine.errors import TransientError
 from shared.engine.types import Action, EnsureResult, ResourceCall
 from shared.resources.gcp import GcpIotDeviceConfig
-from shared.resources.ownership import Claim, claim, foreign_message
+from shared.resources.ownership import Claim, claim
 
 PUBLISHER = "roles/pubsub.publisher"
 SUBSCRIBER = "roles/pubsub.subscriber"
@@ -107,10 +106,8 @@ def own_feedback_subscription(call: ResourceCall, config: GcpIotDeviceConfig) ->
         return None
     current = get_or_none(lambda: subscriber().get_subscription(request={"subscription": name}))
     if current is not None:
-        found = subscription_claim(call, current)
-        if not found.allowed:
-            what = f"feedback subscription {config.feedback_subscription}"
-            raise ForeignObject(f"{call.resource.id}: {foreign_message(what, call_owner(call), found.holder)}")
+        refuse_foreign(call, f"feedback subscription {config.feedback_subscription}", call_owner(call),
+                       subscription_claim(call, current))
     return current
 
 
