@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -222,6 +222,26 @@ async def twins_get(req: func.HttpRequest, client: df.DurableOrchestrationClient
     return json_response(ops.twin_view(twin, state))
 
 
+async def _start_operation(client: df.DurableOrchestrationClient, req: func.HttpRequest, twin: str,
+                           orchestrator: str, operation: str, options: EngineOptions,
+                           lacks: Callable[[dict[str, Any]], str | None]) -> func.HttpResponse:
+    """Start `orchestrator` on a recorded twin, under the gate: 409 while an operation runs (during
+    a twin's first deployment nothing is recorded yet, and the truthful answer is "wait", not
+    "nothing there"), 404 with what `lacks(state)` says the twin lacks for it."""
+    async with _gate.held(twin):
+        conflict = await _conflict(client, twin)
+        if conflict is not None:
+            return conflict
+        state = await ops.read_state(client, twin) or {}
+        missing = lacks(state)
+        if missing is not None:
+            return error(404, "twin", missing)
+        instance = ops.instance_id(twin, operation)
+        await client.start_new(orchestrator, instance,
+                               TwinOperation(twin, options, await ops.stale_holder(client, state)).to_dict())
+    return _accepted(client, req, instance)
+
+
 @bp.function_name("twins_delete")
 @bp.route(route="twins/{twin}", methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION)
 @bp.durable_client_input(client_name="client")
@@ -232,19 +252,9 @@ async def twins_delete(req: func.HttpRequest, client: df.DurableOrchestrationCli
     options, answer = _options()
     if answer is not None:
         return answer
-    async with _gate.held(twin):
-        # A running operation first: during the twin's first deployment nothing is recorded yet,
-        # and the truthful answer is "wait", not "nothing to destroy".
-        conflict = await _conflict(client, twin)
-        if conflict is not None:
-            return conflict
-        state = await ops.read_state(client, twin)
-        if not state or not state.get("resources"):
-            return error(404, "twin", f"twin {twin} has no recorded resources to destroy")
-        instance = ops.instance_id(twin, "destroy")
-        await client.start_new(names.DESTROY_TWIN, instance,
-                               TwinOperation(twin, options, await ops.stale_holder(client, state)).to_dict())
-    return _accepted(client, req, instance)
+    return await _start_operation(
+        client, req, twin, names.DESTROY_TWIN, "destroy", options,
+        lambda state: None if state.get("resources") else f"twin {twin} has no recorded resources to destroy")
 
 
 @bp.function_name("tokens_rotate")
@@ -265,17 +275,10 @@ async def tokens_rotate(req: func.HttpRequest, client: df.DurableOrchestrationCl
         if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= 3600:
             return error(400, "grace_seconds", "must be a number of seconds between 0 and 3600")
         options = replace(options, grace_seconds=float(grace))
-    async with _gate.held(twin):
-        conflict = await _conflict(client, twin)
-        if conflict is not None:
-            return conflict
-        state = await ops.read_state(client, twin)
-        if not state or names.INTER_CLOUD_TOKEN not in state.get("outputs", {}):
-            return error(404, "twin", f"twin {twin} has no inter-cloud token; deploy it first")
-        instance = ops.instance_id(twin, "rotate")
-        await client.start_new(names.ROTATE_TOKEN, instance,
-                               TwinOperation(twin, options, await ops.stale_holder(client, state)).to_dict())
-    return _accepted(client, req, instance)
+    return await _start_operation(
+        client, req, twin, names.ROTATE_TOKEN, "rotate", options,
+        lambda state: None if names.INTER_CLOUD_TOKEN in state.get("outputs", {})
+        else f"twin {twin} has no inter-cloud token; deploy it first")
 
 
 @bp.function_name("twins_refresh")
