@@ -41,6 +41,17 @@ GCP_JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 DEFAULT_GCP_TOKEN_AUDIENCE = AZURE_TOKEN_EXCHANGE_AUDIENCE
 
 
+# What azure-identity's credentials read from the process environment when they are made: a
+# credential is kept per identity, so a change of these makes a new one.
+_MANAGED_IDENTITY_ENVIRON = ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET")
+_DEFAULT_CREDENTIAL_ENVIRON = (
+    "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST", *_MANAGED_IDENTITY_ENVIRON,
+)
+_credentials: dict[tuple[str, ...], Any] = {}
+_credentials_lock = threading.Lock()
+
+
 @dataclass(frozen=True)
 class Clouds:
     """Client factory for one configuration (real or sandbox)."""
@@ -61,6 +72,23 @@ class Clouds:
         return bool(self.environ.get("IDENTITY_ENDPOINT") and self.environ.get("IDENTITY_HEADER"))
 
     def azure_credential(self) -> Any:
+        """The Azure credential of this configuration, one per process and identity: every client
+        and activity shares it, so a token is fetched once and kept until it nears expiry (a new
+        credential per client fetched its own, e.g. an IMDS call per role assignment on Azure)."""
+        if self.is_sandbox and not self.on_function_app:
+            key: tuple[str, ...] = ("sandbox", str(self._azure("deployer_principal_id")))
+        elif self.is_sandbox:
+            key = ("managed", self.environ.get(ControlPlaneSetting.AZURE_CLIENT_ID) or "",
+                   *(os.environ.get(name, "") for name in _MANAGED_IDENTITY_ENVIRON))
+        else:
+            key = ("default", *(os.environ.get(name, "") for name in _DEFAULT_CREDENTIAL_ENVIRON))
+        with _credentials_lock:
+            credential = _credentials.get(key)
+            if credential is None:
+                credential = _credentials[key] = self._new_azure_credential()
+        return credential
+
+    def _new_azure_credential(self) -> Any:
         if self.is_sandbox and not self.on_function_app:
             from sandbox.core.auth import SandboxCredential
 
