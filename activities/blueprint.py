@@ -32,6 +32,7 @@ from shared.engine.types import (
     EventBatch,
     Observation,
     Payload,
+    Pending,
     ReadResult,
     ResourceCall,
     SecretRequest,
@@ -153,8 +154,15 @@ def resource_delete(payload: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity=names.SETTINGS_APPLY)
 def settings_apply(payload: dict[str, Any]) -> dict[str, Any]:
-    """`ResourceCall` -> `SettingsApplied`: a consumer's read-modify-write of its wired settings."""
-    return _run("apply_settings", payload, lambda p, c: SettingsApplied(bool(p.apply_settings(c)))).to_dict()
+    """`ResourceCall` -> `SettingsApplied`: a consumer's read-modify-write of its wired settings
+    (pending while the cloud rolls them out)."""
+    return _run("apply_settings", payload, lambda p, c: _settings_applied(p.apply_settings(c))).to_dict()
+
+
+def _settings_applied(outcome: bool | Pending) -> SettingsApplied:
+    if isinstance(outcome, Pending):
+        return SettingsApplied(True, outcome)
+    return SettingsApplied(bool(outcome))
 
 
 @bp.activity_trigger(input_name="payload", activity=names.EVENTS_PUBLISH)

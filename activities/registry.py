@@ -28,7 +28,7 @@ from typing import TypeVar
 
 from shared.contracts import ControlPlaneSetting
 from shared.engine.errors import PermanentError
-from shared.engine.types import EnsureResult, ReadResult, ResourceCall
+from shared.engine.types import EnsureResult, Pending, ReadResult, ResourceCall
 
 # Alias kept for the AWS provider tests, which import it by this name.
 PROVIDER_MODULES_SETTING = ControlPlaneSetting.PROVIDER_MODULES
@@ -52,7 +52,9 @@ class Provider:
     def delete(self, call: ResourceCall) -> EnsureResult:
         raise PermanentError(f"{type(self).__name__} cannot delete {call.resource.kind} resources")
 
-    def apply_settings(self, call: ResourceCall) -> bool:
+    def apply_settings(self, call: ResourceCall) -> bool | Pending:
+        """Read-modify-write the consumer's wired settings: whether it wrote, or a `Pending` while
+        the cloud still rolls the written settings out (then called again with `call.pending`)."""
         raise PermanentError(f"{call.resource.kind} resources take no settings, yet the plan wires some to them")
 
 

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -36,6 +36,7 @@ from shared.engine.types import (
     EnsureResult,
     EventBatch,
     Payload,
+    Pending,
     Resource,
     ResourceCall,
     SettingsApplied,
@@ -193,14 +194,47 @@ def fan_out(ctx: df.DurableOrchestrationContext, activity: str, payloads: dict[s
     return results, failed
 
 
+def settings_rounds(ctx: df.DurableOrchestrationContext, calls: dict[str, ResourceCall], opts: EngineOptions,
+                    tag: str) -> Gen:
+    """`settings_apply` for every consumer (`fan_out`), then again, after the shortest wait asked,
+    for those whose cloud still rolls the new settings out, until each is done or the poll
+    deadline passes. Returns ({consumer: whether it wrote}, {consumer: failure message})."""
+    deadline = ctx.current_utc_datetime + timedelta(seconds=opts.poll_timeout_seconds)
+    changed: dict[str, bool] = {}
+    errors: dict[str, str] = {}
+    todo: dict[str, Payload] = dict(calls)
+    polls = 0
+    while todo:
+        results, failed = yield from fan_out(ctx, names.SETTINGS_APPLY, todo, opts, tag)
+        errors.update(failed)
+        waiting: dict[str, Pending] = {}
+        for consumer, raw in results.items():
+            applied = SettingsApplied.from_dict(raw)
+            if applied.pending is None:
+                changed[consumer] = applied.changed
+            else:
+                waiting[consumer] = applied.pending
+        if not waiting:
+            break
+        wake = ctx.current_utc_datetime + timedelta(seconds=max(0.0, min(p.poll_after_seconds for p in waiting.values())))
+        if wake > deadline:
+            for consumer, still in sorted(waiting.items()):
+                errors[consumer] = _strip_where(f"{still.description or 'its new settings'} did not finish "
+                                                f"within {opts.poll_timeout_seconds:g} s ({polls} polls)", consumer)
+            break
+        if wake > ctx.current_utc_datetime:
+            yield ctx.create_timer(wake)
+        polls += 1
+        todo = {c: replace(calls[c], pending=pending) for c, pending in waiting.items()}
+    return changed, errors
+
+
 def apply_consumers(ctx: df.DurableOrchestrationContext, twin: str, state: TwinState, wanted: dict[str, Desired],
                     opts: EngineOptions, tag: str) -> Gen:
     """One read-modify-write per consumer (`fan_out`), then their applied versions are recorded.
     Returns (Propagation, failure messages)."""
-    payloads: dict[str, Payload] = {
-        c: resource_call(twin, state, state.resources[c].resource(c), w.settings) for c, w in wanted.items()}
-    results, errors = yield from fan_out(ctx, names.SETTINGS_APPLY, payloads, opts, tag)
-    outcome = {c: SettingsApplied.from_dict(r).changed for c, r in results.items()}
+    calls = {c: resource_call(twin, state, state.resources[c].resource(c), w.settings) for c, w in wanted.items()}
+    outcome, errors = yield from settings_rounds(ctx, calls, opts, tag)
     applied = {c: wanted[c].versions for c in sorted(outcome) if wanted[c].versions}
     if applied:
         signal_state(ctx, twin, StateOp.RECORD_APPLIED, RecordApplied(applied))

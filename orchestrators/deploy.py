@@ -111,7 +111,8 @@ class LateWiring:
         applied: dict[str, dict[str, int]] = {}
         for consumer, (task, want) in sorted(self.members.items()):
             try:
-                SettingsApplied.from_dict((yield task))
+                if SettingsApplied.from_dict((yield task)).pending is not None:
+                    continue  # written, not serving yet: still behind, and the release waits for it
             except Exception:
                 continue  # still behind: the release applies it
             self.given[consumer] = want.versions

@@ -113,9 +113,12 @@ class ResourceCall(Payload):
 
 @dataclass(frozen=True)
 class SettingsApplied(Payload):
-    """`settings_apply`'s result: whether the consumer's settings were written."""
+    """`settings_apply`'s result: whether the consumer's settings were written; `pending` while the
+    cloud still rolls them out (a new revision): `settings_apply` is called again with it, as
+    `resource_poll` is, until they serve."""
 
     changed: bool
+    pending: Pending | None = None
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,39 @@ def test_propagation_by_hand_makes_no_write_when_current(engine: Engine) -> None
     assert len(engine.calls("apply-write")) == before
 
 
+def _deployed_with_a_new_url_ahead(engine: Engine, twin: str, rollout: int) -> dict[str, Any]:
+    """A twin whose persister holds the instance URL; then a new URL, whose settings write rolls out
+    over `rollout` further calls. The persister starts with the instance (no needs), so it is given
+    the old URL and the new one reaches it through `settings_apply`."""
+    p = plan(twin, [resource("azure/L4/adt", [], ["ADT_INSTANCE_URL"]), resource("gcp/L2/persister")],
+             wires=[("ADT_INSTANCE_URL", "gcp/L2/persister", "ADT_INSTANCE_URL")])
+    assert _deploy(engine, p)["runtimeStatus"] == "Completed"
+    engine.wait_idle(twin)
+    engine.configure({"resources": {"azure/L4/adt": {"generation": 2}, "gcp/L2/persister": {"apply_rollout": rollout}}})
+    return p
+
+
+def test_settings_still_rolling_out_are_polled_until_they_serve(engine: Engine) -> None:
+    p = _deployed_with_a_new_url_ahead(engine, "rollout", 3)
+    assert _deploy(engine, p, 2)["runtimeStatus"] == "Completed"
+    engine.wait_idle("rollout")
+    assert engine.settings("gcp/L2/persister")["ADT_INSTANCE_URL"].endswith("/g2")
+    # The write answered pending, then three calls while its settings rolled out; the next saw them serve.
+    assert [rid for _, rid, *_ in engine.calls("apply-pending")] == ["gcp/L2/persister"] * 3
+    instance = engine.start("propagate_outputs", "twin:rollout:propagate:x", {"twin": "rollout"})
+    result = engine.wait(instance)
+    assert result["runtimeStatus"] == "Completed"  # the applied version was recorded once they served
+    assert result["output"]["unchanged"] == ["gcp/L2/persister"] and result["output"]["changed"] == []
+
+
+def test_settings_that_never_serve_fail_the_propagation_at_the_poll_deadline(engine: Engine) -> None:
+    p = _deployed_with_a_new_url_ahead(engine, "stuck", 1000)
+    result = _deploy(engine, p, 2, options={"poll_timeout_seconds": 0.5})
+    assert result["runtimeStatus"] == "Failed"
+    assert "gcp/L2/persister: new settings rolling out did not finish within 0.5 s" in str(result["output"])
+    assert "gcp/L2/persister: gcp/L2/persister:" not in str(result["output"])
+
+
 def test_destroy_is_reverse_ordered_and_tolerates_resources_already_gone(engine: Engine) -> None:
     engine.configure({"default": {"delay": 0.1}})
     p = plan("gone", [

@@ -18,7 +18,7 @@ from typing import Any
 
 from activities.registry import provider_for
 from sandbox.server import Sandbox
-from shared.engine.types import EnsureResult, Resource, ResourceCall
+from shared.engine.types import EnsureResult, Pending, Resource, ResourceCall
 from shared.loaders import spec_from_dict
 from shared.plan import Plan, build_plan
 
@@ -106,6 +106,7 @@ class Walker:
     plan: Plan
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)
     polls: int = 0
+    settings_polls: int = 0
     actions: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -165,8 +166,18 @@ class Walker:
         return provider_for(r.provider, r.kind).read(self.call(rid))
 
     def apply_settings(self, rid: str, settings: dict[str, str | None]) -> bool:
+        """Whether the settings were written, once they serve (a pending apply is called again
+        with its token, as `settings_rounds` does); `self.settings_polls` counts those calls."""
         r = self.plan.resource(rid)
-        return bool(provider_for(r.provider, r.kind).apply_settings(self.call(rid, settings=settings)))
+        provider = provider_for(r.provider, r.kind)
+        outcome = provider.apply_settings(self.call(rid, settings=settings))
+        deadline = time.monotonic() + POLL_LIMIT_SECONDS
+        while isinstance(outcome, Pending):
+            assert time.monotonic() < deadline, f"{rid}: settings still pending after {POLL_LIMIT_SECONDS}s"
+            time.sleep(min(outcome.poll_after_seconds, 0.5))
+            self.settings_polls += 1
+            outcome = provider.apply_settings(self.call(rid, outcome, settings=settings))
+        return outcome
 
     def delete(self, rid: str) -> EnsureResult:
         r = self.plan.resource(rid)

@@ -321,14 +321,15 @@ def test_settings_are_read_modify_written_once(deployed: Walker, sandbox: Sandbo
     w = deployed
     rid = f"gcp/L2/{Function.PERSISTER}"
     url = "https://pusher.example.net/api/adt-pusher"
-    mark = sandbox.seq()
+    mark, polls = sandbox.seq(), w.settings_polls
     assert w.apply_settings(rid, {Setting.REMOTE_ADT_PUSHER_URL: url}) is True
     assert sandbox.writes(mark) == ["cloudfunctions:UpdateFunction"]
+    assert w.settings_polls > polls  # the new revision was polled until it served, outside the first call
     env = dict(_function(sandbox, w, Function.PERSISTER).service_config.environment_variables)
     assert env[Setting.REMOTE_ADT_PUSHER_URL] == url and Setting.DIGITAL_TWIN_INFO in env  # others kept
-    mark = sandbox.seq()
+    mark, polls = sandbox.seq(), w.settings_polls
     assert w.apply_settings(rid, {Setting.REMOTE_ADT_PUSHER_URL: url}) is False
-    assert sandbox.writes(mark) == []
+    assert sandbox.writes(mark) == [] and w.settings_polls == polls
     assert w.apply_settings(rid, {Setting.REMOTE_ADT_PUSHER_URL: None}) is True
     assert Setting.REMOTE_ADT_PUSHER_URL not in _function(sandbox, w, Function.PERSISTER).service_config.environment_variables
 
@@ -348,6 +349,38 @@ def test_a_change_made_elsewhere_is_put_back(deployed: Walker, sandbox: SandboxH
     assert w.ensure(f"gcp/L2/{Function.EVENT_CHECKER}").action == "updated"
     assert sandbox.writes(mark) == ["cloudfunctions:UpdateFunction"]
     assert Setting.EVENT_RULES in _function(sandbox, w, Function.EVENT_CHECKER).service_config.environment_variables
+
+
+def test_settings_whose_revision_keeps_failing_stop_after_three_deploys(deployed: Walker,
+                                                                       sandbox: SandboxHandle) -> None:
+    """A settings revision that fails (here: the function's service account is gone) is written
+    again, and after `MAX_DEPLOY_ATTEMPTS` the apply fails permanently, naming Google's reason."""
+    from google.api_core.exceptions import GoogleAPICallError
+    from google.cloud import functions_v2
+    from google.protobuf import field_mask_pb2
+
+    from activities.providers.gcp.cloud_function import MAX_DEPLOY_ATTEMPTS
+    from shared.engine.errors import PermanentError
+
+    w = deployed
+    rid = f"gcp/L2/{Function.PERSISTER}"
+    fn = _function(sandbox, w, Function.PERSISTER)
+    client = sandbox.client(functions_v2.FunctionServiceClient)
+    mask = field_mask_pb2.FieldMask(paths=["service_config.service_account_email"])
+
+    def with_account(email: str) -> Any:
+        return client.update_function(
+            function=functions_v2.Function(name=fn.name, service_config={"service_account_email": email}),
+            update_mask=mask)
+
+    with pytest.raises(GoogleAPICallError):
+        with_account(f"gone@{sandbox.project}.iam.gserviceaccount.com").result(60)
+    mark = sandbox.seq()
+    with pytest.raises(PermanentError, match=f"failed to deploy {MAX_DEPLOY_ATTEMPTS} times .*does not exist"):
+        w.apply_settings(rid, {Setting.REMOTE_ADT_PUSHER_URL: "https://pusher.example.net/api/adt-pusher"})
+    assert sandbox.writes(mark) == ["cloudfunctions:UpdateFunction"] * MAX_DEPLOY_ATTEMPTS
+    with_account(fn.service_config.service_account_email).result(60)
+    assert _function(sandbox, w, Function.PERSISTER).state == functions_v2.Function.State.ACTIVE
 
 
 def test_a_function_package_is_built_once_per_configuration(

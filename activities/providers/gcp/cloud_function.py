@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import time
 from typing import TYPE_CHECKING, Any
 
 from activities import packages
@@ -43,6 +42,7 @@ from activities.providers.gcp._common import (
     naming,
     operation_error,
     pending,
+    poll_seconds,
     project_of,
     run_services,
     storage,
@@ -51,7 +51,7 @@ from activities.providers.lifecycle import merge_action
 from activities.providers.typed import with_settings
 from activities.registry import register
 from shared.engine.errors import PermanentError, TransientError
-from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
 from shared.resources.gcp import CloudFunctionConfig
 
 if TYPE_CHECKING:
@@ -64,8 +64,6 @@ DEFAULT_TIMEOUT_S = 60
 TIMER_TIMEOUT_S = 540
 MAX_INSTANCES = 20
 MAX_DEPLOY_ATTEMPTS = 3
-APPLY_WAIT_SECONDS = 45.0
-"""How long `apply_settings` waits for the new revision (well under an activity's minute)."""
 
 
 def function_path(project: str, region: str, function_id: str) -> str:
@@ -315,23 +313,39 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
             },
         )
 
-    def apply_settings(self, call: ResourceCall) -> bool:
+    def apply_settings(self, call: ResourceCall) -> bool | Pending:
+        """Merge the wired settings into the function's environment. A change is a new revision,
+        which Google deploys in a minute or two: answered pending (the token holds whether this
+        apply wrote, and the operation) until it serves, so no activity waits for it; a revision
+        that failed is written again, up to `MAX_DEPLOY_ATTEMPTS` times."""
         from google.cloud import functions_v2
         from google.protobuf import field_mask_pb2
 
         config = self.config(call)
+        token = dict(call.pending.token) if call.pending is not None else {}
+        wrote, attempts = bool(token.get("wrote")), int(token.get("attempts", 0))
         fn = get_function(config)
         if fn is None:
             raise TransientError(f"Cloud Function {config.name} does not exist yet; its settings are applied when "
                                  "it is created")
         if not self.ours(call, config, fn):
             raise PermanentError(f"Cloud Function {config.name} belongs to another twin: its settings are not changed")
-        if _state(fn) != "ACTIVE":
-            raise TransientError(f"Cloud Function {config.name} is {_state(fn)}; settings are applied after it")
+        state = _state(fn)
+        if state == "DEPLOYING":
+            # A revision is being deployed (ours, or one started elsewhere): settings follow it.
+            return self._settings_pending(config, wrote, attempts, token.get("operation"))
+        failure = operation_error(functions(), str(token["operation"])) if token.get("operation") else None
+        if state == "FAILED":
+            failure = failure or "; ".join(m.message for m in fn.state_messages) or "the last deployment failed"
+        if failure is not None and attempts >= MAX_DEPLOY_ATTEMPTS:
+            raise PermanentError(f"Cloud Function {config.name}: its new settings failed to deploy {attempts} times "
+                                 f"({failure})")
+        if state not in ("ACTIVE", "FAILED"):
+            raise TransientError(f"Cloud Function {config.name} is {state}; settings are applied after it")
         current = dict(fn.service_config.environment_variables)
         merged = with_settings(current, call.settings)
-        if merged == current:
-            return False
+        if merged == current and failure is None:
+            return wrote
         patch = functions_v2.Function(name=fn.name, service_config={"environment_variables": merged})
         try:
             op = functions().update_function(request={
@@ -339,26 +353,13 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
         except _busy_errors() as exc:
             raise TransientError(f"Cloud Function {config.name}: another operation is in progress ({exc.message})") \
                 from None
-        self._await_revision(config, op.operation.name)
-        return True
+        return self._settings_pending(config, True, attempts + 1, op.operation.name)
 
-    def _await_revision(self, config: CloudFunctionConfig, operation: str) -> None:
-        """Until the settings' revision serves: done, or a transient error (the retry finds the
-        settings current once it does, and writes nothing)."""
-        from google.longrunning import operations_pb2
-
-        deadline = time.monotonic() + APPLY_WAIT_SECONDS
-        delay = 0.1
-        while time.monotonic() < deadline:
-            op = functions().get_operation(operations_pb2.GetOperationRequest(name=operation))
-            if op.done:
-                if op.error.code:
-                    raise TransientError(f"Cloud Function {config.name}: the settings' deploy failed "
-                                         f"({op.error.message}); will retry")
-                return
-            time.sleep(delay)
-            delay = min(delay * 1.5, 5.0)
-        raise TransientError(f"Cloud Function {config.name}: its new settings are still being deployed")
+    def _settings_pending(self, config: CloudFunctionConfig, wrote: bool, attempts: int,
+                          operation: Any) -> Pending:
+        return Pending(token={"wrote": wrote, "attempts": attempts, "operation": operation},
+                       poll_after_seconds=poll_seconds(),
+                       description=f"Cloud Function {config.name}: its new settings are being deployed")
 
     def remove(self, call: ResourceCall, config: CloudFunctionConfig, current: Any) -> bool:
         if _state(current) == "DELETING":

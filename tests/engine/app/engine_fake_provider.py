@@ -7,8 +7,9 @@ Files come from app settings: `ENGINE_FAKE_DB` (state and the call log, which te
     {"default": {...}, "kinds": {kind: {...}}, "resources": {id: {...}}}   # later wins
     behaviour keys: delay (s, inside ensure), long (s, a long operation polled), poll_after (s),
     transient_failures (n first ensure calls fail transiently), permanent (message),
-    delete_missing (bool: the resource is already gone), apply_delay (s), generation (int, part
-    of every output value: bump it to change outputs)
+    delete_missing (bool: the resource is already gone), apply_delay (s), apply_rollout (n: after a
+    settings write, that many calls answer pending before it serves), generation (int, part of
+    every output value: bump it to change outputs)
 """
 
 from __future__ import annotations
@@ -113,6 +114,17 @@ def _bump(db: Any, key: str) -> int:
     with _WRITE:
         db.execute("INSERT INTO counters (key, n) VALUES (?, 1) ON CONFLICT(key) DO UPDATE SET n = n + 1", (key,))
         return int(db.execute("SELECT n FROM counters WHERE key = ?", (key,)).fetchone()[0])
+
+
+def _rollout_left(db: Any, rid: str) -> int:
+    row = db.execute("SELECT n FROM counters WHERE key = ?", (f"rollout:{rid}",)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _set_rollout(db: Any, rid: str, left: int) -> None:
+    with _WRITE:
+        db.execute("INSERT INTO counters (key, n) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET n = ?",
+                   (f"rollout:{rid}", left, left))
 
 
 def _outputs(call: ResourceCall, generation: int, old: dict[str, str]) -> dict[str, str]:
@@ -229,10 +241,12 @@ class FakeProvider(Provider):
         finally:
             db.close()
 
-    def apply_settings(self, call: ResourceCall) -> bool:
+    def apply_settings(self, call: ResourceCall) -> bool | Pending:
         rid = call.resource.id
         b = behaviour(rid, call.resource.kind)
         started = time.time()
+        rollout = int(b.get("apply_rollout", 0))
+        wrote = bool(call.pending.token.get("wrote")) if call.pending is not None else False
         db = _db()
         def merge(current: dict[str, Any]) -> dict[str, Any]:
             merged = dict(current)
@@ -248,8 +262,13 @@ class FakeProvider(Provider):
             if row is None:
                 raise PermanentError("the consumer does not exist")
             _log(db, "apply-read", rid, started)
+            left = _rollout_left(db, rid)
+            if left > 0:  # written settings still rolling out: every caller waits for them
+                _set_rollout(db, rid, left - 1)
+                _log(db, "apply-pending", rid, started)
+                return Pending({"wrote": wrote}, 0.05, f"{rid}: new settings rolling out")
             if merge(json.loads(row[0])) == json.loads(row[0]):
-                return False
+                return wrote
             time.sleep(float(b.get("apply_delay", 0)))  # the cloud's update time, outside the lock
             with _WRITE:
                 db.execute("BEGIN IMMEDIATE")
@@ -257,6 +276,9 @@ class FakeProvider(Provider):
                 db.execute("UPDATE resources SET settings = ? WHERE rid = ?", (json.dumps(merge(current)), rid))
                 _log(db, "apply-write", rid, started, sorted(call.settings))
                 db.execute("COMMIT")
+            if rollout:
+                _set_rollout(db, rid, rollout)
+                return Pending({"wrote": True}, 0.05, f"{rid}: new settings rolling out")
             return True
         finally:
             db.close()
