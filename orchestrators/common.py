@@ -231,8 +231,8 @@ def settings_rounds(ctx: df.DurableOrchestrationContext, calls: dict[str, Resour
 
 def apply_consumers(ctx: df.DurableOrchestrationContext, twin: str, state: TwinState, wanted: dict[str, Desired],
                     opts: EngineOptions, tag: str) -> Gen:
-    """One read-modify-write per consumer (`fan_out`), then their applied versions are recorded.
-    Returns (Propagation, failure messages)."""
+    """One read-modify-write per consumer (`settings_rounds`: polled while the cloud rolls it out),
+    then their applied versions are recorded. Returns (Propagation, failure messages)."""
     calls = {c: resource_call(twin, state, state.resources[c].resource(c), w.settings) for c, w in wanted.items()}
     outcome, errors = yield from settings_rounds(ctx, calls, opts, tag)
     applied = {c: wanted[c].versions for c in sorted(outcome) if wanted[c].versions}
