@@ -31,7 +31,7 @@ import pytest
 from activities.clouds import SANDBOX_DIR_SETTING
 from activities.registry import PROVIDER_MODULES_SETTING, provider_for
 from sandbox.server import Sandbox
-from shared.engine.types import EnsureResult, Resource, ResourceCall
+from shared.engine.types import EnsureResult, Pending, Resource, ResourceCall
 from shared.loaders import spec_from_dict
 from shared.plan import Plan, build_plan
 
@@ -146,6 +146,7 @@ class Walker:
     plan: Plan
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)
     polls: int = 0
+    settings_polls: int = 0
 
     @property
     def twin(self) -> str:
@@ -204,8 +205,18 @@ class Walker:
         return provider_for(r.provider, r.kind).read(self.call(rid))
 
     def apply_settings(self, rid: str, settings: dict[str, str | None]) -> bool:
+        """Whether the settings were written, once applied: a pending answer is asked again with
+        its token, as the engine's `settings_rounds` does (`settings_polls` counts those calls)."""
         r = self.plan.resource(rid)
-        return bool(provider_for(r.provider, r.kind).apply_settings(self.call(rid, settings=settings)))
+        provider, pending = provider_for(r.provider, r.kind), None
+        for _ in range(int(POLL_LIMIT_SECONDS / 0.05)):
+            outcome = provider.apply_settings(self.call(rid, pending, settings=settings))
+            if not isinstance(outcome, Pending):
+                return outcome
+            pending = outcome
+            self.settings_polls += 1
+            time.sleep(outcome.poll_after_seconds)
+        raise AssertionError(f"{rid}: settings still pending after {POLL_LIMIT_SECONDS}s")
 
     def delete(self, rid: str) -> EnsureResult:
         r = self.plan.resource(rid)

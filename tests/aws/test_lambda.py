@@ -78,15 +78,17 @@ def test_apply_settings_keeps_other_variables_and_skips_when_current(walker: Any
     env = lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
     assert env["DYNAMODB_TABLE_NAME"] == f"{w.twin}-hot-iot-data" and env["USE_EVENT_CHECKING"] == "true"
     lam.update_function_configuration(FunctionName=name, Environment={"Variables": {**env, "OPERATOR_NOTE": "keep"}})
+    polls = w.settings_polls
     assert w.apply_settings(rid, {"REMOTE_ADT_PUSHER_URL": "https://pusher.example/api/adt-pusher",
                                   "INTER_CLOUD_TOKEN": "t0ken-value"}) is True
+    assert w.settings_polls > polls  # asked again until the update was Successful
     after = lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
     assert after["OPERATOR_NOTE"] == "keep" and after["DYNAMODB_TABLE_NAME"] == env["DYNAMODB_TABLE_NAME"]
     assert after["REMOTE_ADT_PUSHER_URL"] == "https://pusher.example/api/adt-pusher"
-    mark = ops.mark()
+    mark, polls = ops.mark(), w.settings_polls
     assert w.apply_settings(rid, {"REMOTE_ADT_PUSHER_URL": "https://pusher.example/api/adt-pusher",
                                   "INTER_CLOUD_TOKEN": "t0ken-value"}) is False
-    assert ops.writes(mark) == []
+    assert ops.writes(mark) == [] and w.settings_polls == polls
     # None removes a setting.
     assert w.apply_settings(rid, {"REMOTE_ADT_PUSHER_URL": None}) is True
     assert "REMOTE_ADT_PUSHER_URL" not in lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"]

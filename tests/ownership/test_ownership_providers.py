@@ -7,12 +7,14 @@ like `greenhouse-x`'s. The second twin's `ensure` fails naming the owner and cha
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from ownership_kit import Driver, example, plan_of, renamed
 
 from activities.providers.aws._common import client
+from activities.registry import provider_for
 from shared.engine.errors import PermanentError
 from shared.resources.ownership import CONTROL_PLANE
 
@@ -52,6 +54,9 @@ def test_device_names_of_another_twin_are_refused_and_never_deleted(greenhouse_x
     g.ensure_all("aws/setup/resource-group")
     _refused(g, "aws/L1/device-x-climate-sensor-1", "greenhouse-x")
     _refused(g, "aws/L2/processor-x-climate-sensor-1", "greenhouse-x")
+    settings = replace(g.call("aws/L2/processor-x-climate-sensor-1"), settings={"OPERATOR_NOTE": "greenhouse's"})
+    with pytest.raises(PermanentError, match="twin 'greenhouse-x'"):  # nor are its settings written
+        provider_for("aws", "lambda").apply_settings(settings)
     # Nothing of greenhouse-x changed: the same certificate, the same function and settings.
     assert iot.list_thing_principals(thingName=thing)["principals"] == certificates
     assert _function(lam, function) == _function(lam, function, before)

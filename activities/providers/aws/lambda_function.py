@@ -37,7 +37,7 @@ from activities.providers.typed import with_settings
 from activities.registry import register
 from shared.contracts import Setting
 from shared.engine.errors import PermanentError, TransientError
-from shared.engine.types import Action, EnsureResult, ReadResult, ResourceCall
+from shared.engine.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
 from shared.resources.aws import LambdaConfig
 
 MEMORY_MB = 256
@@ -377,20 +377,33 @@ class LambdaFunction(AwsResource[LambdaConfig]):
             },
         )
 
-    def apply_settings(self, call: ResourceCall) -> bool:
+    def apply_settings(self, call: ResourceCall) -> bool | Pending:
+        """Merge the wired settings into the function's environment. AWS applies a configuration
+        update in a few seconds (`LastUpdateStatus: InProgress`, meanwhile invocations still see
+        the old values): answered pending until it is `Successful`, so a rotation moves on only
+        once the function holds the new token. Another twin's function is refused."""
         config = self.config(call)
-        conf = self.describe(call, config)
+        wrote = bool(call.pending.token.get("wrote")) if call.pending is not None else False
+        conf = self.found(call, config)
         if conf is None:
             raise TransientError(f"Lambda {config.name} does not exist yet; its settings are applied when it is created")
-        if _busy(conf):
-            raise TransientError(f"Lambda {config.name} is being updated; settings are applied after it")
+        _check_failed(config.name, conf)
+        if _busy(conf):  # an update under way (ours, or one made elsewhere): the settings follow it
+            return self._settings_pending(config, wrote)
+        if wrote and conf.get("LastUpdateStatus") == "Failed":
+            raise PermanentError(f"Lambda {config.name}: its new settings were not applied: "
+                                 f"{conf.get('LastUpdateStatusReason') or 'no reason given'}")
         current = dict((conf.get("Environment") or {}).get("Variables") or {})
         merged = with_settings(current, call.settings)
         if merged == current:
-            return False
+            return wrote
         client("lambda", config.region).update_function_configuration(FunctionName=config.name,
                                                                       Environment={"Variables": merged})
-        return True
+        return self._settings_pending(config, True)
+
+    def _settings_pending(self, config: LambdaConfig, wrote: bool) -> Pending:
+        return Pending(token={"wrote": wrote}, poll_after_seconds=self.poll_seconds(),
+                       description=f"Lambda {config.name}: its new settings are being applied")
 
     def remove(self, call: ResourceCall, config: LambdaConfig, current: Any) -> bool:
         # Its URL and resource policy go with it.
