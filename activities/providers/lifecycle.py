@@ -17,17 +17,14 @@ object names its owner (`owner_claim`) and how often its long operations are pol
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any
 
-from activities.providers.typed import TypedProvider, owner_of, refuse_foreign, to_create
+from activities.providers.typed import TypedProvider, deletable, owner_of, refuse_foreign, to_create
 from shared.engine.errors import PermanentError
 from shared.engine.types import Action, EnsureResult, Pending, ReadResult, ResourceCall
 from shared.resources.base import C
 from shared.resources.ownership import Claim
-
-log = logging.getLogger("activities.ownership")
 
 ACTIONS: frozenset[str] = frozenset({"created", "updated", "unchanged", "deleted", "absent"})
 
@@ -56,6 +53,11 @@ def merge_action(first: Action, later: Action) -> Action:
         if candidate in (first, later):
             return candidate  # type: ignore[return-value]
     return first
+
+
+def settings_written(call: ResourceCall) -> bool:
+    """Whether an earlier call of this `apply_settings` wrote the settings (its `settings_pending`)."""
+    return call.pending is not None and bool(call.pending.token.get("wrote"))
 
 
 # `ensure` hands the object it found (and checked) to `converge`'s first `found`, in the same thread.
@@ -131,6 +133,11 @@ class DescribedResource(TypedProvider[C]):
     def pending(self, action: Action, description: str, **token: Any) -> EnsureResult:
         return pending(action, description, self.poll_seconds(), **token)
 
+    def settings_pending(self, description: str, wrote: bool, **token: Any) -> Pending:
+        """`apply_settings`' answer while the cloud rolls settings out: called again with it, the
+        apply reads `settings_written` (whether an earlier call of this apply wrote them)."""
+        return Pending(token={"wrote": wrote, **token}, poll_after_seconds=self.poll_seconds(), description=description)
+
     def ensure(self, call: ResourceCall) -> EnsureResult:
         config = self.config(call)
         current = self.found(call, config)
@@ -163,9 +170,7 @@ class DescribedResource(TypedProvider[C]):
         current = self.describe(call, config)
         if current is None:
             return self.verified(call, config, "deleted" if self.leftovers(call, config) else "absent")
-        claim = self.owner_claim(call, config, current)
-        if not claim.allowed:
-            log.warning("%s: %s %s belongs to %s: left alone", call.resource.id, self.label, config.name, claim.holder)
+        if not deletable(call, f"{self.label} {config.name}", self.owner_claim(call, config, current)):
             return EnsureResult(action="absent")
         if not self.remove(call, config, current):
             return self.deleting(config)

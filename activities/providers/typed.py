@@ -95,7 +95,12 @@ def is_ours(call: ResourceCall, config: ResourceConfig, tags: Mapping[str, str] 
 def may_delete(call: ResourceCall, config: ResourceConfig, tags: Mapping[str, str] | None, what: str) -> bool:
     """Whether a `delete` may remove an object carrying `tags`: never another twin's (then the
     resource counts as absent: nothing of this twin is there)."""
-    found = claim(owner_of(call, config), tags)
+    return deletable(call, what, claim(owner_of(call, config), tags))
+
+
+def deletable(call: ResourceCall, what: str, found: Claim) -> bool:
+    """Whether a `delete` may remove the object `what` names, on the call's twin's claim `found`:
+    never another's (logged, and left alone)."""
     if not found.allowed:
         log.warning("%s: %s belongs to %s: left alone", call.resource.id, what, found.holder)
     return found.allowed

@@ -32,7 +32,7 @@ from activities.providers.aws._common import (
     tags,
 )
 from activities.providers.aws._iam import allow, delete_role, ensure_role, role_left
-from activities.providers.lifecycle import merge_action
+from activities.providers.lifecycle import merge_action, settings_written
 from activities.providers.typed import with_settings
 from activities.registry import register
 from shared.contracts import Setting
@@ -383,13 +383,13 @@ class LambdaFunction(AwsResource[LambdaConfig]):
         the old values): answered pending until it is `Successful`, so a rotation moves on only
         once the function holds the new token. Another twin's function is refused."""
         config = self.config(call)
-        wrote = bool(call.pending.token.get("wrote")) if call.pending is not None else False
+        wrote = settings_written(call)
         conf = self.found(call, config)
         if conf is None:
             raise TransientError(f"Lambda {config.name} does not exist yet; its settings are applied when it is created")
         _check_failed(config.name, conf)
         if _busy(conf):  # an update under way (ours, or one made elsewhere): the settings follow it
-            return self._settings_pending(config, wrote)
+            return self.settings_pending(f"Lambda {config.name}: its new settings are being applied", wrote)
         if wrote and conf.get("LastUpdateStatus") == "Failed":
             raise PermanentError(f"Lambda {config.name}: its new settings were not applied: "
                                  f"{conf.get('LastUpdateStatusReason') or 'no reason given'}")
@@ -399,11 +399,7 @@ class LambdaFunction(AwsResource[LambdaConfig]):
             return wrote
         client("lambda", config.region).update_function_configuration(FunctionName=config.name,
                                                                       Environment={"Variables": merged})
-        return self._settings_pending(config, True)
-
-    def _settings_pending(self, config: LambdaConfig, wrote: bool) -> Pending:
-        return Pending(token={"wrote": wrote}, poll_after_seconds=self.poll_seconds(),
-                       description=f"Lambda {config.name}: its new settings are being applied")
+        return self.settings_pending(f"Lambda {config.name}: its new settings are being applied", True)
 
     def remove(self, call: ResourceCall, config: LambdaConfig, current: Any) -> bool:
         # Its URL and resource policy go with it.

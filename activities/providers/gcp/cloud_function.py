@@ -42,12 +42,11 @@ from activities.providers.gcp._common import (
     naming,
     operation_error,
     pending,
-    poll_seconds,
     project_of,
     run_services,
     storage,
 )
-from activities.providers.lifecycle import merge_action
+from activities.providers.lifecycle import merge_action, settings_written
 from activities.providers.typed import with_settings
 from activities.registry import register
 from shared.engine.errors import PermanentError, TransientError
@@ -323,17 +322,16 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
 
         config = self.config(call)
         token = dict(call.pending.token) if call.pending is not None else {}
-        wrote, attempts = bool(token.get("wrote")), int(token.get("attempts", 0))
-        fn = get_function(config)
+        wrote, attempts = settings_written(call), int(token.get("attempts", 0))
+        fn = self.found(call, config)  # another twin's function: refused
         if fn is None:
             raise TransientError(f"Cloud Function {config.name} does not exist yet; its settings are applied when "
                                  "it is created")
-        if not self.ours(call, config, fn):
-            raise PermanentError(f"Cloud Function {config.name} belongs to another twin: its settings are not changed")
+        rolling_out = f"Cloud Function {config.name}: its new settings are being deployed"
         state = _state(fn)
         if state == "DEPLOYING":
             # A revision is being deployed (ours, or one started elsewhere): settings follow it.
-            return self._settings_pending(config, wrote, attempts, token.get("operation"))
+            return self.settings_pending(rolling_out, wrote, attempts=attempts, operation=token.get("operation"))
         failure = operation_error(functions(), str(token["operation"])) if token.get("operation") else None
         if state == "FAILED":
             failure = failure or "; ".join(m.message for m in fn.state_messages) or "the last deployment failed"
@@ -353,13 +351,7 @@ class CloudFunction(GcpResource[CloudFunctionConfig]):
         except _busy_errors() as exc:
             raise TransientError(f"Cloud Function {config.name}: another operation is in progress ({exc.message})") \
                 from None
-        return self._settings_pending(config, True, attempts + 1, op.operation.name)
-
-    def _settings_pending(self, config: CloudFunctionConfig, wrote: bool, attempts: int,
-                          operation: Any) -> Pending:
-        return Pending(token={"wrote": wrote, "attempts": attempts, "operation": operation},
-                       poll_after_seconds=poll_seconds(),
-                       description=f"Cloud Function {config.name}: its new settings are being deployed")
+        return self.settings_pending(rolling_out, True, attempts=attempts + 1, operation=op.operation.name)
 
     def remove(self, call: ResourceCall, config: CloudFunctionConfig, current: Any) -> bool:
         if _state(current) == "DELETING":
